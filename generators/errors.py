@@ -1,0 +1,37 @@
+"""The one user-facing error type: a problem at a place in an input file."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class SpecError(NamedTuple):
+    path: str
+    line: int
+    col: int
+    pointer: str
+    message: str
+    warning: bool = False
+
+    def format(self) -> str:
+        pointer = self.pointer or "/"
+        prefix = "warning: " if self.warning else ""
+        return f"{self.path}:{self.line}:{self.col}: {pointer}: {prefix}{self.message}"
+
+
+def sort_key(error: SpecError) -> tuple[str, int, int, str, str]:
+    return (error.path, error.line, error.col, error.pointer, error.message)
+
+
+class SpecErrors(Exception):
+    """Raised with every problem found in one or more input files."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = sorted(set(errors), key=sort_key)
+        super().__init__("\n".join(e.format() for e in self.errors))
+
+    def lines(self) -> list[str]:
+        return [e.format() for e in self.errors]
+
+
+class UserError(Exception):
+    """A problem the user can fix that is not tied to a place in a file (exit 1)."""

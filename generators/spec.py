@@ -1,0 +1,239 @@
+"""Load and validate service specs: YAML → JSON Schema → semantic checks → model.
+
+Single-file problems raise :class:`SpecErrors`; :func:`validate_specs` also runs
+the cross-file checks (duplicate names, unknown upstreams, unknown
+technologies) and returns every problem of every file at once.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable, NamedTuple
+
+from generators.errors import SpecError, SpecErrors, sort_key
+from generators.model import Service, build_service, to_decimal
+from generators.yamlload import Located, load_yaml, pointer_of
+
+RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus"})
+RESERVED_LABELS = frozenset({"service", "team", "tier", "slo", "severity", "alertname", "technology", "dependency"})
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("generators").joinpath("schemas", name).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return f"a {type(value).__name__} ({value!r})"
+
+
+def schema_errors(located: Located, schema_name: str) -> list[SpecError]:
+    """Every JSON Schema violation of a loaded document, each at its line/col."""
+    errors: list[SpecError] = []
+    for error in _validator(schema_name).iter_errors(located.data):
+        pointer = pointer_of(error.absolute_path)
+        custom = error.schema.get("x-messages", {}) if isinstance(error.schema, dict) else {}
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed)):
+                errors.append(located.error(f"{pointer}/{key}",
+                                            f"unknown key '{key}'; allowed keys: {', '.join(allowed)}", key=True))
+            continue
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else error.message
+            errors.append(located.error(pointer, f"missing required key '{missing}'"))
+            continue
+        if error.validator == "propertyNames":
+            # jsonschema reports the offending name as the instance, at the object's path.
+            pointer = f"{pointer}/{error.instance}"
+            message = f"'{error.instance}' is not a Prometheus label name"
+            errors.append(located.error(pointer, message, key=True))
+            continue
+        if error.validator == "type":
+            expected = error.validator_value
+            expected = " or ".join(expected) if isinstance(expected, list) else expected
+            expected = {"object": "a mapping", "array": "a list"}.get(expected, f"a {expected}")
+            errors.append(located.error(pointer, f"expected {expected}, found {_type_name(error.instance)}"))
+            continue
+        if error.validator in custom:
+            message = custom[error.validator].format(instance=error.instance)
+        else:
+            message = error.message
+        errors.append(located.error(pointer, message))
+    return errors
+
+
+def _nearest(values: tuple[Decimal, ...], target: Decimal) -> str:
+    below = [v for v in values if v < target]
+    above = [v for v in values if v > target]
+    parts = []
+    if below:
+        parts.append(f"{_ms(max(below))} ms")
+    if above:
+        parts.append(f"{_ms(min(above))} ms")
+    return " and ".join(parts)
+
+
+def _ms(seconds: Decimal) -> str:
+    return format((seconds * 1000).normalize(), "f")
+
+
+def semantic_errors(located: Located, service: Service) -> list[SpecError]:
+    """Checks a schema cannot express, on one spec."""
+    errors: list[SpecError] = []
+    data = located.data
+    if service.name in RESERVED_SERVICE_NAMES:
+        errors.append(located.error("/service", f"'{service.name}' is reserved for shared output; choose another name"))
+    for key, _ in service.labels:
+        if key in RESERVED_LABELS:
+            errors.append(located.error(f"/labels/{key}", f"label '{key}' is set by nthlayer and cannot be overridden", key=True))
+    latency = service.slo("latency")
+    threshold = latency.threshold_seconds
+    buckets = service.sli.latency_buckets
+    if threshold not in buckets:
+        overrides = data.get("observability", {}).get("slo_overrides", {})
+        if "latency" in overrides:
+            pointer = "/observability/slo_overrides/latency"
+            origin = f"latency threshold {_ms(threshold)} ms"
+        else:
+            pointer = "/tier"
+            origin = f"tier {service.tier.number}'s default latency threshold {_ms(threshold)} ms"
+        where = "the declared" if "latency_buckets" in data.get("observability", {}).get("sli", {}) else "the default"
+        errors.append(located.error(pointer, (
+            f"{origin} is not a bucket boundary of {where} latency buckets "
+            f"(nearest: {_nearest(buckets, threshold)}); set observability.slo_overrides.latency "
+            "to a boundary or declare observability.sli.latency_buckets")))
+    for slo in service.slos:
+        # The fastest page alert fires at a 14.4x burn of a 30-day budget; past 100 % errors it never can.
+        if slo.error_budget * Decimal("14.4") * 30 / slo.window_days > 1:
+            pointer = "/observability/slo_overrides/" + ("availability" if slo.kind == "availability" else "latency_target")
+            errors.append(located.error(pointer, (
+                f"objective {slo.objective} leaves an error budget so large that the fast burn-rate alert "
+                "could never fire; use a stricter objective"), warning=True))
+    seen: dict[tuple[str, str], int] = {}
+    for index, tech in enumerate(service.technologies):
+        key = (tech.type, tech.name)
+        if key in seen:
+            errors.append(located.error(f"/dependencies/technologies/{index}/name",
+                                        f"duplicate dependency {tech.type} '{tech.name}' (also item {seen[key]})"))
+        seen.setdefault(key, index)
+    return errors
+
+
+class LoadedSpec(NamedTuple):
+    located: Located
+    service: Service
+
+
+def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
+    """Load, schema-check and model one spec; raise SpecErrors (errors only) on any problem."""
+    located = load_yaml(path, raw)
+    if not isinstance(located.data, dict):
+        raise SpecErrors([located.error("", (
+            f"expected a mapping with keys service, tier and team at the top level, "
+            f"found {_type_name(located.data)}"))])
+    errors = schema_errors(located, "service.schema.json")
+    if errors:
+        raise SpecErrors(errors)
+    service = build_service(located.data, path)
+    problems = semantic_errors(located, service)
+    hard = [e for e in problems if not e.warning]
+    if hard:
+        raise SpecErrors(hard)
+    return LoadedSpec(located, service)
+
+
+def spec_warnings(spec: LoadedSpec) -> list[SpecError]:
+    return [e for e in semantic_errors(spec.located, spec.service) if e.warning]
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """Files as given; folders expanded to their *.yaml / *.yml files, sorted."""
+    result: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                if name.endswith((".yaml", ".yml")) and not name.startswith("."):
+                    result.append(os.path.join(path, name))
+        else:
+            result.append(path)
+    return result
+
+
+class ValidationResult(NamedTuple):
+    specs: list[LoadedSpec]
+    errors: list[SpecError]
+    warnings: list[SpecError]
+    files: int
+
+
+def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | None,
+                   all_service_names: Iterable[str] | None = None) -> ValidationResult:
+    """Validate files individually, then against each other.
+
+    ``all_service_names`` widens the set that ``upstream`` may name (e.g. when
+    validating one file of a larger folder).
+    """
+    files = expand_paths(paths)
+    specs: list[LoadedSpec] = []
+    errors: list[SpecError] = []
+    warnings: list[SpecError] = []
+    for path in files:
+        if not os.path.exists(path):
+            errors.append(SpecError(path, 1, 1, "", "no such file or directory"))
+            continue
+        try:
+            spec = load_spec(path)
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        specs.append(spec)
+        warnings.extend(spec_warnings(spec))
+    by_name: dict[str, list[LoadedSpec]] = {}
+    for spec in specs:
+        by_name.setdefault(spec.service.name, []).append(spec)
+    for name, group in by_name.items():
+        if len(group) > 1:
+            for spec in group:
+                others = ", ".join(o.located.path for o in group if o is not spec)
+                errors.append(spec.located.error("/service", f"duplicate service name '{name}' (also in {others})"))
+    names = set(by_name) | set(all_service_names or ())
+    known = sorted(set(known_technologies)) if known_technologies is not None else None
+    for spec in specs:
+        for index, upstream in enumerate(spec.service.upstream):
+            if upstream not in names:
+                warnings.append(spec.located.error(
+                    f"/dependencies/upstream/{index}",
+                    f"upstream service '{upstream}' is not defined by any spec", warning=True))
+        if known is None:
+            continue
+        for index, tech in enumerate(spec.service.technologies):
+            if tech.type not in known:
+                close = difflib.get_close_matches(tech.type, known, n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else "; run 'nthlayer catalog list' for the known ones"
+                errors.append(spec.located.error(f"/dependencies/technologies/{index}/type",
+                                                 f"unknown technology '{tech.type}'{hint}"))
+    return ValidationResult(specs, sorted(set(errors), key=sort_key), sorted(set(warnings), key=sort_key), len(files))
+
+
+__all__ = ["LoadedSpec", "ValidationResult", "load_spec", "validate_specs", "expand_paths", "to_decimal"]

@@ -1,0 +1,190 @@
+"""Safe YAML loading that remembers where every value came from.
+
+The document is composed (not constructed) with the C loader, then walked by
+hand so that we can: reject duplicate keys, bound the size of what aliases
+expand to (the "billion laughs" bomb), and record a ``line:col`` for every
+JSON pointer, which is what error messages quote.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from generators.errors import SpecError, SpecErrors
+
+try:
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+MAX_FILE_BYTES = 256 * 1024
+MAX_NODES = 20_000
+MAX_DEPTH = 64
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+@dataclass
+class Located:
+    """A loaded document plus where each JSON pointer starts in the file."""
+
+    path: str
+    data: Any
+    marks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, pointer: str, key: bool = False) -> tuple[int, int]:
+        """Best line/col for a pointer: its own mark, else its nearest ancestor's."""
+        if key and pointer in self.key_marks:
+            return self.key_marks[pointer]
+        probe = pointer
+        while True:
+            if probe in self.marks:
+                return self.marks[probe]
+            if not probe:
+                return (1, 1)
+            probe = probe.rsplit("/", 1)[0]
+
+    def error(self, pointer: str, message: str, key: bool = False, warning: bool = False) -> SpecError:
+        line, col = self.where(pointer, key=key)
+        return SpecError(self.path, line, col, pointer, message, warning)
+
+
+def escape_pointer_token(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def pointer_of(parts: Any) -> str:
+    return "".join("/" + escape_pointer_token(str(p)) for p in parts)
+
+
+class _Walker:
+    def __init__(self, located: Located) -> None:
+        self.located = located
+        self.nodes = 0
+        self.errors: list[SpecError] = []
+
+    def _mark(self, node: yaml.Node) -> tuple[int, int]:
+        return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def walk(self, node: yaml.Node, pointer: str, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            line, col = self._mark(node)
+            raise SpecErrors([SpecError(self.located.path, line, col, "",
+                                        f"document expands to more than {MAX_NODES} values "
+                                        "(YAML aliases nested too deep?); refusing to load it")])
+        if depth > MAX_DEPTH:
+            line, col = self._mark(node)
+            raise SpecErrors([SpecError(self.located.path, line, col, "",
+                                        f"document is nested more than {MAX_DEPTH} levels deep")])
+        self.located.marks.setdefault(pointer, self._mark(node))
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            seen: dict[Any, tuple[int, int]] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    line, col = self._mark(key_node)
+                    self.errors.append(SpecError(self.located.path, line, col, pointer,
+                                                 "YAML merge keys ('<<') are not supported"))
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    line, col = self._mark(key_node)
+                    self.errors.append(SpecError(self.located.path, line, col, pointer,
+                                                 "mapping keys must be plain strings"))
+                    continue
+                key = self._scalar(key_node, pointer)
+                if not isinstance(key, str):
+                    key = str(key_node.value)
+                child = f"{pointer}/{escape_pointer_token(key)}"
+                if key in seen:
+                    line, col = self._mark(key_node)
+                    first = seen[key]
+                    self.errors.append(SpecError(self.located.path, line, col, child,
+                                                 f"duplicate key '{key}' (first defined at line {first[0]})"))
+                    continue
+                seen[key] = self._mark(key_node)
+                self.located.key_marks[child] = self._mark(key_node)
+                result[key] = self.walk(value_node, child, depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(item, f"{pointer}/{i}", depth + 1) for i, item in enumerate(node.value)]
+        return self._scalar(node, pointer)
+
+    def _scalar(self, node: yaml.Node, pointer: str) -> Any:
+        try:
+            value = _constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            line, col = self._mark(node)
+            self.errors.append(SpecError(self.located.path, line, col, pointer, f"invalid value: {exc}"))
+            return None
+        if type(value).__name__ in ("date", "datetime"):
+            # Keep timestamps as the text the user wrote; the schema decides.
+            return str(node.value)
+        return value
+
+
+def _mark_error(path: str, exc: yaml.MarkedYAMLError) -> SpecError:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.problem:
+        problem = f"{exc.context}: {exc.problem}"
+    return SpecError(path, line, col, "", f"YAML syntax error: {problem}")
+
+
+def _decode(path: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise SpecErrors([SpecError(path, line, col, "",
+                                    f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")]) from None
+
+
+def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Read a file, refusing (without reading it all) one larger than ``limit`` bytes."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise SpecErrors([SpecError(path, 1, 1, "", f"cannot read file: {exc.strerror}")]) from None
+    if len(raw) > limit:
+        size = os.path.getsize(path)
+        raise SpecErrors([SpecError(path, 1, 1, "",
+                                    f"file is {size} bytes; specs larger than {limit} bytes are refused")])
+    return raw
+
+
+def load_yaml(path: str, raw: bytes | None = None) -> Located:
+    """Load one YAML document from ``path`` (or from ``raw``) with line marks.
+
+    Raises SpecErrors for anything that is not a single, well-formed document.
+    """
+    if raw is None:
+        raw = read_bounded(path)
+    elif len(raw) > MAX_FILE_BYTES:
+        raise SpecErrors([SpecError(path, 1, 1, "",
+                                    f"file is {len(raw)} bytes; specs larger than {MAX_FILE_BYTES} bytes are refused")])
+    text = _decode(path, raw)
+    located = Located(path, None)
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        raise SpecErrors([_mark_error(path, exc)]) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
+        raise SpecErrors([SpecError(path, 1, 1, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise SpecErrors([SpecError(path, 1, 1, "", "document is nested too deeply")]) from None
+    if node is None:
+        raise SpecErrors([SpecError(path, 1, 1, "", "file is empty; expected a mapping")])
+    walker = _Walker(located)
+    located.data = walker.walk(node, "", 0)
+    if walker.errors:
+        raise SpecErrors(walker.errors)
+    return located

@@ -1,0 +1,3 @@
+from nthlayer.cli import main
+
+raise SystemExit(main())

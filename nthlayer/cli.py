@@ -1,0 +1,82 @@
+"""The ``nthlayer`` command line. Keeps start-up cheap: a command's module is imported only when it runs."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from nthlayer.commands import COMMANDS
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_CRASH = 4
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nthlayer",
+        description="Reliability as code: SLOs, burn-rate alerts, technology alerts, PagerDuty and "
+                    "Alertmanager routing from one YAML file per service.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'nthlayer COMMAND --help' for a command's options.",
+    )
+    from nthlayer import __version__
+
+    parser.add_argument("--version", action="version", version=f"nthlayer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(f"nthlayer.commands.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"nthlayer {name}", description=help_text)
+    module.configure(parser)
+    parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        parser = _top_parser()
+        if not args:
+            parser.print_help()
+            return EXIT_USER_ERROR
+        parser.parse_args(args)  # prints help/version or a usage error and exits
+        return EXIT_USER_ERROR
+    name, rest = args[0], args[1:]
+    from generators.errors import SpecErrors, UserError
+
+    try:
+        parser = command_parser(name)
+        parsed = parser.parse_args(rest)
+        return int(parsed._run(parsed))
+    except SpecErrors as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return EXIT_USER_ERROR
+    except UserError as exc:
+        print(f"nthlayer {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"nthlayer {name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for the report
+        log = os.environ.get("NTHLAYER_CRASH_LOG", os.path.join("state", "nthlayer-crash.log"))
+        try:
+            os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(f"nthlayer {name}\n{traceback.format_exc()}\n")
+            where = f"; details in {log}"
+        except OSError:
+            where = ""
+        print(f"nthlayer {name}: internal error ({type(exc).__name__}: {exc}){where}", file=sys.stderr)
+        return EXIT_CRASH
