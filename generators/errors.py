@@ -15,7 +15,16 @@ class SpecError(NamedTuple):
     def format(self) -> str:
         pointer = self.pointer or "/"
         prefix = "warning: " if self.warning else ""
-        return f"{self.path}:{self.line}:{self.col}: {pointer}: {prefix}{self.message}"
+        return _one_line(f"{self.path}:{self.line}:{self.col}: {pointer}: {prefix}{self.message}")
+
+
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+_CONTROL.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def _one_line(text: str) -> str:
+    """Escape control characters (from user-supplied keys and values) so an error stays one line."""
+    return text.translate(_CONTROL)
 
 
 def sort_key(error: SpecError) -> tuple[str, int, int, str, str]:

@@ -16,7 +16,8 @@ from typing import Any, Iterable, NamedTuple
 
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service, to_decimal
-from generators.yamlload import Located, load_yaml, pointer_of
+from generators.slo_maths import burn_threshold, burn_windows
+from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
 RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus"})
 RESERVED_LABELS = frozenset({"service", "team", "tier", "slo", "severity", "alertname", "technology", "dependency"})
@@ -63,10 +64,10 @@ def schema_errors(located: Located, schema_name: str) -> list[SpecError]:
             missing = error.message.split("'")[1] if "'" in error.message else error.message
             errors.append(located.error(pointer, f"missing required key '{missing}'"))
             continue
-        if error.validator == "propertyNames":
-            # jsonschema reports the offending name as the instance, at the object's path.
-            pointer = f"{pointer}/{error.instance}"
-            message = f"'{error.instance}' is not a Prometheus label name"
+        if "propertyNames" in error.relative_schema_path:
+            # jsonschema reports a bad key at the object's path, with the key as the instance.
+            pointer = f"{pointer}/{escape_pointer_token(str(error.instance))}"
+            message = custom.get(error.validator, error.message).format(instance=error.instance)
             errors.append(located.error(pointer, message, key=True))
             continue
         if error.validator == "type":
@@ -124,12 +125,15 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
             f"(nearest: {_nearest(buckets, threshold)}); set observability.slo_overrides.latency "
             "to a boundary or declare observability.sli.latency_buckets")))
     for slo in service.slos:
-        # The fastest page alert fires at a 14.4x burn of a 30-day budget; past 100 % errors it never can.
-        if slo.error_budget * Decimal("14.4") * 30 / slo.window_days > 1:
-            pointer = "/observability/slo_overrides/" + ("availability" if slo.kind == "availability" else "latency_target")
-            errors.append(located.error(pointer, (
-                f"objective {slo.objective} leaves an error budget so large that the fast burn-rate alert "
-                "could never fire; use a stricter objective"), warning=True))
+        # A burn-rate alert whose threshold error ratio exceeds 100 % can never fire.
+        for window in burn_windows(slo.window_days):
+            threshold = burn_threshold(window, slo.objective, slo.window_days)
+            if threshold > 1:
+                field = "availability" if slo.kind == "availability" else "latency_target"
+                errors.append(located.error(f"/observability/slo_overrides/{field}", (
+                    f"{slo.kind} objective {slo.objective} over {slo.window}: the {window.name} burn-rate alert "
+                    f"would need an error ratio of {threshold} and can never fire; use a stricter objective"),
+                    warning=True))
     seen: dict[tuple[str, str], int] = {}
     for index, tech in enumerate(service.technologies):
         key = (tech.type, tech.name)

@@ -1,0 +1,90 @@
+"""doit build: every services/*.yaml → out/<service>/… (run `doit`, `doit list`, `doit clean`).
+
+Wiring only; the logic lives in nthlayer.build and the generators package.
+Variables: `doit services=DIR out=DIR catalog=DIR` (or NTHLAYER_SERVICES / NTHLAYER_OUT / NTHLAYER_CATALOG).
+"""
+from __future__ import annotations
+
+import os
+
+from doit import get_var
+from doit.tools import config_changed
+
+from nthlayer.build import (ARTIFACTS, NthlayerReporter, build_action, clean_targets, code_deps, make_plan,
+                            prune_out, targets)
+
+SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
+OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
+STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
+os.makedirs(STATE, exist_ok=True)
+
+DOIT_CONFIG = {
+    "default_tasks": [*ARTIFACTS, "alertmanager", "prune"],
+    "dep_file": os.path.join(STATE, "doit.db"),
+    "backend": "sqlite3",
+    "check_file_uptodate": "md5",
+    "continue": True,
+    "reporter": NthlayerReporter,
+    "verbosity": 1,
+}
+
+PLAN = make_plan(SERVICES, OUT, get_var("catalog", None))
+
+
+def _artifact_tasks(kind: str):
+    for entry in PLAN.entries:
+        service = entry.service
+        deps = [entry.path, *code_deps(kind)]
+        if service is not None and kind == "alerts":
+            deps += PLAN.catalog_files(service)
+        outputs = targets(OUT, service.name, kind) if service is not None else []
+        yield {
+            "name": service.name if service is not None else entry.stem,
+            "actions": [build_action(kind, entry, OUT, PLAN.catalog_dir)],
+            "file_dep": deps,
+            "targets": outputs,
+            "clean": [(clean_targets, [outputs, OUT])],
+        }
+
+
+def task_openslo():
+    """OpenSLO v1 documents per service."""
+    yield from _artifact_tasks("openslo")
+
+
+def task_slo_rules():
+    """Prometheus SLO recording rules, burn-rate alerts, their promtool tests, scrape config."""
+    yield from _artifact_tasks("slo_rules")
+
+
+def task_alerts():
+    """Technology alerts from the rules catalog, scoped to each dependency instance."""
+    yield from _artifact_tasks("alerts")
+
+
+def task_pagerduty():
+    """PagerDuty desired state per service."""
+    yield from _artifact_tasks("pagerduty")
+
+
+def task_alertmanager():
+    """Alertmanager routing tree and receivers for every valid service."""
+    from nthlayer.build import alertmanager_action, alertmanager_targets
+
+    outputs = alertmanager_targets(OUT)
+    return {
+        "actions": [alertmanager_action(PLAN)],
+        "file_dep": [e.path for e in PLAN.entries] + code_deps("pagerduty"),
+        "targets": outputs,
+        "clean": [(clean_targets, [outputs, OUT])],
+    }
+
+
+def task_prune():
+    """Remove out/<service>/ of services whose spec was deleted."""
+    keep = sorted(PLAN.protected_dirs())
+    return {
+        "actions": [(prune_out, [OUT, keep])],
+        "uptodate": [config_changed({"keep": keep})],
+        "verbosity": 2,
+    }

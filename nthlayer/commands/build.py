@@ -1,0 +1,45 @@
+"""``nthlayer build [DOIT ARGS]``: run the doit build (dodo.py) from anywhere, in the current folder.
+
+Uses ./dodo.py when there is one, else the dodo.py shipped next to the nthlayer package,
+so a monorepo with only services/ can build without copying it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from generators.errors import UserError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--services", default=None, help="folder of specs (default: services/)")
+    parser.add_argument("--out", default=None, help="output folder (default: out/)")
+    parser.add_argument("doit_args", nargs=argparse.REMAINDER,
+                        help="passed to doit, e.g. 'list', 'clean', 'openslo', '-n 2'")
+
+
+def dodo_path() -> str:
+    local = Path("dodo.py")
+    if local.is_file():
+        return str(local.resolve())
+    shipped = Path(__file__).resolve().parent.parent.parent / "dodo.py"
+    if shipped.is_file():
+        return str(shipped)
+    raise UserError("no dodo.py here or next to the nthlayer package")
+
+
+def run(args: argparse.Namespace) -> int:
+    from doit.doit_cmd import DoitMain
+
+    if args.services:
+        os.environ["NTHLAYER_SERVICES"] = args.services
+    if args.out:
+        os.environ["NTHLAYER_OUT"] = args.out
+    rest = list(args.doit_args)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    command, options = (rest[:1], rest[1:]) if rest and not rest[0].startswith("-") and rest[0] in {
+        "run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep", "tabcompletion",
+        "help"} else (["run"], rest)
+    return int(DoitMain().run([*command, "-f", dodo_path(), "-d", os.getcwd(), *options]))

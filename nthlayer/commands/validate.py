@@ -1,0 +1,66 @@
+"""``nthlayer validate PATH...``: schema + cross-file checks on specs; optionally the generated OpenSLO too."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from generators.catalog import default_catalog_dir, technology_files
+from generators.errors import SpecError, sort_key
+from generators.spec import expand_paths, validate_specs
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", default=["services"],
+                        help="spec files or folders of specs (default: services/)")
+    parser.add_argument("--catalog", help="rules catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
+    parser.add_argument("--services-dir", default=None,
+                        help="folder of all specs, so 'upstream' may name services outside PATHS "
+                             "(default: the folder of each given file)")
+    parser.add_argument("--output", metavar="OUT_DIR",
+                        help="also validate the OpenSLO documents generated under OUT_DIR (e.g. out/)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+
+
+def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
+    """Names 'upstream' may refer to: every spec in the folders the given files live in."""
+    from generators.spec import load_spec
+    from generators.errors import SpecErrors
+
+    folders = {args.services_dir} if args.services_dir else {os.path.dirname(f) or "." for f in files}
+    names: set[str] = set()
+    given = {os.path.abspath(f) for f in files}
+    for path in expand_paths(sorted(folders)):
+        if os.path.abspath(path) in given:
+            continue
+        try:
+            names.add(load_spec(path).service.name)
+        except SpecErrors:
+            continue
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    files = expand_paths(args.paths)
+    if not files:
+        print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
+        return 1
+    catalog = technology_files(args.catalog or default_catalog_dir())
+    result = validate_specs(files, catalog, _known_services(args, files))
+    errors: list[SpecError] = list(result.errors)
+    if args.output:
+        from generators.openslo_validate import validate_openslo_dir
+
+        errors.extend(validate_openslo_dir(args.output))
+    problems = sorted(errors + ([] if args.quiet else result.warnings), key=sort_key)
+    for problem in problems:
+        print(problem.format(), file=sys.stderr)
+    if errors:
+        bad_files = len({e.path for e in errors})
+        print(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {bad_files} "
+              f"file{'s' if bad_files != 1 else ''}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        warn = f", {len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}" if result.warnings else ""
+        print(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid ({len(result.specs)} services{warn})")
+    return 0

@@ -1,0 +1,27 @@
+"""Shared test helpers: the repo root, running the CLI in-process, and Prometheus tool availability."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UPDATE_GOLDEN = os.environ.get("NTHLAYER_UPDATE_GOLDEN") == "1"
+
+requires_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+requires_amtool = pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed")
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run `nthlayer ARGS` in-process; return (exit code, stdout, stderr)."""
+    from nthlayer.cli import main
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return _run
