@@ -10,7 +10,7 @@ import os
 from doit import get_var
 from doit.tools import config_changed
 
-from nthlayer.build import (ARTIFACTS, NthlayerReporter, build_action, clean_targets, code_deps, make_plan,
+from nthlayer.build import (PER_SERVICE, NthlayerReporter, build_action, clean_targets, code_deps, make_plan,
                             prune_out, targets)
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
@@ -19,7 +19,7 @@ STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
 os.makedirs(STATE, exist_ok=True)
 
 DOIT_CONFIG = {
-    "default_tasks": [*ARTIFACTS, "alertmanager", "prune"],
+    "default_tasks": [*PER_SERVICE, "alertmanager", "prune"],
     "dep_file": os.path.join(STATE, "doit.db"),
     "backend": "sqlite3",
     "check_file_uptodate": "md5",
@@ -28,18 +28,26 @@ DOIT_CONFIG = {
     "verbosity": 1,
 }
 
-PLAN = make_plan(SERVICES, OUT, get_var("catalog", None))
+PLAN = make_plan(SERVICES, OUT, get_var("catalog", None), index_path=os.path.join(STATE, "spec-index.json"))
+
+
+VALID_NAMES = {entry.name for entry in PLAN.valid}
+
+
+def _task_name(entry) -> str:
+    if entry.name is not None:
+        return entry.name
+    return entry.stem if entry.stem not in VALID_NAMES else entry.path  # a broken spec never shadows a valid one
 
 
 def _artifact_tasks(kind: str):
     for entry in PLAN.entries:
-        service = entry.service
         deps = [entry.path, *code_deps(kind)]
-        if service is not None and kind == "alerts":
-            deps += PLAN.catalog_files(service)
-        outputs = targets(OUT, service.name, kind) if service is not None else []
+        if entry.name is not None and kind == "alerts":
+            deps += PLAN.catalog_files(entry)
+        outputs = targets(OUT, entry.name, kind) if entry.name is not None else []
         yield {
-            "name": service.name if service is not None else entry.stem,
+            "name": _task_name(entry),
             "actions": [build_action(kind, entry, OUT, PLAN.catalog_dir)],
             "file_dep": deps,
             "targets": outputs,
@@ -74,7 +82,7 @@ def task_alertmanager():
     outputs = alertmanager_targets(OUT)
     return {
         "actions": [alertmanager_action(PLAN)],
-        "file_dep": [e.path for e in PLAN.entries] + code_deps("pagerduty"),
+        "file_dep": [e.path for e in PLAN.entries] + code_deps("alertmanager"),
         "targets": outputs,
         "clean": [(clean_targets, [outputs, OUT])],
     }

@@ -7,16 +7,18 @@ healthy ones.
 """
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
-from generators.errors import SpecError, SpecErrors
+from generators.errors import SpecError, SpecErrors, UserError
+from generators.promql_scope import PromQLError, metric_names, raw_counters
 from generators.slo_maths import duration_seconds
 from generators.spec import schema_errors
-from generators.yamlload import load_yaml
+from generators.yamlload import Located, load_yaml, read_bounded
 
 CATALOG_ENV = "NTHLAYER_CATALOG"
 DEFAULT_EVAL_MARGIN_SECONDS = 300
@@ -45,13 +47,29 @@ def technology_files(catalog_dir: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Technology:
+    """One validated catalog file. ``located`` keeps the line marks for later error messages."""
+
     name: str
     path: str
     data: dict[str, Any]
+    located: Located | None = field(default=None, compare=False, repr=False)
 
     @property
     def rules(self) -> list[dict[str, Any]]:
         return self.data["rules"]
+
+    @property
+    def imported(self) -> bool:
+        return bool(self.data.get("imported"))
+
+    @property
+    def test_cases(self) -> int:
+        return sum(len(rule.get("tests", [])) for rule in self.rules)
+
+    def error(self, pointer: str, message: str) -> SpecError:
+        if self.located is None:
+            return SpecError(self.path, 1, 1, pointer, message)
+        return self.located.error(pointer, message)
 
 
 def _duration_text_seconds(text: str) -> int:
@@ -77,11 +95,46 @@ def default_eval_time(rule: dict[str, Any]) -> str:
     return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
 
 
+def lint_rules(located: Located) -> list[SpecError]:
+    """Checks on each rule's PromQL that a schema cannot make.
+
+    The expression must parse; the declared ``metrics`` must be exactly the
+    metric names it reads (so the list can be checked against what the exporter
+    really exposes); counters must go through rate()/increase()/… because a raw
+    counter value means nothing once the process restarts.
+    """
+    errors: list[SpecError] = []
+    for index, rule in enumerate(located.data["rules"]):
+        at = f"/rules/{index}"
+        try:
+            used, problems = metric_names(rule["expr"])
+            counters = raw_counters(rule["expr"], rule.get("gauges", ()))
+        except PromQLError as exc:
+            errors.append(located.error(f"{at}/expr", f"{rule['name']}: expr is not valid PromQL: {exc}"))
+            continue
+        errors.extend(located.error(f"{at}/expr", f"{rule['name']}: {problem}") for problem in problems)
+        declared = set(rule["metrics"])
+        if used != declared:
+            parts = []
+            if used - declared:
+                parts.append(f"expr reads {', '.join(sorted(used - declared))} but metrics does not list it")
+            if declared - used:
+                parts.append(f"metrics lists {', '.join(sorted(declared - used))} but expr does not read it")
+            errors.append(located.error(f"{at}/metrics", f"{rule['name']}: {'; '.join(parts)}"))
+        stray_gauges = sorted(set(rule.get("gauges", ())) - declared)
+        if stray_gauges:
+            errors.append(located.error(f"{at}/gauges",
+                                        f"{rule['name']}: gauges names {', '.join(stray_gauges)}, not in metrics"))
+        for counter in counters:
+            errors.append(located.error(f"{at}/expr", (
+                f"{rule['name']}: counter {counter} is used raw; wrap it in rate(), irate() or increase() "
+                "(or list it under gauges if the exporter documents it as a gauge)")))
+    return errors
+
+
 @lru_cache(maxsize=None)
 def load_technology(path: str) -> Technology:
-    """Load and validate one catalog file (cached: parsed once per process)."""
-    from generators.yamlload import read_bounded
-
+    """Load, validate and lint one catalog file (cached: parsed once per process)."""
     located = load_yaml(path, read_bounded(path, CATALOG_MAX_BYTES))
     if not isinstance(located.data, dict):
         raise SpecErrors([located.error("", "expected a mapping at the top level")])
@@ -100,9 +153,26 @@ def load_technology(path: str) -> Technology:
             errors.append(located.error(f"/rules/{index}/tests",
                                         f"rule {rule['name']} needs at least one test where it fires and one "
                                         "where it stays silent"))
+    errors.extend(lint_rules(located))
     if errors:
         raise SpecErrors(errors)
-    return Technology(stem, path, data)
+    return Technology(stem, path, data, located)
+
+
+def duplicate_rule_errors(technologies: Mapping[str, Technology]) -> list[SpecError]:
+    """Alert names must be unique across the whole catalog (Alertmanager routes and runbooks key on them)."""
+    errors: list[SpecError] = []
+    seen: dict[str, tuple[Technology, int]] = {}
+    for name in sorted(technologies):
+        tech = technologies[name]
+        for index, rule in enumerate(tech.rules):
+            first = seen.setdefault(rule["name"], (tech, index))
+            if first != (tech, index):
+                other_tech, other_index = first
+                line = other_tech.located.where(f"/rules/{other_index}")[0] if other_tech.located else 1
+                errors.append(tech.error(f"/rules/{index}/name",
+                                         f"duplicate rule name {rule['name']} (also {other_tech.path}:{line})"))
+    return errors
 
 
 def load_catalog(catalog_dir: str) -> dict[str, Technology]:
@@ -114,13 +184,32 @@ def load_catalog(catalog_dir: str) -> dict[str, Technology]:
             technologies[name] = load_technology(path)
         except SpecErrors as exc:
             errors.extend(exc.errors)
-    seen: dict[str, str] = {}
-    for tech in technologies.values():
-        for index, rule in enumerate(tech.rules):
-            if rule["name"] in seen:
-                errors.append(SpecError(tech.path, 1, 1, f"/rules/{index}/name",
-                                        f"duplicate rule name {rule['name']} (also in {seen[rule['name']]})"))
-            seen.setdefault(rule["name"], tech.path)
+    errors.extend(duplicate_rule_errors(technologies))
+    if errors:
+        raise SpecErrors(errors)
+    return technologies
+
+
+def load_technologies(catalog_dir: str, names: Iterable[str]) -> dict[str, Technology]:
+    """Just the named technologies (what one service needs); UserError for a name the catalog lacks."""
+    files = technology_files(catalog_dir)
+    wanted = sorted(set(names))
+    unknown = [name for name in wanted if name not in files]
+    if unknown:
+        known = sorted(files)
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise UserError(f"unknown technology {', '.join(hints)} in catalog {catalog_dir}; "
+                        "'nthlayer catalog list' shows the known ones")
+    technologies: dict[str, Technology] = {}
+    errors: list[SpecError] = []
+    for name in wanted:
+        try:
+            technologies[name] = load_technology(files[name])
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
     if errors:
         raise SpecErrors(errors)
     return technologies
@@ -131,33 +220,44 @@ def rule_labels(tech: Technology, rule: dict[str, Any]) -> dict[str, str]:
     return {"severity": rule["severity"], "technology": tech.name, **rule.get("labels", {})}
 
 
+def rule_entry(rule: dict[str, Any], labels: dict[str, str], expr: str | None = None) -> dict[str, Any]:
+    """One Prometheus alerting rule (without annotations) in the order promtool prints them."""
+    entry: dict[str, Any] = {"alert": rule["name"], "expr": rule["expr"] if expr is None else expr}
+    if _duration_text_seconds(rule["for"]) > 0:
+        entry["for"] = rule["for"]
+    if "keep_firing_for" in rule:
+        entry["keep_firing_for"] = rule["keep_firing_for"]
+    entry["labels"] = labels
+    return entry
+
+
 def catalog_rule_group(tech: Technology, with_annotations: bool = True) -> dict[str, Any]:
     """The technology's rules as one Prometheus rule group, unscoped."""
     rules = []
     for rule in tech.rules:
-        entry: dict[str, Any] = {"alert": rule["name"], "expr": rule["expr"]}
-        if rule["for"] not in ("0s", "0m"):
-            entry["for"] = rule["for"]
-        if "keep_firing_for" in rule:
-            entry["keep_firing_for"] = rule["keep_firing_for"]
-        entry["labels"] = rule_labels(tech, rule)
+        entry = rule_entry(rule, rule_labels(tech, rule))
         if with_annotations:
             entry["annotations"] = {"summary": rule["summary"], "description": rule["description"]}
         rules.append(entry)
     return {"groups": [{"name": f"catalog-{tech.name}", "rules": rules}]}
 
 
-def promtool_test_document(tech: Technology, rule_file: str) -> dict[str, Any]:
-    """A ``promtool test rules`` document with one test per rule test case.
+def _tested(tech: Technology, rule: dict[str, Any]) -> bool:
+    return not (tech.imported or rule.get("untested")) and bool(rule.get("tests"))
 
-    Annotations are templates and are checked by ``promtool check rules``;
-    the unit tests judge the expression, ``for`` and labels.
+
+def promtool_test_document(tech: Technology, rule_file: str, only: str | None = None) -> dict[str, Any]:
+    """A ``promtool test rules`` document with one test per rule test case (``only``: one rule's).
+
+    The rule file it points at has no annotations: promtool compares
+    annotations too, and they are templates checked by ``promtool check
+    rules`` instead; the unit tests judge the expression, ``for`` and labels.
     """
     tests = []
     for rule in tech.rules:
-        if rule.get("untested"):
+        if not _tested(tech, rule) or only not in (None, rule["name"]):
             continue
-        for case in rule.get("tests", []):
+        for case in rule["tests"]:
             expected = [{"exp_labels": {**case_labels, **rule_labels(tech, rule)}} for case_labels in case["alerts"]]
             tests.append({
                 "name": f"{rule['name']}: {case['name']}",
@@ -173,16 +273,30 @@ def promtool_test_document(tech: Technology, rule_file: str) -> dict[str, Any]:
 
 
 def promtool_test_files(tech: Technology, out_dir: str) -> dict[str, bytes]:
-    """The rule file (annotations stripped) and the test file for one technology."""
+    """What ``catalog test`` hands to promtool for one technology.
+
+    ``<out>/<tech>.rules.yaml`` is the complete rule group, for ``promtool
+    check rules``. The unit tests come per rule: ``<out>/<tech>/<Rule>.rules.yaml``
+    (that rule alone, without annotations) and ``<out>/<tech>/<Rule>.test.yaml``.
+    One rule per file because promtool evaluates every rule of the file at every
+    step of every test: a file per technology made the catalog's tests 4x slower.
+    """
     from generators.render import yaml_bytes
 
-    rule_name = f"{tech.name}.rules.yaml"
     source = tech.path
-    return {
-        f"{out_dir}/{rule_name}": yaml_bytes(catalog_rule_group(tech, with_annotations=False), source),
-        f"{out_dir}/{tech.name}.test.yaml": yaml_bytes(promtool_test_document(tech, rule_name), source),
-    }
+    files = {f"{out_dir}/{tech.name}.rules.yaml": yaml_bytes(catalog_rule_group(tech), source)}
+    bare = catalog_rule_group(tech, with_annotations=False)["groups"][0]
+    for rule, entry in zip(tech.rules, bare["rules"]):
+        if not _tested(tech, rule):
+            continue
+        name = rule["name"]
+        group = {"groups": [{"name": bare["name"], "rules": [entry]}]}
+        files[f"{out_dir}/{tech.name}/{name}.rules.yaml"] = yaml_bytes(group, source)
+        files[f"{out_dir}/{tech.name}/{name}.test.yaml"] = yaml_bytes(
+            promtool_test_document(tech, f"{name}.rules.yaml", only=name), source)
+    return files
 
 
 __all__ = ["Technology", "default_catalog_dir", "technology_files", "load_technology", "load_catalog",
+           "load_technologies", "lint_rules", "duplicate_rule_errors", "rule_labels", "rule_entry",
            "catalog_rule_group", "promtool_test_files", "duration_seconds"]

@@ -51,9 +51,13 @@ def _severity_target(severity: str) -> str:
 
 
 def alert_documents(service: Service, slo: SLO) -> list[dict[str, Any]]:
-    """AlertConditions (one per burn window) and AlertPolicies (one per severity) of an SLO."""
+    """AlertConditions and AlertPolicies of an SLO: one of each per burn window.
+
+    OpenSLO v1 allows exactly one condition per AlertPolicy, so each burn
+    window gets its own policy, named after the window and its severity.
+    """
     conditions: list[dict[str, Any]] = []
-    by_severity: dict[str, list[str]] = {}
+    policies: list[dict[str, Any]] = []
     for window in burn_windows(slo.window_days):
         severity = service.tier.burn_alerts.get(window.name)
         if severity is None:
@@ -76,20 +80,18 @@ def alert_documents(service: Service, slo: SLO) -> list[dict[str, Any]]:
                 },
             },
         })
-        by_severity.setdefault(severity, []).append(name)
-    policies = []
-    for severity in sorted(by_severity):
         policies.append({
             "apiVersion": API_VERSION,
             "kind": "AlertPolicy",
-            "metadata": _meta(f"{service.name}-{slo.kind}-{severity}", f"{slo.kind} {severity}", service,
-                              slo=slo.kind),
+            "metadata": _meta(f"{service.name}-{slo.kind}-{window.name}-{severity}",
+                              f"{slo.kind} {window.name} burn {severity}", service, slo=slo.kind),
             "spec": {
-                "description": f"{severity.capitalize()} {service.team} when the {slo.kind} budget burns too fast",
+                "description": (f"{severity.capitalize()} {service.team} when the {slo.kind} budget burns "
+                                f"{burn_factor(window, slo.window_days)}x too fast"),
                 "alertWhenNoData": severity == "page",
                 "alertWhenResolved": True,
                 "alertWhenBreaching": True,
-                "conditions": [{"conditionRef": name} for name in by_severity[severity]],
+                "conditions": [{"conditionRef": name}],
                 "notificationTargets": [{"targetRef": f"{service.name}-pagerduty"}],
             },
         })
@@ -107,7 +109,8 @@ def slo_document(service: Service, slo: SLO, policies: list[str]) -> dict[str, A
         "objectives": [objective],
     }
     if policies:
-        spec["alertPolicies"] = policies
+        # OpenSLO v1 refers to a separate AlertPolicy object as {alertPolicyRef: name}.
+        spec["alertPolicies"] = [{"alertPolicyRef": name} for name in policies]
     return {
         "apiVersion": API_VERSION,
         "kind": "SLO",

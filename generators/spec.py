@@ -184,6 +184,97 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
     return result
 
 
+class Ref(NamedTuple):
+    """A name used in a spec, with where it was written (for cross-file messages)."""
+
+    value: str
+    pointer: str
+    line: int
+    col: int
+
+
+class FileSummary(NamedTuple):
+    """What the cross-file checks need from one spec file; small and JSON-serialisable (cacheable)."""
+
+    path: str
+    name: Ref | None  # None when the file itself is invalid
+    upstream: tuple[Ref, ...]
+    technologies: tuple[Ref, ...]
+    errors: tuple[SpecError, ...]
+    warnings: tuple[SpecError, ...]
+
+    def to_json(self) -> list:
+        return [self.path, self.name, self.upstream, self.technologies, self.errors, self.warnings]
+
+    @classmethod
+    def from_json(cls, data: list) -> "FileSummary":
+        path, name, upstream, techs, errors, warnings = data
+        return cls(path, Ref(*name) if name else None, tuple(Ref(*r) for r in upstream),
+                   tuple(Ref(*r) for r in techs), tuple(SpecError(*e) for e in errors),
+                   tuple(SpecError(*w) for w in warnings))
+
+
+def _ref(located: Located, value: str, pointer: str) -> Ref:
+    line, col = located.where(pointer)
+    return Ref(value, pointer, line, col)
+
+
+def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedSpec | None]:
+    """Validate one file on its own; return its summary (and the loaded spec when valid)."""
+    if raw is None and not os.path.exists(path):
+        return FileSummary(path, None, (), (), (SpecError(path, 1, 1, "", "no such file or directory"),), ()), None
+    try:
+        spec = load_spec(path, raw)
+    except SpecErrors as exc:
+        return FileSummary(path, None, (), (), tuple(exc.errors), ()), None
+    located, service = spec
+    summary = FileSummary(
+        path,
+        _ref(located, service.name, "/service"),
+        tuple(_ref(located, name, f"/dependencies/upstream/{i}") for i, name in enumerate(service.upstream)),
+        tuple(_ref(located, t.type, f"/dependencies/technologies/{i}/type")
+              for i, t in enumerate(service.technologies)),
+        (),
+        tuple(spec_warnings(spec)),
+    )
+    return summary, spec
+
+
+def cross_file_problems(summaries: list[FileSummary], known_technologies: Iterable[str] | None,
+                        extra_service_names: Iterable[str] = ()) -> tuple[list[SpecError], list[SpecError]]:
+    """Duplicate names (error), unknown upstreams (warning), unknown technologies (error, with a hint)."""
+    errors: list[SpecError] = []
+    warnings: list[SpecError] = []
+    by_name: dict[str, list[FileSummary]] = {}
+    for summary in summaries:
+        if summary.name is not None:
+            by_name.setdefault(summary.name.value, []).append(summary)
+    for name, group in by_name.items():
+        if len(group) > 1:
+            for summary in group:
+                others = ", ".join(o.path for o in group if o is not summary)
+                ref = summary.name
+                assert ref is not None
+                errors.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,
+                                        f"duplicate service name '{name}' (also in {others})"))
+    names = set(by_name) | set(extra_service_names)
+    known = sorted(set(known_technologies)) if known_technologies is not None else None
+    for summary in summaries:
+        for ref in summary.upstream:
+            if ref.value not in names:
+                warnings.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,
+                                          f"upstream service '{ref.value}' is not defined by any spec", True))
+        if known is None:
+            continue
+        for ref in summary.technologies:
+            if ref.value not in known:
+                close = difflib.get_close_matches(ref.value, known, n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else "; run 'nthlayer catalog list' for the known ones"
+                errors.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,
+                                        f"unknown technology '{ref.value}'{hint}"))
+    return errors, warnings
+
+
 class ValidationResult(NamedTuple):
     specs: list[LoadedSpec]
     errors: list[SpecError]
@@ -200,44 +291,17 @@ def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | Non
     """
     files = expand_paths(paths)
     specs: list[LoadedSpec] = []
-    errors: list[SpecError] = []
-    warnings: list[SpecError] = []
+    summaries: list[FileSummary] = []
     for path in files:
-        if not os.path.exists(path):
-            errors.append(SpecError(path, 1, 1, "", "no such file or directory"))
-            continue
-        try:
-            spec = load_spec(path)
-        except SpecErrors as exc:
-            errors.extend(exc.errors)
-            continue
-        specs.append(spec)
-        warnings.extend(spec_warnings(spec))
-    by_name: dict[str, list[LoadedSpec]] = {}
-    for spec in specs:
-        by_name.setdefault(spec.service.name, []).append(spec)
-    for name, group in by_name.items():
-        if len(group) > 1:
-            for spec in group:
-                others = ", ".join(o.located.path for o in group if o is not spec)
-                errors.append(spec.located.error("/service", f"duplicate service name '{name}' (also in {others})"))
-    names = set(by_name) | set(all_service_names or ())
-    known = sorted(set(known_technologies)) if known_technologies is not None else None
-    for spec in specs:
-        for index, upstream in enumerate(spec.service.upstream):
-            if upstream not in names:
-                warnings.append(spec.located.error(
-                    f"/dependencies/upstream/{index}",
-                    f"upstream service '{upstream}' is not defined by any spec", warning=True))
-        if known is None:
-            continue
-        for index, tech in enumerate(spec.service.technologies):
-            if tech.type not in known:
-                close = difflib.get_close_matches(tech.type, known, n=1, cutoff=0.6)
-                hint = f"; did you mean '{close[0]}'?" if close else "; run 'nthlayer catalog list' for the known ones"
-                errors.append(spec.located.error(f"/dependencies/technologies/{index}/type",
-                                                 f"unknown technology '{tech.type}'{hint}"))
+        summary, spec = summarize(path)
+        summaries.append(summary)
+        if spec is not None:
+            specs.append(spec)
+    errors, warnings = cross_file_problems(summaries, known_technologies, all_service_names or ())
+    errors += [e for s in summaries for e in s.errors]
+    warnings += [w for s in summaries for w in s.warnings]
     return ValidationResult(specs, sorted(set(errors), key=sort_key), sorted(set(warnings), key=sort_key), len(files))
 
 
-__all__ = ["LoadedSpec", "ValidationResult", "load_spec", "validate_specs", "expand_paths", "to_decimal"]
+__all__ = ["LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "summarize", "cross_file_problems",
+           "validate_specs", "expand_paths", "to_decimal"]

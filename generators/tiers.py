@@ -32,6 +32,9 @@ class Tier:
     gate_block_below_percent: Decimal
     gate_warn_below_percent: Decimal
     gate_on_unknown: str  # "approve" | "block"
+    # Alertmanager (group_wait, group_interval, repeat_interval) for the page and ticket routes.
+    am_page_timing: tuple[str, str, str]
+    am_ticket_timing: tuple[str, str, str]
 
 
 TIERS: dict[int, Tier] = {
@@ -44,13 +47,16 @@ TIERS: dict[int, Tier] = {
         latency_target=Decimal("0.95"),
         catalog_severities=("critical", "warning", "info"),
         burn_alerts={"fast": "page", "medium": "page", "slow": "ticket", "drift": "ticket"},
-        pd_urgency="high",
+        # severity_based: pages arrive as critical events (high urgency), tickets as warnings (low).
+        pd_urgency="severity_based",
         pd_auto_resolve_seconds=14400,
         pd_ack_timeout_seconds=1800,
         pd_escalation_delays=(10, 15, 30),
         gate_block_below_percent=Decimal("10"),
         gate_warn_below_percent=Decimal("25"),
         gate_on_unknown="block",
+        am_page_timing=("30s", "5m", "1h"),
+        am_ticket_timing=("5m", "30m", "12h"),
     ),
     2: Tier(
         number=2,
@@ -68,6 +74,8 @@ TIERS: dict[int, Tier] = {
         gate_block_below_percent=Decimal("5"),
         gate_warn_below_percent=Decimal("25"),
         gate_on_unknown="approve",
+        am_page_timing=("30s", "5m", "2h"),
+        am_ticket_timing=("10m", "1h", "24h"),
     ),
     3: Tier(
         number=3,
@@ -85,6 +93,8 @@ TIERS: dict[int, Tier] = {
         gate_block_below_percent=Decimal("0"),
         gate_warn_below_percent=Decimal("10"),
         gate_on_unknown="approve",
+        am_page_timing=("1m", "10m", "4h"),
+        am_ticket_timing=("15m", "2h", "3d"),
     ),
 }
 

@@ -6,6 +6,7 @@ no file of that service (or any other) is touched.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -13,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
 from generators.catalog import default_catalog_dir, technology_files
-from generators.errors import SpecError, SpecErrors
+from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service
-from generators.render import write_all
-from generators.spec import RESERVED_SERVICE_NAMES, LoadedSpec, expand_paths, validate_specs
+from generators.render import write_all, write_if_changed
+from generators.spec import FileSummary, cross_file_problems, expand_paths, load_spec, summarize
 
 GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 
@@ -35,7 +36,9 @@ ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json"),
                ("prometheus/alerts.yaml",)),
     "pagerduty": (("pagerduty.py",), ("pagerduty.json",)),
+    "alertmanager": (("pagerduty.py", "alertmanager.py"), ()),
 }
+PER_SERVICE = ("openslo", "slo_rules", "alerts", "pagerduty")
 SHARED_DIRS = frozenset({"alertmanager", "reports"})
 
 
@@ -43,13 +46,18 @@ SHARED_DIRS = frozenset({"alertmanager", "reports"})
 class SpecEntry:
     path: str
     stem: str
-    spec: LoadedSpec | None
+    summary: FileSummary
     errors: list[SpecError] = field(default_factory=list)
     warnings: list[SpecError] = field(default_factory=list)
 
     @property
-    def service(self) -> Service | None:
-        return self.spec.service if self.spec and not self.errors else None
+    def name(self) -> str | None:
+        """The service name, when the spec is valid."""
+        return self.summary.name.value if self.summary.name is not None and not self.errors else None
+
+    @property
+    def technology_types(self) -> list[str]:
+        return sorted({ref.value for ref in self.summary.technologies})
 
 
 @dataclass
@@ -60,33 +68,88 @@ class BuildPlan:
     entries: list[SpecEntry]
 
     @property
-    def valid(self) -> list[Service]:
-        return [e.service for e in self.entries if e.service is not None]
+    def valid(self) -> list[SpecEntry]:
+        return [e for e in self.entries if e.name is not None]
 
     def protected_dirs(self) -> set[str]:
         """out/ subfolders a prune must keep: current services, broken specs' stems, shared output."""
-        names = {s.name for s in self.valid} | {e.stem for e in self.entries if e.service is None}
-        return names | SHARED_DIRS
+        names = {e.name for e in self.valid} | {e.stem for e in self.entries if e.name is None}
+        return {n for n in names if n} | SHARED_DIRS
 
-    def catalog_files(self, service: Service) -> list[str]:
+    def catalog_files(self, entry: SpecEntry) -> list[str]:
         files = technology_files(self.catalog_dir)
-        return [files[t] for t in service.technology_types if t in files]
+        return [files[t] for t in entry.technology_types if t in files]
 
 
-def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None) -> BuildPlan:
+def _code_fingerprint() -> str:
+    parts = []
+    for name in CORE_CODE:
+        stat = (GENERATORS_DIR / name).stat()
+        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def _summaries(files: list[str], index_path: str | None) -> list[FileSummary]:
+    """Per-file validation results, reused from state/spec-index.json for files that did not change."""
+    cache: dict[str, Any] = {}
+    fingerprint = _code_fingerprint()
+    if index_path and os.path.exists(index_path):
+        try:
+            with open(index_path, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+            if loaded.get("code") == fingerprint:
+                cache = loaded.get("files", {})
+        except (OSError, ValueError):
+            cache = {}
+    fresh: dict[str, Any] = {}
+    summaries = []
+    for path in files:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            stat = None
+        key = [stat.st_size, stat.st_mtime_ns] if stat else None
+        hit = cache.get(path)
+        if hit is not None and key is not None and hit[0] == key:
+            summary = FileSummary.from_json(hit[1])
+        else:
+            summary, _spec = summarize(path)
+        summaries.append(summary)
+        if key is not None:
+            fresh[path] = [key, summary.to_json()]
+    if index_path and fresh != cache:
+        data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
+        write_if_changed(index_path, data)
+    return summaries
+
+
+def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
+              index_path: str | None = None) -> BuildPlan:
     catalog_dir = catalog_dir or default_catalog_dir()
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
-    result = validate_specs(files, technology_files(catalog_dir))
-    by_path: dict[str, SpecEntry] = {
-        path: SpecEntry(path, Path(path).stem, None) for path in files
-    }
-    for spec in result.specs:
-        by_path[spec.located.path].spec = spec
-    for error in result.errors:
-        by_path[error.path].errors.append(error)
-    for warning in result.warnings:
-        by_path[warning.path].warnings.append(warning)
-    return BuildPlan(services_dir, out_dir, catalog_dir, [by_path[p] for p in files])
+    summaries = _summaries(files, index_path)
+    errors, warnings = cross_file_problems(summaries, technology_files(catalog_dir))
+    entries = {s.path: SpecEntry(s.path, Path(s.path).stem, s, list(s.errors), list(s.warnings)) for s in summaries}
+    for error in errors:
+        entries[error.path].errors.append(error)
+    for warning in warnings:
+        entries[warning.path].warnings.append(warning)
+    for entry in entries.values():
+        entry.errors.sort(key=sort_key)
+        entry.warnings.sort(key=sort_key)
+    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files])
+
+
+_LOADED: dict[tuple[str, int, int], Service] = {}
+
+
+def load_service(path: str) -> Service:
+    """A valid spec's model, loaded once per process per file version."""
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = load_spec(path).service
+    return _LOADED[key]
 
 
 def code_deps(kind: str) -> list[str]:
@@ -126,16 +189,17 @@ class SpecFailure(TaskFailed):
 
 def build_action(kind: str, entry: SpecEntry, out_dir: str, catalog_dir: str) -> Callable[[], Any]:
     def action() -> Any:
-        if entry.errors or entry.service is None:
+        if entry.errors or entry.name is None:
             return SpecFailure("\n".join(e.format() for e in entry.errors))
-        for warning in entry.warnings:
-            if kind == "openslo":
+        if kind == "openslo":
+            for warning in entry.warnings:
                 print(warning.format(), file=sys.stderr)
         try:
-            files = _generate(kind, entry.service, out_dir, catalog_dir)
+            service = load_service(entry.path)
+            files = _generate(kind, service, out_dir, catalog_dir)
         except SpecErrors as exc:
             return SpecFailure("\n".join(exc.lines()))
-        expected = set(targets(out_dir, entry.service.name, kind))
+        expected = set(targets(out_dir, service.name, kind))
         if set(files) != expected:
             raise RuntimeError(f"{kind} generator wrote {sorted(files)}, dodo expects {sorted(expected)}")
         write_all(files)
@@ -176,6 +240,14 @@ def prune_out(out_dir: str, keep: Iterable[str]) -> None:
     return None
 
 
+def _line_key(line: str) -> tuple[str, int, int, str]:
+    path, line_no, col, rest = (line.split(":", 3) + ["", "", ""])[:4]
+    try:
+        return (path, int(line_no), int(col), rest)
+    except ValueError:
+        return (path, 0, 0, line)
+
+
 class NthlayerReporter(ConsoleReporter):
     """doit's console reporter, but spec errors print as plain `path:line:col: pointer: message` lines."""
 
@@ -189,6 +261,8 @@ class NthlayerReporter(ConsoleReporter):
         pass
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        if isinstance(fail, UnmetDependency) and self.spec_lines:
+            return  # a group task whose sub-tasks failed on spec errors: already reported
         if isinstance(fail, SpecFailure):
             self.spec_lines.update(line for line in fail.message.splitlines() if line)
             task.executed = False  # nothing useful in its captured output
@@ -197,7 +271,7 @@ class NthlayerReporter(ConsoleReporter):
 
     def complete_run(self) -> None:
         super().complete_run()
-        for line in sorted(self.spec_lines):
+        for line in sorted(self.spec_lines, key=_line_key):
             sys.stderr.write(line + "\n")
         if self.spec_lines:
             sys.stderr.write("nthlayer: invalid specs were not built; other services' outputs are up to date\n")
@@ -214,7 +288,8 @@ def alertmanager_action(plan: BuildPlan) -> Callable[[], Any]:
     def action() -> Any:
         from generators.alertmanager import alertmanager_files
 
-        files = alertmanager_files(plan.valid, f"{plan.out_dir}/alertmanager")
+        services = [load_service(entry.path) for entry in plan.valid]
+        files = alertmanager_files(services, f"{plan.out_dir}/alertmanager")
         write_all(files)
         return None
 

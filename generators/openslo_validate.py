@@ -1,0 +1,149 @@
+"""Validate a folder of OpenSLO v1 YAML files: schema, names and references.
+
+Files may hold several documents ('---'). Each document is cut out of the file
+and loaded on its own by generators.yamlload.load_yaml (which loads exactly one
+document), padded with the newlines that precede it so every reported
+line:col is the one in the real file.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import yaml
+
+from generators.errors import SpecError, SpecErrors, sort_key
+from generators.spec import schema_errors
+from generators.yamlload import Located, load_yaml, read_bounded
+
+SCHEMA = "openslo-v1.schema.json"
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# kind → (kind it refers to, where the reference sits in spec, the key holding the name)
+_REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "SLO": (("SLI", "/spec/indicatorRef", ""), ("Service", "/spec/service", ""),
+            ("AlertPolicy", "/spec/alertPolicies", "alertPolicyRef")),
+    "AlertPolicy": (("AlertCondition", "/spec/conditions", "conditionRef"),
+                    ("AlertNotificationTarget", "/spec/notificationTargets", "targetRef")),
+}
+
+
+def openslo_files(path: str) -> list[str]:
+    """Every *.yaml / *.yml file under ``path`` (or ``path`` itself), sorted."""
+    if not os.path.isdir(path):
+        return [path]
+    found = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(root, n) for n in names if n.endswith((".yaml", ".yml")) and not n.startswith(".")]
+    return sorted(found)
+
+
+def _document_slices(path: str, text: str) -> Iterator[str]:
+    """Each document's text, preceded by newlines so its lines keep their numbers."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecErrors([SpecError(path, line, col, "", f"YAML syntax error: {exc.problem or exc.context}")]) from None
+    lines = text.splitlines(keepends=True)
+    for node in nodes:
+        if node is None:
+            continue
+        first = node.start_mark.line
+        # end_mark sits where the next token starts: the next '---' or the end of the stream.
+        last = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
+        yield "\n" * first + "".join(lines[first:last])
+
+
+def load_documents(path: str) -> list[Located]:
+    """Every document of one file with line marks; raises SpecErrors on unreadable YAML."""
+    raw = read_bounded(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return [load_yaml(path, raw)]  # load_yaml reports the bad byte's position
+    documents: list[Located] = []
+    errors: list[SpecError] = []
+    for piece in _document_slices(path, text):
+        try:
+            documents.append(load_yaml(path, piece.encode("utf-8")))
+        except SpecErrors as exc:
+            errors += exc.errors
+    if errors:
+        raise SpecErrors(errors)
+    return documents
+
+
+def _name(document: Located) -> str | None:
+    data = document.data
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        name = data["metadata"].get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _referenced(document: Located, pointer: str, key: str) -> Iterator[tuple[str, str]]:
+    """(pointer, name) of every by-name reference at ``pointer`` (a string or a list of {key: name})."""
+    node: Any = document.data
+    for part in pointer.strip("/").split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, str) and not key:
+        yield pointer, node
+    elif isinstance(node, list) and key:
+        for index, item in enumerate(node):
+            if isinstance(item, dict) and isinstance(item.get(key), str):
+                yield f"{pointer}/{index}/{key}", item[key]
+
+
+def validate_documents(documents: list[Located]) -> list[SpecError]:
+    """Schema errors of each document, then duplicate names and dangling references across all of them."""
+    errors: list[SpecError] = []
+    valid: list[Located] = []
+    for document in documents:
+        if not isinstance(document.data, dict):
+            errors.append(document.error("", "expected an OpenSLO document (a mapping with apiVersion, kind, "
+                                             "metadata and spec)"))
+            continue
+        found = schema_errors(document, SCHEMA)
+        errors += found
+        if not found:
+            valid.append(document)
+    names: dict[tuple[str, str], Located] = {}
+    for document in valid:
+        key = (document.data["kind"], _name(document) or "")
+        if key in names:
+            first = names[key]
+            line = first.where("/metadata/name")[0]
+            errors.append(document.error("/metadata/name", (
+                f"duplicate {key[0]} name '{key[1]}' (also in {first.path} at line {line})")))
+        names.setdefault(key, document)
+    kinds_present = {kind for kind, _ in names}
+    for document in valid:
+        for kind, pointer, key in _REFERENCES.get(document.data["kind"], ()):
+            # A Service need not be declared in the same folder (OpenSLO: "may refer").
+            if kind == "Service" and kind not in kinds_present:
+                continue
+            for where, name in _referenced(document, pointer, key):
+                if (kind, name) not in names:
+                    errors.append(document.error(where, f"no {kind} named '{name}' in these files"))
+    return sorted(set(errors), key=sort_key)
+
+
+def validate_openslo_dir(path: str) -> list[SpecError]:
+    """Every problem in the OpenSLO files under ``path`` (a folder or one file), sorted; [] when valid."""
+    documents: list[Located] = []
+    errors: list[SpecError] = []
+    files = openslo_files(path)
+    if not os.path.exists(path):
+        return [SpecError(path, 1, 1, "", "no such file or directory")]
+    for file in files:
+        try:
+            documents += load_documents(file)
+        except SpecErrors as exc:
+            errors += exc.errors
+    return sorted(set(errors + validate_documents(documents)), key=sort_key)
+
+
+__all__ = ["validate_openslo_dir", "validate_documents", "load_documents", "openslo_files"]

@@ -1,0 +1,259 @@
+"""Prometheus SLO rules for a service: recording rules, burn-rate and budget alerts, scrape config.
+
+Recorded series (labels service, slo, team, tier on every one):
+
+- ``slo:sli_requests:rate5m`` / ``slo:sli_errors:rate5m`` — events per second.
+- ``slo:sli_error:ratio_rate<W>`` — share of bad events over W. Windows below a
+  day read the raw counters; a day and longer are built from the two 5m rates
+  above, summing numerator and denominator *separately* over the window (a
+  ratio of sums, never an average of ratios), so a 30-day ratio reads one
+  aggregated series instead of every raw counter of the service.
+- ``slo:objective:ratio``, ``slo:error_budget:ratio`` — constants.
+- ``slo:current_burn_rate:ratio`` (1h) and ``slo:period_burn_rate:ratio``
+  (whole SLO window): error ratio ÷ error budget.
+- ``slo:error_budget_remaining:ratio`` — 1 − period burn rate.
+
+Alerts: one multi-window burn-rate alert per burn window that the tier table
+enables (generators.tiers.Tier.burn_alerts), page alerts guarded by a minimum
+request rate; an absent-metrics alert per SLO; three error-budget alerts.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from generators.model import SLO, Service
+from generators.promql import le_matcher, selector
+from generators.render import yaml_bytes
+from generators.slo_maths import (RATIO_WINDOWS, BurnWindow, burn_factor, burn_threshold, burn_windows, clean,
+                                  duration_seconds, error_budget)
+
+# Windows of a day or more are summed from the recorded 5m rates (see module docstring).
+LONG_WINDOW_SECONDS = 86400
+CURRENT_BURN_WINDOW = "1h"
+ABSENT_FOR = "10m"
+BUDGET_ALERT_FOR = "15m"
+# (alert name, remaining-budget threshold, severity), loudest last.
+BUDGET_ALERTS: tuple[tuple[str, Decimal, str], ...] = (
+    ("SLOErrorBudgetBelow25Percent", Decimal("0.25"), "warning"),
+    ("SLOErrorBudgetBelow10Percent", Decimal("0.10"), "critical"),
+    ("SLOErrorBudgetBelow5Percent", Decimal("0.05"), "critical"),
+)
+ABSENT_ALERT = "SLOMetricsAbsent"
+SCRAPE_PORT = 9090
+RULES_FILE = "slo.rules.yaml"
+TEST_FILE = "slo-rules.test.yaml"
+SCRAPE_FILE = "scrape.yaml"
+
+
+def num(value: Decimal) -> str:
+    """A Decimal as exact PromQL number text: 0.001, never 0.0009999999999999432."""
+    return format(clean(value), "f")
+
+
+def burn_alert_name(window: BurnWindow) -> str:
+    return f"SLOBurnRate{window.name.capitalize()}"
+
+
+def ratio_windows(slo: SLO) -> tuple[str, ...]:
+    """The error-ratio windows recorded for an SLO: the standard ones plus its whole window."""
+    windows = list(RATIO_WINDOWS)
+    if slo.window not in windows:
+        windows.append(slo.window)
+    return tuple(sorted(windows, key=duration_seconds))
+
+
+def series_labels(service: Service, slo: SLO) -> dict[str, str]:
+    return {"service": service.name, "slo": slo.kind, "team": service.team, "tier": str(service.tier.number)}
+
+
+def recorded(name: str, service: Service, slo: SLO) -> str:
+    """A selector for one of this SLO's recorded series (service + slo identify it)."""
+    return selector(name, (("service", "=", service.name), ("slo", "=", slo.kind)))
+
+
+def total_selector(service: Service, slo: SLO) -> str:
+    sli = service.sli
+    if slo.kind == "availability":
+        return selector(sli.requests_metric, sli.selector)
+    return selector(f"{sli.latency_histogram}_count", sli.selector)
+
+
+def _good_or_bad_selector(service: Service, slo: SLO) -> str:
+    sli = service.sli
+    if slo.kind == "availability":
+        return selector(sli.requests_metric, sli.selector + sli.error_matchers)
+    return selector(f"{sli.latency_histogram}_bucket", sli.selector + (le_matcher(slo.threshold_seconds),))
+
+
+def raw_rates(service: Service, slo: SLO, window: str) -> tuple[str, str]:
+    """(errors per second, requests per second) over ``window`` from the raw counters."""
+    total = f"sum(rate({total_selector(service, slo)}[{window}]))"
+    if slo.kind == "availability":
+        # Without `or vector(0)` a service that never failed would have no error ratio at all.
+        errors = f"(sum(rate({_good_or_bad_selector(service, slo)}[{window}])) or vector(0))"
+    else:
+        errors = f"({total} - sum(rate({_good_or_bad_selector(service, slo)}[{window}])))"
+    return errors, total
+
+
+def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
+    if duration_seconds(window) >= LONG_WINDOW_SECONDS:
+        errors = f"sum_over_time({recorded('slo:sli_errors:rate5m', service, slo)}[{window}])"
+        total = f"sum_over_time({recorded('slo:sli_requests:rate5m', service, slo)}[{window}])"
+        return f"{errors}\n/\n{total}"
+    errors, total = raw_rates(service, slo, window)
+    if slo.kind == "latency":
+        # 1 - good/total reads the counters twice, (total - good)/total three times.
+        good = f"sum(rate({_good_or_bad_selector(service, slo)}[{window}]))"
+        return f"1 - (\n{good}\n/\n{total}\n)"
+    return f"{errors}\n/\n{total}"
+
+
+def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
+    labels = series_labels(service, slo)
+    errors5m, total5m = raw_rates(service, slo, "5m")
+    budget = num(error_budget(slo.objective))
+    rules: list[dict[str, Any]] = [
+        {"record": "slo:sli_requests:rate5m", "expr": total5m},
+        {"record": "slo:sli_errors:rate5m", "expr": errors5m},
+    ]
+    for window in ratio_windows(slo):
+        rules.append({"record": f"slo:sli_error:ratio_rate{window}", "expr": error_ratio_expr(service, slo, window)})
+    rules += [
+        {"record": "slo:objective:ratio", "expr": f"vector({num(slo.objective)})"},
+        {"record": "slo:error_budget:ratio", "expr": f"vector({budget})"},
+        {"record": "slo:current_burn_rate:ratio",
+         "expr": f"{recorded(f'slo:sli_error:ratio_rate{CURRENT_BURN_WINDOW}', service, slo)} / {budget}"},
+        {"record": "slo:period_burn_rate:ratio",
+         "expr": f"{recorded(f'slo:sli_error:ratio_rate{slo.window}', service, slo)} / {budget}"},
+        {"record": "slo:error_budget_remaining:ratio",
+         "expr": f"1 - {recorded('slo:period_burn_rate:ratio', service, slo)}"},
+    ]
+    # A copy per rule: a shared dict would be written as a YAML anchor and aliases.
+    return [{**rule, "labels": dict(labels)} for rule in rules]
+
+
+def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, str]]:
+    """(window, severity) for every burn alert this service's tier generates for the SLO's window."""
+    result = []
+    for window in burn_windows(slo.window_days):
+        severity = service.tier.burn_alerts.get(window.name)
+        if severity is not None:
+            result.append((window, severity))
+    return result
+
+
+def _annotations(service: Service, summary: str, description: str) -> dict[str, str]:
+    annotations = {"summary": summary, "description": description}
+    if service.runbook_url:
+        annotations["runbook_url"] = service.runbook_url
+    return annotations
+
+
+def burn_alert(service: Service, slo: SLO, window: BurnWindow, severity: str) -> dict[str, Any]:
+    threshold = num(burn_threshold(window, slo.objective, slo.window_days))
+    factor = num(burn_factor(window, slo.window_days))
+    expr = (f"(\n  {recorded(f'slo:sli_error:ratio_rate{window.long}', service, slo)} > {threshold}\n"
+            f"and\n  {recorded(f'slo:sli_error:ratio_rate{window.short}', service, slo)} > {threshold}\n)")
+    if severity == "page":
+        # Too few requests make the ratio meaningless (1 failure in 3 requests is 33 %): no page then.
+        expr += (f"\nand\n  avg_over_time({recorded('slo:sli_requests:rate5m', service, slo)}[{window.long}])"
+                 f" >= {num(service.min_request_rate)}")
+    share = num(window.budget_share * 100)
+    return {
+        "alert": burn_alert_name(window),
+        "expr": expr,
+        "for": window.for_,
+        # The SLO's labels again: identical rules (name + labels) in one file fail promtool's lint.
+        "labels": {**series_labels(service, slo), "severity": severity},
+        "annotations": _annotations(
+            service,
+            f"{service.name} {slo.kind}: error budget burning {factor}x too fast",
+            (f"{service.name} {slo.kind} errors are above {threshold} of requests over both {window.long} and "
+             f"{window.short}: at this rate {share}% of the {slo.window} error budget is spent within "
+             f"{window.long}."),
+        ),
+    }
+
+
+def absent_alert(service: Service, slo: SLO) -> dict[str, Any]:
+    severity = service.tier.burn_alerts.get("fast") or "ticket"
+    metric = total_selector(service, slo)
+    return {
+        "alert": ABSENT_ALERT,
+        "expr": f"absent({metric})",
+        "for": ABSENT_FOR,
+        "labels": {**series_labels(service, slo), "severity": severity},
+        "annotations": _annotations(
+            service,
+            f"{service.name} {slo.kind}: SLI metrics are missing",
+            f"No {metric} series for {ABSENT_FOR}: the {slo.kind} SLO cannot be measured.",
+        ),
+    }
+
+
+def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
+    alerts = []
+    for name, threshold, severity in BUDGET_ALERTS:
+        percent = num(threshold * 100)
+        alerts.append({
+            "alert": name,
+            "expr": f"{recorded('slo:error_budget_remaining:ratio', service, slo)} < {num(threshold)}",
+            "for": BUDGET_ALERT_FOR,
+            "labels": {**series_labels(service, slo), "severity": severity},
+            "annotations": _annotations(
+                service,
+                f"{service.name} {slo.kind}: less than {percent}% of the error budget left",
+                f"Less than {percent}% of the {slo.window} {slo.kind} error budget of {service.name} remains.",
+            ),
+        })
+    return alerts
+
+
+def alert_names(service: Service) -> list[str]:
+    """Every alert name the rule file of a service defines, sorted."""
+    names = {ABSENT_ALERT, *(name for name, _, _ in BUDGET_ALERTS)}
+    for slo in service.slos:
+        names.update(burn_alert_name(w) for w, _ in enabled_burn_windows(service, slo))
+    return sorted(names)
+
+
+def rule_groups(service: Service) -> dict[str, Any]:
+    """One group per SLO: rules in a group run in order, so alerts see this evaluation's records."""
+    groups = []
+    for slo in service.slos:
+        rules = recording_rules(service, slo)
+        rules += [burn_alert(service, slo, w, sev) for w, sev in enabled_burn_windows(service, slo)]
+        rules.append(absent_alert(service, slo))
+        rules += budget_alerts(service, slo)
+        groups.append({"name": f"slo:{service.name}:{slo.kind}", "rules": rules})
+    return {"groups": groups}
+
+
+def scrape_config(service: Service) -> dict[str, Any]:
+    """A scrape_configs entry: the service's DNS name (A records), metrics on port 9090.
+
+    DNS discovery needs no per-environment target list: the service name
+    resolves in Kubernetes (a Service), Docker Compose and Consul DNS alike.
+    """
+    return {"scrape_configs": [{
+        "job_name": service.name,
+        "metrics_path": "/metrics",
+        "dns_sd_configs": [{"names": [service.name], "type": "A", "port": SCRAPE_PORT}],
+    }]}
+
+
+def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
+    """The rule file, its promtool test file and the scrape snippet, keyed by path under ``out_dir``."""
+    from generators.slo_tests import promtool_tests
+
+    return {
+        f"{out_dir}/{RULES_FILE}": yaml_bytes(rule_groups(service), service.source),
+        f"{out_dir}/{TEST_FILE}": yaml_bytes(promtool_tests(service, RULES_FILE), service.source),
+        f"{out_dir}/{SCRAPE_FILE}": yaml_bytes(scrape_config(service), service.source),
+    }
+
+
+__all__ = ["slo_rule_files", "rule_groups", "scrape_config", "alert_names", "enabled_burn_windows",
+           "burn_alert_name", "series_labels", "num"]

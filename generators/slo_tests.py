@@ -1,0 +1,296 @@
+"""promtool unit tests for a service's SLO rules, with input series built from the model.
+
+Every scenario drives both SLOs of the service at once (each at a multiple of
+its *own* error budget) through the service's real metric names and selector,
+so the file proves the rules for this service, not for a generic example:
+
+- burst: 1h of clean traffic, then 100 % errors: the fast alert fires as soon
+  as the maths allows (within 10 minutes when the objective permits it);
+- steady: a 0.5x budget burn for 4h: nothing fires;
+- sustained: a burn just above the slowest enabled alert's factor (2x for a
+  30-day tier-1 SLO, where that alert is the 1x ticket): it fires, faster
+  ones do not, and the budget alerts fire;
+- low traffic: every request fails but traffic is below min_request_rate: no
+  page; once traffic rises, the fast page fires;
+- absent: no series at all: the absent-metrics alert fires.
+
+Windows longer than the test (1d, 3d, 30d) see only the test's data, and
+Prometheus' rate/sum_over_time then measure over what is there, so 4 hours of
+1-minute samples are enough and each file runs in well under a second.
+"""
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+from generators.model import SLO, Matcher, Service
+from generators.promql import quote
+from generators.slo_maths import burn_threshold, duration_seconds, error_budget
+from generators.slo_rules import (ABSENT_ALERT, ABSENT_FOR, BUDGET_ALERT_FOR, BUDGET_ALERTS, absent_alert,
+                                  alert_names, budget_alerts, burn_alert, burn_alert_name, enabled_burn_windows,
+                                  num, series_labels)
+
+STEP_SECONDS = 60
+# The 3-4 hour scenarios sample every 2 minutes: half the samples for the raw
+# 6h rates, and a 5m range still holds at least two samples.
+LONG_STEP_MINUTES = 2
+# Rules are evaluated every 5 minutes in the tests (Prometheus' default is 1m): promtool
+# costs about 0.2 ms per rule evaluation, and a 1m cadence made each file take ~5 s.
+EVAL_MINUTES = 5
+HEALTHY_MINUTES = 60
+STEADY_MARGIN_MINUTES = 30  # beyond the longest `for`, so a wrong alert would have fired
+BURST_DEADLINE_MINUTES = 10
+LOW_TRAFFIC_MINUTES = 60
+LOW_TRAFFIC_SHARE = Decimal("0.2")  # of min_request_rate
+FAST_ALERT = "SLOBurnRateFast"
+_FALLBACK_VALUES = ("200", "OK", "500", "nthlayer", "x")
+
+Phase = tuple[int, Decimal, Decimal]  # (minutes, requests per minute, share of bad requests)
+
+
+def _matches(matcher: Matcher, value: str) -> bool:
+    _label, op, expected = matcher
+    if op == "=":
+        return value == expected
+    if op == "!=":
+        return value != expected
+    hit = re.fullmatch(expected, value) is not None
+    return hit if op == "=~" else not hit
+
+
+def _candidates(matchers: list[Matcher]) -> list[str]:
+    values: list[str] = []
+    for _label, op, value in matchers:
+        if op == "=":
+            values.append(value)
+        if op == "=~":
+            for alternative in value.split("|"):
+                literal = re.sub(r"\([^()]*\)[?*]", "", alternative).strip("^$()")  # drop optional groups
+                values += [re.sub(r"\.", "0", literal), literal]  # 5.. → 500 before the raw text
+    return values + list(_FALLBACK_VALUES)
+
+
+def sample_value(matchers: list[Matcher], violate: Matcher | None = None) -> str:
+    """A label value that satisfies every matcher (and fails ``violate``, if given)."""
+    for value in _candidates(matchers + ([violate] if violate else [])):
+        if all(_matches(m, value) for m in matchers) and (violate is None or not _matches(violate, value)):
+            return value
+    wanted = ", ".join(f"{l}{op}{quote(v)}" for l, op, v in matchers)
+    raise ValueError(f"cannot invent a label value for test series matching {wanted}")
+
+
+def concrete_labels(matchers: tuple[Matcher, ...], violate: Matcher | None = None) -> dict[str, str]:
+    by_label: dict[str, list[Matcher]] = {}
+    for matcher in matchers:
+        by_label.setdefault(matcher[0], []).append(matcher)
+    if violate is not None:
+        by_label.setdefault(violate[0], [])
+    return {label: sample_value(group, violate if violate and violate[0] == label else None)
+            for label, group in sorted(by_label.items())}
+
+
+def _series_name(metric: str, labels: dict[str, str]) -> str:
+    return metric + "{" + ",".join(f"{k}={quote(v)}" for k, v in labels.items()) + "}"
+
+
+def _counter_values(phases: list[tuple[int, Decimal]], step: int) -> str:
+    """Expanding notation for a counter sampled every ``step`` minutes that grows by a
+    per-minute increment in each phase (phase lengths are multiples of ``step``)."""
+    parts = ["0"]
+    value = Decimal(0)
+    for minutes, per_minute in phases:
+        increment = per_minute * step
+        parts.append(f"{num(value + increment)}+{num(increment)}x{minutes // step - 1}")
+        value += increment * (minutes // step)
+    return " ".join(parts)
+
+
+def input_series(service: Service, slo: SLO, phases: list[Phase], step: int = 1) -> list[dict[str, str]]:
+    """The raw counters of one SLO, good and bad requests following ``phases``, one sample per ``step`` minutes."""
+    sli = service.sli
+    good = [(m, rate * (1 - bad)) for m, rate, bad in phases]
+    total = [(m, rate) for m, rate, _ in phases]
+    if slo.kind == "availability":
+        bad_labels = concrete_labels(sli.selector + sli.error_matchers)
+        good_labels = concrete_labels(sli.selector + sli.error_matchers[1:], violate=sli.error_matchers[0])
+        return [
+            {"series": _series_name(sli.requests_metric, good_labels), "values": _counter_values(good, step)},
+            {"series": _series_name(sli.requests_metric, bad_labels),
+             "values": _counter_values([(m, rate * bad) for m, rate, bad in phases], step)},
+        ]
+    labels = concrete_labels(sli.selector)
+    bucket = {**labels, "le": format(slo.threshold_seconds.normalize(), "f")}
+    return [
+        {"series": _series_name(f"{sli.latency_histogram}_bucket", bucket), "values": _counter_values(good, step)},
+        {"series": _series_name(f"{sli.latency_histogram}_count", labels), "values": _counter_values(total, step)},
+    ]
+
+
+def requests_per_minute(service: Service) -> Decimal:
+    """Test traffic: at least 1 req/s and 10x the page guard, in whole requests per second."""
+    per_second = max(Decimal(1), Decimal(math.ceil(service.min_request_rate * 10)))
+    return per_second * STEP_SECONDS
+
+
+def _expected(labels: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": rule["annotations"]}
+
+
+def _burn_expectations(service: Service, slo: SLO, window_name: str) -> dict[str, Any]:
+    for window, severity in enabled_burn_windows(service, slo):
+        if window.name == window_name:
+            return _expected(series_labels(service, slo), burn_alert(service, slo, window, severity))
+    raise KeyError(window_name)
+
+
+def _check(minutes: int, alerts: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [{"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": alerts.get(name, [])}
+            for name in sorted(alerts)]
+
+
+def _after_eval(minute: int) -> int:
+    """The first rule evaluation at or after ``minute``."""
+    return -(-minute // EVAL_MINUTES) * EVAL_MINUTES
+
+
+def _fast_fire_minutes(service: Service, slo: SLO) -> tuple[int, int]:
+    """(earliest, certain) minute after a 100 % burst starts at which the fast alert fires.
+
+    With 1h of clean history the 1h error ratio k minutes into the burst is
+    k/60, so the alert turns pending at the first evaluation with k/60 above
+    the threshold and fires the first evaluation ``for`` later. 'earliest'
+    allows for float rounding when 60 x threshold is a whole number.
+    """
+    window = next(w for w, _ in enabled_burn_windows(service, slo) if w.name == "fast")
+    threshold = burn_threshold(window, slo.objective, slo.window_days)
+    crossing = int(threshold * 60)  # floor: k/60 <= threshold up to here
+    hold = _after_eval(duration_seconds(window.for_) // 60)
+    earliest = _after_eval(HEALTHY_MINUTES + crossing) + hold - HEALTHY_MINUTES
+    certain = _after_eval(HEALTHY_MINUTES + crossing + 1) + hold - HEALTHY_MINUTES
+    return earliest, certain
+
+
+def burst_test(service: Service) -> dict[str, Any]:
+    rate = requests_per_minute(service)
+    timing = {slo.kind: _fast_fire_minutes(service, slo) for slo in service.slos}
+    times = sorted({BURST_DEADLINE_MINUTES} | {certain for _, certain in timing.values()})
+    # Skip times at which some SLO may or may not have fired yet (float rounding at its threshold).
+    times = [t for t in times if not any(early <= t < certain for early, certain in timing.values())]
+    length = max(times) + 5
+    series = []
+    for slo in service.slos:
+        series += input_series(service, slo, [(HEALTHY_MINUTES, rate, Decimal(0)), (length, rate, Decimal(1))])
+    name = FAST_ALERT
+    checks = _check(HEALTHY_MINUTES, {name: []})
+    for minutes in times:
+        firing = [_burn_expectations(service, slo, "fast") for slo in service.slos
+                  if timing[slo.kind][1] <= minutes]
+        checks += _check(HEALTHY_MINUTES + minutes, {name: firing})
+    detail = ", ".join(f"{kind} by minute {certain}" for kind, (_, certain) in timing.items())
+    return _test(f"burst: 100% errors after 1h of clean traffic page fast ({detail})", series, checks)
+
+
+def _longest_for_minutes(service: Service) -> int:
+    holds = [duration_seconds(w.for_) // 60 for slo in service.slos for w, _ in enabled_burn_windows(service, slo)]
+    longest = max(holds + [duration_seconds(BUDGET_ALERT_FOR) // 60, duration_seconds(ABSENT_FOR) // 60])
+    unit = math.lcm(EVAL_MINUTES, LONG_STEP_MINUTES)  # whole evaluations and whole samples
+    return -(-longest // unit) * unit
+
+
+def steady_test(service: Service) -> dict[str, Any]:
+    rate = requests_per_minute(service)
+    minutes = _longest_for_minutes(service) + STEADY_MARGIN_MINUTES
+    series = []
+    for slo in service.slos:
+        series += input_series(service, slo, [(minutes, rate, error_budget(slo.objective) / 2)], LONG_STEP_MINUTES)
+    nothing = {name: [] for name in alert_names(service)}
+    checks = _check(60, nothing) + _check(minutes, nothing)
+    return _test(f"steady: a 0.5x budget burn for {minutes}m fires nothing", series, checks, LONG_STEP_MINUTES)
+
+
+def sustained_share(service: Service, slo: SLO) -> Decimal:
+    """Share of bad requests for the sustained test: twice the slowest alert's threshold,
+    or halfway to the next threshold when twice would reach it (equal values make flaky tests)."""
+    thresholds = sorted({burn_threshold(w, slo.objective, slo.window_days)
+                         for w, _ in enabled_burn_windows(service, slo)})
+    lowest = thresholds[0]
+    above = [t for t in thresholds if t > lowest] + [Decimal(1)]
+    return 2 * lowest if 2 * lowest < above[0] else (lowest + above[0]) / 2
+
+
+def sustained_test(service: Service) -> dict[str, Any]:
+    rate = requests_per_minute(service)
+    shares = {slo.kind: sustained_share(service, slo) for slo in service.slos}
+    # Ratios are at their final value from the first evaluation with two samples (5m).
+    minutes = _longest_for_minutes(service) + STEADY_MARGIN_MINUTES
+    series = []
+    alerts: dict[str, list[dict[str, Any]]] = {name: [] for name in alert_names(service)}
+    for slo in service.slos:
+        series += input_series(service, slo, [(minutes, rate, shares[slo.kind])], LONG_STEP_MINUTES)
+        labels = series_labels(service, slo)
+        for window, severity in enabled_burn_windows(service, slo):
+            if burn_threshold(window, slo.objective, slo.window_days) < shares[slo.kind]:
+                alerts[burn_alert_name(window)].append(_expected(labels, burn_alert(service, slo, window, severity)))
+        # A sustained burn above 1x spends more than the whole budget over the window.
+        for rule in budget_alerts(service, slo):
+            alerts[rule["alert"]].append(_expected(labels, rule))
+    detail = ", ".join(f"{kind} {num(shares[kind] / error_budget(slo.objective))}x"
+                       for kind, slo in ((s.kind, s) for s in service.slos))
+    return _test(f"sustained: a burn above the slowest alert's factor fires it ({detail})", series,
+                 _check(minutes, alerts), LONG_STEP_MINUTES)
+
+
+def low_traffic_test(service: Service) -> dict[str, Any]:
+    rate = requests_per_minute(service)
+    low = service.min_request_rate * LOW_TRAFFIC_SHARE * STEP_SECONDS
+    series = []
+    for slo in service.slos:
+        series += input_series(service, slo, [(LOW_TRAFFIC_MINUTES, low, Decimal(1)), (LOW_TRAFFIC_MINUTES // 2, rate, Decimal(1))])
+    pages = {burn_alert_name(w): [] for slo in service.slos
+             for w, severity in enabled_burn_windows(service, slo) if severity == "page"}
+    fast = FAST_ALERT
+    checks = _check(LOW_TRAFFIC_MINUTES, pages)
+    # The guard (1h average of the 5m request rate) passes 5-10 minutes after traffic rises.
+    checks += _check(LOW_TRAFFIC_MINUTES + 20,
+                     {fast: [_burn_expectations(service, slo, "fast") for slo in service.slos]})
+    return _test(f"low traffic: every request failing at {num(low / STEP_SECONDS)} req/s does not page; "
+                 "normal traffic does", series, checks)
+
+
+def absent_test(service: Service) -> dict[str, Any]:
+    alerts: dict[str, list[dict[str, Any]]] = {name: [] for name in alert_names(service)}
+    for slo in service.slos:
+        rule = absent_alert(service, slo)
+        # absent() returns the selector's equality matchers as labels.
+        matched = {label: value for label, op, value in service.sli.selector if op == "="}
+        alerts[ABSENT_ALERT].append(_expected(matched, rule))
+    minutes = _after_eval(duration_seconds(ABSENT_FOR) // 60) + 2 * EVAL_MINUTES
+    return _test("absent: no SLI series at all fires the absent-metrics alert", [], _check(minutes, alerts))
+
+
+def _test(name: str, series: list[dict[str, str]], checks: list[dict[str, Any]], step: int = 1) -> dict[str, Any]:
+    return {"name": name, "interval": f"{step}m", "input_series": series,
+            "alert_rule_test": checks}
+
+
+def promtool_tests(service: Service, rule_file: str) -> dict[str, Any]:
+    """The promtool test document; ``rule_file`` is relative to the test file."""
+    tests = []
+    # SLO windows of 1-2 days have no fast burn alert (its factor would be below 1).
+    has_fast = all(any(w.name == "fast" for w, _ in enabled_burn_windows(service, slo)) for slo in service.slos)
+    has_burn = all(enabled_burn_windows(service, slo) for slo in service.slos)
+    if has_fast:
+        tests.append(burst_test(service))
+    tests.append(steady_test(service))
+    if has_burn:
+        tests.append(sustained_test(service))
+    if has_fast:
+        tests.append(low_traffic_test(service))
+    tests.append(absent_test(service))
+    return {"rule_files": [rule_file], "evaluation_interval": f"{EVAL_MINUTES}m", "tests": tests}
+
+
+__all__ = ["promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share",
+           "BUDGET_ALERTS"]

@@ -1,0 +1,48 @@
+"""``nthlayer generate-slo SPEC --output DIR --format openslo|prometheus [--dry-run]``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from generators.render import write_all
+from generators.spec import load_spec, spec_warnings
+
+FORMATS = ("openslo", "prometheus")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="the service spec (services/NAME.yaml)")
+    parser.add_argument("--output", metavar="DIR",
+                        help="where to write (default: out/SERVICE/openslo or out/SERVICE/prometheus)")
+    parser.add_argument("--format", choices=FORMATS, default="openslo",
+                        help="openslo: OpenSLO v1 documents; prometheus: SLO recording and alerting rules, "
+                             "their promtool test and a scrape config (default: openslo)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
+
+
+def slo_files(spec_path: str, fmt: str, output: str | None) -> dict[str, bytes]:
+    """The files ``generate-slo`` writes for one spec (SpecErrors for a bad spec)."""
+    spec = load_spec(spec_path)
+    for warning in spec_warnings(spec):
+        print(warning.format(), file=sys.stderr)
+    service = spec.service
+    if fmt == "openslo":
+        from generators.openslo import openslo_files
+
+        return openslo_files(service, output or os.path.join("out", service.name, "openslo"))
+    from generators.slo_rules import slo_rule_files
+
+    return slo_rule_files(service, output or os.path.join("out", service.name, "prometheus"))
+
+
+def run(args: argparse.Namespace) -> int:
+    files = slo_files(args.spec, args.format, args.output)
+    if args.dry_run:
+        for path, data in sorted(files.items()):
+            print(f"would write {path} ({len(data)} bytes)")
+        return 0
+    changed = set(write_all(files))
+    for path, data in sorted(files.items()):
+        print(f"{'wrote' if path in changed else 'unchanged'} {path} ({len(data)} bytes)")
+    return 0

@@ -1,0 +1,27 @@
+"""``nthlayer record-deploy``: remember that a version of a service went out (called by CD)."""
+from __future__ import annotations
+
+import argparse
+
+from nthlayer.events import Deploy, insert_deploys
+from nthlayer.state import add_state_argument, connect, format_time, insert_audit, parse_time, utc_now
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--service", required=True, help="the deployed service")
+    parser.add_argument("--version", required=True, help="the version (tag, build number…) deployed")
+    parser.add_argument("--commit", metavar="SHA", help="the commit deployed")
+    parser.add_argument("--at", metavar="TIME", help="when (RFC 3339 or unix seconds; default: now)")
+    add_state_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    deploy = Deploy(args.service, args.version, at, args.commit, source="cli")
+    with connect(args.state) as con:
+        added = insert_deploys(con, [deploy])
+        insert_audit(con, "record-deploy", args.service, "recorded" if added else "already recorded",
+                     {"version": args.version, "commit": args.commit, "deployed_at": format_time(at)})
+    state = "recorded" if added else "already recorded"
+    print(f"{state}: {args.service} {args.version} at {format_time(at)}")
+    return 0

@@ -1,0 +1,122 @@
+"""generators.alertmanager: golden output, amtool's verdict, and no routing key ever inlined."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, UPDATE_GOLDEN, requires_amtool
+from generators.alertmanager import alertmanager_config, alertmanager_files, routing_timing, service_route
+from generators.spec import validate_specs
+from generators.tiers import TIERS
+
+GOLDEN = ROOT / "tests" / "golden" / "alertmanager"
+
+
+def _services(folder: Path) -> list:
+    result = validate_specs([str(folder)], None)
+    assert result.errors == []
+    return [spec.service for spec in result.specs]
+
+
+def _relative_services(case: Path) -> list:
+    cwd = os.getcwd()
+    os.chdir(case)
+    try:
+        return _services(Path("services"))
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()))
+def test_golden(case: str) -> None:
+    services = _relative_services(GOLDEN / case)
+    files = alertmanager_files(services, "alertmanager")
+    assert list(files) == ["alertmanager/alertmanager.yml"]
+    expected = GOLDEN / case / "expected" / "alertmanager.yml"
+    if UPDATE_GOLDEN:
+        expected.parent.mkdir(parents=True, exist_ok=True)
+        expected.write_bytes(files["alertmanager/alertmanager.yml"])
+    assert files["alertmanager/alertmanager.yml"].decode() == expected.read_text(encoding="utf-8")
+
+
+def test_routes_match_service_and_split_by_severity() -> None:
+    services = {s.name: s for s in _services(GOLDEN / "basic" / "services")}
+    route = service_route(services["checkout"])
+    assert route["matchers"] == ['service="checkout"']
+    assert route["group_by"] == ["alertname", "service", "slo", "dependency"]
+    assert [(r["receiver"], r["matchers"]) for r in route["routes"]] == [
+        ("checkout-pagerduty", ['severity=~"page|critical"']),
+        ("checkout-pagerduty-low", ['severity=~"ticket|warning"']),
+        ("nthlayer-info", ['severity=~"info"']),
+    ]
+    page, ticket = route["routes"][0], route["routes"][1]
+    assert (page["group_wait"], page["repeat_interval"]) == ("30s", "1h")
+    assert (ticket["group_wait"], ticket["repeat_interval"]) == ("5m", "12h")
+
+
+def test_timings_slow_down_with_tier() -> None:
+    from generators.slo_maths import duration_seconds
+
+    for route in ("page", "ticket"):
+        repeats = [duration_seconds(routing_timing(TIERS[n], route).repeat_interval) for n in (1, 2, 3)]
+        assert repeats == sorted(repeats) and len(set(repeats)) == 3
+    for n in TIERS:  # a ticket never nags more often than a page
+        assert duration_seconds(routing_timing(TIERS[n], "ticket").repeat_interval) > \
+            duration_seconds(routing_timing(TIERS[n], "page").repeat_interval)
+
+
+def test_receivers_read_key_from_file_never_inline() -> None:
+    config = alertmanager_config(_services(GOLDEN / "basic" / "services"), "/etc/alertmanager/secrets")
+    configs = [c for r in config["receivers"] for c in r.get("pagerduty_configs", [])]
+    assert len(configs) == 6
+    assert all("routing_key" not in c and "service_key" not in c for c in configs)
+    assert sorted({c["routing_key_file"] for c in configs}) == [
+        "/etc/alertmanager/secrets/checkout.key", "/etc/alertmanager/secrets/ledger.key",
+        "/etc/alertmanager/secrets/nightly-reports.key"]
+    assert sorted({c["severity"] for c in configs}) == ["critical", "warning"]
+
+
+def test_no_services_still_valid_document() -> None:
+    config = alertmanager_config([])
+    assert config["route"]["routes"] == []
+    assert [r["name"] for r in config["receivers"]] == ["nthlayer-unrouted", "nthlayer-info"]
+
+
+@requires_amtool
+def test_amtool_accepts_generated_config(tmp_path: Path) -> None:
+    from nthlayer.promtool import amtool_check_config
+
+    files = alertmanager_files(_services(GOLDEN / "basic" / "services"), str(tmp_path / "alertmanager"),
+                               secrets_dir=str(tmp_path / "secrets"))
+    [(path, data)] = files.items()
+    Path(path).parent.mkdir(parents=True)
+    Path(path).write_bytes(data)
+    verdict = amtool_check_config(path)
+    assert verdict.ok, verdict.output
+    assert "SUCCESS" in verdict.output
+    loaded = yaml.safe_load(data)
+    assert len(loaded["route"]["routes"]) == 3
+
+
+@requires_amtool
+def test_amtool_rejects_what_we_must_not_write(tmp_path: Path) -> None:
+    """Proves the check above can fail: a receiver naming both key forms is refused."""
+    from nthlayer.promtool import amtool_check_config
+
+    config = alertmanager_config(_services(GOLDEN / "basic" / "services"))
+    config["receivers"][2]["pagerduty_configs"][0]["routing_key"] = "inline"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert not amtool_check_config(str(path)).ok
+
+
+def test_service_without_pagerduty_routes_to_nobody(tmp_path: Path) -> None:
+    (tmp_path / "quiet.yaml").write_text("service: quiet\ntier: 2\nteam: ops\n", encoding="utf-8")
+    [service] = _services(tmp_path)
+    config = alertmanager_config([service])
+    assert [r["receiver"] for r in config["route"]["routes"][0]["routes"]] == [
+        "nthlayer-unrouted", "nthlayer-unrouted", "nthlayer-info"]
+    assert [r["name"] for r in config["receivers"]] == ["nthlayer-unrouted", "nthlayer-info"]

@@ -1,0 +1,110 @@
+"""The doit build as a user runs it: what runs, what changes, what a broken spec does."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+def _doit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    env["NTHLAYER_CATALOG"] = str(ROOT / "rules_catalog")
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(cwd), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _ran(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return sorted(line[3:] for line in result.stdout.splitlines() if line.startswith(".  "))
+
+
+def _snapshot(out: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(out)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "services", tmp_path / "services")
+    return tmp_path
+
+
+def test_incremental_build(workspace: Path) -> None:
+    first = _doit(workspace)
+    assert first.returncode == 0, first.stdout + first.stderr
+    services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
+    kinds = ["alerts", "openslo", "pagerduty", "slo_rules"]
+    assert _ran(first) == sorted([f"{k}:{s}" for k in kinds for s in services] + ["alertmanager", "prune"])
+    out = workspace / "out"
+    before = _snapshot(out)
+    assert (workspace / "state" / "doit.db").exists()
+
+    # A second run executes nothing and touches nothing.
+    second = _doit(workspace)
+    assert second.returncode == 0 and _ran(second) == [], second.stdout
+    assert _snapshot(out) == before
+
+    # Touching a file without changing it runs nothing (md5 checker).
+    os.utime(workspace / "services" / "search-api.yaml")
+    assert _ran(_doit(workspace)) == []
+
+    # Editing one service re-runs only its tasks (and the shared routing), rewriting only its files.
+    spec = workspace / "services" / "search-api.yaml"
+    spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
+    third = _doit(workspace)
+    assert third.returncode == 0, third.stderr
+    assert _ran(third) == ["alertmanager", "alerts:search-api", "openslo:search-api", "pagerduty:search-api",
+                           "slo_rules:search-api"]
+    after = _snapshot(out)
+    changed = sorted(p for p in after if after[p] != before[p])
+    assert changed and all(p.startswith("search-api/") for p in changed), changed
+    assert "search-api/openslo/availability.yaml" in changed
+
+    # Deleting a service removes its out/ folder on the next run.
+    (workspace / "services" / "report-batch.yaml").unlink()
+    fourth = _doit(workspace)
+    assert fourth.returncode == 0
+    assert "prune" in _ran(fourth)
+    assert not (out / "report-batch").exists()
+    assert (out / "search-api").exists()
+
+    # doit clean removes the outputs.
+    clean = _doit(workspace, "clean")
+    assert clean.returncode == 0
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path) -> None:
+    assert _doit(workspace).returncode == 0
+    out = workspace / "out"
+    before = _snapshot(out)
+    spec = workspace / "services" / "payment-api.yaml"
+    spec.write_text(spec.read_text().replace("availability: 0.9995", "availability: 1.5"))
+    other = workspace / "services" / "search-api.yaml"
+    other.write_text(other.read_text().replace("availability: 0.998", "availability: 0.997"))
+    result = _doit(workspace)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0] == (
+        "services/payment-api.yaml:8:19: /observability/slo_overrides/availability: 1.5 is not a valid "
+        "objective: it must be greater than 0 and less than 1 (e.g. 0.999)")
+    assert "Traceback" not in result.stdout + result.stderr
+    after = _snapshot(out)
+    # payment-api's old outputs are kept as they were; search-api was rebuilt.
+    assert {p: v for p, v in after.items() if p.startswith("payment-api/")} == \
+        {p: v for p, v in before.items() if p.startswith("payment-api/")}
+    assert after["search-api/openslo/availability.yaml"] != before["search-api/openslo/availability.yaml"]
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_outputs_are_deterministic(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        shutil.copytree(ROOT / "services", tmp_path / name / "services")
+        assert _doit(tmp_path / name).returncode == 0
+    first = {p: v[0] for p, v in _snapshot(tmp_path / "a" / "out").items()}
+    second = {p: v[0] for p, v in _snapshot(tmp_path / "b" / "out").items()}
+    assert first == second
