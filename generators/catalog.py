@@ -135,7 +135,7 @@ def lint_rules(located: Located) -> list[SpecError]:
 @lru_cache(maxsize=None)
 def load_technology(path: str) -> Technology:
     """Load, validate and lint one catalog file (cached: parsed once per process)."""
-    located = load_yaml(path, read_bounded(path, CATALOG_MAX_BYTES))
+    located = load_yaml(path, read_bounded(path, CATALOG_MAX_BYTES), CATALOG_MAX_BYTES)
     if not isinstance(located.data, dict):
         raise SpecErrors([located.error("", "expected a mapping at the top level")])
     errors = schema_errors(located, "catalog.schema.json")

@@ -28,7 +28,7 @@ from typing import Any
 from generators.model import SLO, Matcher, Service
 from generators.promql import quote
 from generators.slo_maths import burn_threshold, duration_seconds, error_budget
-from generators.slo_rules import (ABSENT_ALERT, ABSENT_FOR, BUDGET_ALERT_FOR, BUDGET_ALERTS, absent_alert,
+from generators.slo_rules import (ABSENT_ALERT, ABSENT_FOR, BUDGET_ALERT_FOR, absent_alert,
                                   alert_names, budget_alerts, burn_alert, burn_alert_name, enabled_burn_windows,
                                   num, series_labels)
 
@@ -292,5 +292,4 @@ def promtool_tests(service: Service, rule_file: str) -> dict[str, Any]:
     return {"rule_files": [rule_file], "evaluation_interval": f"{EVAL_MINUTES}m", "tests": tests}
 
 
-__all__ = ["promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share",
-           "BUDGET_ALERTS"]
+__all__ = ["promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share"]

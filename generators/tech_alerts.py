@@ -20,7 +20,7 @@ from generators.promql_scope import PromQLError, scope
 from generators.render import yaml_bytes
 from generators.tiers import Tier
 
-ALERTS_FILE = "alerts.yaml"
+ALERTS_FILE = "alerts.rules.yaml"
 
 
 def applies_to_tier(rule: Mapping[str, Any], tier: Tier) -> bool:
@@ -98,7 +98,7 @@ def service_alert_document(service: Service, catalog: Mapping[str, CatalogTechno
 
 def service_alert_files(service: Service, catalog: Mapping[str, CatalogTechnology], out_dir: str,
                         runbook_base: str | None = None) -> dict[str, bytes]:
-    """``{<out_dir>/alerts.yaml: bytes}``; a service without technology dependencies gets an empty rule file."""
+    """``{<out_dir>/alerts.rules.yaml: bytes}``; a service without technology dependencies gets an empty rule file."""
     document = service_alert_document(service, catalog, runbook_base)
     return {os.path.join(out_dir, ALERTS_FILE): yaml_bytes(document, service.source)}
 

@@ -62,8 +62,9 @@ def pointer_of(parts: Any) -> str:
 
 
 class _Walker:
-    def __init__(self, located: Located) -> None:
+    def __init__(self, located: Located, max_nodes: int = MAX_NODES) -> None:
         self.located = located
+        self.max_nodes = max_nodes
         self.nodes = 0
         self.errors: list[SpecError] = []
 
@@ -72,10 +73,10 @@ class _Walker:
 
     def walk(self, node: yaml.Node, pointer: str, depth: int) -> Any:
         self.nodes += 1
-        if self.nodes > MAX_NODES:
+        if self.nodes > self.max_nodes:
             line, col = self._mark(node)
             raise SpecErrors([SpecError(self.located.path, line, col, "",
-                                        f"document expands to more than {MAX_NODES} values "
+                                        f"document expands to more than {self.max_nodes} values "
                                         "(YAML aliases nested too deep?); refusing to load it")])
         if depth > MAX_DEPTH:
             line, col = self._mark(node)
@@ -157,20 +158,20 @@ def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
     if len(raw) > limit:
         size = os.path.getsize(path)
         raise SpecErrors([SpecError(path, 1, 1, "",
-                                    f"file is {size} bytes; specs larger than {limit} bytes are refused")])
+                                    f"file is {size} bytes; files larger than {limit} bytes are refused")])
     return raw
 
 
-def load_yaml(path: str, raw: bytes | None = None) -> Located:
+def load_yaml(path: str, raw: bytes | None = None, max_bytes: int = MAX_FILE_BYTES) -> Located:
     """Load one YAML document from ``path`` (or from ``raw``) with line marks.
 
     Raises SpecErrors for anything that is not a single, well-formed document.
     """
     if raw is None:
-        raw = read_bounded(path)
-    elif len(raw) > MAX_FILE_BYTES:
+        raw = read_bounded(path, max_bytes)
+    elif len(raw) > max_bytes:
         raise SpecErrors([SpecError(path, 1, 1, "",
-                                    f"file is {len(raw)} bytes; specs larger than {MAX_FILE_BYTES} bytes are refused")])
+                                    f"file is {len(raw)} bytes; files larger than {max_bytes} bytes are refused")])
     text = _decode(path, raw)
     located = Located(path, None)
     try:
@@ -183,7 +184,7 @@ def load_yaml(path: str, raw: bytes | None = None) -> Located:
         raise SpecErrors([SpecError(path, 1, 1, "", "document is nested too deeply")]) from None
     if node is None:
         raise SpecErrors([SpecError(path, 1, 1, "", "file is empty; expected a mapping")])
-    walker = _Walker(located)
+    walker = _Walker(located, max(MAX_NODES, max_bytes // 8))
     located.data = walker.walk(node, "", 0)
     if walker.errors:
         raise SpecErrors(walker.errors)

@@ -31,10 +31,10 @@ CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "model.py", "tiers.py", "ren
              "slo_maths.py", "schemas/service.schema.json")
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "openslo": (("openslo.py",), ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
-    "slo_rules": (("slo_rules.py",), ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml",
+    "slo_rules": (("slo_rules.py", "slo_tests.py"), ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml",
                                       "prometheus/scrape.yaml")),
     "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json"),
-               ("prometheus/alerts.yaml",)),
+               ("prometheus/alerts.rules.yaml",)),
     "pagerduty": (("pagerduty.py",), ("pagerduty.json",)),
     "alertmanager": (("pagerduty.py", "alertmanager.py"), ()),
 }
@@ -172,10 +172,11 @@ def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str) -> di
 
         return slo_rule_files(service, f"{base}/prometheus")
     if kind == "alerts":
-        from generators.catalog import load_catalog
+        from generators.catalog import load_technologies
         from generators.tech_alerts import service_alert_files
 
-        return service_alert_files(service, load_catalog(catalog_dir), f"{base}/prometheus")
+        catalog = load_technologies(catalog_dir, service.technology_types)
+        return service_alert_files(service, catalog, f"{base}/prometheus")
     if kind == "pagerduty":
         from generators.pagerduty import pagerduty_files
 

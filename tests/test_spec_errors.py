@@ -67,7 +67,7 @@ def test_multi_megabyte_file_is_refused_quickly_in_bounded_memory(tmp_path: Path
     lines = _lines([str(path)])
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert lines == [f"{path}:1:1: /: file is {os.path.getsize(path)} bytes; specs larger than 262144 bytes are refused"]
+    assert lines == [f"{path}:1:1: /: file is {os.path.getsize(path)} bytes; files larger than 262144 bytes are refused"]
     assert peak < 2 * 1024 * 1024  # read at most the limit, never the whole file
 
 

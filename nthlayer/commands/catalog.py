@@ -22,6 +22,8 @@ from generators.errors import SpecErrors, UserError
 from generators.render import write_all, yaml_bytes
 from nthlayer.promtool import ToolResult
 
+IMPORT_MAX_BYTES = 16 * 1024 * 1024  # the whole public awesome-prometheus-alerts file is far smaller
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", default=None, help="catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
@@ -196,7 +198,7 @@ def _import(catalog_dir: str, path: str, into: str, strict: bool) -> int:
     from generators.catalog_import import import_awesome
     from generators.yamlload import load_yaml, read_bounded
 
-    located = load_yaml(path, read_bounded(path))
+    located = load_yaml(path, read_bounded(path, IMPORT_MAX_BYTES), IMPORT_MAX_BYTES)
     catalog = load_catalog(catalog_dir) if os.path.isdir(catalog_dir) else {}
     result = import_awesome(located, into, catalog, _existing_files(into), _promtool_checker)
     # Prove every file loads as catalog (schema + PromQL lint) before any of them lands in `into`;

@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runbook-url", metavar="URL",
                         help="runbook base URL; each alert links to URL/<AlertName> "
                              "(default: the dependency's runbook_url, else the service's)")
-    parser.add_argument("--output", metavar="DIR", help="where to write alerts.yaml (default: out/SERVICE/prometheus)")
+    parser.add_argument("--output", metavar="DIR", help="where to write alerts.rules.yaml (default: out/SERVICE/prometheus)")
     parser.add_argument("--catalog", metavar="DIR", help="catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
     parser.add_argument("--check", action="store_true", help="run 'promtool check rules' on the written file")
 
