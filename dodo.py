@@ -10,8 +10,9 @@ import os
 from doit import get_var
 from doit.tools import config_changed
 
-from nthlayer.build import (PER_SERVICE, NthlayerReporter, build_action, clean_targets, code_deps, make_plan,
-                            prune_out, targets)
+from nthlayer.build import (PER_SERVICE, NthlayerReporter, build_action, clean_targets, code_deps,
+                            correlation_action, correlation_code, correlation_targets, make_plan, prune_out,
+                            state_unchanged, targets)
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
@@ -19,7 +20,7 @@ STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
 os.makedirs(STATE, exist_ok=True)
 
 DOIT_CONFIG = {
-    "default_tasks": [*PER_SERVICE, "alertmanager", "prune"],
+    "default_tasks": [*PER_SERVICE, "alertmanager", "correlate", "prune"],
     "dep_file": os.path.join(STATE, "doit.db"),
     "backend": "sqlite3",
     "check_file_uptodate": "md5",
@@ -83,6 +84,19 @@ def task_alertmanager():
     return {
         "actions": [alertmanager_action(PLAN)],
         "file_dep": [e.path for e in PLAN.entries] + code_deps("alertmanager"),
+        "targets": outputs,
+        "clean": [(clean_targets, [outputs, OUT])],
+    }
+
+
+def task_correlate():
+    """Deploy/incident correlation reports from the DuckDB state, rebuilt only when that data changed."""
+    state_db = os.environ.get("NTHLAYER_STATE", os.path.join(STATE, "nthlayer.duckdb"))
+    outputs = correlation_targets(OUT)
+    return {
+        "actions": [(correlation_action, [state_db, PLAN])],
+        "file_dep": correlation_code(),
+        "uptodate": [state_unchanged(state_db, PLAN.dependency_graph())],
         "targets": outputs,
         "clean": [(clean_targets, [outputs, OUT])],
     }

@@ -29,14 +29,19 @@ _REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 
 def openslo_files(path: str) -> list[str]:
-    """Every *.yaml / *.yml file under ``path`` (or ``path`` itself), sorted."""
+    """The OpenSLO files under ``path`` (or ``path`` itself), sorted.
+
+    In a build output folder (out/) that is every file inside an ``openslo/`` folder, since
+    out/ also holds Prometheus and Alertmanager YAML; elsewhere every *.yaml / *.yml file.
+    """
     if not os.path.isdir(path):
         return [path]
     found = []
     for root, dirs, names in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [os.path.join(root, n) for n in names if n.endswith((".yaml", ".yml")) and not n.startswith(".")]
-    return sorted(found)
+    in_openslo = [f for f in found if "openslo" in os.path.relpath(f, path).split(os.sep)[:-1]]
+    return sorted(in_openslo or found)
 
 
 def _document_slices(path: str, text: str) -> Iterator[str]:

@@ -6,6 +6,7 @@ no file of that service (or any other) is touched.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -75,6 +76,15 @@ class BuildPlan:
         """out/ subfolders a prune must keep: current services, broken specs' stems, shared output."""
         names = {e.name for e in self.valid} | {e.stem for e in self.entries if e.name is None}
         return {n for n in names if n} | SHARED_DIRS
+
+    def edges(self) -> list[tuple[str, str]]:
+        """(deployed, affected) pairs as nthlayer.correlation.dependency_edges makes them: each valid
+        spec's ``dependencies.upstream`` entry U gives (U, spec) — a deploy of U can hurt the spec's service."""
+        return sorted({(ref.value, e.name or "") for e in self.valid for ref in e.summary.upstream})
+
+    def dependency_graph(self) -> str:
+        """A digest of who-calls-whom (the correlation report's input from the specs)."""
+        return hashlib.sha256(json.dumps(self.edges()).encode()).hexdigest()[:16]
 
     def catalog_files(self, entry: SpecEntry) -> list[str]:
         files = technology_files(self.catalog_dir)
@@ -296,3 +306,36 @@ def alertmanager_action(plan: BuildPlan) -> Callable[[], Any]:
 
     action.__name__ = "build_alertmanager"
     return action
+
+
+NTHLAYER_DIR = Path(__file__).resolve().parent
+
+
+def correlation_targets(out_dir: str) -> list[str]:
+    return [f"{out_dir}/reports/correlations.json", f"{out_dir}/reports/correlations.md"]
+
+
+def correlation_code() -> list[str]:
+    return [str(NTHLAYER_DIR / name) for name in ("correlation.py", "events.py", "state.py")]
+
+
+def correlation_action(state_db: str, plan: BuildPlan) -> None:
+    from nthlayer.correlation import write_correlation_reports
+
+    write_correlation_reports(state_db, plan.services_dir, plan.out_dir, edges=plan.edges())
+
+
+def state_unchanged(state_db: str, graph: str) -> Callable[[Any, dict[str, Any]], bool]:
+    """doit uptodate: the deploys/incidents data (not the file's mtime) and the service graph are
+    what they were at the last run.
+
+    Evaluated only when the task is selected, so builds that skip it never open DuckDB.
+    """
+    def check(task: Any, values: dict[str, Any]) -> bool:
+        from nthlayer.events import state_fingerprint
+
+        fingerprint = f"{state_fingerprint(state_db)}:{graph}"
+        task.value_savers.append(lambda: {"state_fingerprint": fingerprint})
+        return values.get("state_fingerprint") == fingerprint
+
+    return check

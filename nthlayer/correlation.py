@@ -267,13 +267,19 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_correlation_reports(state_path: str, services_dir: str, out_dir: str) -> list[str]:
-    """Write <out_dir>/reports/correlations.json and .md (deterministic bytes); return the paths changed."""
+def write_correlation_reports(state_path: str, services_dir: str, out_dir: str,
+                              edges: list[tuple[str, str]] | None = None) -> list[str]:
+    """Write <out_dir>/reports/correlations.json and .md (deterministic bytes); return the paths changed.
+
+    ``edges`` (who calls whom) defaults to the graph read from ``services_dir``; the build passes
+    the graph of the specs that validated, so one broken spec does not stop the report.
+    """
     from generators.render import write_all
     from nthlayer.budget import json_default, load_services
     from nthlayer.state import connect
 
-    edges = dependency_edges(load_services(services_dir)) if os.path.isdir(services_dir) else []
+    if edges is None:
+        edges = dependency_edges(load_services(services_dir)) if os.path.isdir(services_dir) else []
     with connect(state_path) as con:
         report = correlation_report(con, edges)
     folder = os.path.join(out_dir, "reports")

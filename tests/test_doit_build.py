@@ -39,7 +39,7 @@ def test_incremental_build(workspace: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
     kinds = ["alerts", "openslo", "pagerduty", "slo_rules"]
-    assert _ran(first) == sorted([f"{k}:{s}" for k in kinds for s in services] + ["alertmanager", "prune"])
+    assert _ran(first) == sorted([f"{k}:{s}" for k in kinds for s in services] + ["alertmanager", "correlate", "prune"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.db").exists()
@@ -108,3 +108,14 @@ def test_outputs_are_deterministic(tmp_path: Path) -> None:
     first = {p: v[0] for p, v in _snapshot(tmp_path / "a" / "out").items()}
     second = {p: v[0] for p, v in _snapshot(tmp_path / "b" / "out").items()}
     assert first == second
+
+
+def test_build_plan_graph_matches_the_correlation_graph() -> None:
+    from generators.spec import validate_specs
+    from nthlayer.build import make_plan
+    from nthlayer.correlation import dependency_edges
+
+    plan = make_plan(str(ROOT / "services"), "out", str(ROOT / "rules_catalog"))
+    specs = validate_specs([str(ROOT / "services")], None).specs
+    assert plan.edges() == dependency_edges(s.service for s in specs)
+    assert ("payment-api", "checkout-web") in plan.edges()

@@ -42,4 +42,10 @@ def run(args: argparse.Namespace) -> int:
     command, options = (rest[:1], rest[1:]) if rest and not rest[0].startswith("-") and rest[0] in {
         "run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep", "tabcompletion",
         "help"} else (["run"], rest)
-    return int(DoitMain().run([*command, "-f", dodo_path(), "-d", os.getcwd(), *options]))
+    code = int(DoitMain().run([*command, "-f", dodo_path(), "-d", os.getcwd(), *options]))
+    if command == ["run"]:
+        from nthlayer.state import record_audit
+
+        record_audit("build", None, "ok" if code == 0 else "failed",
+                     {"exit": code, "doit_args": options, "services": os.environ.get("NTHLAYER_SERVICES", "services")})
+    return code

@@ -11,6 +11,7 @@ from generators.errors import UserError
 from generators.render import write_all
 from generators.spec import load_spec
 from generators.tech_alerts import alert_counts, service_alert_files, summary_lines
+from nthlayer.state import add_state_argument, record_audit
 
 _URL = re.compile(r"^https?://\S+$")
 
@@ -23,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="DIR", help="where to write alerts.rules.yaml (default: out/SERVICE/prometheus)")
     parser.add_argument("--catalog", metavar="DIR", help="catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
     parser.add_argument("--check", action="store_true", help="run 'promtool check rules' on the written file")
+    add_state_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{state} {path} ({total} {'alert' if total == 1 else 'alerts'})")
     if not service.technologies:
         print(f"{service.name} declares no technology dependencies (dependencies.technologies)")
+    record_audit("generate-alerts", service.name, "written",
+                 {"files": sorted(files), "changed": sorted(changed), "alerts": total}, path=args.state)
     if args.check:
         from nthlayer.promtool import check_rules
 

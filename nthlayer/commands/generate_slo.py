@@ -7,6 +7,7 @@ import sys
 
 from generators.render import write_all
 from generators.spec import load_spec, spec_warnings
+from nthlayer.state import add_state_argument, record_audit
 
 FORMATS = ("openslo", "prometheus")
 
@@ -19,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="openslo: OpenSLO v1 documents; prometheus: SLO recording and alerting rules, "
                              "their promtool test and a scrape config (default: openslo)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
+    add_state_argument(parser)
 
 
 def slo_files(spec_path: str, fmt: str, output: str | None) -> dict[str, bytes]:
@@ -45,4 +47,6 @@ def run(args: argparse.Namespace) -> int:
     changed = set(write_all(files))
     for path, data in sorted(files.items()):
         print(f"{'wrote' if path in changed else 'unchanged'} {path} ({len(data)} bytes)")
+    record_audit("generate-slo", load_spec(args.spec).service.name, "written",
+                 {"format": args.format, "files": sorted(files), "changed": sorted(changed)}, path=args.state)
     return 0

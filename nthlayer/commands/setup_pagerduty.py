@@ -140,6 +140,15 @@ def run(args: argparse.Namespace) -> int:
             client.close()
 
 
+def _audit(args: argparse.Namespace, plans: list[ServicePlan], result: str, details: dict) -> None:
+    """One audit record per service applied (no secrets: keys never enter ``details``)."""
+    from nthlayer.state import connect, insert_audit
+
+    with connect(args.state) as con:
+        for plan in plans:
+            insert_audit(con, "setup-pagerduty", plan.service, result, details)
+
+
 def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, specs: list) -> int:
     skipped = sorted(s.service.source for s in specs if not uses_pagerduty(s.service))
     specs = sorted((s for s in specs if uses_pagerduty(s.service)), key=lambda s: s.service.name)
@@ -170,13 +179,19 @@ def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, sp
         save_integration(args.state, integration)
 
     applier = Applier(client, remember)
-    for plan in plans:
-        applier.apply(plan)
+    try:
+        for plan in plans:
+            applier.apply(plan)
+    except BaseException as exc:
+        _audit(args, plans, "failed", {"error": type(exc).__name__, "done": list(applier.done)})
+        raise
     for line in applier.done:
         print(f"  {line}")
     created = sum(1 for d in applier.done if d.startswith("created"))
     updated = sum(1 for d in applier.done if d.startswith("updated"))
     print(f"Apply complete: {created} created, {updated} updated, {client.writes} write requests.")
+    _audit(args, plans, "applied", {"created": created, "updated": updated, "writes": client.writes,
+                                    "api_url": settings_url(client)})
     if args.write_routing_keys:
         stored = load_integrations(args.state, [p.service for p in plans])
         missing = sorted({p.service for p in plans} - set(stored))
