@@ -1,6 +1,7 @@
 """The bundled example services, built as `doit` builds them: golden bytes, and the real tools' verdicts."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,19 +20,24 @@ GOLDEN_KINDS = ("openslo", "slo_rules", "pagerduty")
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("examples") / "out"
-    plan = make_plan(str(ROOT / "services"), str(out), str(ROOT / "rules_catalog"))
-    assert [e.errors for e in plan.entries if e.errors] == []
     from generators.alertmanager import alertmanager_files
     from generators.render import write_all
 
-    files: dict[str, bytes] = {}
-    services = [load_service(e.path) for e in plan.valid]
-    for service in services:
-        for kind in PER_SERVICE:
-            files.update(_generate(kind, service, str(out), str(ROOT / "rules_catalog")))
-    files.update(alertmanager_files(services, str(out / "alertmanager")))
-    write_all(files)
+    out = tmp_path_factory.mktemp("examples") / "out"
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # specs are named as a user names them: services/<name>.yaml
+    try:
+        plan = make_plan("services", str(out), "rules_catalog")
+        assert [e.errors for e in plan.entries if e.errors] == []
+        files: dict[str, bytes] = {}
+        services = [load_service(e.path) for e in plan.valid]
+        for service in services:
+            for kind in PER_SERVICE:
+                files.update(_generate(kind, service, str(out), "rules_catalog"))
+        files.update(alertmanager_files(services, str(out / "alertmanager")))
+        write_all(files)
+    finally:
+        os.chdir(cwd)
     return out
 
 
