@@ -40,7 +40,7 @@ ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alertmanager": (("pagerduty.py", "alertmanager.py"), ()),
 }
 PER_SERVICE = ("openslo", "slo_rules", "alerts", "pagerduty")
-SHARED_DIRS = frozenset({"alertmanager", "reports"})
+SHARED_DIRS = frozenset({"alertmanager", "reports", "prometheus"})  # out/ folders not of one service
 
 
 @dataclass
