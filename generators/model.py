@@ -89,6 +89,17 @@ class SLO:
 
 
 @dataclass(frozen=True)
+class Scrape:
+    port: int
+    path: str
+    targets: tuple[str, ...]  # empty: discover the service's DNS name
+
+
+DEFAULT_SCRAPE_PORT = 9090
+DEFAULT_SCRAPE_PATH = "/metrics"
+
+
+@dataclass(frozen=True)
 class PagerDutyRef:
     service_id: str | None
     escalation_policy_id: str | None
@@ -114,6 +125,7 @@ class Service:
     slos: tuple[SLO, ...]
     min_request_rate: Decimal
     pagerduty: PagerDutyRef
+    scrape: Scrape = Scrape(DEFAULT_SCRAPE_PORT, DEFAULT_SCRAPE_PATH, ())
 
     def slo(self, kind: str) -> SLO:
         return next(s for s in self.slos if s.kind == kind)
@@ -184,6 +196,11 @@ def build_service(data: dict[str, Any], source: str) -> Service:
         sli=sli,
         slos=slos,
         min_request_rate=to_decimal(observability.get("min_request_rate", DEFAULT_MIN_REQUEST_RATE)),
+        scrape=Scrape(
+            port=observability.get("scrape", {}).get("port", DEFAULT_SCRAPE_PORT),
+            path=observability.get("scrape", {}).get("path", DEFAULT_SCRAPE_PATH),
+            targets=tuple(observability.get("scrape", {}).get("targets", ())),
+        ),
         pagerduty=PagerDutyRef(
             service_id=pd.get("service_id"),
             escalation_policy_id=pd.get("escalation_policy_id"),

@@ -40,7 +40,6 @@ BUDGET_ALERTS: tuple[tuple[str, Decimal, str], ...] = (
     ("SLOErrorBudgetBelow5Percent", Decimal("0.05"), "critical"),
 )
 ABSENT_ALERT = "SLOMetricsAbsent"
-SCRAPE_PORT = 9090
 RULES_FILE = "slo.rules.yaml"
 TEST_FILE = "slo-rules.test.yaml"
 SCRAPE_FILE = "scrape.yaml"
@@ -232,16 +231,19 @@ def rule_groups(service: Service) -> dict[str, Any]:
 
 
 def scrape_config(service: Service) -> dict[str, Any]:
-    """A scrape_configs entry: the service's DNS name (A records), metrics on port 9090.
+    """A scrape_configs entry for job <service> (the SLIs' default ``job`` label).
 
-    DNS discovery needs no per-environment target list: the service name
-    resolves in Kubernetes (a Service), Docker Compose and Consul DNS alike.
+    Without declared targets it discovers the service's DNS name (A records), which needs no
+    per-environment target list: the name resolves in Kubernetes (a Service), Docker Compose and
+    Consul DNS alike. Port and path come from ``observability.scrape`` (default 9090, /metrics).
     """
-    return {"scrape_configs": [{
-        "job_name": service.name,
-        "metrics_path": "/metrics",
-        "dns_sd_configs": [{"names": [service.name], "type": "A", "port": SCRAPE_PORT}],
-    }]}
+    scrape = service.scrape
+    entry: dict[str, Any] = {"job_name": service.name, "metrics_path": scrape.path}
+    if scrape.targets:
+        entry["static_configs"] = [{"targets": list(scrape.targets)}]
+    else:
+        entry["dns_sd_configs"] = [{"names": [service.name], "type": "A", "port": scrape.port}]
+    return {"scrape_configs": [entry]}
 
 
 def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
