@@ -10,7 +10,7 @@ import os
 from doit import get_var
 from doit.tools import config_changed
 
-from nthlayer.build import (PER_SERVICE, NthlayerReporter, build_action, clean_targets, code_deps,
+from nthlayer.build import (PER_SERVICE, NthlayerReporter, SharedMD5Checker, build_action, clean_targets, code_deps,
                             correlation_action, correlation_code, correlation_targets, make_plan, prune_out,
                             state_unchanged, targets)
 
@@ -23,7 +23,7 @@ DOIT_CONFIG = {
     "default_tasks": [*PER_SERVICE, "alertmanager", "correlate", "prune"],
     "dep_file": os.path.join(STATE, "doit.db"),
     "backend": "sqlite3",
-    "check_file_uptodate": "md5",
+    "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
     "continue": True,
     "reporter": NthlayerReporter,
     "verbosity": 1,

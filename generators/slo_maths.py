@@ -26,7 +26,7 @@ class BurnWindow:
 
 
 BURN_WINDOWS: tuple[BurnWindow, ...] = (
-    BurnWindow("fast", "1h", "5m", Decimal("0.02"), "2m"),
+    BurnWindow("fast", "1h", "5m", Decimal("0.02"), "1m"),
     BurnWindow("medium", "6h", "30m", Decimal("0.05"), "15m"),
     BurnWindow("slow", "1d", "2h", Decimal("0.10"), "1h"),
     BurnWindow("drift", "3d", "6h", Decimal("0.10"), "3h"),

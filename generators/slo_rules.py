@@ -41,6 +41,7 @@ BUDGET_ALERTS: tuple[tuple[str, Decimal, str], ...] = (
 )
 ABSENT_ALERT = "SLOMetricsAbsent"
 RULES_FILE = "slo.rules.yaml"
+BURST_TEST_FILE = "slo-burst.test.yaml"
 TEST_FILE = "slo-rules.test.yaml"
 SCRAPE_FILE = "scrape.yaml"
 
@@ -248,11 +249,12 @@ def scrape_config(service: Service) -> dict[str, Any]:
 
 def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
     """The rule file, its promtool test file and the scrape snippet, keyed by path under ``out_dir``."""
-    from generators.slo_tests import promtool_tests
+    from generators.slo_tests import burst_promtool_tests, promtool_tests
 
     return {
         f"{out_dir}/{RULES_FILE}": yaml_bytes(rule_groups(service), service.source),
         f"{out_dir}/{TEST_FILE}": yaml_bytes(promtool_tests(service, RULES_FILE), service.source),
+        f"{out_dir}/{BURST_TEST_FILE}": yaml_bytes(burst_promtool_tests(service, RULES_FILE), service.source),
         f"{out_dir}/{SCRAPE_FILE}": yaml_bytes(scrape_config(service), service.source),
     }
 

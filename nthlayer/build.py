@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from doit.dependency import MD5Checker, get_file_md5
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
@@ -33,7 +34,7 @@ CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "model.py", "tiers.py", "ren
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "openslo": (("openslo.py",), ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
     "slo_rules": (("slo_rules.py", "slo_tests.py"), ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml",
-                                      "prometheus/scrape.yaml")),
+                                      "prometheus/slo-burst.test.yaml", "prometheus/scrape.yaml")),
     "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json"),
                ("prometheus/alerts.rules.yaml",)),
     "pagerduty": (("pagerduty.py",), ("pagerduty.json",)),
@@ -123,7 +124,9 @@ def _summaries(files: list[str], index_path: str | None) -> list[FileSummary]:
         if hit is not None and key is not None and hit[0] == key:
             summary = FileSummary.from_json(hit[1])
         else:
-            summary, _spec = summarize(path)
+            summary, spec = summarize(path)
+            if spec is not None and key is not None:
+                _LOADED[(path, key[0], key[1])] = spec.service  # the build's load_service reuses it
         summaries.append(summary)
         if key is not None:
             fresh[path] = [key, summary.to_json()]
@@ -192,6 +195,26 @@ def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str) -> di
 
         return pagerduty_files(service, base)
     raise ValueError(kind)
+
+
+class SharedMD5Checker(MD5Checker):
+    """doit's md5 checker, but each file is hashed once per run, not once per task depending on it.
+
+    Every per-service task depends on the same generator modules and catalog files, so a first build
+    of N services otherwise hashes the code files 4N times.
+    """
+
+    _known: dict[tuple[str, float, int], str] = {}
+
+    def get_state(self, dep: str, current_state: Any) -> Any:
+        stat = os.stat(dep)
+        if current_state and current_state[0] == stat.st_mtime:
+            return None
+        key = (dep, stat.st_mtime, stat.st_size)
+        md5 = self._known.get(key)
+        if md5 is None:
+            md5 = self._known[key] = get_file_md5(dep)
+        return stat.st_mtime, stat.st_size, md5
 
 
 class SpecFailure(TaskFailed):

@@ -25,3 +25,10 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
         return code, captured.out, captured.err
 
     return _run
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that record audit rows write to a per-test database, never the checkout's state/."""
+    monkeypatch.setenv("NTHLAYER_STATE", str(tmp_path / "isolated-state" / "nthlayer.duckdb"))
+    monkeypatch.setenv("NTHLAYER_CRASH_LOG", str(tmp_path / "isolated-state" / "crash.log"))

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, UPDATE_GOLDEN, requires_promtool
 
 GOLDEN = ROOT / "tests" / "golden" / "slo"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "spec.yaml").is_file())
-OUTPUTS = ("slo.rules.yaml", "slo-rules.test.yaml", "scrape.yaml")
+OUTPUTS = ("slo.rules.yaml", "slo-rules.test.yaml", "slo-burst.test.yaml", "scrape.yaml")
 
 
 def _service(spec: Path):
@@ -64,16 +64,17 @@ def test_promtool_checks_and_runs_the_generated_tests(case: str) -> None:
     checked = subprocess.run(["promtool", "check", "rules", "slo.rules.yaml"], cwd=case_dir,
                              capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = subprocess.run(["promtool", "test", "rules", "slo-rules.test.yaml"], cwd=case_dir,
-                            capture_output=True, text=True, check=False)
+    tested = subprocess.run(["promtool", "test", "rules", "slo-rules.test.yaml", "slo-burst.test.yaml"],
+                            cwd=case_dir, capture_output=True, text=True, check=False)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def _promtool_test(tmp_path: Path, rules_text: str, case: str = "tier1-payment-api") -> subprocess.CompletedProcess:
     (tmp_path / "slo.rules.yaml").write_text(rules_text)
     shutil.copy(GOLDEN / case / "slo-rules.test.yaml", tmp_path)
-    return subprocess.run(["promtool", "test", "rules", "slo-rules.test.yaml"], cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
+    shutil.copy(GOLDEN / case / "slo-burst.test.yaml", tmp_path)
+    return subprocess.run(["promtool", "test", "rules", "slo-rules.test.yaml", "slo-burst.test.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
 
 
 @requires_promtool
@@ -113,7 +114,7 @@ def test_payment_api_fast_burn_alert_is_exact() -> None:
         ")\n"
         "and\n"
         '  avg_over_time(slo:sli_requests:rate5m{service="payment-api",slo="availability"}[1h]) >= 0.05')
-    assert rules[("availability", "SLOBurnRateFast")]["for"] == "2m"
+    assert rules[("availability", "SLOBurnRateFast")]["for"] == "1m"
     assert rules[("availability", "SLOBurnRateDrift")]["expr"] == (
         "(\n"
         '  slo:sli_error:ratio_rate3d{service="payment-api",slo="availability"} > 0.0005\n'
@@ -264,15 +265,17 @@ def test_generate_slo_dry_run_writes_nothing(tmp_path: Path, run_cli) -> None:
                               "--format", "prometheus", "--dry-run")
     assert code == 0
     assert [line.split(" (")[0] for line in stdout.splitlines()] == [
-        f"would write {out}/scrape.yaml", f"would write {out}/slo-rules.test.yaml", f"would write {out}/slo.rules.yaml"]
+        f"would write {out}/scrape.yaml", f"would write {out}/slo-burst.test.yaml",
+        f"would write {out}/slo-rules.test.yaml", f"would write {out}/slo.rules.yaml"]
     assert not out.exists()
 
 
 def test_generate_slo_writes_both_formats(tmp_path: Path, run_cli) -> None:
     spec = str(ROOT / "services" / "payment-api.yaml")
     code, stdout, _ = run_cli("generate-slo", spec, "--output", str(tmp_path / "p"), "--format", "prometheus")
-    assert code == 0 and stdout.count("wrote ") == 3
-    assert sorted(os.listdir(tmp_path / "p")) == ["scrape.yaml", "slo-rules.test.yaml", "slo.rules.yaml"]
+    assert code == 0 and stdout.count("wrote ") == 4
+    assert sorted(os.listdir(tmp_path / "p")) == ["scrape.yaml", "slo-burst.test.yaml", "slo-rules.test.yaml",
+                                                  "slo.rules.yaml"]
     code, stdout, _ = run_cli("generate-slo", spec, "--output", str(tmp_path / "o"), "--format", "openslo")
     assert code == 0
     assert sorted(os.listdir(tmp_path / "o")) == ["availability.yaml", "latency.yaml", "service.yaml"]
