@@ -10,9 +10,9 @@ import os
 from doit import get_var
 from doit.tools import config_changed
 
-from nthlayer.build import (PER_SERVICE, NthlayerReporter, SharedMD5Checker, build_action, clean_targets, code_deps,
-                            correlation_action, correlation_code, correlation_targets, make_plan, prune_out,
-                            state_unchanged, targets)
+from nthlayer.build import (PER_SERVICE, NthlayerReporter, SharedMD5Checker, build_action, clean_targets,
+                            code_deps, correlation_action, correlation_code, correlation_targets, make_plan,
+                            prune_out, state_unchanged, targets)
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
@@ -93,10 +93,11 @@ def task_correlate():
     """Deploy/incident correlation reports from the DuckDB state, rebuilt only when that data changed."""
     state_db = os.environ.get("NTHLAYER_STATE", os.path.join(STATE, "nthlayer.duckdb"))
     outputs = correlation_targets(OUT)
+    cache = os.path.join(STATE, "state-fingerprint.json")  # spares no-op builds opening DuckDB
     return {
-        "actions": [(correlation_action, [state_db, PLAN])],
+        "actions": [(correlation_action, [state_db, PLAN, cache])],
         "file_dep": correlation_code(),
-        "uptodate": [state_unchanged(state_db, PLAN.dependency_graph())],
+        "uptodate": [state_unchanged(state_db, PLAN.dependency_graph(), cache_path=cache)],
         "targets": outputs,
         "clean": [(clean_targets, [outputs, OUT])],
     }

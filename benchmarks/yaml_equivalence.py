@@ -85,12 +85,25 @@ def random_documents(count: int, seed: int = 1) -> None:
         compare({"k": value(0), text() or "z": [value(0), {"m": value(1)}]})
 
 
+def short_strings() -> None:
+    """Every string of up to three characters over an alphabet of YAML indicators, digits and letters."""
+    alphabet = " -?:#,[]{}'\"a1.ytn~=<%@`|>!&*\n"
+    words = [""] + list(alphabet)
+    words += [a + b for a in alphabet for b in alphabet]
+    words += [a + b + c for a in alphabet for b in alphabet for c in alphabet]
+    for start in range(0, len(words), 50):
+        chunk = words[start:start + 50]
+        compare({"k": chunk})
+        compare({"m": {w: w for w in chunk if "\n" not in w}})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", default=[str(ROOT / "services"), str(ROOT / "tests" / "golden")])
     parser.add_argument("--random", type=int, default=20_000, help="random documents to compare")
     args = parser.parse_args()
     generated([f for f in args.folders if Path(f).exists()])
+    short_strings()
     random_documents(args.random)
     print(f"{CHECKED[0]} documents: direct emitter == PyYAML")
     return 0

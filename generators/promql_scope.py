@@ -195,6 +195,22 @@ def _with_placeholders(expr: Any, source: str, extra: tuple[Matcher, ...]) -> tu
     return re.sub(r" {2,}", " ", str(pq.transform(expr, pre, None))), holder
 
 
+_SENTINEL = "__nthlayer_scope_{}__"
+_TEMPLATES: dict[tuple[str, tuple[tuple[str, str], ...]], str | None] = {}
+
+
+def _template(expr: str, shape: tuple[tuple[str, str], ...]) -> str | None:
+    """:func:`scope` of ``expr`` with stand-in values for matchers of ``shape`` (label, op), or None
+    when the real values could change the result (a selector already has a matcher of that shape, so
+    an identical one would not be repeated)."""
+    if _SENTINEL.format("")[:-2] in expr:
+        return None
+    existing = {(label, op) for node in selectors(parse(expr)) for label, op, _value in _matchers(node)}
+    if existing & set(shape):
+        return None
+    return _scope(expr, tuple((label, op, _SENTINEL.format(i)) for i, (label, op) in enumerate(shape)))
+
+
 def scope(expr: str, matchers: Iterable[Matcher]) -> str:
     """``expr`` with ``matchers`` added to every vector selector (identical ones not repeated).
 
@@ -203,6 +219,23 @@ def scope(expr: str, matchers: Iterable[Matcher]) -> str:
     extra = tuple(matchers)
     if not extra:
         return expr.strip()
+    # Parsing and round-tripping dominates a build, and the same catalog rule is scoped once per
+    # dependency instance: do it once per (rule, matcher labels and ops), then drop the values in.
+    # Regex values must be checked by the parser, and an empty value can leave a selector matching
+    # nothing but empty labels: those take the full path.
+    if all(value and op in ("=", "!=") and not any(c in value for c in '\\"\n') for _label, op, value in extra):
+        key = (expr, tuple((label, op) for label, op, _value in extra))
+        if key not in _TEMPLATES:
+            _TEMPLATES[key] = _template(expr, key[1])
+        result = _TEMPLATES[key]
+        if result is not None:
+            for index, (_label, _op, value) in enumerate(extra):
+                result = result.replace(quote(_SENTINEL.format(index)), quote(value))
+            return result
+    return _scope(expr, extra)
+
+
+def _scope(expr: str, extra: tuple[Matcher, ...]) -> str:
     tree = parse(expr)
     if not selectors(tree):
         return expr.strip()

@@ -51,20 +51,26 @@ class _Fallback(Exception):
     pass
 
 
-_PLAIN_START = frozenset("-?:,[]{}#&*!|>'\"%@` ")
+_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 _RESOLVED_START = frozenset("yYnNtTfFoO-+0123456789.<~=")  # a plain scalar starting so may not read as str
-_MAX_SCALAR = 1000  # longer strings might meet the line width; let PyYAML decide
-_SCALARS: dict[tuple[type, Any], tuple[str, bool]] = {}
+_MAX_SCALAR = 1000  # longer one-line strings might meet the line width; let PyYAML decide
+_CACHED_LENGTH = 64  # short strings (keys, label values) repeat; long ones (PromQL) rarely do
+_STRS: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+_OTHERS: dict[tuple[type, Any], tuple[str, tuple[str, ...] | None]] = {}
+_KEYS: dict[str, str] = {}
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
+_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
 
 
 def _plain_ok(text: str) -> bool:
-    """True when ``text`` certainly dumps as a plain scalar (libyaml's analysis, for the common case)."""
-    return (0 < len(text) <= _MAX_SCALAR and text.isascii() and text.isprintable() and text[0] not in _PLAIN_START
-            and text[-1] != " " and text[-1] != ":" and ": " not in text and " #" not in text
-            and (text[0] not in _RESOLVED_START
-                 or (not text.startswith("...") and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG)))
+    """Whether libyaml writes ``text`` (one line of printable ASCII) as a plain block scalar."""
+    first = text[0]
+    return (first != " " and text[-1] != " " and first not in _INDICATORS
+            and not (first in "?:-" and (len(text) == 1 or text[1] == " "))
+            and not text.startswith(("---", "...")) and text[-1] != ":" and ": " not in text and " #" not in text
+            and (first not in _RESOLVED_START
+                 or _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG))
 
 
 def _literal_ok(text: str) -> bool:
@@ -73,143 +79,154 @@ def _literal_ok(text: str) -> bool:
             and text[-1] not in " \n" and " \n" not in text and text.replace("\n", "").isprintable())
 
 
-def _scalar(value: Any) -> tuple[str, bool]:
-    """(text, is a literal block) of a scalar; a block's text is its header line plus lines indented by 2."""
-    key = (type(value), value)
-    try:
-        return _SCALARS[key]
-    except KeyError:
-        pass
-    except TypeError:
-        raise _Fallback from None
-    if type(value) is str and _plain_ok(value):
-        result = (value, False)
-    elif type(value) is str and _literal_ok(value):
-        result = ("|-\n" + "".join(f"  {line}\n" if line else "\n" for line in value.split("\n")), True)
-    elif type(value) in (str, int, float, bool, Decimal) or value is None:
-        if type(value) is str and len(value) > _MAX_SCALAR:
-            raise _Fallback
-        text = _pyyaml(value)
-        if text.endswith("\n...\n"):
-            raise _Fallback  # open-ended scalars ('|+') also end the document differently
-        block = text[0] in "|>"
-        if not block:
-            text = text[:-1]
-            if "\n" in text:
-                raise _Fallback
-        result = (text, block)
-    else:
+def _by_pyyaml(value: Any) -> tuple[str, tuple[str, ...] | None]:
+    if type(value) is str and len(value) > _MAX_SCALAR:
         raise _Fallback
-    if len(_SCALARS) < 200_000:
-        _SCALARS[key] = result
-    return result
+    text = _pyyaml(value)
+    if text.endswith("\n...\n"):
+        raise _Fallback  # open-ended scalars ('|+') also end the document differently
+    if text[0] in "|>":  # a block scalar, its lines indented by 2 at the top level
+        head, _, body = text[:-1].partition("\n")
+        return head, tuple(line[2:] for line in body.split("\n"))
+    if "\n" in text[:-1]:
+        raise _Fallback
+    return text[:-1], None
 
 
-def _block(text: str, indent: int) -> str:
-    head, _, body = text.partition("\n")
-    pad = " " * indent
-    return head + "".join("\n" + (pad + line[2:] if line else "") for line in body[:-1].split("\n"))
+def _scalar(value: Any) -> tuple[str, tuple[str, ...] | None]:
+    """(text, None) of a one-line scalar, or (block header, block lines) of a literal block."""
+    kind = type(value)
+    if kind is str:
+        hit = _STRS.get(value)
+        if hit is not None:
+            return hit
+        result: tuple[str, tuple[str, ...] | None]
+        if value and len(value) <= _MAX_SCALAR and value.isascii() and value.isprintable():
+            # One line of printable ASCII: plain when allowed, else single-quoted (always allowed).
+            result = (value, None) if _plain_ok(value) else ("'" + value.replace("'", "''") + "'", None)
+        elif _literal_ok(value):
+            result = ("|-", tuple(value.split("\n")))
+        else:
+            result = _by_pyyaml(value)
+        if len(value) <= _CACHED_LENGTH and len(_STRS) < 50_000:
+            _STRS[value] = result
+        return result
+    if kind not in (int, float, bool, Decimal) and value is not None:
+        raise _Fallback
+    key = (kind, value)
+    hit = _OTHERS.get(key)
+    if hit is None:
+        hit = _by_pyyaml(value)
+        if len(_OTHERS) < 10_000:
+            _OTHERS[key] = hit
+    return hit
 
 
-_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
-
-
-_KEYS: dict[str, str] = {}
+def _text(value: Any, indent: int) -> str:
+    text, lines = _scalar(value)
+    if lines is None:
+        return text
+    pad = "\n" + " " * indent
+    return text + "".join(pad + line if line else "\n" for line in lines)
 
 
 def _key(value: Any) -> str:
-    if type(value) is str:
-        text = _KEYS.get(value)
-        if text is not None:
-            return text
-    elif type(value) is not int:
+    if type(value) is not str and type(value) is not int:
         raise _Fallback
-    text, block = _scalar(value)
-    if block or len(text) > 120 or (type(value) is str and any(b in value for b in _BREAKS)):
+    text, lines = _scalar(value)
+    if lines is not None or len(text) > 120 or (type(value) is str and any(b in value for b in _BREAKS)):
         raise _Fallback  # not a simple key
     if type(value) is str and len(_KEYS) < 10_000:
         _KEYS[value] = text
     return text
 
 
-def _anchors(document: Any) -> dict[int, str]:
-    """PyYAML's anchors: objects met twice in a pre-order walk, numbered at the second meeting.
+class _Emitter:
+    """One document's lines. PyYAML anchors an object that occurs twice (``&id001`` at the first
+    occurrence, ``*id001`` after; numbered in order of second occurrences): shared empty lists and dicts
+    (which the generators do produce) are written the same way; any other shared object falls back."""
 
-    Only shared empty lists/dicts (which the generators do produce) are written directly; any other
-    shared object sends the document to PyYAML.
-    """
-    seen: set[int] = set()
-    anchors: dict[int, str] = {}
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        ident = id(node)
-        if ident in seen:
-            if ident not in anchors:
-                if type(node) not in (dict, list) or node:
-                    raise _Fallback
-                anchors[ident] = f"id{len(anchors) + 1:03d}"
-            continue
-        seen.add(ident)
-        if type(node) is Decimal:
-            continue
-        children = node.values() if type(node) is dict else node
-        stack.extend(c for c in reversed(list(children)) if type(c) in (dict, list, Decimal))
-    return anchors
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.seen: dict[int, int] = {}  # id of a container or Decimal → its line (−1: not an empty container)
+        self.anchors: dict[int, str] = {}
 
+    def empty(self, value: Any, prefix: str) -> None:
+        ident = id(value)
+        text = "{}" if type(value) is dict else "[]"
+        line = self.seen.get(ident)
+        if line is None:
+            self.seen[ident] = len(self.out)
+            self.out.append(prefix + text)
+            return
+        if line < 0:
+            raise _Fallback
+        anchor = self.anchors.get(ident)
+        if anchor is None:
+            anchor = self.anchors[ident] = f"id{len(self.anchors) + 1:03d}"
+            self.out[line] = self.out[line][:-2] + f"&{anchor} {text}"
+        self.out.append(prefix + "*" + anchor)
 
-def _empty(value: Any, anchors: dict[int, str], emitted: set[int]) -> str:
-    text = "{}" if type(value) is dict else "[]"
-    anchor = anchors.get(id(value)) if anchors else None
-    if anchor is None:
-        return text
-    if id(value) in emitted:
-        return "*" + anchor
-    emitted.add(id(value))
-    return f"&{anchor} {text}"
+    def shared(self, value: Any) -> None:
+        ident = id(value)
+        if ident in self.seen:
+            raise _Fallback
+        self.seen[ident] = -1
 
-
-def _emit(node: Any, indent: int, out: list[str], anchors: dict[int, str], emitted: set[int], first: str) -> None:
-    """Append ``node`` (a non-empty dict or list) at column ``indent``; ``first`` prefixes its first line."""
-    pad = " " * indent
-    if type(node) is dict:
-        for key, value in node.items():
-            line = (first or pad) + _key(key) + ":"
-            first = ""
-            kind = type(value)
-            if kind is dict or kind is list:
-                if not value:
-                    out.append(line + " " + _empty(value, anchors, emitted))
-                    continue
-                out.append(line)
-                _emit(value, indent + 2 if kind is dict else indent, out, anchors, emitted, "")
-            else:
-                text, block = _scalar(value)
-                out.append(line + " " + (_block(text, indent + 2) if block else text))
-    else:
-        for item in node:
-            dash = (first or pad) + "- "
-            first = ""
-            kind = type(item)
-            if kind is dict or kind is list:
-                if not item:
-                    out.append(dash + _empty(item, anchors, emitted))
-                    continue
-                _emit(item, indent + 2, out, anchors, emitted, dash)
-            else:
-                text, block = _scalar(item)
-                out.append(dash + (_block(text, indent + 2) if block else text))
+    def node(self, node: Any, indent: int, first: str) -> None:
+        """``node`` (a non-empty dict or list) at column ``indent``; ``first`` prefixes its first line."""
+        self.shared(node)
+        out = self.out
+        strs = _STRS
+        pad = " " * indent
+        if type(node) is dict:
+            keys = _KEYS
+            for key, value in node.items():
+                text = keys.get(key) if type(key) is str else None
+                line = (first or pad) + (text if text is not None else _key(key)) + ":"
+                first = ""
+                kind = type(value)
+                if kind is str:
+                    hit = strs.get(value)
+                    if hit is not None and hit[1] is None:
+                        out.append(line + " " + hit[0])
+                    else:
+                        out.append(line + " " + _text(value, indent + 2))
+                elif kind is dict or kind is list:
+                    if not value:
+                        self.empty(value, line + " ")
+                    else:
+                        out.append(line)
+                        self.node(value, indent + 2 if kind is dict else indent, "")
+                else:
+                    if kind is Decimal:
+                        self.shared(value)
+                    out.append(line + " " + _text(value, indent + 2))
+        else:
+            for item in node:
+                dash = (first or pad) + "- "
+                first = ""
+                kind = type(item)
+                if kind is dict or kind is list:
+                    if not item:
+                        self.empty(item, dash)
+                    else:
+                        self.node(item, indent + 2, dash)
+                else:
+                    if kind is Decimal:
+                        self.shared(item)
+                    out.append(dash + _text(item, indent + 2))
 
 
 def to_yaml(document: Any) -> str:
     if (type(document) is dict or type(document) is list) and document:
-        out: list[str] = []
+        emitter = _Emitter()
         try:
-            _emit(document, 0, out, _anchors(document), set(), "")
+            emitter.node(document, 0, "")
         except _Fallback:
             return _pyyaml(document)
-        out.append("")
-        return "\n".join(out)
+        emitter.out.append("")
+        return "\n".join(emitter.out)
     return _pyyaml(document)
 
 
