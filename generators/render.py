@@ -113,7 +113,8 @@ def _scalar(value: Any) -> tuple[str, tuple[str, ...] | None]:
         return result
     if kind not in (int, float, bool, Decimal) and value is not None:
         raise _Fallback
-    key = (kind, value)
+    # repr, not the value: -0.0 == 0.0 and Decimal("-0") == Decimal("0") but they print differently.
+    key = (kind, repr(value))
     hit = _OTHERS.get(key)
     if hit is None:
         hit = _by_pyyaml(value)
