@@ -11,7 +11,7 @@ from doit import get_var
 from doit.tools import config_changed
 
 from nthlayer.build import (PER_SERVICE, NthlayerReporter, SharedMD5Checker, build_action, clean_targets,
-                            code_deps, correlation_action, correlation_code, correlation_targets, make_plan,
+                            code_fingerprint, correlation_action, correlation_code, correlation_targets, make_plan,
                             prune_out, state_unchanged, targets)
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
@@ -43,7 +43,7 @@ def _task_name(entry) -> str:
 
 def _artifact_tasks(kind: str):
     for entry in PLAN.entries:
-        deps = [entry.path, *code_deps(kind)]
+        deps = [entry.path]
         if entry.name is not None and kind == "alerts":
             deps += PLAN.catalog_files(entry)
         outputs = targets(OUT, entry.name, kind) if entry.name is not None else []
@@ -51,6 +51,7 @@ def _artifact_tasks(kind: str):
             "name": _task_name(entry),
             "actions": [build_action(kind, entry, OUT, PLAN.catalog_dir)],
             "file_dep": deps,
+            "uptodate": [config_changed({"code": code_fingerprint(kind)})],  # the generator code
             "targets": outputs,
             "clean": [(clean_targets, [outputs, OUT])],
         }
@@ -83,7 +84,8 @@ def task_alertmanager():
     outputs = alertmanager_targets(OUT)
     return {
         "actions": [alertmanager_action(PLAN)],
-        "file_dep": [e.path for e in PLAN.entries] + code_deps("alertmanager"),
+        "file_dep": [e.path for e in PLAN.entries],
+        "uptodate": [config_changed({"code": code_fingerprint("alertmanager")})],
         "targets": outputs,
         "clean": [(clean_targets, [outputs, OUT])],
     }
