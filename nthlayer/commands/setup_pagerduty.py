@@ -30,7 +30,7 @@ def _show(value: Any) -> str:
         return AFTER_APPLY
     if isinstance(value, dict) and isinstance(value.get("id"), Ref):
         return AFTER_APPLY
-    return json.dumps(value, sort_keys=True, default=lambda v: AFTER_APPLY)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=lambda v: AFTER_APPLY)
 
 
 def format_plan(plans: list[ServicePlan], checked: bool = True) -> list[str]:
