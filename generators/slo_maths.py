@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -38,17 +39,20 @@ RATIO_WINDOWS: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for hundreds of times per service
 def duration_seconds(duration: str) -> int:
     """Seconds in a simple Prometheus duration such as 5m, 6h or 30d."""
     return int(duration[:-1]) * _UNIT_SECONDS[duration[-1]]
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for hundreds of times per service
 def burn_factor(window: BurnWindow, slo_window_days: int) -> Decimal:
     """Burn rate at which ``budget_share`` of the budget is spent within the long window."""
     factor = window.budget_share * slo_window_days * 86400 / duration_seconds(window.long)
     return clean(factor.quantize(Decimal("0.0001")))
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for hundreds of times per service
 def burn_windows(slo_window_days: int) -> tuple[BurnWindow, ...]:
     """The burn windows that make sense for an SLO window.
 
@@ -66,14 +70,17 @@ def clean(value: Decimal) -> Decimal:
     return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for hundreds of times per service
 def error_budget(objective: Decimal) -> Decimal:
     return clean(Decimal(1) - objective)
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for hundreds of times per service
 def burn_threshold(window: BurnWindow, objective: Decimal, slo_window_days: int) -> Decimal:
     """The error ratio at which the alert fires: factor × (1 − objective)."""
     return clean(burn_factor(window, slo_window_days) * error_budget(objective))
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for hundreds of times per service
 def budget_minutes(objective: Decimal, window_days: int) -> Decimal:
     return clean(error_budget(objective) * window_days * 24 * 60)
