@@ -72,13 +72,9 @@ def auth_from_env(environ: Mapping[str, str] | None = None) -> tuple[dict[str, s
     if token and token_file:
         raise UserError("set PROMETHEUS_TOKEN or PROMETHEUS_TOKEN_FILE, not both")
     if token_file:
-        try:
-            with open(token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        except OSError as exc:
-            raise UserError(f"cannot read PROMETHEUS_TOKEN_FILE {token_file}: {exc.strerror}") from None
-        if not token:
-            raise UserError(f"PROMETHEUS_TOKEN_FILE {token_file} is empty")
+        from nthlayer.secrets import read_secret_file
+
+        token = read_secret_file(token_file, "PROMETHEUS_TOKEN_FILE")
     if token and (user or password):
         raise UserError("set either a bearer token (PROMETHEUS_TOKEN[_FILE]) or "
                         "PROMETHEUS_USERNAME/PROMETHEUS_PASSWORD, not both")

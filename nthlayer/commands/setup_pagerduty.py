@@ -82,14 +82,9 @@ def api_key(args: argparse.Namespace) -> str | None:
     path = args.api_key_file or (None if os.environ.get("PAGERDUTY_API_KEY") else
                                  os.environ.get("PAGERDUTY_API_KEY_FILE"))
     if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                key = handle.read().strip()
-        except OSError as exc:
-            raise UserError(f"cannot read the API key file {path}: {exc.strerror}") from exc
-        if not key:
-            raise UserError(f"the API key file {path} is empty")
-        return key
+        from nthlayer.secrets import read_secret_file
+
+        return read_secret_file(path, "the API key file")
     return os.environ.get("PAGERDUTY_API_KEY", "").strip() or None
 
 
