@@ -21,13 +21,14 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Iterable
 
 from generators.model import Service
 from nthlayer.events import state_fingerprint  # noqa: F401  (the build imports it from here)
 from nthlayer.state import format_time, from_db, to_db
+
+if TYPE_CHECKING:  # duckdb is imported where it is used: a build with no state never loads it
+    import duckdb
 
 DEFAULT_WINDOW_SECONDS = 3600
 BLOCK_ABOVE = Decimal("0.8")
@@ -215,6 +216,11 @@ def _summary(c: Correlation) -> dict[str, Any]:
     }
 
 
+def empty_report(window_seconds: int = DEFAULT_WINDOW_SECONDS) -> dict[str, Any]:
+    return {"window_hours": window_seconds / 3600, "block_above": float(BLOCK_ABOVE),
+            "top_correlated_deploys": {}, "incidents_without_suspect": []}
+
+
 def correlation_report(con: duckdb.DuckDBPyConnection, edges: Iterable[tuple[str, str]],
                        window_seconds: int = DEFAULT_WINDOW_SECONDS) -> dict[str, Any]:
     """Score everything, then: the top suspects per deployed service, and recent incidents nobody explains."""
@@ -233,8 +239,7 @@ def correlation_report(con: duckdb.DuckDBPyConnection, edges: Iterable[tuple[str
         "WHERE started_at >= (SELECT max(started_at) FROM incidents) - to_seconds(?) "
         "ORDER BY started_at DESC, incident_key", [float(RECENT_DAYS * 86400)]).fetchall()
     return {
-        "window_hours": window_seconds / 3600,
-        "block_above": float(BLOCK_ABOVE),
+        **empty_report(window_seconds),
         "top_correlated_deploys": {name: by_service[name] for name in sorted(by_service)},
         "incidents_without_suspect": [
             {"id": row[1], "service": row[2], "title": row[3], "severity": row[4],
@@ -280,8 +285,11 @@ def write_correlation_reports(state_path: str, services_dir: str, out_dir: str,
 
     if edges is None:
         edges = dependency_edges(load_services(services_dir)) if os.path.isdir(services_dir) else []
-    with connect(state_path) as con:
-        report = correlation_report(con, edges)
+    if os.path.exists(state_path):
+        with connect(state_path) as con:
+            report = correlation_report(con, edges)
+    else:  # nothing recorded yet: the empty report, without creating (or even importing) a database
+        report = empty_report()
     folder = os.path.join(out_dir, "reports")
     body = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False, default=json_default) + "\n"
     return write_all({os.path.join(folder, "correlations.json"): body.encode("utf-8"),

@@ -17,12 +17,13 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Iterator
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from generators.errors import UserError
 from nthlayer.state import format_time, parse_time, to_db
+
+if TYPE_CHECKING:  # duckdb is imported where it is used: a build with no state never loads it
+    import duckdb
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 

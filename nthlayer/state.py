@@ -25,11 +25,12 @@ import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from generators.errors import UserError
+
+if TYPE_CHECKING:  # duckdb is imported where it is used: a build with no state never loads it
+    import duckdb
 
 DEFAULT_STATE_PATH = os.path.join("state", "nthlayer.duckdb")
 STATE_ENV = "NTHLAYER_STATE"
@@ -143,6 +144,8 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
 
 
 def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float = 0.5) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
     deadline = time.monotonic() + timeout
     delay = first_delay
     told = False

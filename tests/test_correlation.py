@@ -235,3 +235,18 @@ def test_pagerduty_bad_key_is_explained_without_the_key(run_cli, pagerduty: Fake
                              "2024-05-02T00:00:00Z", "--api-url", pagerduty.url, "--services", "/nonexistent",
                              "--state", str(tmp_path / "s.duckdb"))
     assert code == 1 and "HTTP 401" in err and "wrong-key-123" not in err + out
+
+
+def test_report_without_a_state_database_is_the_empty_report_and_creates_nothing(tmp_path) -> None:
+    from nthlayer.correlation import write_correlation_reports
+    from nthlayer.state import connect
+
+    missing = tmp_path / "none.duckdb"
+    write_correlation_reports(str(missing), str(tmp_path / "no-services"), str(tmp_path / "a"), edges=[])
+    assert not missing.exists()
+    empty = tmp_path / "empty.duckdb"
+    with connect(str(empty)):
+        pass
+    write_correlation_reports(str(empty), str(tmp_path / "no-services"), str(tmp_path / "b"), edges=[])
+    for name in ("correlations.json", "correlations.md"):
+        assert (tmp_path / "a" / "reports" / name).read_bytes() == (tmp_path / "b" / "reports" / name).read_bytes()
