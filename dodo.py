@@ -10,9 +10,9 @@ import os
 from doit import get_var
 from doit.tools import config_changed
 
-from nthlayer.build import (PER_SERVICE, NthlayerReporter, SharedMD5Checker, build_action, clean_targets,
-                            code_fingerprint, correlation_action, correlation_code, correlation_targets, make_plan,
-                            prune_out, state_unchanged, targets)
+from nthlayer.build import (NthlayerReporter, SharedMD5Checker, alertmanager_routes, clean_targets, code_fingerprint,
+                            code_stamps, correlation_action, correlation_code, correlation_targets, make_plan,
+                            prune_out, routes_digest, service_task, state_unchanged)
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
@@ -20,7 +20,7 @@ STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
 os.makedirs(STATE, exist_ok=True)
 
 DOIT_CONFIG = {
-    "default_tasks": [*PER_SERVICE, "alertmanager", "correlate", "prune"],
+    "default_tasks": ["service", "alertmanager", "correlate", "prune"],
     "dep_file": os.path.join(STATE, "doit.db"),
     "backend": "sqlite3",
     "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
@@ -41,40 +41,13 @@ def _task_name(entry) -> str:
     return entry.stem if entry.stem not in VALID_NAMES else entry.path  # a broken spec never shadows a valid one
 
 
-def _artifact_tasks(kind: str):
+def task_service():
+    """Per service: OpenSLO documents, SLO rules and their promtool tests, scrape config, technology
+    alerts from the rules catalog, PagerDuty desired state. Only the stale kinds are regenerated: all
+    after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
+    stamps = code_stamps(STATE)
     for entry in PLAN.entries:
-        deps = [entry.path]
-        if entry.name is not None and kind == "alerts":
-            deps += PLAN.catalog_files(entry)
-        outputs = targets(OUT, entry.name, kind) if entry.name is not None else []
-        yield {
-            "name": _task_name(entry),
-            "actions": [build_action(kind, entry, OUT, PLAN.catalog_dir)],
-            "file_dep": deps,
-            "uptodate": [config_changed({"code": code_fingerprint(kind)})],  # the generator code
-            "targets": outputs,
-            "clean": [(clean_targets, [outputs, OUT])],
-        }
-
-
-def task_openslo():
-    """OpenSLO v1 documents per service."""
-    yield from _artifact_tasks("openslo")
-
-
-def task_slo_rules():
-    """Prometheus SLO recording rules, burn-rate alerts, their promtool tests, scrape config."""
-    yield from _artifact_tasks("slo_rules")
-
-
-def task_alerts():
-    """Technology alerts from the rules catalog, scoped to each dependency instance."""
-    yield from _artifact_tasks("alerts")
-
-
-def task_pagerduty():
-    """PagerDuty desired state per service."""
-    yield from _artifact_tasks("pagerduty")
+        yield service_task(entry, PLAN, stamps, _task_name(entry))
 
 
 def task_alertmanager():
@@ -82,10 +55,10 @@ def task_alertmanager():
     from nthlayer.build import alertmanager_action, alertmanager_targets
 
     outputs = alertmanager_targets(OUT)
+    routes = routes_digest(alertmanager_routes(PLAN))  # the routing facts of every spec, from the plan
     return {
         "actions": [alertmanager_action(PLAN)],
-        "file_dep": [e.path for e in PLAN.entries],
-        "uptodate": [config_changed({"code": code_fingerprint("alertmanager")})],
+        "uptodate": [config_changed({"code": code_fingerprint("alertmanager"), "routes": routes})],
         "targets": outputs,
         "clean": [(clean_targets, [outputs, OUT])],
     }

@@ -26,7 +26,7 @@ from typing import Any, Iterable, NamedTuple
 from generators.model import Service
 from generators.pagerduty import uses_pagerduty
 from generators.render import yaml_bytes
-from generators.tiers import Tier
+from generators.tiers import TIERS, Tier
 
 DEFAULT_SECRETS_DIR = os.path.join("state", "secrets")
 GROUP_BY = ["alertname", "service", "slo", "dependency"]
@@ -43,6 +43,23 @@ class Timing(NamedTuple):
     repeat_interval: str
 
 
+class Routing(NamedTuple):
+    """All routing needs from one service: small and JSON-serialisable, so a build caches it per spec
+    file and rewrites alertmanager.yml after a one-spec edit without loading every spec again."""
+
+    name: str
+    team: str
+    tier: int
+    paged: bool  # on PagerDuty (see uses_pagerduty)
+    source: str
+
+    @classmethod
+    def of(cls, service: "Service | Routing") -> "Routing":
+        if isinstance(service, Routing):
+            return service
+        return cls(service.name, service.team, service.tier.number, uses_pagerduty(service), service.source)
+
+
 def routing_timing(tier: Tier, route: str) -> Timing:
     """Alertmanager timings of a route, from the tier table."""
     return Timing(*(tier.am_page_timing if route == "page" else tier.am_ticket_timing))
@@ -56,7 +73,7 @@ def routing_key_path(service_name: str, secrets_dir: str) -> str:
     return os.path.join(secrets_dir, key_file_name(service_name))
 
 
-def receiver_names(service: Service) -> tuple[str, str]:
+def receiver_names(service: Service | Routing) -> tuple[str, str]:
     return (f"{service.name}-pagerduty", f"{service.name}-pagerduty-low")
 
 
@@ -70,28 +87,30 @@ def _timed(entry: dict[str, Any], timing: Timing) -> dict[str, Any]:
     return entry
 
 
-def service_route(service: Service) -> dict[str, Any]:
+def service_route(service: Service | Routing) -> dict[str, Any]:
     """The service's subtree: matched on the service label, split by severity.
 
     A service without PagerDuty settings keeps its route (same grouping) but
     every branch ends at the notifier-less receiver.
     """
-    page, ticket = receiver_names(service) if uses_pagerduty(service) else (UNROUTED_RECEIVER, UNROUTED_RECEIVER)
+    service = Routing.of(service)
+    page, ticket = receiver_names(service) if service.paged else (UNROUTED_RECEIVER, UNROUTED_RECEIVER)
+    tier = TIERS[service.tier]
     return {
         "receiver": page,
         "matchers": [f'service="{service.name}"'],
         "group_by": list(GROUP_BY),
         "routes": [
             _timed({"receiver": page, "matchers": [f'severity=~"{_regex(PAGE_SEVERITIES)}"']},
-                   routing_timing(service.tier, "page")),
+                   routing_timing(tier, "page")),
             _timed({"receiver": ticket, "matchers": [f'severity=~"{_regex(TICKET_SEVERITIES)}"']},
-                   routing_timing(service.tier, "ticket")),
+                   routing_timing(tier, "ticket")),
             {"receiver": SILENT_RECEIVER, "matchers": [f'severity=~"{_regex(INFO_SEVERITIES)}"']},
         ],
     }
 
 
-def _pagerduty_config(service: Service, key_file: str, severity: str) -> dict[str, Any]:
+def _pagerduty_config(service: Routing, key_file: str, severity: str) -> dict[str, Any]:
     return {
         "routing_key_file": key_file,
         "send_resolved": True,
@@ -102,15 +121,16 @@ def _pagerduty_config(service: Service, key_file: str, severity: str) -> dict[st
         "details": {
             "service": service.name,
             "team": service.team,
-            "tier": str(service.tier.number),
+            "tier": str(service.tier),
             "firing": '{{ .Alerts.Firing | len }}',
             "summary": '{{ .CommonAnnotations.summary }}',
         },
     }
 
 
-def service_receivers(service: Service, secrets_dir: str) -> list[dict[str, Any]]:
-    if not uses_pagerduty(service):
+def service_receivers(service: Service | Routing, secrets_dir: str) -> list[dict[str, Any]]:
+    service = Routing.of(service)
+    if not service.paged:
         return []
     page, ticket = receiver_names(service)
     key_file = routing_key_path(service.name, secrets_dir)
@@ -120,9 +140,10 @@ def service_receivers(service: Service, secrets_dir: str) -> list[dict[str, Any]
     ]
 
 
-def alertmanager_config(services: Iterable[Service], secrets_dir: str = DEFAULT_SECRETS_DIR) -> dict[str, Any]:
+def alertmanager_config(services: Iterable[Service | Routing], secrets_dir: str = DEFAULT_SECRETS_DIR
+                        ) -> dict[str, Any]:
     """A complete alertmanager.yml document for every service, in name order."""
-    ordered = sorted(services, key=lambda s: s.name)
+    ordered = sorted(map(Routing.of, services), key=lambda s: s.name)
     receivers: list[dict[str, Any]] = [{"name": UNROUTED_RECEIVER}, {"name": SILENT_RECEIVER}]
     for service in ordered:
         receivers.extend(service_receivers(service, secrets_dir))
@@ -145,12 +166,12 @@ def alertmanager_config(services: Iterable[Service], secrets_dir: str = DEFAULT_
     }
 
 
-def service_fragment(service: Service, secrets_dir: str = DEFAULT_SECRETS_DIR) -> dict[str, Any]:
+def service_fragment(service: Service | Routing, secrets_dir: str = DEFAULT_SECRETS_DIR) -> dict[str, Any]:
     """One service's route and receivers, for merging into an Alertmanager config kept elsewhere."""
     return {"route": service_route(service), "receivers": service_receivers(service, secrets_dir)}
 
 
-def alertmanager_files(services: Iterable[Service], alertmanager_dir: str,
+def alertmanager_files(services: Iterable[Service | Routing], alertmanager_dir: str,
                        secrets_dir: str = DEFAULT_SECRETS_DIR) -> dict[str, bytes]:
     """``{<alertmanager_dir>/alertmanager.yml: bytes}`` (dodo.py passes out/alertmanager).
 
@@ -158,7 +179,7 @@ def alertmanager_files(services: Iterable[Service], alertmanager_dir: str,
     relative ``routing_key_file`` from its working directory, so a deployment
     elsewhere passes an absolute folder (e.g. /etc/alertmanager/secrets).
     """
-    ordered = sorted(services, key=lambda s: s.name)
+    ordered = sorted(map(Routing.of, services), key=lambda s: s.name)
     folders = sorted({os.path.dirname(s.source) or "." for s in ordered})
     sources = ", ".join(os.path.join(f, "*.yaml") for f in folders) or "no services"
     document = alertmanager_config(ordered, secrets_dir)

@@ -19,6 +19,7 @@ from doit.dependency import MD5Checker, get_file_md5
 from doit.exceptions import TaskFailed, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from generators.alertmanager import Routing
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service
@@ -52,6 +53,7 @@ class SpecEntry:
     summary: FileSummary
     errors: list[SpecError] = field(default_factory=list)
     warnings: list[SpecError] = field(default_factory=list)
+    routing: Routing | None = None  # what alertmanager.yml needs from it, when valid on its own
 
     @property
     def name(self) -> str | None:
@@ -96,15 +98,18 @@ class BuildPlan:
         return [files[t] for t in entry.technology_types if t in files]
 
 
+INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py")  # what a spec-index entry is computed by
+
+
 def _code_fingerprint() -> str:
     parts = []
-    for name in CORE_CODE:
+    for name in INDEX_CODE:
         stat = (GENERATORS_DIR / name).stat()
         parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts)
 
 
-def _summaries(files: list[str], index_path: str | None) -> list[FileSummary]:
+def _summaries(files: list[str], index_path: str | None) -> list[tuple[FileSummary, Routing | None]]:
     """Per-file validation results, reused from state/spec-index.json for files that did not change."""
     cache: dict[str, Any] = {}
     fingerprint = _code_fingerprint()
@@ -125,17 +130,21 @@ def _summaries(files: list[str], index_path: str | None) -> list[FileSummary]:
             stat = None
         key = [stat.st_size, stat.st_mtime_ns] if stat else None
         hit = cache.get(path)
+        routing: Routing | None = None
         if hit is not None and key is not None and hit[0] == key:
             summary = FileSummary.from_json(hit[1])
             if summary.name is not None and not summary.errors:
                 _VALIDATED.add((path, key[0], key[1]))
+                routing = Routing(*hit[2])
         else:
             summary, spec = summarize(path)
-            if spec is not None and key is not None:
-                _LOADED[(path, key[0], key[1])] = spec.service  # the build's load_service reuses it
-        summaries.append(summary)
+            if spec is not None:
+                routing = Routing.of(spec.service)
+                if key is not None:
+                    _LOADED[(path, key[0], key[1])] = spec.service  # the build's load_service reuses it
+        summaries.append((summary, routing))
         if key is not None:
-            fresh[path] = [key, summary.to_json()]
+            fresh[path] = [key, summary.to_json(), routing]
     if index_path and fresh != cache:
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
@@ -147,8 +156,9 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     catalog_dir = catalog_dir or default_catalog_dir()
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     summaries = _summaries(files, index_path)
-    errors, warnings = cross_file_problems(summaries, technology_files(catalog_dir))
-    entries = {s.path: SpecEntry(s.path, Path(s.path).stem, s, list(s.errors), list(s.warnings)) for s in summaries}
+    errors, warnings = cross_file_problems([s for s, _ in summaries], technology_files(catalog_dir))
+    entries = {s.path: SpecEntry(s.path, Path(s.path).stem, s, list(s.errors), list(s.warnings), routing)
+               for s, routing in summaries}
     for error in errors:
         entries[error.path].errors.append(error)
     for warning in warnings:
@@ -254,29 +264,77 @@ class SharedMD5Checker(MD5Checker):
         return stat.st_mtime, stat.st_size, md5
 
 
+def code_stamps(state_dir: str) -> dict[str, str]:
+    """One file per artifact kind holding the hash of its generator code (rewritten only when that
+    changes), so each service task lists its code as four file_deps and doit reports which changed."""
+    stamps = {}
+    for kind in PER_SERVICE:
+        path = os.path.join(state_dir, "code", f"{kind}.sha256")
+        write_if_changed(path, (code_fingerprint(kind) + "\n").encode())
+        stamps[kind] = path
+    return stamps
+
+
+def stale_kinds(spec_path: str, changed: Iterable[str], stamps: dict[str, str]) -> list[str]:
+    """The artifact kinds a service task must regenerate, from the file_deps doit says changed: all
+    after a spec edit (or a first build, or a missing output: doit then reports every file_dep), a
+    kind whose code stamp changed, the technology alerts after a catalog file edit."""
+    changed = set(changed)
+    if not changed or spec_path in changed:
+        return list(PER_SERVICE)
+    kinds = {kind for kind, stamp in stamps.items() if stamp in changed}
+    if changed - set(stamps.values()):
+        kinds.add("alerts")  # the rest are catalog files
+    return [kind for kind in PER_SERVICE if kind in kinds]
+
+
+def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
+    """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
+    deps = [entry.path, *stamps.values()]
+    outputs: list[str] = []
+    if entry.name is not None:
+        deps += plan.catalog_files(entry)
+        outputs = [path for kind in PER_SERVICE for path in targets(plan.out_dir, entry.name, kind)]
+
+    def title(task: Any) -> str:
+        kinds = stale_kinds(entry.path, task.dep_changed or (), stamps)
+        return task.name if len(kinds) == len(PER_SERVICE) else f"{task.name} ({', '.join(kinds)})"
+
+    return {
+        "name": name,
+        "actions": [service_action(entry, plan, stamps)],
+        "file_dep": deps,
+        "targets": outputs,
+        "title": title,
+        "clean": [(clean_targets, [outputs, plan.out_dir])],
+    }
+
+
 class SpecFailure(TaskFailed):
     """A task failure whose message is user-facing error lines (no traceback)."""
 
 
-def build_action(kind: str, entry: SpecEntry, out_dir: str, catalog_dir: str) -> Callable[[], Any]:
-    def action() -> Any:
+def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) -> Callable[..., Any]:
+    def action(changed: list[str]) -> Any:  # doit passes the file_deps that changed
         if entry.errors or entry.name is None:
             return SpecFailure("\n".join(e.format() for e in entry.errors))
-        if kind == "openslo":
-            for warning in entry.warnings:
-                print(warning.format(), file=sys.stderr)
+        for warning in entry.warnings:
+            print(warning.format(), file=sys.stderr)
+        files: dict[str, bytes] = {}
         try:
             service = load_service(entry.path)
-            files = _generate(kind, service, out_dir, catalog_dir)
+            for kind in stale_kinds(entry.path, changed, stamps):
+                made = _generate(kind, service, plan.out_dir, plan.catalog_dir)
+                expected = set(targets(plan.out_dir, service.name, kind))
+                if set(made) != expected:
+                    raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")
+                files.update(made)
         except SpecErrors as exc:
             return SpecFailure("\n".join(exc.lines()))
-        expected = set(targets(out_dir, service.name, kind))
-        if set(files) != expected:
-            raise RuntimeError(f"{kind} generator wrote {sorted(files)}, dodo expects {sorted(expected)}")
-        write_all(files)
+        write_all(files)  # only after every kind was generated: an error leaves all files as they were
         return None
 
-    action.__name__ = f"build_{kind}"
+    action.__name__ = "build_service"
     return action
 
 
@@ -355,12 +413,20 @@ def alertmanager_targets(out_dir: str) -> list[str]:
     return [f"{out_dir}/alertmanager/{name}" for name in ALERTMANAGER_FILES]
 
 
+def alertmanager_routes(plan: BuildPlan) -> list[Routing]:
+    """The routing facts of every valid service, from the plan (no spec is loaded again)."""
+    return [entry.routing for entry in plan.valid if entry.routing is not None]
+
+
+def routes_digest(routes: list[Routing]) -> str:
+    return hashlib.sha256(json.dumps(sorted(routes)).encode()).hexdigest()
+
+
 def alertmanager_action(plan: BuildPlan) -> Callable[[], Any]:
     def action() -> Any:
         from generators.alertmanager import alertmanager_files
 
-        services = [load_service(entry.path) for entry in plan.valid]
-        files = alertmanager_files(services, f"{plan.out_dir}/alertmanager")
+        files = alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager")
         write_all(files)
         return None
 

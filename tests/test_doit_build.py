@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import ROOT
 
-def _doit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
-    env["NTHLAYER_CATALOG"] = str(ROOT / "rules_catalog")
+def _doit(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    env = {**base, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog"), **(env or {})}
     return subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(cwd), *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -38,8 +38,7 @@ def test_incremental_build(workspace: Path) -> None:
     first = _doit(workspace)
     assert first.returncode == 0, first.stdout + first.stderr
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
-    kinds = ["alerts", "openslo", "pagerduty", "slo_rules"]
-    assert _ran(first) == sorted([f"{k}:{s}" for k in kinds for s in services] + ["alertmanager", "correlate", "prune"])
+    assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.db").exists()
@@ -58,12 +57,17 @@ def test_incremental_build(workspace: Path) -> None:
     spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
     third = _doit(workspace)
     assert third.returncode == 0, third.stderr
-    assert _ran(third) == ["alertmanager", "alerts:search-api", "openslo:search-api", "pagerduty:search-api",
-                           "slo_rules:search-api"]
+    assert _ran(third) == ["service:search-api"]  # routing facts unchanged: alertmanager.yml is not rebuilt
     after = _snapshot(out)
     changed = sorted(p for p in after if after[p] != before[p])
     assert changed and all(p.startswith("search-api/") for p in changed), changed
     assert "search-api/openslo/availability.yaml" in changed
+
+    # A team change is a routing change: alertmanager.yml is rebuilt too.
+    spec.write_text(spec.read_text().replace("team: ", "team: edited-", 1))
+    assert _ran(_doit(workspace)) == ["alertmanager", "service:search-api"]
+    assert "edited-" in (out / "alertmanager" / "alertmanager.yml").read_text()
+    before = _snapshot(out)
 
     # Deleting a service removes its out/ folder on the next run.
     (workspace / "services" / "report-batch.yaml").unlink()
@@ -77,6 +81,36 @@ def test_incremental_build(workspace: Path) -> None:
     clean = _doit(workspace, "clean")
     assert clean.returncode == 0
     assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) -> None:
+    catalog = workspace / "rules_catalog"
+    shutil.copytree(ROOT / "rules_catalog", catalog)
+    env = {"NTHLAYER_CATALOG": str(catalog)}
+    assert _doit(workspace, env=env).returncode == 0
+    out = workspace / "out"
+    before = _snapshot(out)
+    users = sorted(p.stem for p in (workspace / "services").glob("*.yaml")
+                   if "type: redis" in p.read_text())
+    assert users
+    redis = catalog / "redis.yaml"
+    redis.write_text(redis.read_text().replace('description: "redis_exporter', 'description: "Edited. redis_exporter', 1))
+    result = _doit(workspace, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _ran(result) == [f"service:{name} (alerts)" for name in users]
+    after = _snapshot(out)
+    assert sorted(p for p in after if after[p] != before[p]) == [f"{n}/prometheus/alerts.rules.yaml" for n in users]
+
+
+def test_stale_kinds() -> None:
+    from nthlayer.build import PER_SERVICE, stale_kinds
+
+    stamps = {kind: f"state/code/{kind}.sha256" for kind in PER_SERVICE}
+    assert stale_kinds("s/a.yaml", [], stamps) == list(PER_SERVICE)  # doit ran it for no file: do all
+    assert stale_kinds("s/a.yaml", ["s/a.yaml", "cat/redis.yaml"], stamps) == list(PER_SERVICE)
+    assert stale_kinds("s/a.yaml", ["cat/redis.yaml"], stamps) == ["alerts"]
+    assert stale_kinds("s/a.yaml", ["state/code/openslo.sha256", "state/code/pagerduty.sha256"], stamps) == \
+        ["openslo", "pagerduty"]
 
 
 def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path) -> None:
