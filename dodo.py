@@ -21,8 +21,8 @@ os.makedirs(STATE, exist_ok=True)
 
 DOIT_CONFIG = {
     "default_tasks": ["service", "alertmanager", "correlate", "prune"],
-    "dep_file": os.path.join(STATE, "doit.db"),
-    "backend": "sqlite3",
+    "dep_file": os.path.join(STATE, "doit.json"),
+    "backend": "nthlayer-json",  # nthlayer.build.StateJsonDB, registered by pyproject.toml
     "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
     "continue": True,
     "reporter": NthlayerReporter,

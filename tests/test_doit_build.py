@@ -41,7 +41,7 @@ def test_incremental_build(workspace: Path) -> None:
     assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
     out = workspace / "out"
     before = _snapshot(out)
-    assert (workspace / "state" / "doit.db").exists()
+    assert (workspace / "state" / "doit.json").exists()
 
     # A second run executes nothing and touches nothing.
     second = _doit(workspace)
