@@ -96,3 +96,12 @@ def test_cli_prints_sorted_lines_and_exits_1(run_cli, monkeypatch: pytest.Monkey
         "4 errors in 2 files",
     ]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["service.schema.json", "catalog.schema.json", "openslo-v1.schema.json"])
+def test_shipped_schemas_are_valid_json_schema_2020_12(name: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    from generators.spec import load_schema
+
+    Draft202012Validator.check_schema(load_schema(name))  # raises SchemaError when not
