@@ -153,3 +153,25 @@ def test_build_plan_graph_matches_the_correlation_graph() -> None:
     specs = validate_specs([str(ROOT / "services")], None).specs
     assert plan.edges() == dependency_edges(s.service for s in specs)
     assert ("payment-api", "checkout-web") in plan.edges()
+
+
+def test_plan_validates_in_parallel_with_the_same_result(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from nthlayer import build
+
+    services = tmp_path / "services"
+    shutil.copytree(ROOT / "services", services)
+    (services / "broken.yaml").write_text("service: Broken\ntier: 9\n")
+    monkeypatch.setattr(build, "PARALLEL_MIN_FILES", 10**6)
+    serial = build.make_plan(str(services), "out", str(ROOT / "rules_catalog"))
+    build._LOADED.clear()
+    monkeypatch.setattr(build, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(build.os, "sched_getaffinity", lambda pid: {0, 1})  # two workers even on one core
+    pools = []
+    real_pool = build.multiprocessing.get_context("fork").Pool
+    monkeypatch.setattr(build.multiprocessing, "get_context",
+                        lambda method: type("Ctx", (), {"Pool": lambda self, n: pools.append(n) or real_pool(n)})())
+    parallel = build.make_plan(str(services), "out", str(ROOT / "rules_catalog"))
+    assert pools == [2]
+    assert parallel.entries == serial.entries
+    assert any(entry.errors for entry in parallel.entries) and len(parallel.valid) == len(serial.valid) > 5
+    assert all(build.load_service(entry.path).name == entry.name for entry in parallel.valid)
