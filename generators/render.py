@@ -176,47 +176,61 @@ class _Emitter:
 
     def node(self, node: Any, indent: int, first: str) -> None:
         """``node`` (a non-empty dict or list) at column ``indent``; ``first`` prefixes its first line."""
-        self.shared(node)
+        seen = self.seen
+        ident = id(node)
+        if ident in seen:  # shared with an earlier node: PyYAML would anchor it
+            raise _Fallback
+        seen[ident] = -1
         out = self.out
+        append = out.append
         strs = _STRS
         pad = " " * indent
         if type(node) is dict:
             keys = _KEYS
             for key, value in node.items():
-                text = keys.get(key) if type(key) is str else None
+                text = keys.get(key)  # only str keys are cached
                 line = (first or pad) + (text if text is not None else _key(key)) + ":"
                 first = ""
                 kind = type(value)
                 if kind is str:
                     hit = strs.get(value)
                     if hit is not None and hit[1] is None:
-                        out.append(line + " " + hit[0])
+                        append(line + " " + hit[0])
                     else:
-                        out.append(line + " " + _text(value, indent + 2))
+                        append(line + " " + _text(value, indent + 2))
                 elif kind is dict or kind is list:
                     if not value:
                         self.empty(value, line + " ")
                     else:
-                        out.append(line)
+                        append(line)
                         self.node(value, indent + 2 if kind is dict else indent, "")
                 else:
                     if kind is Decimal:
                         self.shared(value)
-                    out.append(line + " " + _text(value, indent + 2))
+                    append(line + " " + _text(value, indent + 2))
         else:
+            dash = pad + "- "
             for item in node:
-                dash = (first or pad) + "- "
-                first = ""
+                if first:
+                    prefix, first = first + "- ", ""
+                else:
+                    prefix = dash
                 kind = type(item)
                 if kind is dict or kind is list:
                     if not item:
-                        self.empty(item, dash)
+                        self.empty(item, prefix)
                     else:
-                        self.node(item, indent + 2, dash)
+                        self.node(item, indent + 2, prefix)
+                elif kind is str:
+                    hit = strs.get(item)
+                    if hit is not None and hit[1] is None:
+                        append(prefix + hit[0])
+                    else:
+                        append(prefix + _text(item, indent + 2))
                 else:
                     if kind is Decimal:
                         self.shared(item)
-                    out.append(dash + _text(item, indent + 2))
+                    append(prefix + _text(item, indent + 2))
 
 
 def to_yaml(document: Any) -> str:
