@@ -100,10 +100,11 @@ class BuildPlan:
 
 
 INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py")  # what a spec-index entry is computed by
+INDEX_FORMAT = "2"  # [size/mtime, summary, routing] per file
 
 
 def _code_fingerprint() -> str:
-    parts = []
+    parts = [INDEX_FORMAT]
     for name in INDEX_CODE:
         stat = (GENERATORS_DIR / name).stat()
         parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -276,8 +277,11 @@ class SharedMD5Checker(MD5Checker):
     is one value.
     """
 
-    _known: dict[tuple[str, float, int], str] = {}
-    _stats: dict[str, os.stat_result] = {}
+    _known: dict[tuple[str, float, int], str] = {}  # keyed by mtime and size: valid across runs
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stats: dict[str, os.stat_result] = {}  # one doit run (a checker is made per run)
 
     def info(self, file_path: str) -> os.stat_result:
         stat = self._stats.get(file_path)

@@ -175,3 +175,16 @@ def test_plan_validates_in_parallel_with_the_same_result(monkeypatch: pytest.Mon
     assert parallel.entries == serial.entries
     assert any(entry.errors for entry in parallel.entries) and len(parallel.valid) == len(serial.valid) > 5
     assert all(build.load_service(entry.path).name == entry.name for entry in parallel.valid)
+
+
+def test_two_builds_in_one_process_see_the_edit_between(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from doit.doit_cmd import DoitMain
+
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("NTHLAYER_CATALOG", str(ROOT / "rules_catalog"))
+    argv = ["run", "-f", str(ROOT / "dodo.py"), "-d", str(workspace), "-n", "0"]
+    assert DoitMain().run(argv) == 0
+    spec = workspace / "services" / "search-api.yaml"
+    spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
+    assert DoitMain().run(argv) == 0
+    assert "0.997" in (workspace / "out" / "search-api" / "openslo" / "availability.yaml").read_text()
