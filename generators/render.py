@@ -1,9 +1,9 @@
 """Turn artifact documents into stable bytes, and write them atomically only when they change."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import tempfile
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -233,16 +233,36 @@ class _Emitter:
                     append(prefix + _text(item, indent + 2))
 
 
-def to_yaml(document: Any) -> str:
+def _direct(document: Any) -> str | None:
     if (type(document) is dict or type(document) is list) and document:
         emitter = _Emitter()
         try:
             emitter.node(document, 0, "")
         except _Fallback:
-            return _pyyaml(document)
+            return None
         emitter.out.append("")
         return "\n".join(emitter.out)
-    return _pyyaml(document)
+    return None
+
+
+def to_yaml(document: Any) -> str:
+    text = _direct(document)
+    return _pyyaml(document) if text is None else text
+
+
+def is_direct(document: Any) -> bool:
+    """Whether :func:`to_yaml` writes ``document`` itself (every scalar's style decided alone) rather than
+    leaving the whole document to PyYAML."""
+    return _direct(document) is not None
+
+
+def scalar_style(value: str, key: bool = False) -> tuple[str, tuple[str, ...] | None] | None:
+    """How :func:`to_yaml` writes the string ``value`` (as a mapping key when ``key``): (text, None), or
+    (block header, block lines); None when it would leave the document to PyYAML."""
+    try:
+        return (_key(value), None) if key else _scalar(value)
+    except _Fallback:
+        return None
 
 
 def yaml_bytes(documents: list[Any] | Any, source: str, multi: bool = False) -> bytes:
@@ -252,6 +272,11 @@ def yaml_bytes(documents: list[Any] | Any, source: str, multi: bool = False) -> 
     else:
         body = to_yaml(documents)
     return (header(source) + body).encode("utf-8")
+
+
+def render_files(files: Mapping[str, tuple[Any, bool]], source: str, out_dir: str) -> dict[str, bytes]:
+    """``{name: (documents, multi)}`` rendered by :func:`yaml_bytes`, keyed by path under ``out_dir``."""
+    return {f"{out_dir}/{name}": yaml_bytes(documents, source, multi) for name, (documents, multi) in files.items()}
 
 
 def _json_default(value: Any) -> Any:
@@ -267,25 +292,62 @@ def json_bytes(document: Mapping[str, Any], source: str | None) -> bytes:
     return (json.dumps(body, indent=2, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_temp_names = itertools.count()
+_pid = [os.getpid()]  # os.getpid() is a syscall; forked children (doit's workers) refresh it
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _holds(path: str, data: bytes) -> bool:
+    """Whether the file at ``path`` exists and holds exactly ``data`` (reads at most one byte more)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        chunks, size, limit = [], 0, len(data) + 1
+        while size < limit:
+            chunk = os.read(fd, limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return size == len(data) and b"".join(chunks) == data
+    finally:
+        os.close(fd)
+
+
+def _create_temp(directory: str, base: str) -> tuple[int, str]:
+    """A new file beside the target, named for this process so concurrent writers never share one.
+    Plain os calls: tempfile.mkstemp and open() cost five more syscalls a file (getpid, getcwd, ioctl,
+    lseek, fchmod), a tenth of a first build's system time at 1000 services."""
+    while True:
+        tmp = f"{directory}/.{base}.{_pid[0]}-{next(_temp_names)}.tmp"
+        try:
+            return os.open(tmp, _CREATE_FLAGS, 0o666), tmp  # permissions as open() gives them (umask)
+        except FileExistsError:  # left by a crashed process that had our pid
+            continue
+
+
 def write_if_changed(path: str, data: bytes) -> bool:
     """Atomically replace ``path`` with ``data`` unless it already holds exactly those bytes."""
+    if _holds(path, data):
+        return False
+    directory, base = os.path.split(path)
+    directory = directory or "."
     try:
-        with open(path, "rb") as handle:
-            if handle.read() == data:
-                return False
-    except FileNotFoundError:
-        pass
-    directory = os.path.dirname(path) or "."
-    prefix = f".{os.path.basename(path)}."
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+        fd, tmp = _create_temp(directory, base)
     except FileNotFoundError:  # folders are made on first need: a makedirs per file cost 10 000 syscalls
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+        fd, tmp = _create_temp(directory, base)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
