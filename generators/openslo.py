@@ -5,7 +5,7 @@ from typing import Any
 
 from generators.model import SLO, Service
 from generators.promql import le_matcher, selector
-from generators.render import yaml_bytes
+from generators.render import render_files
 from generators.slo_maths import burn_factor, burn_windows, clean
 
 API_VERSION = "openslo/v1"
@@ -147,12 +147,20 @@ def service_documents(service: Service) -> list[dict[str, Any]]:
     ]
 
 
-def openslo_files(service: Service, out_dir: str) -> dict[str, bytes]:
-    """Every OpenSLO file of a service, keyed by path under ``out_dir``."""
-    files = {f"{out_dir}/service.yaml": yaml_bytes(service_documents(service), service.source, multi=True)}
+# The Service fields openslo_documents reads (generators.shapes templates on these alone).
+READS = frozenset({"name", "source", "team", "tier", "sli", "slos", "description"})
+
+
+def openslo_documents(service: Service) -> dict[str, tuple[Any, bool]]:
+    """Every OpenSLO file of a service: file name → (documents, multi)."""
+    files: dict[str, tuple[Any, bool]] = {"service.yaml": (service_documents(service), True)}
     for slo in service.slos:
         alerts = alert_documents(service, slo)
         policies = [doc["metadata"]["name"] for doc in alerts if doc["kind"] == "AlertPolicy"]
-        documents = [indicator(service, slo), slo_document(service, slo, policies), *alerts]
-        files[f"{out_dir}/{slo.kind}.yaml"] = yaml_bytes(documents, service.source, multi=True)
+        files[f"{slo.kind}.yaml"] = ([indicator(service, slo), slo_document(service, slo, policies), *alerts], True)
     return files
+
+
+def openslo_files(service: Service, out_dir: str) -> dict[str, bytes]:
+    """The files of :func:`openslo_documents`, rendered, keyed by path under ``out_dir``."""
+    return render_files(openslo_documents(service), service.source, out_dir)

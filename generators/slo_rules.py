@@ -24,7 +24,7 @@ from typing import Any
 
 from generators.model import SLO, Service
 from generators.promql import le_matcher, selector
-from generators.render import yaml_bytes
+from generators.render import render_files
 from generators.slo_maths import (RATIO_WINDOWS, BurnWindow, burn_factor, burn_threshold, burn_windows, clean,
                                   duration_seconds, error_budget)
 
@@ -247,17 +247,26 @@ def scrape_config(service: Service) -> dict[str, Any]:
     return {"scrape_configs": [entry]}
 
 
-def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
-    """The rule file, its promtool test file and the scrape snippet, keyed by path under ``out_dir``."""
+# The Service fields slo_rule_documents reads (generators.shapes templates on these alone).
+READS = frozenset({"name", "source", "team", "tier", "sli", "slos", "min_request_rate", "scrape", "runbook_url"})
+
+
+def slo_rule_documents(service: Service) -> dict[str, tuple[Any, bool]]:
+    """The rule file, its promtool test files and the scrape snippet: file name → (document, multi)."""
     from generators.slo_tests import burst_promtool_tests, promtool_tests
 
     return {
-        f"{out_dir}/{RULES_FILE}": yaml_bytes(rule_groups(service), service.source),
-        f"{out_dir}/{TEST_FILE}": yaml_bytes(promtool_tests(service, RULES_FILE), service.source),
-        f"{out_dir}/{BURST_TEST_FILE}": yaml_bytes(burst_promtool_tests(service, RULES_FILE), service.source),
-        f"{out_dir}/{SCRAPE_FILE}": yaml_bytes(scrape_config(service), service.source),
+        RULES_FILE: (rule_groups(service), False),
+        TEST_FILE: (promtool_tests(service, RULES_FILE), False),
+        BURST_TEST_FILE: (burst_promtool_tests(service, RULES_FILE), False),
+        SCRAPE_FILE: (scrape_config(service), False),
     }
 
 
-__all__ = ["slo_rule_files", "rule_groups", "scrape_config", "alert_names", "enabled_burn_windows",
-           "burn_alert_name", "series_labels", "num"]
+def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
+    """The files of :func:`slo_rule_documents`, rendered, keyed by path under ``out_dir``."""
+    return render_files(slo_rule_documents(service), service.source, out_dir)
+
+
+__all__ = ["slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
+           "enabled_burn_windows", "burn_alert_name", "series_labels", "num"]

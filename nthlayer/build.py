@@ -25,6 +25,7 @@ from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service
 from generators.render import write_all, write_if_changed
+from generators.shapes import shaped_files
 from generators.spec import FileSummary, cross_file_problems, expand_paths, load_spec, summarize
 from generators.yamlload import load_yaml
 
@@ -35,8 +36,8 @@ GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "model.py", "tiers.py", "render.py", "promql.py",
              "slo_maths.py", "schemas/service.schema.json")
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "openslo": (("openslo.py",), ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
-    "slo_rules": (("slo_rules.py", "slo_tests.py"), ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml",
+    "openslo": (("openslo.py", "shapes.py"), ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
+    "slo_rules": (("slo_rules.py", "slo_tests.py", "shapes.py"), ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml",
                                       "prometheus/slo-burst.test.yaml", "prometheus/scrape.yaml")),
     "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json"),
                ("prometheus/alerts.rules.yaml",)),
@@ -249,13 +250,13 @@ def targets(out_dir: str, service: str, kind: str) -> list[str]:
 def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str) -> dict[str, bytes]:
     base = f"{out_dir}/{service.name}"
     if kind == "openslo":
-        from generators.openslo import openslo_files
+        from generators import openslo
 
-        return openslo_files(service, f"{base}/openslo")
+        return shaped_files(openslo.openslo_documents, openslo.READS, service, f"{base}/openslo")
     if kind == "slo_rules":
-        from generators.slo_rules import slo_rule_files
+        from generators import slo_rules
 
-        return slo_rule_files(service, f"{base}/prometheus")
+        return shaped_files(slo_rules.slo_rule_documents, slo_rules.READS, service, f"{base}/prometheus")
     if kind == "alerts":
         from generators.catalog import load_technologies
         from generators.tech_alerts import service_alert_files

@@ -1,0 +1,191 @@
+"""Services of one shape share their generated text: generate once, substitute the names.
+
+Most services of a monorepo differ, as far as their SLO artifacts are concerned, only in their names:
+same tier, same SLI defaults, same objectives. Building and rendering those documents is most of a build's
+CPU time, so an artifact kind is generated once per shape, for a stand-in service whose name, team and
+spec path are placeholders, and each further service of that shape gets the stand-in's bytes with the
+placeholders replaced. The result is byte-identical to generating the service directly, by construction:
+
+* The stand-in carries only the fields the kind declares it reads; every other field is :data:`UNUSED`,
+  which raises when touched (attribute, iteration, truth, comparison, formatting). A generator that starts
+  reading an undeclared field makes the kind fall back to direct generation, and tests/test_shapes.py
+  fails until the field is declared.
+* Placeholders are upper case; service and team names are lower case (schema), so the substitution back
+  meets only text the stand-in put there. A spec whose own text holds the placeholder prefix is generated
+  directly.
+* YAML picks each scalar's style from its text (a service called ``true`` or ``123`` is quoted where it
+  stands alone, a placeholder is not). Every distinct string of the stand-in's documents that holds a
+  placeholder is checked, for each service, to be written the same way once the real names are in it;
+  if one is not, that service is generated directly.
+* A shape is templated when it is seen the second time, so services of one-off shapes cost nothing
+  extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable
+
+from generators import render
+from generators.model import Service
+
+PREFIX = "NTHLAYERSTANDIN"
+NAME = PREFIX + "SERVICE"
+TEAM = PREFIX + "TEAM"
+SOURCE = PREFIX + "SOURCE"
+MAX_SHAPES = 256  # templates kept per kind (a few tens of kB each)
+MAX_SEEN = 20_000  # shapes remembered as seen once
+
+Documents = Callable[[Service], "dict[str, tuple[Any, bool]]"]
+
+
+class _NotInShape(Exception):
+    """The generator read a field its kind does not declare."""
+
+
+class _Unused:
+    """A field the artifact kind does not read. Touching it in any way raises :class:`_NotInShape`."""
+
+    __slots__ = ()
+
+    def _touched(self, *args: Any, **kwargs: Any) -> Any:
+        raise _NotInShape
+
+    __getattr__ = __iter__ = __len__ = __bool__ = __str__ = __format__ = _touched
+    __getitem__ = __contains__ = __eq__ = __ne__ = __lt__ = __gt__ = __add__ = __radd__ = _touched
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "UNUSED"
+
+
+UNUSED: Any = _Unused()
+_FIELDS = tuple(field.name for field in dataclasses.fields(Service))
+_FREE_TEXT = frozenset({"runbook_url", "description"})  # may mention the service or team by name
+
+
+class _Template:
+    __slots__ = ("files", "checks")
+
+    def __init__(self, files: dict[str, bytes], checks: list[tuple[str, bool, Any]]) -> None:
+        self.files = files
+        self.checks = checks  # (string holding a placeholder, is a mapping key, how the stand-in wrote it)
+
+
+_NEW, _UNUSABLE = object(), object()
+_seen: dict[tuple[Any, ...], Any] = {}  # shape → its _Template, None (seen once) or _UNUSABLE
+_templates: dict[Documents, int] = {}
+stats = {"direct": 0, "templated": 0, "not_in_shape": 0}
+
+
+def _standin(service: Service, reads: frozenset[str]) -> tuple[tuple[Any, ...], Service] | None:
+    """The shape key and the stand-in service, or None when the spec cannot be templated."""
+    name, team = service.name, service.team
+    pairs = sorted(((name, NAME), (team, TEAM)), key=lambda pair: -len(pair[0]))  # longest first
+
+    def sub(text: str) -> str:
+        for real, placeholder in pairs:
+            text = text.replace(real, placeholder)
+        return text
+
+    values: dict[str, Any] = {}
+    for field in _FIELDS:
+        if field not in reads:
+            values[field] = UNUSED
+            continue
+        value = getattr(service, field)
+        if field == "name":
+            value = NAME
+        elif field == "team":
+            value = TEAM
+        elif field == "source":
+            value = SOURCE
+        elif field in _FREE_TEXT and value:
+            value = sub(value)
+        elif field == "sli":  # the default selector is {job: <service name>}
+            value = dataclasses.replace(value, selector=tuple((label, op, sub(text)) for label, op, text
+                                                              in value.selector))
+        values[field] = value
+    key = tuple(repr(values[field]) if field == "tier" else values[field] for field in _FIELDS
+                if field in reads and field not in ("name", "team", "source"))
+    if any(PREFIX in repr(getattr(service, field)) for field in reads if field != "tier"):
+        return None
+    return key, dataclasses.replace(service, **values)
+
+
+def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
+    if type(node) is dict:
+        for key, value in node.items():
+            if type(key) is str and PREFIX in key:
+                found[(key, True)] = None
+            _collect(value, found)
+    elif type(node) is list:
+        for item in node:
+            _collect(item, found)
+    elif type(node) is str and PREFIX in node:
+        found[(node, False)] = None
+
+
+def _template(documents: Documents, standin: Service) -> _Template | None:
+    files = documents(standin)
+    found: dict[tuple[str, bool], None] = {}
+    for docs, multi in files.values():
+        for doc in docs if multi else [docs]:
+            if not render.is_direct(doc):
+                return None  # PyYAML would write it: its choices are not checked here
+            _collect(doc, found)
+    checks = []
+    for text, is_key in found:
+        style = render.scalar_style(text, is_key)
+        if style is None:
+            return None
+        checks.append((text, is_key, style))
+    return _Template(render.render_files(files, SOURCE, "."), checks)
+
+
+def _same_style(checks: Iterable[tuple[str, bool, Any]], subs: tuple[tuple[str, str], ...]) -> bool:
+    def sub(text: str) -> str:
+        for placeholder, real in subs:
+            text = text.replace(placeholder, real)
+        return text
+
+    for text, is_key, (head, lines) in checks:
+        expected = (sub(head), None if lines is None else tuple(sub(line) for line in lines))
+        if render.scalar_style(sub(text), is_key) != expected:
+            return False
+    return True
+
+
+def shaped_files(documents: Documents, reads: frozenset[str], service: Service, out_dir: str) -> dict[str, bytes]:
+    """``render_files(documents(service), service.source, out_dir)``, from the shape's template when
+    another service of the same shape was seen before in this process."""
+    shape = _standin(service, reads)
+    if shape is not None:
+        key = (documents, *shape[0])
+        template = _seen.get(key, _NEW)
+        if template is _NEW:
+            if len(_seen) < MAX_SEEN:
+                _seen[key] = None
+        elif template is None and _templates.get(documents, 0) < MAX_SHAPES:
+            _templates[documents] = _templates.get(documents, 0) + 1
+            try:
+                template = _template(documents, shape[1])
+            except _NotInShape:
+                stats["not_in_shape"] += 1
+                template = None
+            _seen[key] = template or _UNUSABLE
+        if isinstance(template, _Template):
+            subs = ((NAME, service.name), (TEAM, service.team), (SOURCE, service.source))
+            if _same_style(template.checks, subs):
+                stats["templated"] += 1
+                encoded = tuple((placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs)
+                result = {}
+                for path, data in template.files.items():
+                    for placeholder, real in encoded:
+                        data = data.replace(placeholder, real)
+                    result[out_dir + path[1:]] = data
+                return result
+    stats["direct"] += 1
+    return render.render_files(documents(service), service.source, out_dir)
+
+
+__all__ = ["shaped_files", "UNUSED", "NAME", "TEAM", "SOURCE", "MAX_SHAPES", "stats"]

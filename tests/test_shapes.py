@@ -1,0 +1,131 @@
+"""Shape templates (generators.shapes) write exactly the bytes direct generation writes."""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from generators import openslo, shapes, slo_rules
+from generators.model import Service
+from generators.render import render_files
+from generators.spec import load_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KINDS = [(openslo.openslo_documents, openslo.READS), (slo_rules.slo_rule_documents, slo_rules.READS)]
+EXAMPLES = [load_spec(os.path.relpath(path, ROOT), open(path, "rb").read()).service
+            for path in sorted(glob.glob(os.path.join(ROOT, "services", "*.yaml")))]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    shapes._seen.clear()
+    shapes._templates.clear()
+    for key in shapes.stats:
+        shapes.stats[key] = 0
+    yield
+
+
+def direct(documents: Any, service: Service) -> dict[str, bytes]:
+    return render_files(documents(service), service.source, f"out/{service.name}/x")
+
+
+def shaped(documents: Any, reads: frozenset[str], service: Service) -> dict[str, bytes]:
+    return shapes.shaped_files(documents, reads, service, f"out/{service.name}/x")
+
+
+def renamed(service: Service, name: str, team: str | None = None, source: str | None = None) -> Service:
+    """The same spec copied under another name: the default selector {job: name} and any mention of the
+    name or team in free text follow."""
+    team = team or service.team
+
+    def follow(text: str | None) -> str | None:
+        return text and text.replace(service.name, name).replace(service.team, team)
+
+    selector = tuple((label, op, name if value == service.name else value) for label, op, value in
+                     service.sli.selector)
+    return dataclasses.replace(service, name=name, team=team, source=source or f"services/{name}.yaml",
+                               sli=dataclasses.replace(service.sli, selector=selector),
+                               description=follow(service.description), runbook_url=follow(service.runbook_url))
+
+
+@pytest.mark.parametrize("documents, reads", KINDS, ids=["openslo", "slo_rules"])
+def test_every_example_is_templated_and_byte_identical(documents: Any, reads: frozenset[str]) -> None:
+    for service in EXAMPLES:
+        twins = [service, renamed(service, f"{service.name}-two"), renamed(service, f"x{service.name}", "other-team")]
+        for twin in twins:
+            assert shaped(documents, reads, twin) == direct(documents, twin), twin.name
+    # Each example's shape was seen first directly, then both twins came from its template: the
+    # declared READS cover every field the generator touches.
+    assert shapes.stats == {"direct": len(EXAMPLES), "templated": 2 * len(EXAMPLES), "not_in_shape": 0}
+
+
+# Names the schema allows that YAML reads as something else where they stand alone, and paths whose
+# characters force quoting: the style check must send those services to direct generation.
+awkward_names = st.one_of(
+    st.sampled_from(["true", "false", "yes", "no", "on", "off", "y", "n", "null", "123", "0x1f", "1e3", "0",
+                     "12-30", "2026-11-27", "0o17", "inf", "nan", "a", "nthlayerstandin"]),
+    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True))
+awkward_teams = st.one_of(st.sampled_from(["true", "null", "1", "a_b", "team"]),
+                          st.from_regex(r"[a-z0-9]([a-z0-9_-]{0,10}[a-z0-9])?", fullmatch=True))
+sources = st.one_of(st.just(None), st.sampled_from(["services/it's.yaml", "services/a b.yaml", "sérvices/x.yaml",
+                                                    "services/#x.yaml", "services/NTHLAYERSTANDIN.yaml"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(index=st.integers(0, len(EXAMPLES) - 1), first=awkward_names, second=awkward_names, team=awkward_teams,
+       source=sources, description=st.one_of(st.just(""), st.text(max_size=30)))
+def test_any_name_team_or_path_is_byte_identical(index: int, first: str, second: str, team: str,
+                                                  source: str | None, description: str) -> None:
+    base = dataclasses.replace(EXAMPLES[index], description=description)
+    for documents, reads in KINDS:
+        for name in (first, second, first):
+            service = renamed(base, name, team, source)
+            assert shaped(documents, reads, service) == direct(documents, service), (name, team, source)
+
+
+def test_free_text_naming_the_service_still_shares_a_shape() -> None:
+    base = dataclasses.replace(EXAMPLES[0], runbook_url=f"https://runbooks.example.com/{EXAMPLES[0].name}")
+    other = renamed(base, "billing-api")
+    other = dataclasses.replace(other, runbook_url="https://runbooks.example.com/billing-api")
+    documents, reads = slo_rules.slo_rule_documents, slo_rules.READS
+    for service in (base, other):
+        assert shaped(documents, reads, service) == direct(documents, service)
+    assert shapes.stats["templated"] == 1
+
+
+def test_a_field_read_but_not_declared_falls_back_to_direct_generation() -> None:
+    def documents(service: Service) -> dict[str, tuple[Any, bool]]:
+        docs = slo_rules.slo_rule_documents(service)
+        docs["extra.yaml"] = ({"technologies": [t.type for t in service.technologies]}, False)
+        return docs
+
+    service = next(s for s in EXAMPLES if s.technologies)
+    for twin in (service, renamed(service, "twin-one"), renamed(service, "twin-two")):
+        assert shaped(documents, slo_rules.READS, twin) == direct(documents, twin)
+    assert shapes.stats["templated"] == 0 and shapes.stats["not_in_shape"] == 1
+
+
+def test_unused_fields_refuse_every_use() -> None:
+    unused = shapes.UNUSED
+    for use in (lambda: bool(unused), lambda: list(unused), lambda: unused.type, lambda: unused == "api",
+                lambda: f"{unused}", lambda: len(unused), lambda: "x" in unused, lambda: unused[0]):
+        with pytest.raises(shapes._NotInShape):
+            use()
+
+
+def test_shapes_differ_when_any_read_field_differs() -> None:
+    documents, reads = slo_rules.slo_rule_documents, slo_rules.READS
+    base = EXAMPLES[0]
+    slo = dataclasses.replace(base.slos[0], objective=Decimal("0.9"))
+    variants = [base, renamed(base, "v-1"), dataclasses.replace(renamed(base, "v-2"), slos=(slo, *base.slos[1:])),
+                dataclasses.replace(renamed(base, "v-3"), min_request_rate=Decimal("7"))]
+    for service in variants:
+        assert shaped(documents, reads, service) == direct(documents, service)
+    assert shapes.stats["templated"] == 1
