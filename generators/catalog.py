@@ -35,14 +35,25 @@ def default_catalog_dir() -> str:
     return str(Path(__file__).resolve().parent.parent / "rules_catalog")
 
 
+_LISTINGS: dict[str, tuple[int, dict[str, str]]] = {}
+
+
 def technology_files(catalog_dir: str) -> dict[str, str]:
-    """technology name → file path, from the file names alone (cheap: no parsing)."""
+    """technology name → file path, from the file names alone (no parsing). The listing is kept per
+    process while the folder's mtime stays the same (adding, removing or renaming a file changes it):
+    a build asks once per service."""
     try:
+        stamp = os.stat(catalog_dir).st_mtime_ns
+        cached = _LISTINGS.get(catalog_dir)
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
         names = sorted(os.listdir(catalog_dir))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
-    return {name[:-5]: os.path.join(catalog_dir, name) for name in names
-            if name.endswith(".yaml") and not name.startswith(".")}
+    files = {name[:-5]: os.path.join(catalog_dir, name) for name in names
+             if name.endswith(".yaml") and not name.startswith(".")}
+    _LISTINGS[catalog_dir] = (stamp, files)
+    return dict(files)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,15 @@ def _literal_ok(text: str) -> bool:
             and text[-1] not in " \n" and " \n" not in text and text.replace("\n", "").isprintable())
 
 
+def _str_style(value: str) -> str | None:
+    """The style of a string scalar when decided here: one line of printable ASCII is "plain" when
+    allowed, else "quoted" (single quotes, always allowed); "literal" is a '|-' block of its lines;
+    None leaves it to PyYAML."""
+    if value and len(value) <= _MAX_SCALAR and value.isascii() and value.isprintable():
+        return "plain" if _plain_ok(value) else "quoted"
+    return "literal" if _literal_ok(value) else None
+
+
 def _by_pyyaml(value: Any) -> tuple[str, tuple[str, ...] | None]:
     if type(value) is str and len(value) > _MAX_SCALAR:
         raise _Fallback
@@ -101,10 +110,12 @@ def _scalar(value: Any) -> tuple[str, tuple[str, ...] | None]:
         if hit is not None:
             return hit
         result: tuple[str, tuple[str, ...] | None]
-        if value and len(value) <= _MAX_SCALAR and value.isascii() and value.isprintable():
-            # One line of printable ASCII: plain when allowed, else single-quoted (always allowed).
-            result = (value, None) if _plain_ok(value) else ("'" + value.replace("'", "''") + "'", None)
-        elif _literal_ok(value):
+        style = _str_style(value)
+        if style == "plain":
+            result = (value, None)
+        elif style == "quoted":
+            result = ("'" + value.replace("'", "''") + "'", None)
+        elif style == "literal":
             result = ("|-", tuple(value.split("\n")))
         else:
             result = _by_pyyaml(value)
@@ -256,13 +267,16 @@ def is_direct(document: Any) -> bool:
     return _direct(document) is not None
 
 
-def scalar_style(value: str, key: bool = False) -> tuple[str, tuple[str, ...] | None] | None:
-    """How :func:`to_yaml` writes the string ``value`` (as a mapping key when ``key``): (text, None), or
-    (block header, block lines); None when it would leave the document to PyYAML."""
-    try:
-        return (_key(value), None) if key else _scalar(value)
-    except _Fallback:
-        return None
+def scalar_style(value: str, key: bool = False) -> str | None:
+    """How :func:`to_yaml` writes the string ``value`` (as a mapping key when ``key``) when it decides
+    alone: "plain" (the text itself), "quoted" (single quotes, ' doubled) or "literal" (a '|-' block
+    of its lines); None when it leaves the document or the scalar to PyYAML."""
+    if key:
+        try:
+            _key(value)  # a key is its scalar's text, when simple enough to be one
+        except _Fallback:
+            return None
+    return _str_style(value)
 
 
 def yaml_bytes(documents: list[Any] | Any, source: str, multi: bool = False) -> bytes:

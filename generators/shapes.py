@@ -66,9 +66,9 @@ _FREE_TEXT = frozenset({"runbook_url", "description"})  # may mention the servic
 class _Template:
     __slots__ = ("files", "checks")
 
-    def __init__(self, files: dict[str, bytes], checks: list[tuple[str, bool, Any]]) -> None:
+    def __init__(self, files: dict[str, bytes], checks: list[tuple[str, bool, str]]) -> None:
         self.files = files
-        self.checks = checks  # (string holding a placeholder, is a mapping key, how the stand-in wrote it)
+        self.checks = checks  # (string holding a placeholder, is a mapping key, its render.scalar_style)
 
 
 _NEW, _UNUSABLE = object(), object()
@@ -112,6 +112,10 @@ def _standin(service: Service, reads: frozenset[str]) -> tuple[tuple[Any, ...], 
     return key, dataclasses.replace(service, **values)
 
 
+def _neutral(text: str) -> bool:
+    return text.isascii() and text.isprintable() and "'" not in text
+
+
 def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
     if type(node) is dict:
         for key, value in node.items():
@@ -138,19 +142,21 @@ def _template(documents: Documents, standin: Service) -> _Template | None:
         style = render.scalar_style(text, is_key)
         if style is None:
             return None
-        checks.append((text, is_key, style))
+        checks.append((text, is_key, style))  # the real names must keep this style
     return _Template(render.render_files(files, SOURCE, "."), checks)
 
 
-def _same_style(checks: Iterable[tuple[str, bool, Any]], subs: tuple[tuple[str, str], ...]) -> bool:
-    def sub(text: str) -> str:
-        for placeholder, real in subs:
-            text = text.replace(placeholder, real)
-        return text
-
-    for text, is_key, (head, lines) in checks:
-        expected = (sub(head), None if lines is None else tuple(sub(line) for line in lines))
-        if render.scalar_style(sub(text), is_key) != expected:
+def _same_style(checks: Iterable[tuple[str, bool, str]], name: str, team: str, source: str) -> bool:
+    """Whether every checked string is written in the stand-in's style once the real names are in it.
+    Given that, substituting the names in the rendered bytes equals rendering the real strings: the names
+    hold no quote and no line break, so quoting and line splitting commute with the substitution."""
+    for text, is_key, style in checks:
+        real = text.replace(NAME, name)
+        if TEAM in real:
+            real = real.replace(TEAM, team)
+        if SOURCE in real:
+            real = real.replace(SOURCE, source)
+        if render.scalar_style(real, is_key) != style:
             return False
     return True
 
@@ -175,7 +181,7 @@ def shaped_files(documents: Documents, reads: frozenset[str], service: Service, 
             _seen[key] = template or _UNUSABLE
         if isinstance(template, _Template):
             subs = ((NAME, service.name), (TEAM, service.team), (SOURCE, service.source))
-            if _same_style(template.checks, subs):
+            if all(_neutral(real) for _, real in subs) and _same_style(template.checks, *(real for _, real in subs)):
                 stats["templated"] += 1
                 encoded = tuple((placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs)
                 result = {}
