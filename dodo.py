@@ -20,7 +20,7 @@ STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
 os.makedirs(STATE, exist_ok=True)
 
 DOIT_CONFIG = {
-    "default_tasks": ["service", "alertmanager", "correlate", "prune"],
+    "default_tasks": ["alertmanager", "correlate", "prune", "service"],  # the shared tasks overlap the services
     "dep_file": os.path.join(STATE, "doit.json"),
     "backend": "nthlayer-json",  # nthlayer.build.StateJsonDB, registered by pyproject.toml
     "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
@@ -43,15 +43,6 @@ def _task_name(entry) -> str:
     if entry.name is not None:
         return entry.name
     return entry.stem if entry.stem not in VALID_NAMES else entry.path  # a broken spec never shadows a valid one
-
-
-def task_service():
-    """Per service: OpenSLO documents, SLO rules and their promtool tests, scrape config, technology
-    alerts from the rules catalog, PagerDuty desired state. Only the stale kinds are regenerated: all
-    after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
-    stamps = code_stamps(STATE)
-    for entry in PLAN.entries:
-        yield service_task(entry, PLAN, stamps, _task_name(entry))
 
 
 def task_alertmanager():
@@ -90,3 +81,12 @@ def task_prune():
         "uptodate": [config_changed({"keep": keep})],
         "verbosity": 2,
     }
+
+
+def task_service():
+    """Per service: OpenSLO documents, SLO rules and their promtool tests, scrape config, technology
+    alerts from the rules catalog, PagerDuty desired state. Only the stale kinds are regenerated: all
+    after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
+    stamps = code_stamps(STATE)
+    for entry in PLAN.entries:
+        yield service_task(entry, PLAN, stamps, _task_name(entry))

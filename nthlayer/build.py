@@ -73,6 +73,7 @@ class BuildPlan:
     out_dir: str
     catalog_dir: str
     entries: list[SpecEntry]
+    catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
     _technology_files: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -192,7 +193,8 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     for entry in entries.values():
         entry.errors.sort(key=sort_key)
         entry.warnings.sort(key=sort_key)
-    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files])
+    cache = os.path.join(os.path.dirname(index_path) or ".", "catalog") if index_path else None
+    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache)
 
 
 _LOADED: dict[tuple[str, int, int], Service] = {}
@@ -247,7 +249,8 @@ def targets(out_dir: str, service: str, kind: str) -> list[str]:
     return [f"{out_dir}/{service}/{name}" for name in ARTIFACTS[kind][1]]
 
 
-def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str) -> dict[str, bytes]:
+def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str,
+              catalog_cache: str | None = None) -> dict[str, bytes]:
     base = f"{out_dir}/{service.name}"
     if kind == "openslo":
         from generators import openslo
@@ -261,7 +264,7 @@ def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str) -> di
         from generators.catalog import load_technologies
         from generators.tech_alerts import service_alert_files
 
-        catalog = load_technologies(catalog_dir, service.technology_types)
+        catalog = load_technologies(catalog_dir, service.technology_types, catalog_cache)
         return service_alert_files(service, catalog, f"{base}/prometheus")
     if kind == "pagerduty":
         from generators.pagerduty import pagerduty_files
@@ -410,7 +413,7 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
         try:
             service = load_service(entry.path)
             for kind in stale_kinds(entry.path, changed, stamps):
-                made = _generate(kind, service, plan.out_dir, plan.catalog_dir)
+                made = _generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
                 expected = set(targets(plan.out_dir, service.name, kind))
                 if set(made) != expected:
                     raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")

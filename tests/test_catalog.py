@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generators import catalog as catalog_module
 from generators.catalog import (
     load_catalog,
     load_technologies,
     load_technology,
+    load_technology_cached,
     promtool_test_document,
     promtool_test_files,
 )
@@ -150,6 +152,37 @@ def test_load_technologies_loads_only_what_is_asked(tmp_path: Path) -> None:
         load_technologies(str(tmp_path), ["goood", "nope"])
     assert str(caught.value) == (f"unknown technology 'goood' (did you mean 'good'?), 'nope' in catalog {tmp_path}; "
                                  "'nthlayer catalog list' shows the known ones")
+
+
+def test_validated_catalog_files_are_kept_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, cache = tmp_path / "catalog", str(tmp_path / "state" / "catalog")
+    folder.mkdir()
+    path = write_tech(folder, "good", rule("XDown", "x_up == 0", "[x_up]"))
+    first = load_technology_cached(path, cache)
+    assert first.data == load_technology(path).data and os.listdir(cache) == ["good.json"]
+
+    def no_validation(*args: object) -> None:
+        raise AssertionError("validated again")
+
+    load_technology_cached.cache_clear()  # as a new process would
+    with monkeypatch.context() as patch:
+        patch.setattr(catalog_module, "_validated", no_validation)
+        again = load_technology_cached(path, cache)
+    assert again.data == first.data and again.located is None
+
+    # An edit is validated again (with its line marks), whatever the cache holds.
+    load_technology_cached.cache_clear()
+    write_tech(folder, "good", rule("XDown", "x_up ==", "[x_up]"))
+    with pytest.raises(SpecErrors) as caught:
+        load_technology_cached(path, cache)
+    load_technology.cache_clear()
+    assert caught.value.lines() == error_lines(path)
+    # So is a damaged cache entry.
+    load_technology_cached.cache_clear()
+    write_tech(folder, "good", rule("XDown", "x_up == 1", "[x_up]"))
+    (tmp_path / "state" / "catalog" / "good.json").write_text("{not json")
+    assert load_technology_cached(path, cache).rules[0]["expr"] == "x_up == 1"
+    assert load_technologies(str(folder), ["good"], cache)["good"].rules[0]["expr"] == "x_up == 1"
 
 
 def test_promtool_test_document_for_one_rule() -> None:
