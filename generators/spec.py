@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 from decimal import Decimal
 from functools import lru_cache
@@ -48,8 +49,50 @@ def _type_name(value: Any) -> str:
     return f"a {type(value).__name__} ({value!r})"
 
 
+_FAST: dict[str, Any] = {}
+
+
+def enable_fast_validation(name: str) -> None:
+    """Compile schema ``name`` to Python code (fastjsonschema) for :func:`schema_errors` to accept valid
+    documents with: 0.05 ms a spec instead of jsonschema's 0.5 ms. Compiling costs 30 ms, so callers
+    that validate many documents (a first build, a catalog) ask for it, once per process. Only the
+    verdict "valid" is taken from it; anything it rejects goes through jsonschema, which alone reports
+    errors, so a document fastjsonschema finds fault with and jsonschema does not is still valid."""
+    if name not in _FAST:
+        import fastjsonschema
+
+        # use_default=False: it would otherwise write the schema's defaults into the document.
+        _FAST[name] = fastjsonschema.compile(load_schema(name), use_default=False)
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` is JSON data Python compares as JSON Schema does: string keys, finite numbers, no
+    booleans (Python's True == 1 lets fastjsonschema accept ``tier: true`` for ``enum: [1, 2, 3]``)."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return True
+    if kind is dict:
+        return all(type(key) is str and _plain_json(item) for key, item in value.items())
+    if kind is list:
+        return all(_plain_json(item) for item in value)
+    return kind is float and math.isfinite(value)
+
+
+def _fast_valid(name: str, data: Any) -> bool:
+    fast = _FAST.get(name)
+    if fast is None or not _plain_json(data):
+        return False
+    try:
+        fast(data)
+    except Exception:  # JsonSchemaException, or anything it did not expect: jsonschema decides
+        return False
+    return True
+
+
 def schema_errors(located: Located, schema_name: str) -> list[SpecError]:
     """Every JSON Schema violation of a loaded document, each at its line/col."""
+    if _fast_valid(schema_name, located.data):
+        return []
     errors: list[SpecError] = []
     for error in _validator(schema_name).iter_errors(located.data):
         pointer = pointer_of(error.absolute_path)
@@ -303,5 +346,5 @@ def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | Non
     return ValidationResult(specs, sorted(set(errors), key=sort_key), sorted(set(warnings), key=sort_key), len(files))
 
 
-__all__ = ["LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "summarize", "cross_file_problems",
-           "validate_specs", "expand_paths", "to_decimal"]
+__all__ = ["enable_fast_validation", "LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "summarize",
+           "cross_file_problems", "validate_specs", "expand_paths", "to_decimal"]

@@ -26,7 +26,8 @@ from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service
 from generators.render import write_all, write_if_changed
 from generators.shapes import shaped_files
-from generators.spec import FileSummary, cross_file_problems, expand_paths, load_spec, summarize
+from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths, load_spec,
+                             summarize)
 from generators.yamlload import load_yaml
 
 GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
@@ -125,6 +126,8 @@ def _summarize_all(paths: list[str]) -> list[tuple[FileSummary, Service | None]]
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order."""
     workers = min(2, len(os.sched_getaffinity(0)))
+    if len(paths) >= PARALLEL_MIN_FILES:
+        enable_fast_validation("service.schema.json")  # before the fork: the pool inherits it
     if len(paths) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [_summarize_one(path) for path in paths]
     with multiprocessing.get_context("fork").Pool(workers) as pool:

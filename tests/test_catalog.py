@@ -307,3 +307,31 @@ def test_real_catalog_passes_promtool(run_cli) -> None:
     code, out, err = run_cli("catalog", "--catalog", str(ROOT / "rules_catalog"), "test")
     assert code == 0, err
     assert out.startswith("catalog test passed: ")
+
+
+def test_fast_validation_accepts_only_what_jsonschema_accepts() -> None:
+    """The catalog's fast path (generators.spec.enable_fast_validation) on every shipped file and on
+    each with one rule broken in the ways the schema forbids."""
+    import copy
+    import glob
+
+    from generators import spec as spec_module
+    from generators.yamlload import load_yaml
+
+    spec_module.enable_fast_validation("catalog.schema.json")
+    breakages = [("severity", "page"), ("severity", True), ("tiers", [1, 1]), ("tiers", [True]), ("tiers", []),
+                 ("tiers", [4]), ("for", "5 minutes"), ("name", "lower"), ("metrics", "x"), ("unknown", 1)]
+    checked = 0
+    for path in sorted(glob.glob(str(ROOT / "rules_catalog" / "*.yaml"))) + [os.path.join(FIXTURE, "redis.yaml")]:
+        data = load_yaml(path).data
+        documents = [data]
+        for key, value in breakages:
+            broken = copy.deepcopy(data)
+            broken["rules"][0][key] = value
+            documents.append(broken)
+        for document in documents:
+            fast = spec_module._fast_valid("catalog.schema.json", document)
+            valid = not list(spec_module._validator("catalog.schema.json").iter_errors(document))
+            assert not fast or valid, (path, document is data)
+            checked += fast
+    assert checked >= 40  # the shipped files themselves take the fast path

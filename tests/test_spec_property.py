@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from generators.errors import SpecErrors
@@ -71,3 +71,71 @@ def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
         load_spec("services/bytes.yaml", raw)
     except SpecErrors as exc:
         assert all(e.format().startswith("services/bytes.yaml:") for e in exc.errors)
+
+
+# fastjsonschema only ever says "valid" (generators.spec.enable_fast_validation): it must never accept
+# what jsonschema rejects. Near-valid specs exercise the boundary: valid ones with one field mutated.
+VALID = {"service": "checkout-api", "tier": 1, "team": "payments", "type": "api",
+         "observability": {"window": "28d", "slo_overrides": {"availability": 0.999, "latency": 250}},
+         "dependencies": {"upstream": ["auth"], "technologies": [{"type": "redis", "name": "cache",
+                                                                   "selector": {"cluster": "c1"}}]},
+         "pagerduty": {"service_id": "PABC123"}}
+mutations = st.fixed_dictionaries({}, optional={
+    "service": st.one_of(names, scalars), "tier": scalars, "team": st.one_of(names, scalars), "type": scalars,
+    "labels": labels, "description": scalars, "runbook_url": st.one_of(st.text(max_size=12), scalars),
+    "observability": st.one_of(scalars, st.fixed_dictionaries({}, optional={
+        "window": scalars, "min_request_rate": numbers, "slo_overrides": st.one_of(scalars, labels),
+        "sli": st.one_of(scalars, st.fixed_dictionaries({}, optional={"selector": labels, "latency_buckets":
+                                                                        st.lists(numbers, max_size=4)}))})),
+    "dependencies": st.one_of(scalars, st.fixed_dictionaries({}, optional={
+        "upstream": st.one_of(st.lists(st.one_of(names, scalars), max_size=3), scalars),
+        "technologies": st.lists(st.fixed_dictionaries({"type": st.one_of(names, scalars)}, optional={
+            "name": st.one_of(names, scalars), "selector": labels}), max_size=2)})),
+    "pagerduty": st.one_of(scalars, st.fixed_dictionaries({}, optional={
+        "service_id": st.one_of(names, scalars), "schedule_ids": st.lists(st.one_of(names, scalars), max_size=3),
+        "escalation_emails": st.lists(st.text(max_size=12), max_size=2), "urgency": scalars})),
+})
+
+
+@settings(max_examples=1000, deadline=None)
+@given(changes=mutations)
+@example(changes={"tier": True})  # True == 1 in Python: found by this test
+@example(changes={"tier": 1.0})
+@example(changes={"labels": {1: "x"}})
+@example(changes={"observability": {"min_request_rate": float("nan")}})
+def test_fast_validation_never_accepts_what_jsonschema_rejects(changes: dict) -> None:
+    from generators import spec as spec_module
+
+    spec_module.enable_fast_validation("service.schema.json")
+    document = {**VALID, **changes}
+    fast = spec_module._fast_valid("service.schema.json", document)
+    errors = list(spec_module._validator("service.schema.json").iter_errors(document))
+    if fast:
+        assert not errors, errors[0].message
+    assert document == {**VALID, **changes}  # the fast validator left the document as it was
+
+
+near = st.fixed_dictionaries({}, optional={
+    "service": st.sampled_from(["a", "a-", "-a", "A", "a_b", "x" * 63, "x" * 64, "ok-1", "1", "ok\n"]),
+    "tier": st.sampled_from([1, 2, 3, 0, 4, "critical", "gold", 1.0, 2.5, None, "1"]),
+    "team": st.sampled_from(["t", "t_1", "t-", "T", "t" * 64, "ok\n", ""]),
+    "type": st.sampled_from(["api", "grpc", "batch", "API", "", None]),
+    "labels": st.sampled_from([{}, {"env": "prod"}, {"env": 1}, {"service": "x"}, {"Env": "x"}, {"a-b": "x"}]),
+    "observability": st.sampled_from([{}, {"window": "7d"}, {"window": "7"}, {"window": "100d"},
+                                      {"min_request_rate": 0}, {"min_request_rate": 0.5},
+                                      {"slo_overrides": {"availability": 1}}, {"slo_overrides": {"latency": 0}},
+                                      {"slo_overrides": {"latency_target": 0.9}}, {"scrape": {"port": 0}},
+                                      {"scrape": {"port": 65535, "path": "/m"}}, {"scrape": {"path": "m"}},
+                                      {"sli": {"latency_buckets": [0.1, 0.1]}}, {"sli": {"latency_buckets": []}}]),
+    "pagerduty": st.sampled_from([{}, {"service_id": "P1"}, {"service_id": "p1"}, {"schedule_ids": ["P1", "P1"]},
+                                  {"escalation_emails": ["a@b.c"]}, {"escalation_emails": ["nope"]},
+                                  {"urgency": "high"}, {"urgency": "loud"}]),
+    "runbook_url": st.sampled_from(["https://x", "http://x", "ftp://x", "x"]),
+    "description": st.sampled_from(["", "d", "d" * 501]),
+})
+
+
+@settings(max_examples=600, deadline=None)
+@given(changes=near)
+def test_fast_validation_agrees_on_near_valid_specs(changes: dict) -> None:
+    test_fast_validation_never_accepts_what_jsonschema_rejects.hypothesis.inner_test(changes)
