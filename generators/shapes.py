@@ -105,8 +105,8 @@ def _standin(service: Service, reads: frozenset[str]) -> tuple[tuple[Any, ...], 
             value = dataclasses.replace(value, selector=tuple((label, op, sub(text)) for label, op, text
                                                               in value.selector))
         values[field] = value
-    key = tuple(repr(values[field]) if field == "tier" else values[field] for field in _FIELDS
-                if field in reads and field not in ("name", "team", "source"))
+    # repr, not the values: Decimal("500") == Decimal("500.0") and 1 == 1.0, but they may print differently.
+    key = tuple(repr(values[field]) for field in _FIELDS if field in reads and field not in ("name", "team", "source"))
     if any(PREFIX in repr(getattr(service, field)) for field in reads if field != "tier"):
         return None
     return key, dataclasses.replace(service, **values)
@@ -177,6 +177,8 @@ def shaped_files(documents: Documents, reads: frozenset[str], service: Service, 
                 template = _template(documents, shape[1])
             except _NotInShape:
                 stats["not_in_shape"] += 1
+                template = None
+            except Exception:  # whatever the stand-in trips on, the service itself is generated directly
                 template = None
             _seen[key] = template or _UNUSABLE
         if isinstance(template, _Template):

@@ -129,3 +129,16 @@ def test_shapes_differ_when_any_read_field_differs() -> None:
     for service in variants:
         assert shaped(documents, reads, service) == direct(documents, service)
     assert shapes.stats["templated"] == 1
+
+
+def test_equal_numbers_written_differently_are_different_shapes() -> None:
+    documents, reads = slo_rules.slo_rule_documents, slo_rules.READS
+    base = EXAMPLES[0]
+    latency = base.slo("latency")
+    assert latency.threshold_ms is not None
+    wider = dataclasses.replace(latency, threshold_ms=Decimal(f"{latency.threshold_ms}.0"))
+    variants = [base, renamed(base, "w-1"), dataclasses.replace(renamed(base, "w-2"), slos=(base.slos[0], wider)),
+                dataclasses.replace(renamed(base, "w-3"), min_request_rate=Decimal("0.050"))]
+    for service in variants:
+        assert shaped(documents, reads, service) == direct(documents, service)
+    assert shapes.stats["templated"] == 1
