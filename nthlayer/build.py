@@ -24,7 +24,7 @@ from generators.alertmanager import Routing
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service
-from generators.render import write_all, write_if_changed
+from generators.render import write_all, write_if_changed, write_new_tree
 from generators.shapes import shaped_files
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths, load_spec,
                              summarize)
@@ -415,7 +415,8 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
         files: dict[str, bytes] = {}
         try:
             service = load_service(entry.path)
-            for kind in stale_kinds(entry.path, changed, stamps):
+            kinds = stale_kinds(entry.path, changed, stamps)
+            for kind in kinds:
                 made = _generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
                 expected = set(targets(plan.out_dir, service.name, kind))
                 if set(made) != expected:
@@ -423,7 +424,10 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
                 files.update(made)
         except SpecErrors as exc:
             return SpecFailure("\n".join(exc.lines()))
-        write_all(files)  # only after every kind was generated: an error leaves all files as they were
+        # Only after every kind was generated: an error leaves all files as they were. A service's first
+        # build creates its folder whole; later ones replace the changed files one by one.
+        if len(kinds) < len(PER_SERVICE) or not write_new_tree(f"{plan.out_dir}/{service.name}", files):
+            write_all(files)
         return None
 
     action.__name__ = "build_service"
