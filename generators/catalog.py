@@ -164,17 +164,25 @@ def _validating_code() -> bytes:
     here = Path(__file__).resolve().parent
     for name in _VALIDATING_CODE:
         digest.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
-    digest.update(importlib.metadata.version("promql-parser").encode())
+    for package in ("promql-parser", "jsonschema", "fastjsonschema"):
+        digest.update(f"{package}={importlib.metadata.version(package)}\0".encode())
     return digest.digest()
 
 
-@lru_cache(maxsize=None)
+_CACHED: dict[tuple[str, str, int, int], Technology] = {}
+
+
 def load_technology_cached(path: str, cache_dir: str) -> Technology:
     """:func:`load_technology`, with the validated data kept in ``cache_dir/<technology>.json`` under a
     hash of the file's bytes and of the validating code. Every build process needs the technologies of
     the services it builds; reading one back costs a JSON parse instead of a YAML parse, a schema check
     and a PromQL lint (20 ms a file; a first build's two workers each validated the whole catalog).
-    Technologies read back carry no line marks: build errors never point into the catalog."""
+    Technologies read back carry no line marks: build errors never point into the catalog. Within a
+    process a file is read once per version (size and mtime)."""
+    stat = os.stat(path)
+    memo = (path, cache_dir, stat.st_size, stat.st_mtime_ns)
+    if memo in _CACHED:
+        return _CACHED[memo]
     raw = read_bounded(path, CATALOG_MAX_BYTES)
     key = hashlib.sha256(_validating_code() + raw).hexdigest()
     stem = Path(path).name[:-5]
@@ -183,11 +191,12 @@ def load_technology_cached(path: str, cache_dir: str) -> Technology:
         with open(record_path, "rb") as handle:
             record = json.loads(handle.read())
         if record.get("key") == key:
-            return Technology(stem, path, record["data"])
+            _CACHED[memo] = Technology(stem, path, record["data"])
+            return _CACHED[memo]
     except (OSError, ValueError, AttributeError):
         pass  # missing or unreadable: validate
     enable_fast_validation("catalog.schema.json")  # a build validates several files: worth compiling
-    tech = _validated(path, raw)
+    tech = _CACHED[memo] = _validated(path, raw)
     text = json.dumps({"key": key, "data": tech.data}, sort_keys=True)
     if json.loads(text)["data"] == tech.data:  # only data JSON keeps exactly (no int keys, dates, …)
         write_if_changed(record_path, text.encode("utf-8"))
@@ -250,7 +259,8 @@ def load_catalog(catalog_dir: str) -> dict[str, Technology]:
     return technologies
 
 
-def load_technologies(catalog_dir: str, names: Iterable[str], cache_dir: str | None = None) -> dict[str, Technology]:
+def load_technologies(catalog_dir: str, names: Iterable[str],
+                      cache_dir: str | None = None) -> dict[str, Technology]:
     """Just the named technologies (what one service needs); UserError for a name the catalog lacks.
     With ``cache_dir``, validated files are kept there (:func:`load_technology_cached`)."""
     files = technology_files(catalog_dir)

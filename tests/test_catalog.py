@@ -164,21 +164,21 @@ def test_validated_catalog_files_are_kept_and_read_back(tmp_path: Path, monkeypa
     def no_validation(*args: object) -> None:
         raise AssertionError("validated again")
 
-    load_technology_cached.cache_clear()  # as a new process would
+    catalog_module._CACHED.clear()  # as a new process would
     with monkeypatch.context() as patch:
         patch.setattr(catalog_module, "_validated", no_validation)
         again = load_technology_cached(path, cache)
     assert again.data == first.data and again.located is None
 
     # An edit is validated again (with its line marks), whatever the cache holds.
-    load_technology_cached.cache_clear()
+    catalog_module._CACHED.clear()
     write_tech(folder, "good", rule("XDown", "x_up ==", "[x_up]"))
     with pytest.raises(SpecErrors) as caught:
         load_technology_cached(path, cache)
     load_technology.cache_clear()
     assert caught.value.lines() == error_lines(path)
     # So is a damaged cache entry.
-    load_technology_cached.cache_clear()
+    catalog_module._CACHED.clear()
     write_tech(folder, "good", rule("XDown", "x_up == 1", "[x_up]"))
     (tmp_path / "state" / "catalog" / "good.json").write_text("{not json")
     assert load_technology_cached(path, cache).rules[0]["expr"] == "x_up == 1"
