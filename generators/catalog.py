@@ -21,7 +21,7 @@ from generators.errors import SpecError, SpecErrors, UserError
 from generators.promql_scope import PromQLError, metric_names, raw_counters
 from generators.render import write_if_changed
 from generators.slo_maths import duration_seconds
-from generators.spec import enable_fast_validation, schema_errors
+from generators.spec import schema_errors
 from generators.yamlload import Located, load_yaml, read_bounded
 
 CATALOG_ENV = "NTHLAYER_CATALOG"
@@ -195,7 +195,6 @@ def load_technology_cached(path: str, cache_dir: str) -> Technology:
             return _CACHED[memo]
     except (OSError, ValueError, AttributeError):
         pass  # missing or unreadable: validate
-    enable_fast_validation("catalog.schema.json")  # a build validates several files: worth compiling
     tech = _CACHED[memo] = _validated(path, raw)
     text = json.dumps({"key": key, "data": tech.data}, sort_keys=True)
     if json.loads(text)["data"] == tech.data:  # only data JSON keeps exactly (no int keys, dates, …)
