@@ -211,6 +211,18 @@ def _template(expr: str, shape: tuple[tuple[str, str], ...]) -> str | None:
     return _scope(expr, tuple((label, op, _SENTINEL.format(i)) for i, (label, op) in enumerate(shape)))
 
 
+def scoped_by_position(expr: str, shape: tuple[tuple[str, str], ...]) -> bool:
+    """Whether :func:`scope` of ``expr`` with equality matchers of this (label, op) shape only places
+    their values, never compares them with the expression's own matchers: then scoping with stand-in
+    values and substituting the real ones gives what scoping with the real ones gives."""
+    if not shape:
+        return True
+    key = (expr, shape)
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = _template(expr, shape)
+    return _TEMPLATES[key] is not None
+
+
 def scope(expr: str, matchers: Iterable[Matcher]) -> str:
     """``expr`` with ``matchers`` added to every vector selector (identical ones not repeated).
 
@@ -248,4 +260,5 @@ def _scope(expr: str, extra: tuple[Matcher, ...]) -> str:
     return result
 
 
-__all__ = ["PromQLError", "COUNTER_SUFFIXES", "parse", "metric_names", "raw_counters", "scope"]
+__all__ = ["PromQLError", "COUNTER_SUFFIXES", "parse", "metric_names", "raw_counters", "scope",
+           "scoped_by_position"]

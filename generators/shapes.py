@@ -26,7 +26,7 @@ import dataclasses
 from typing import Any, Callable, Iterable
 
 from generators import render
-from generators.model import Service
+from generators.model import Service, Technology
 
 PREFIX = "NTHLAYERSTANDIN"
 NAME = PREFIX + "SERVICE"
@@ -73,12 +73,14 @@ class _Template:
 
 _NEW, _UNUSABLE = object(), object()
 _seen: dict[tuple[Any, ...], Any] = {}  # shape → its _Template, None (seen once) or _UNUSABLE
-_templates: dict[Documents, int] = {}
+_templates: dict[str, int] = {}
 stats = {"direct": 0, "templated": 0, "not_in_shape": 0}
 
 
-def _standin(service: Service, reads: frozenset[str]) -> tuple[tuple[Any, ...], Service] | None:
-    """The shape key and the stand-in service, or None when the spec cannot be templated."""
+def _standin(service: Service, reads: frozenset[str]
+             ) -> tuple[tuple[Any, ...], Service, tuple[tuple[str, str], ...]] | None:
+    """The shape key, the stand-in service and the (placeholder, real text) pairs to substitute back;
+    None when the spec cannot be templated."""
     name, team = service.name, service.team
     pairs = sorted(((name, NAME), (team, TEAM)), key=lambda pair: -len(pair[0]))  # longest first
 
@@ -87,6 +89,7 @@ def _standin(service: Service, reads: frozenset[str]) -> tuple[tuple[Any, ...], 
             text = text.replace(real, placeholder)
         return text
 
+    subs = [(NAME, name), (TEAM, team), (SOURCE, service.source)]
     values: dict[str, Any] = {}
     for field in _FIELDS:
         if field not in reads:
@@ -101,19 +104,49 @@ def _standin(service: Service, reads: frozenset[str]) -> tuple[tuple[Any, ...], 
             value = SOURCE
         elif field in _FREE_TEXT and value:
             value = sub(value)
+        elif field == "labels":
+            value = tuple((label, sub(text)) for label, text in value)
         elif field == "sli":  # the default selector is {job: <service name>}
             value = dataclasses.replace(value, selector=tuple((label, op, sub(text)) for label, op, text
                                                               in value.selector))
+        elif field == "technologies":
+            value = _standin_technologies(value, sub, subs)
+            if value is None:
+                return None
         values[field] = value
+    if not all(_neutral(real) for _, real in subs):
+        return None
     # repr, not the values: Decimal("500") == Decimal("500.0") and 1 == 1.0, but they may print differently.
     key = tuple(repr(values[field]) for field in _FIELDS if field in reads and field not in ("name", "team", "source"))
     if any(PREFIX in repr(getattr(service, field)) for field in reads if field != "tier"):
         return None
-    return key, dataclasses.replace(service, **values)
+    return key, dataclasses.replace(service, **values), tuple(subs)
+
+
+def _standin_technologies(technologies: tuple[Technology, ...], sub: Callable[[str], str],
+                          subs: list[tuple[str, str]]) -> tuple[Technology, ...] | None:
+    """Each dependency's name and selector values become placeholders (their labels and operators stay in
+    the shape). Only equality matchers: a regex value is checked by the PromQL parser, so its text is
+    not inert."""
+    result = []
+    for index, tech in enumerate(technologies):
+        dependency = f"{PREFIX}DEP{index}X"
+        subs.append((dependency, tech.name))
+        selector = []
+        for position, (label, op, text) in enumerate(tech.selector):
+            if op not in ("=", "!=") or not text:
+                return None
+            placeholder = f"{PREFIX}VAL{index}X{position}X"
+            subs.append((placeholder, text))
+            selector.append((label, op, placeholder))
+        runbook = sub(tech.runbook_url) if tech.runbook_url else tech.runbook_url
+        result.append(Technology(tech.type, dependency, tuple(selector), runbook))
+    return tuple(result)
 
 
 def _neutral(text: str) -> bool:
-    return text.isascii() and text.isprintable() and "'" not in text
+    """Text whose quoting neither YAML (single quotes) nor PromQL (double quotes, backslash) changes."""
+    return text.isascii() and text.isprintable() and not any(c in text for c in "'\"\\")
 
 
 def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
@@ -146,34 +179,38 @@ def _template(documents: Documents, standin: Service) -> _Template | None:
     return _Template(render.render_files(files, SOURCE, "."), checks)
 
 
-def _same_style(checks: Iterable[tuple[str, bool, str]], name: str, team: str, source: str) -> bool:
-    """Whether every checked string is written in the stand-in's style once the real names are in it.
-    Given that, substituting the names in the rendered bytes equals rendering the real strings: the names
-    hold no quote and no line break, so quoting and line splitting commute with the substitution."""
+def _same_style(checks: Iterable[tuple[str, bool, str]], subs: tuple[tuple[str, str], ...]) -> bool:
+    """Whether every checked string is written in the stand-in's style once the real text is in it.
+    Given that, substituting in the rendered bytes equals rendering the real strings: the real text
+    holds no quote, backslash or line break, so quoting and line splitting commute with substitution."""
     for text, is_key, style in checks:
-        real = text.replace(NAME, name)
-        if TEAM in real:
-            real = real.replace(TEAM, team)
-        if SOURCE in real:
-            real = real.replace(SOURCE, source)
+        real = text
+        for placeholder, value in subs:
+            if placeholder in real:
+                real = real.replace(placeholder, value)
         if render.scalar_style(real, is_key) != style:
             return False
     return True
 
 
-def shaped_files(documents: Documents, reads: frozenset[str], service: Service, out_dir: str) -> dict[str, bytes]:
+def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service: Service, out_dir: str,
+                 context: tuple[Any, ...] = (), check: Callable[[Service], None] | None = None) -> dict[str, bytes]:
     """``render_files(documents(service), service.source, out_dir)``, from the shape's template when
-    another service of the same shape was seen before in this process."""
+    another service of the same shape was seen before in this process. ``kind`` and ``context`` name the
+    generator and whatever else its output depends on (the catalog files of the technology alerts);
+    ``check`` raises for a stand-in whose output could depend on the real text in other ways."""
     shape = _standin(service, reads)
     if shape is not None:
-        key = (documents, *shape[0])
+        key = (kind, context, *shape[0])
         template = _seen.get(key, _NEW)
         if template is _NEW:
             if len(_seen) < MAX_SEEN:
                 _seen[key] = None
-        elif template is None and _templates.get(documents, 0) < MAX_SHAPES:
-            _templates[documents] = _templates.get(documents, 0) + 1
+        elif template is None and _templates.get(kind, 0) < MAX_SHAPES:
+            _templates[kind] = _templates.get(kind, 0) + 1
             try:
+                if check is not None:
+                    check(shape[1])
                 template = _template(documents, shape[1])
             except _NotInShape:
                 stats["not_in_shape"] += 1
@@ -181,17 +218,16 @@ def shaped_files(documents: Documents, reads: frozenset[str], service: Service, 
             except Exception:  # whatever the stand-in trips on, the service itself is generated directly
                 template = None
             _seen[key] = template or _UNUSABLE
-        if isinstance(template, _Template):
-            subs = ((NAME, service.name), (TEAM, service.team), (SOURCE, service.source))
-            if all(_neutral(real) for _, real in subs) and _same_style(template.checks, *(real for _, real in subs)):
-                stats["templated"] += 1
-                encoded = tuple((placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs)
-                result = {}
-                for path, data in template.files.items():
-                    for placeholder, real in encoded:
-                        data = data.replace(placeholder, real)
-                    result[out_dir + path[1:]] = data
-                return result
+        subs = shape[2]
+        if isinstance(template, _Template) and _same_style(template.checks, subs):
+            stats["templated"] += 1
+            encoded = tuple((placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs)
+            result = {}
+            for path, data in template.files.items():
+                for placeholder, real in encoded:
+                    data = data.replace(placeholder, real)
+                result[out_dir + path[1:]] = data
+            return result
     stats["direct"] += 1
     return render.render_files(documents(service), service.source, out_dir)
 

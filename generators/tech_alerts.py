@@ -16,7 +16,7 @@ from generators.catalog import rule_entry, rule_labels, technology_files
 from generators.errors import UserError
 from generators.model import Service
 from generators.model import Technology as Dependency
-from generators.promql_scope import PromQLError, scope
+from generators.promql_scope import PromQLError, scope, scoped_by_position
 from generators.render import yaml_bytes
 from generators.tiers import Tier
 
@@ -87,13 +87,37 @@ def dependency_group(service: Service, dependency: Dependency, tech: CatalogTech
     return {"name": f"{service.name}/{dependency.type}/{dependency.name}", "rules": rules}
 
 
+def check_dependencies(service: Service, catalog: Mapping[str, CatalogTechnology]) -> None:
+    """UserError for a technology the catalog lacks or two instances one selector cannot tell apart."""
+    _missing(service, catalog)
+    _check_instances(service)
+
+
 def service_alert_document(service: Service, catalog: Mapping[str, CatalogTechnology],
                            runbook_url: str | None = None) -> dict[str, Any]:
     """The Prometheus rule file of a service: one group per technology dependency, in spec order."""
-    _missing(service, catalog)
-    _check_instances(service)
+    check_dependencies(service, catalog)
     groups = [dependency_group(service, dep, catalog[dep.type], runbook_url) for dep in service.technologies]
     return {"groups": groups}
+
+
+# The Service fields service_alert_document reads (generators.shapes templates on these alone).
+READS = frozenset({"name", "source", "team", "tier", "labels", "technologies", "runbook_url"})
+
+
+def alert_documents(service: Service, catalog: Mapping[str, CatalogTechnology]) -> dict[str, tuple[Any, bool]]:
+    """:func:`service_alert_document` as generators.shapes takes documents: file name → (document, multi)."""
+    return {ALERTS_FILE: (service_alert_document(service, catalog), False)}
+
+
+def check_standin(service: Service, catalog: Mapping[str, CatalogTechnology]) -> None:
+    """Raise unless every rule is scoped to every dependency by placing the selector's values alone
+    (generators.promql_scope.scoped_by_position): only then may a template stand for the real values."""
+    for dep in service.technologies:
+        shape = tuple((label, op) for label, op, _value in dep.selector)
+        for rule in selected_rules(catalog[dep.type], service.tier):
+            if not scoped_by_position(rule["expr"], shape):
+                raise ValueError(f"{rule['name']}: its own matchers meet the selector's labels")
 
 
 def service_alert_files(service: Service, catalog: Mapping[str, CatalogTechnology], out_dir: str,
@@ -135,5 +159,6 @@ def catalog_paths(service: Service, catalog_dir: str) -> list[str]:
     return sorted({files[dep.type] for dep in service.technologies})
 
 
-__all__ = ["ALERTS_FILE", "applies_to_tier", "selected_rules", "dependency_group", "service_alert_document",
-           "service_alert_files", "alert_counts", "summary_lines", "catalog_paths"]
+__all__ = ["ALERTS_FILE", "READS", "applies_to_tier", "selected_rules", "dependency_group",
+           "service_alert_document", "service_alert_files", "alert_documents", "check_dependencies", "check_standin",
+           "alert_counts", "summary_lines", "catalog_paths"]

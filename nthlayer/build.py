@@ -40,7 +40,7 @@ ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "openslo": (("openslo.py", "shapes.py"), ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
     "slo_rules": (("slo_rules.py", "slo_tests.py", "shapes.py"), ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml",
                                       "prometheus/slo-burst.test.yaml", "prometheus/scrape.yaml")),
-    "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json"),
+    "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
                ("prometheus/alerts.rules.yaml",)),
     "pagerduty": (("pagerduty.py",), ("pagerduty.json",)),
     "alertmanager": (("pagerduty.py", "alertmanager.py"), ()),
@@ -258,17 +258,20 @@ def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str,
     if kind == "openslo":
         from generators import openslo
 
-        return shaped_files(openslo.openslo_documents, openslo.READS, service, f"{base}/openslo")
+        return shaped_files(kind, openslo.openslo_documents, openslo.READS, service, f"{base}/openslo")
     if kind == "slo_rules":
         from generators import slo_rules
 
-        return shaped_files(slo_rules.slo_rule_documents, slo_rules.READS, service, f"{base}/prometheus")
+        return shaped_files(kind, slo_rules.slo_rule_documents, slo_rules.READS, service, f"{base}/prometheus")
     if kind == "alerts":
+        from generators import tech_alerts
         from generators.catalog import load_technologies
-        from generators.tech_alerts import service_alert_files
 
         catalog = load_technologies(catalog_dir, service.technology_types, catalog_cache)
-        return service_alert_files(service, catalog, f"{base}/prometheus")
+        tech_alerts.check_dependencies(service, catalog)  # the real service's own errors, template or not
+        context = tuple((name, id(tech)) for name, tech in sorted(catalog.items()))  # kept alive by the cache
+        return shaped_files(kind, lambda s: tech_alerts.alert_documents(s, catalog), tech_alerts.READS, service,
+                            f"{base}/prometheus", context, lambda s: tech_alerts.check_standin(s, catalog))
     if kind == "pagerduty":
         from generators.pagerduty import pagerduty_files
 

@@ -12,13 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generators import openslo, shapes, slo_rules
-from generators.model import Service
+from generators import openslo, shapes, slo_rules, tech_alerts
+from generators.catalog import load_technologies
+from generators.model import Service, Technology
 from generators.render import render_files
 from generators.spec import load_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = [(openslo.openslo_documents, openslo.READS), (slo_rules.slo_rule_documents, slo_rules.READS)]
+ALERTS = "alerts"  # the technology alerts, through their own entry points (they need the catalog)
 EXAMPLES = [load_spec(os.path.relpath(path, ROOT), open(path, "rb").read()).service
             for path in sorted(glob.glob(os.path.join(ROOT, "services", "*.yaml")))]
 
@@ -32,18 +34,43 @@ def fresh_cache() -> Iterator[None]:
     yield
 
 
+CATALOG = os.path.join(ROOT, "rules_catalog")
+
+
 def direct(documents: Any, service: Service) -> dict[str, bytes]:
+    if documents == ALERTS:
+        return tech_alerts.service_alert_files(service, catalog_of(service), f"out/{service.name}/x")
     return render_files(documents(service), service.source, f"out/{service.name}/x")
 
 
 def shaped(documents: Any, reads: frozenset[str], service: Service) -> dict[str, bytes]:
-    return shapes.shaped_files(documents, reads, service, f"out/{service.name}/x")
+    if documents == ALERTS:  # as nthlayer.build._generate calls it
+        catalog = catalog_of(service)
+        tech_alerts.check_dependencies(service, catalog)
+        context = tuple((name, id(tech)) for name, tech in sorted(catalog.items()))
+        return shapes.shaped_files("alerts", lambda s: tech_alerts.alert_documents(s, catalog), reads, service,
+                                   f"out/{service.name}/x", context, lambda s: tech_alerts.check_standin(s, catalog))
+    return shapes.shaped_files(documents.__name__, documents, reads, service, f"out/{service.name}/x")
 
 
-def renamed(service: Service, name: str, team: str | None = None, source: str | None = None) -> Service:
+def catalog_of(service: Service) -> dict[str, Any]:
+    return load_technologies(CATALOG, service.technology_types)
+
+
+
+
+def renamed(service: Service, name: str, team: str | None = None, source: str | None = None,
+            instances: tuple[str, ...] | None = None) -> Service:
     """The same spec copied under another name: the default selector {job: name} and any mention of the
-    name or team in free text follow."""
+    name or team in free text follow; with ``instances``, its dependencies get those names and their
+    selectors those values."""
     team = team or service.team
+    if instances is not None:
+        service = dataclasses.replace(service, technologies=tuple(
+            Technology(tech.type, f"{instances[i % len(instances)]}-{i}",
+                       tuple((label, op, instances[(i + j) % len(instances)]) for j, (label, op, _v)
+                             in enumerate(tech.selector)), tech.runbook_url)
+            for i, tech in enumerate(service.technologies)))
 
     def follow(text: str | None) -> str | None:
         return text and text.replace(service.name, name).replace(service.team, team)
@@ -142,3 +169,46 @@ def test_equal_numbers_written_differently_are_different_shapes() -> None:
     for service in variants:
         assert shaped(documents, reads, service) == direct(documents, service)
     assert shapes.stats["templated"] == 1
+
+
+def test_technology_alerts_are_templated_per_shape_and_byte_identical() -> None:
+    reads = tech_alerts.READS
+    templatable = 0
+    for service in EXAMPLES:
+        equality_only = all(op in ("=", "!=") for tech in service.technologies for _l, op, _v in tech.selector)
+        twins = [service, renamed(service, f"{service.name}-two", instances=("alpha", "beta")),
+                 renamed(service, f"x{service.name}", "other-team", instances=("gamma",))]
+        for twin in twins:
+            assert shaped(ALERTS, reads, twin) == direct(ALERTS, twin), twin.name
+        templatable += equality_only
+    # Dependency names and selector values are placeholders too: twins share their original's template,
+    # except where a selector uses a regex (its text goes through the PromQL parser).
+    assert shapes.stats["templated"] == 2 * templatable and templatable >= len(EXAMPLES) - 2
+
+
+def test_a_selector_meeting_a_rules_own_matcher_is_generated_directly() -> None:
+    # apache's graceful-stop rule already selects state="graceful_stop": scoping with an identical matcher
+    # does not repeat it, which a placeholder value could not show.
+    base = dataclasses.replace(EXAMPLES[1], technologies=(Technology("apache", "web", (("state", "=", "graceful_stop"),),
+                                                                     None),))
+    for service in (base, renamed(base, "twin-a"), renamed(base, "twin-b")):
+        assert shaped(ALERTS, tech_alerts.READS, service) == direct(ALERTS, service)
+    assert shapes.stats["templated"] == 0
+
+
+awkward_values = st.one_of(st.sampled_from(["true", "null", "123", "0x1f", "a b", "it's", 'say "hi"', "back\\slash",
+                                            "x:y", "#tag", "- a", "NTHLAYERSTANDINVAL0X0X", "é", "a" * 80]),
+                           st.from_regex(r"[a-z0-9][a-z0-9._-]{0,12}", fullmatch=True))
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(index=st.integers(0, len(EXAMPLES) - 1), name=awkward_names, team=awkward_teams,
+       values=st.lists(awkward_values, min_size=1, max_size=3))
+def test_any_dependency_names_and_selector_values_are_byte_identical(index: int, name: str, team: str,
+                                                                      values: list[str]) -> None:
+    base = EXAMPLES[index]
+    if not base.technologies:
+        base = dataclasses.replace(base, technologies=(Technology("redis", "cache", (("cluster", "=", "c1"),), None),))
+    for service in (base, renamed(base, name, team, instances=tuple(values)), renamed(base, name + "x", team)):
+        assert shaped(ALERTS, tech_alerts.READS, service) == direct(ALERTS, service), (name, team, values)
