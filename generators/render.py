@@ -268,6 +268,9 @@ def is_direct(document: Any) -> bool:
     return _direct(document) is not None
 
 
+str_style = _str_style  # scalar_style(value) for a value, without the call in between
+
+
 def scalar_style(value: str, key: bool = False) -> str | None:
     """How :func:`to_yaml` writes the string ``value`` (as a mapping key when ``key``) when it decides
     alone: "plain" (the text itself), "quoted" (single quotes, ' doubled) or "literal" (a '|-' block

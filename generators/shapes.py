@@ -66,9 +66,9 @@ _FREE_TEXT = frozenset({"runbook_url", "description"})  # may mention the servic
 class _Template:
     __slots__ = ("files", "checks")
 
-    def __init__(self, files: dict[str, bytes], checks: list[tuple[str, bool, str]]) -> None:
+    def __init__(self, files: dict[str, bytes], checks: list[tuple[str, tuple[int, ...], bool, str]]) -> None:
         self.files = files
-        self.checks = checks  # (string holding a placeholder, is a mapping key, its render.scalar_style)
+        self.checks = checks  # (string, which placeholders it holds, is a mapping key, render.scalar_style)
 
 
 _NEW, _UNUSABLE = object(), object()
@@ -162,7 +162,7 @@ def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
         found[(node, False)] = None
 
 
-def _template(documents: Documents, standin: Service) -> _Template | None:
+def _template(documents: Documents, standin: Service, placeholders: tuple[str, ...]) -> _Template | None:
     files = documents(standin)
     found: dict[tuple[str, bool], None] = {}
     for docs, multi in files.values():
@@ -175,20 +175,25 @@ def _template(documents: Documents, standin: Service) -> _Template | None:
         style = render.scalar_style(text, is_key)
         if style is None:
             return None
-        checks.append((text, is_key, style))  # the real names must keep this style
+        needs = tuple(index for index, placeholder in enumerate(placeholders) if placeholder in text)
+        checks.append((text, needs, is_key, style))  # the real text must keep this style
     return _Template(render.render_files(files, SOURCE, "."), checks)
 
 
-def _same_style(checks: Iterable[tuple[str, bool, str]], subs: tuple[tuple[str, str], ...]) -> bool:
+def _same_style(checks: Iterable[tuple[str, tuple[int, ...], bool, str]],
+                subs: tuple[tuple[str, str], ...]) -> bool:
     """Whether every checked string is written in the stand-in's style once the real text is in it.
     Given that, substituting in the rendered bytes equals rendering the real strings: the real text
-    holds no quote, backslash or line break, so quoting and line splitting commute with substitution."""
-    for text, is_key, style in checks:
+    holds no quote, backslash or line break, so quoting and line splitting commute with substitution.
+    (Services of one shape have the same placeholders in the same order, so each check knows which
+    of them its string holds.)"""
+    str_style, scalar_style = render.str_style, render.scalar_style
+    for text, needs, is_key, style in checks:
         real = text
-        for placeholder, value in subs:
-            if placeholder in real:
-                real = real.replace(placeholder, value)
-        if render.scalar_style(real, is_key) != style:
+        for index in needs:
+            placeholder, value = subs[index]
+            real = real.replace(placeholder, value)
+        if (scalar_style(real, True) if is_key else str_style(real)) != style:
             return False
     return True
 
@@ -211,7 +216,7 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
             try:
                 if check is not None:
                     check(shape[1])
-                template = _template(documents, shape[1])
+                template = _template(documents, shape[1], tuple(placeholder for placeholder, _ in shape[2]))
             except _NotInShape:
                 stats["not_in_shape"] += 1
                 template = None
