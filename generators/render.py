@@ -390,12 +390,15 @@ def write_new_tree(root: str, files: Mapping[str, bytes]) -> bool:
         return False
     parent, name = os.path.split(root)
     parent = parent or "."
-    staging = f"{parent}/.{name}.{_pid[0]}-{next(_temp_names)}.tmp"
-    try:
-        os.mkdir(staging)
-    except FileNotFoundError:
-        os.makedirs(parent, exist_ok=True)
-        os.mkdir(staging)
+    while True:
+        staging = f"{parent}/.{name}.{_pid[0]}-{next(_temp_names)}.tmp"
+        try:
+            os.mkdir(staging)
+            break
+        except FileExistsError:  # left by a crashed process that had our pid
+            continue
+        except FileNotFoundError:  # out/ itself is new
+            os.makedirs(parent, exist_ok=True)
     try:
         made = {staging}
         prefix = root + "/"

@@ -1,21 +1,25 @@
 """Services of one shape share their generated text: generate once, substitute the names.
 
-Most services of a monorepo differ, as far as their SLO artifacts are concerned, only in their names:
-same tier, same SLI defaults, same objectives. Building and rendering those documents is most of a build's
-CPU time, so an artifact kind is generated once per shape, for a stand-in service whose name, team and
-spec path are placeholders, and each further service of that shape gets the stand-in's bytes with the
-placeholders replaced. The result is byte-identical to generating the service directly, by construction:
+Most services of a monorepo differ, as far as their OpenSLO documents, SLO rules and technology alerts
+are concerned, only in names: same tier, SLI defaults, objectives, technologies and selector labels.
+Building and rendering those documents is most of a build's CPU time, so an artifact kind is generated
+once per shape, for a stand-in service whose name, team, spec path, dependency names and selector values
+are placeholders, and each further service of that shape gets the stand-in's bytes with its own text put
+back. The result is byte-identical to generating the service directly, by construction:
 
 * The stand-in carries only the fields the kind declares it reads; every other field is :data:`UNUSED`,
   which raises when touched (attribute, iteration, truth, comparison, formatting). A generator that starts
   reading an undeclared field makes the kind fall back to direct generation, and tests/test_shapes.py
   fails until the field is declared.
-* Placeholders are upper case; service and team names are lower case (schema), so the substitution back
-  meets only text the stand-in put there. A spec whose own text holds the placeholder prefix is generated
-  directly.
+* Placeholders all begin with :data:`PREFIX`; a spec whose own text holds it is generated directly, so
+  the substitution back meets only text the stand-in put there.
+* Real text must be inert: printable ASCII without quotes or backslashes, which neither YAML quoting
+  nor PromQL string literals change, and only equality matchers (a regex value is checked by the PromQL
+  parser). A kind may veto a stand-in whose output could depend on the real text in other ways
+  (``check``: the technology alerts refuse rules whose own matchers meet a selector's label).
 * YAML picks each scalar's style from its text (a service called ``true`` or ``123`` is quoted where it
   stands alone, a placeholder is not). Every distinct string of the stand-in's documents that holds a
-  placeholder is checked, for each service, to be written the same way once the real names are in it;
+  placeholder is checked, for each service, to be written the same way once the real text is in it;
   if one is not, that service is generated directly.
 * A shape is templated when it is seen the second time, so services of one-off shapes cost nothing
   extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process.

@@ -37,9 +37,11 @@ GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "model.py", "tiers.py", "render.py", "promql.py",
              "slo_maths.py", "schemas/service.schema.json")
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "openslo": (("openslo.py", "shapes.py"), ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
-    "slo_rules": (("slo_rules.py", "slo_tests.py", "shapes.py"), ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml",
-                                      "prometheus/slo-burst.test.yaml", "prometheus/scrape.yaml")),
+    "openslo": (("openslo.py", "shapes.py"),
+                ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
+    "slo_rules": (("slo_rules.py", "slo_tests.py", "shapes.py"),
+                  ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
+                   "prometheus/scrape.yaml")),
     "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
                ("prometheus/alerts.rules.yaml",)),
     "pagerduty": (("pagerduty.py",), ("pagerduty.json",)),
