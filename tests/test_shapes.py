@@ -105,7 +105,8 @@ sources = st.one_of(st.just(None), st.sampled_from(["services/it's.yaml", "servi
                                                     "services/#x.yaml", "services/NTHLAYERSTANDIN.yaml"]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(index=st.integers(0, len(EXAMPLES) - 1), first=awkward_names, second=awkward_names, team=awkward_teams,
        source=sources, description=st.one_of(st.just(""), st.text(max_size=30)))
 def test_any_name_team_or_path_is_byte_identical(index: int, first: str, second: str, team: str,
@@ -189,8 +190,8 @@ def test_technology_alerts_are_templated_per_shape_and_byte_identical() -> None:
 def test_a_selector_meeting_a_rules_own_matcher_is_generated_directly() -> None:
     # apache's graceful-stop rule already selects state="graceful_stop": scoping with an identical matcher
     # does not repeat it, which a placeholder value could not show.
-    base = dataclasses.replace(EXAMPLES[1], technologies=(Technology("apache", "web", (("state", "=", "graceful_stop"),),
-                                                                     None),))
+    apache = Technology("apache", "web", (("state", "=", "graceful_stop"),), None)
+    base = dataclasses.replace(EXAMPLES[1], technologies=(apache,))
     for service in (base, renamed(base, "twin-a"), renamed(base, "twin-b")):
         assert shaped(ALERTS, tech_alerts.READS, service) == direct(ALERTS, service)
     assert shapes.stats["templated"] == 0
