@@ -58,7 +58,9 @@ class SpecEntry:
     summary: FileSummary
     errors: list[SpecError] = field(default_factory=list)
     warnings: list[SpecError] = field(default_factory=list)
-    routing: Routing | None = None  # what alertmanager.yml needs from it, when valid on its own
+    # What alertmanager.yml needs from it: from the spec when valid on its own, else from its last version
+    # that was (state/spec-index.json), so that a typo does not drop a service's routes.
+    routing: Routing | None = None
 
     @property
     def name(self) -> str | None:
@@ -168,11 +170,14 @@ def _summaries(files: list[str], index_path: str | None) -> list[tuple[FileSumma
                 routing = Routing.of(service)
                 if key is not None:
                     _LOADED[(path, key[0], key[1])] = service  # the build's load_service reuses it
+            elif path in cache and cache[path][2] is not None:
+                routing = Routing(*cache[path][2])  # broken now: its last valid version's routing is kept
         else:
             hit = cache[path]
             summary = FileSummary.from_json(hit[1])
             if summary.name is not None and not summary.errors and key is not None:
                 _VALIDATED.add((path, key[0], key[1]))
+            if hit[2] is not None:
                 routing = Routing(*hit[2])
         summaries.append((summary, routing))
         if key is not None:
@@ -515,8 +520,20 @@ def alertmanager_targets(out_dir: str) -> list[str]:
 
 
 def alertmanager_routes(plan: BuildPlan) -> list[Routing]:
-    """The routing facts of every valid service, from the plan (no spec is loaded again)."""
-    return [entry.routing for entry in plan.valid if entry.routing is not None]
+    """The routing facts of every valid service, and the last valid routing of each broken spec whose
+    service no valid spec claims: a broken edit must not take a service's alerts off their receivers
+    (the build fails, and alertmanager.yml stays as it was). From the plan; no spec is loaded again."""
+    valid = {entry.path for entry in plan.valid}
+    claimed = {entry.routing.name for entry in plan.valid if entry.routing is not None}
+    routes: list[Routing] = []
+    seen: set[str] = set()
+    for entry in plan.entries:
+        routing = entry.routing
+        if routing is None or routing.name in seen or (entry.path not in valid and routing.name in claimed):
+            continue
+        seen.add(routing.name)
+        routes.append(routing)
+    return routes
 
 
 def routes_digest(routes: list[Routing]) -> str:

@@ -133,6 +133,18 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path) -> None:
         {p: v for p, v in before.items() if p.startswith("payment-api/")}
     assert after["search-api/openslo/availability.yaml"] != before["search-api/openslo/availability.yaml"]
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    # Its routes stay in alertmanager.yml (the last valid version's), in this run and the next.
+    assert after["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
+    assert _doit(workspace).returncode != 0
+    assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
+    # A new spec that was never valid has no routes to keep; deleting the broken one drops its routes.
+    (workspace / "services" / "new-api.yaml").write_text("service: new-api\ntier: 9\nteam: x\n")
+    assert _doit(workspace).returncode != 0
+    assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
+    spec.unlink()
+    (workspace / "services" / "new-api.yaml").unlink()
+    assert _doit(workspace).returncode == 0
+    assert "payment-api" not in (out / "alertmanager" / "alertmanager.yml").read_text()
 
 
 def test_outputs_are_deterministic(tmp_path: Path) -> None:
