@@ -509,7 +509,8 @@ class NthlayerReporter(ConsoleReporter):
         for line in sorted(self.spec_lines, key=_line_key):
             sys.stderr.write(line + "\n")
         if self.spec_lines:
-            sys.stderr.write("nthlayer: invalid specs were not built; other services' outputs are up to date\n")
+            sys.stderr.write("nthlayer: services with invalid inputs (specs or catalog files) were not built; "
+                             "the other services' outputs are up to date\n")
 
 
 ALERTMANAGER_FILES = ("alertmanager.yml",)
