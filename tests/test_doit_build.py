@@ -200,3 +200,37 @@ def test_two_builds_in_one_process_see_the_edit_between(workspace: Path, monkeyp
     spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
     assert DoitMain().run(argv) == 0
     assert "0.997" in (workspace / "out" / "search-api" / "openslo" / "availability.yaml").read_text()
+
+
+def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_path: Path) -> None:
+    """End to end through doit's workers, the catalog cache and the shape templates: every file of 60
+    synthesized services (a few shapes, each seen many times) equals generating that service directly."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from run import synthesize
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from generators.catalog import load_technologies
+    from generators.openslo import openslo_files
+    from generators.pagerduty import pagerduty_files
+    from generators.slo_rules import slo_rule_files
+    from generators.spec import load_spec
+    from generators.tech_alerts import service_alert_files
+
+    names = synthesize(tmp_path, 60)
+    result = _doit(tmp_path)
+    assert result.returncode == 0, result.stderr
+    os.chdir(tmp_path)
+    try:
+        for name in names:
+            path = f"services/{name}.yaml"
+            service = load_spec(path, Path(path).read_bytes()).service
+            base = f"out/{name}"
+            catalog = load_technologies(str(ROOT / "rules_catalog"), service.technology_types)
+            expected = {**openslo_files(service, f"{base}/openslo"), **slo_rule_files(service, f"{base}/prometheus"),
+                        **service_alert_files(service, catalog, f"{base}/prometheus"),
+                        **pagerduty_files(service, base)}
+            for file, data in expected.items():
+                assert Path(file).read_bytes() == data, file
+    finally:
+        os.chdir(ROOT)
