@@ -180,9 +180,9 @@ def _summaries(files: list[str], index_path: str | None) -> list[tuple[FileSumma
             if hit[2] is not None:
                 routing = Routing(*hit[2])
         summaries.append((summary, routing))
-        if key is not None:
-            fresh[path] = [key, summary.to_json(), routing]
-    if index_path and fresh != cache:
+        if key is not None:  # an unchanged file keeps its entry as read
+            fresh[path] = [key, summary.to_json(), routing] if path in checked else cache[path]
+    if index_path and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
     return summaries
@@ -194,7 +194,8 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     summaries = _summaries(files, index_path)
     errors, warnings = cross_file_problems([s for s, _ in summaries], technology_files(catalog_dir))
-    entries = {s.path: SpecEntry(s.path, Path(s.path).stem, s, list(s.errors), list(s.warnings), routing)
+    entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
+                                 list(s.warnings), routing)
                for s, routing in summaries}
     for error in errors:
         entries[error.path].errors.append(error)
