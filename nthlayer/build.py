@@ -364,6 +364,15 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
     }
 
 
+def _as_read_back(value: Any) -> Any:
+    """``value`` as JSON would give it back: tuples as lists."""
+    if isinstance(value, (tuple, list)):
+        return [_as_read_back(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_read_back(item) for key, item in value.items()}
+    return value
+
+
 class StateJsonDB(JsonDB):
     """doit's dependency database as one JSON file (registered as doit backend ``nthlayer-json``).
 
@@ -380,7 +389,8 @@ class StateJsonDB(JsonDB):
         super().__init__(name, codec, module_name=module_name)
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
-        if self.get(task_id, dependency) != value:
+        old = self.get(task_id, dependency)
+        if old != value and old != _as_read_back(value):  # a tuple comes back from JSON as a list
             self._dirty = True
             super().set(task_id, dependency, value)
 

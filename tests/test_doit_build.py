@@ -234,3 +234,27 @@ def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_pat
                 assert Path(file).read_bytes() == data, file
     finally:
         os.chdir(ROOT)
+
+
+def test_dependency_db_is_rewritten_only_when_an_entry_changes(tmp_path: Path) -> None:
+    from doit.dependency import JSONCodec
+
+    from nthlayer.build import StateJsonDB
+
+    path = tmp_path / "doit.json"
+    db = StateJsonDB(str(path), JSONCodec())
+    db.set("service", "deps:", ())
+    db.set("service:a", "services/a.yaml", (1.0, 10, "abc"))
+    db.dump()
+    written = path.stat().st_mtime_ns, path.read_text()
+    again = StateJsonDB(str(path), JSONCodec())
+    # What doit sets on a no-op run: the same values as tuples, which JSON gave back as lists.
+    again.set("service", "deps:", ())
+    again.set("service:a", "services/a.yaml", (1.0, 10, "abc"))
+    assert not again._dirty
+    again.dump()
+    assert (path.stat().st_mtime_ns, path.read_text()) == written
+    again.set("service:a", "services/a.yaml", (2.0, 10, "abd"))
+    assert again._dirty
+    again.dump()
+    assert '"abd"' in path.read_text()
