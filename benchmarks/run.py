@@ -131,6 +131,7 @@ def tree_digest(out: Path) -> dict[str, str]:
 
 
 REPEAT = 3  # incremental runs are short: best of three, against the machine's noise
+FULL_REPEAT = 2  # full builds up to N = 1000: best of two
 SHM = Path("/dev/shm")
 
 
@@ -182,9 +183,18 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         shutil.copytree(ROOT / "rules_catalog", catalog)
         env = {**os.environ, "NTHLAYER_CATALOG": str(catalog)}
         (work / "floor_dodo.py").write_text(FLOOR_DODO)
-        floor = measure([sys.executable, "-m", "doit", "-f", "floor_dodo.py"], work, env)
+        # Full builds vary by tens of percent from minute to minute on a shared VM: up to N = 1000 (a few
+        # seconds each), the best of two, each from scratch (the previous one's folders set aside).
+        repeat_full = FULL_REPEAT if count <= 1000 else 1
+        best = f"best of {repeat_full}" if repeat_full > 1 else ""
+        floors = []
+        for attempt in range(repeat_full):
+            if attempt:
+                set_aside(work, "floor-out", "state")
+            floors.append(measure([sys.executable, "-m", "doit", "-f", "floor_dodo.py"], work, env))
+        floor = min(floors, key=lambda s: s.seconds)
         floor_noop = measure([sys.executable, "-m", "doit", "-f", "floor_dodo.py"], work, env)
-        set_aside(work, "floor-out")
+        set_aside(work, "floor-out", "state")
 
         def note(what: str, sample: Sample, base: Sample | None, *extra: str) -> str:
             parts = [] if sample.code == 0 else [f"EXIT {sample.code}"]
@@ -201,9 +211,14 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
                 memory = measure(doit_cmd(f"out={shm}/out", f"state={shm}/state"), work, env)
         else:
             memory = None
-        full = measure(doit_cmd(), work, env)
+        fulls = []
+        for attempt in range(repeat_full):
+            if attempt:
+                set_aside(work, "out", "state")
+            fulls.append(measure(doit_cmd(), work, env))
+        full = min(fulls, key=lambda s: s.seconds)
         files = sum(1 for p in (work / "out").rglob("*") if p.is_file())
-        rows.append(("full doit build", full, note("full doit build", full, floor, f"{files} files",
+        rows.append(("full doit build", full, note("full doit build", full, floor, best, f"{files} files",
                                                   "2 worker processes")))
         rows.append(("full doit build, one process (-n 0)", single, note("", single, floor)))
         if memory is not None:
@@ -243,7 +258,7 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         rows.append(("catalog file edited (redis)", cat, note("", cat, None, check)))
         validate = measure([sys.executable, "-m", "nthlayer", "validate", "-q", "services"], work, env)
         rows.append(("nthlayer validate (all specs)", validate, note("", validate, None)))
-        rows.append(("doit floor: full (1 trivial task/service)", floor, note("", floor, None)))
+        rows.append(("doit floor: full (1 trivial task/service)", floor, note("", floor, None, best)))
         rows.append(("doit floor: no-op", floor_noop, note("", floor_noop, None)))
         if count == TARGET_N and PROFILE:
             PROFILES.append(profile_build(work, env))
