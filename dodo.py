@@ -26,8 +26,8 @@ DOIT_CONFIG = {
     "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
     "continue": True,
     # Two worker processes (forked: they inherit the plan, only task names cross the queue) where there
-    # are two cores: the generation splits over them (docs/benchmarks.md: 0-30 % faster than one process
-    # at 1000 services, where doit's one-task-at-a-time dispatch eats much of the gain; 2x at 5000).
+    # are two cores: the generation splits over them (docs/benchmarks.md: 10-30 % faster than one process
+    # at 1000 services, where doit's one-task-at-a-time dispatch eats much of the gain; 1.6-2x at 5000).
     "num_process": min(2, len(os.sched_getaffinity(0))),
     "par_type": "process",
     "reporter": NthlayerReporter,
