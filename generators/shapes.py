@@ -27,6 +27,7 @@ back. The result is byte-identical to generating the service directly, by constr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Callable, Iterable
 
 from generators import render
@@ -37,7 +38,7 @@ NAME = PREFIX + "SERVICE"
 TEAM = PREFIX + "TEAM"
 SOURCE = PREFIX + "SOURCE"
 MAX_SHAPES = 256  # templates kept per kind (a few tens of kB each)
-MAX_SEEN = 20_000  # shapes remembered as seen once
+MAX_SEEN = 100_000  # shapes remembered as seen once (16-byte digests)
 
 Documents = Callable[[Service], "dict[str, tuple[Any, bool]]"]
 
@@ -68,15 +69,16 @@ _FREE_TEXT = frozenset({"runbook_url", "description"})  # may mention the servic
 
 
 class _Template:
-    __slots__ = ("files", "checks")
+    __slots__ = ("key", "files", "checks")
 
     def __init__(self, files: dict[str, bytes], checks: list[tuple[str, tuple[int, ...], bool, str]]) -> None:
+        self.key: tuple[Any, ...] = ()  # the full shape key (shapes are remembered by digest)
         self.files = files
         self.checks = checks  # (string, which placeholders it holds, is a mapping key, render.scalar_style)
 
 
 _NEW, _UNUSABLE = object(), object()
-_seen: dict[tuple[Any, ...], Any] = {}  # shape → its _Template, None (seen once) or _UNUSABLE
+_seen: dict[bytes, Any] = {}  # shape key digest → its _Template, None (seen once) or _UNUSABLE
 _templates: dict[str, int] = {}
 stats = {"direct": 0, "templated": 0, "not_in_shape": 0}
 
@@ -211,10 +213,13 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
     shape = _standin(service, reads)
     if shape is not None:
         key = (kind, context, *shape[0])
-        template = _seen.get(key, _NEW)
+        # A digest keeps a repository of one-off shapes cheap to remember; a template also holds its full
+        # key, compared before use, so two shapes sharing a digest would only cost a direct generation.
+        digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
+        template = _seen.get(digest, _NEW)
         if template is _NEW:
             if len(_seen) < MAX_SEEN:
-                _seen[key] = None
+                _seen[digest] = None
         elif template is None and _templates.get(kind, 0) < MAX_SHAPES:
             _templates[kind] = _templates.get(kind, 0) + 1
             try:
@@ -226,9 +231,11 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
                 template = None
             except Exception:  # whatever the stand-in trips on, the service itself is generated directly
                 template = None
-            _seen[key] = template or _UNUSABLE
+            if template is not None:
+                template.key = key
+            _seen[digest] = template or _UNUSABLE
         subs = shape[2]
-        if isinstance(template, _Template) and _same_style(template.checks, subs):
+        if isinstance(template, _Template) and template.key == key and _same_style(template.checks, subs):
             stats["templated"] += 1
             encoded = tuple((placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs)
             result = {}
