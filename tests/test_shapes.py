@@ -17,6 +17,7 @@ from generators.catalog import load_technologies
 from generators.model import Service, Technology
 from generators.render import render_files
 from generators.spec import load_spec
+from nthlayer.build import _generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = [(openslo.openslo_documents, openslo.READS), (slo_rules.slo_rule_documents, slo_rules.READS)]
@@ -39,22 +40,15 @@ CATALOG = os.path.join(ROOT, "rules_catalog")
 
 def direct(documents: Any, service: Service) -> dict[str, bytes]:
     if documents == ALERTS:
-        return tech_alerts.service_alert_files(service, catalog_of(service), f"out/{service.name}/x")
+        catalog = load_technologies(CATALOG, service.technology_types)
+        return tech_alerts.service_alert_files(service, catalog, f"out/{service.name}/prometheus")
     return render_files(documents(service), service.source, f"out/{service.name}/x")
 
 
 def shaped(documents: Any, reads: frozenset[str], service: Service) -> dict[str, bytes]:
-    if documents == ALERTS:  # as nthlayer.build._generate calls it
-        catalog = catalog_of(service)
-        tech_alerts.check_dependencies(service, catalog)
-        context = tuple((name, id(tech)) for name, tech in sorted(catalog.items()))
-        return shapes.shaped_files("alerts", lambda s: tech_alerts.alert_documents(s, catalog), reads, service,
-                                   f"out/{service.name}/x", context, lambda s: tech_alerts.check_standin(s, catalog))
+    if documents == ALERTS:  # the build's own wiring: catalog context, the real service's checks, the veto
+        return _generate("alerts", service, "out", CATALOG)
     return shapes.shaped_files(documents.__name__, documents, reads, service, f"out/{service.name}/x")
-
-
-def catalog_of(service: Service) -> dict[str, Any]:
-    return load_technologies(CATALOG, service.technology_types)
 
 
 
