@@ -12,7 +12,7 @@ from doit.tools import config_changed
 
 from nthlayer.build import (NthlayerReporter, SharedMD5Checker, alertmanager_routes, clean_targets, code_fingerprint,
                             code_stamps, correlation_action, correlation_code, correlation_targets, make_plan,
-                            prune_out, routes_digest, service_task, state_unchanged)
+                            prune_out, routes_digest, service_task, state_unchanged, worker_count)
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
@@ -28,7 +28,7 @@ DOIT_CONFIG = {
     # Two worker processes (forked: they inherit the plan, only task names cross the queue) where there
     # are two cores: the generation splits over them (docs/benchmarks.md: 10-30 % faster than one process
     # at 1000 services, where doit's one-task-at-a-time dispatch eats much of the gain; 1.6-2x at 5000).
-    "num_process": min(2, len(os.sched_getaffinity(0))),
+    "num_process": worker_count(),
     "par_type": "process",
     "reporter": NthlayerReporter,
     "verbosity": 1,

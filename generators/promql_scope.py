@@ -215,12 +215,14 @@ def scoped_by_position(expr: str, shape: tuple[tuple[str, str], ...]) -> bool:
     """Whether :func:`scope` of ``expr`` with equality matchers of this (label, op) shape only places
     their values, never compares them with the expression's own matchers: then scoping with stand-in
     values and substituting the real ones gives what scoping with the real ones gives."""
-    if not shape:
-        return True
+    return not shape or _cached_template(expr, shape) is not None
+
+
+def _cached_template(expr: str, shape: tuple[tuple[str, str], ...]) -> str | None:
     key = (expr, shape)
     if key not in _TEMPLATES:
         _TEMPLATES[key] = _template(expr, shape)
-    return _TEMPLATES[key] is not None
+    return _TEMPLATES[key]
 
 
 def scope(expr: str, matchers: Iterable[Matcher]) -> str:
@@ -236,10 +238,7 @@ def scope(expr: str, matchers: Iterable[Matcher]) -> str:
     # Regex values must be checked by the parser, and an empty value can leave a selector matching
     # nothing but empty labels: those take the full path.
     if all(value and op in ("=", "!=") and not any(c in value for c in '\\"\n') for _label, op, value in extra):
-        key = (expr, tuple((label, op) for label, op, _value in extra))
-        if key not in _TEMPLATES:
-            _TEMPLATES[key] = _template(expr, key[1])
-        result = _TEMPLATES[key]
+        result = _cached_template(expr, tuple((label, op) for label, op, _value in extra))
         if result is not None:
             for index, (_label, _op, value) in enumerate(extra):
                 result = result.replace(quote(_SENTINEL.format(index)), quote(value))

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -268,9 +268,6 @@ def is_direct(document: Any) -> bool:
     return _direct(document) is not None
 
 
-str_style = _str_style  # scalar_style(value) for a value, without the call in between
-
-
 def scalar_style(value: str, key: bool = False) -> str | None:
     """How :func:`to_yaml` writes the string ``value`` (as a mapping key when ``key``) when it decides
     alone: "plain" (the text itself), "quoted" (single quotes, ' doubled) or "literal" (a '|-' block
@@ -336,16 +333,27 @@ def _holds(path: str, data: bytes) -> bool:
         os.close(fd)
 
 
-def _create_temp(directory: str, base: str) -> tuple[int, str]:
-    """A new file beside the target, named for this process so concurrent writers never share one.
-    Plain os calls: tempfile.mkstemp and open() cost five more syscalls a file (getpid, getcwd, ioctl,
-    lseek, fchmod), a tenth of a first build's system time at 1000 services."""
+def _create_beside(directory: str, base: str, create: Callable[[str], Any]) -> tuple[Any, str]:
+    """``create(path)`` for a new hidden name beside ``base`` in ``directory``, named for this process so
+    concurrent writers never share one; the folder is made on first need (a makedirs per file cost a
+    1000-service build 10 000 syscalls). Plain os calls: tempfile.mkstemp and open() cost five more
+    syscalls a file (getpid, getcwd, ioctl, lseek, fchmod), a tenth of a first build's system time."""
+    made = False
     while True:
-        tmp = f"{directory}/.{base}.{_pid[0]}-{next(_temp_names)}.tmp"
+        path = f"{directory}/.{base}.{_pid[0]}-{next(_temp_names)}.tmp"
         try:
-            return os.open(tmp, _CREATE_FLAGS, 0o666), tmp  # permissions as open() gives them (umask)
+            return create(path), path
         except FileExistsError:  # left by a crashed process that had our pid
             continue
+        except FileNotFoundError:
+            if made:
+                raise
+            os.makedirs(directory, exist_ok=True)
+            made = True
+
+
+def _new_file(path: str) -> int:
+    return os.open(path, _CREATE_FLAGS, 0o666)  # permissions as open() gives them (umask)
 
 
 def _write_fd(fd: int, data: bytes) -> None:
@@ -363,12 +371,7 @@ def write_if_changed(path: str, data: bytes) -> bool:
     if _holds(path, data):
         return False
     directory, base = os.path.split(path)
-    directory = directory or "."
-    try:
-        fd, tmp = _create_temp(directory, base)
-    except FileNotFoundError:  # folders are made on first need: a makedirs per file cost 10 000 syscalls
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = _create_temp(directory, base)
+    fd, tmp = _create_beside(directory or ".", base, _new_file)
     try:
         _write_fd(fd, data)
         os.replace(tmp, path)
@@ -389,16 +392,7 @@ def write_new_tree(root: str, files: Mapping[str, bytes]) -> bool:
     if os.path.lexists(root):
         return False
     parent, name = os.path.split(root)
-    parent = parent or "."
-    while True:
-        staging = f"{parent}/.{name}.{_pid[0]}-{next(_temp_names)}.tmp"
-        try:
-            os.mkdir(staging)
-            break
-        except FileExistsError:  # left by a crashed process that had our pid
-            continue
-        except FileNotFoundError:  # out/ itself is new
-            os.makedirs(parent, exist_ok=True)
+    _, staging = _create_beside(parent or ".", name, os.mkdir)
     try:
         made = {staging}
         prefix = root + "/"
@@ -410,15 +404,12 @@ def write_new_tree(root: str, files: Mapping[str, bytes]) -> bool:
             if folder not in made:
                 os.makedirs(folder, exist_ok=True)
                 made.add(folder)
-            _write_fd(os.open(target, _CREATE_FLAGS, 0o666), data)
+            _write_fd(_new_file(target), data)
         os.rename(staging, root)  # fails if another process made root meanwhile (unless it is empty)
-    except OSError:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if os.path.isdir(root):
+        if isinstance(exc, OSError) and os.path.isdir(root):
             return False  # lost a race: the caller writes file by file into the existing folder
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         raise
     return True
 

@@ -193,13 +193,12 @@ def _same_style(checks: Iterable[tuple[str, tuple[int, ...], bool, str]],
     holds no quote, backslash or line break, so quoting and line splitting commute with substitution.
     (Services of one shape have the same placeholders in the same order, so each check knows which
     of them its string holds.)"""
-    str_style, scalar_style = render.str_style, render.scalar_style
     for text, needs, is_key, style in checks:
         real = text
         for index in needs:
             placeholder, value = subs[index]
             real = real.replace(placeholder, value)
-        if (scalar_style(real, True) if is_key else str_style(real)) != style:
+        if render.scalar_style(real, is_key) != style:
             return False
     return True
 

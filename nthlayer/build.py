@@ -79,7 +79,6 @@ class BuildPlan:
     catalog_dir: str
     entries: list[SpecEntry]
     catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
-    _technology_files: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def valid(self) -> list[SpecEntry]:
@@ -100,9 +99,7 @@ class BuildPlan:
         return hashlib.sha256(json.dumps(self.edges()).encode()).hexdigest()[:16]
 
     def catalog_files(self, entry: SpecEntry) -> list[str]:
-        if self._technology_files is None:  # listed once per plan, not once per service
-            self._technology_files = technology_files(self.catalog_dir)
-        files = self._technology_files
+        files = technology_files(self.catalog_dir)  # listed once per process while the folder is unchanged
         return [files[t] for t in entry.technology_types if t in files]
 
 
@@ -126,10 +123,15 @@ def _summarize_one(path: str) -> tuple[FileSummary, Service | None]:
 PARALLEL_MIN_FILES = 200  # below this, forking costs more than it saves
 
 
+def worker_count() -> int:
+    """Processes a build splits its work over: two where there are two cores (docs/benchmarks.md)."""
+    return min(2, len(os.sched_getaffinity(0)))
+
+
 def _summarize_all(paths: list[str]) -> list[tuple[FileSummary, Service | None]]:
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order."""
-    workers = min(2, len(os.sched_getaffinity(0)))
+    workers = worker_count()
     if len(paths) >= PARALLEL_MIN_FILES:
         enable_fast_validation("service.schema.json")  # before the fork: the pool inherits it
     if len(paths) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
