@@ -202,7 +202,8 @@ def test_two_builds_in_one_process_see_the_edit_between(workspace: Path, monkeyp
     assert "0.997" in (workspace / "out" / "search-api" / "openslo" / "availability.yaml").read_text()
 
 
-def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_path: Path) -> None:
+def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end through doit's workers, the catalog cache and the shape templates: every file of 60
     synthesized services (a few shapes, each seen many times) equals generating that service directly."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -220,20 +221,17 @@ def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_pat
     names = synthesize(tmp_path, 60)
     result = _doit(tmp_path)
     assert result.returncode == 0, result.stderr
-    os.chdir(tmp_path)
-    try:
-        for name in names:
-            path = f"services/{name}.yaml"
-            service = load_spec(path, Path(path).read_bytes()).service
-            base = f"out/{name}"
-            catalog = load_technologies(str(ROOT / "rules_catalog"), service.technology_types)
-            expected = {**openslo_files(service, f"{base}/openslo"), **slo_rule_files(service, f"{base}/prometheus"),
-                        **service_alert_files(service, catalog, f"{base}/prometheus"),
-                        **pagerduty_files(service, base)}
-            for file, data in expected.items():
-                assert Path(file).read_bytes() == data, file
-    finally:
-        os.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)
+    for name in names:
+        path = f"services/{name}.yaml"
+        service = load_spec(path, Path(path).read_bytes()).service
+        base = f"out/{name}"
+        catalog = load_technologies(str(ROOT / "rules_catalog"), service.technology_types)
+        expected = {**openslo_files(service, f"{base}/openslo"), **slo_rule_files(service, f"{base}/prometheus"),
+                    **service_alert_files(service, catalog, f"{base}/prometheus"),
+                    **pagerduty_files(service, base)}
+        for file, data in expected.items():
+            assert Path(file).read_bytes() == data, file
 
 
 def test_dependency_db_is_rewritten_only_when_an_entry_changes(tmp_path: Path) -> None:
