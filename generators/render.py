@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -278,6 +279,43 @@ def scalar_style(value: str, key: bool = False) -> str | None:
         except _Fallback:
             return None
     return _str_style(value)
+
+
+INERT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?\Z")  # see substitution_keeps_style
+
+
+def unresolved_start(char: str) -> bool:
+    """Whether a one-line string starting with ``char`` is plain text to YAML whatever follows
+    (no implicit resolver looks at strings starting so)."""
+    return char not in _RESOLVED_START
+
+
+def substitution_keeps_style(text: str, key: bool, words: tuple[str, ...], lead_unresolved: bool = False) -> bool:
+    """True when :func:`scalar_style` is certain to give the same style to ``text`` and to any string
+    made from it by replacing occurrences of ``words`` with *inert* strings (matching :data:`INERT`:
+    ASCII letters and digits at both ends, ``._/-`` between), provided the result is at most
+    ``MAX_SCALAR`` characters long. ``lead_unresolved`` promises that a word at the very start of
+    ``text`` is replaced by a string passing :func:`unresolved_start`. False means: check the result.
+
+    Each word must begin and end with an ASCII letter. Why it holds when ``text`` is not a key and is
+    a literal block (it has a line break) or starts with a character passing :func:`unresolved_start`
+    (its own or, under ``lead_unresolved``, the replacing string's): the first character stays or is an
+    alphanumeric one no resolver looks at; no pair ": " or " #" can appear or vanish (inert text has
+    no colon, space or hash, and words begin and end with letters); the last character stays or is a
+    letter or digit where a letter was; printable ASCII stays printable ASCII; a literal block's first
+    and last characters stay alphanumeric or unchanged and no " \n" appears. Those are every input of
+    :func:`_plain_ok` and :func:`_literal_ok` but the resolver, which no longer looks at the text.
+    """
+    if key or not text or not all(word.isascii() and word[:1].isalpha() and word[-1:].isalpha() for word in words):
+        return False
+    if "\n" in text:
+        return True
+    if text.startswith(words):
+        return lead_unresolved
+    return unresolved_start(text[0])
+
+
+MAX_SCALAR = _MAX_SCALAR
 
 
 def yaml_bytes(documents: list[Any] | Any, source: str, multi: bool = False) -> bytes:

@@ -20,7 +20,8 @@ back. The result is byte-identical to generating the service directly, by constr
 * YAML picks each scalar's style from its text (a service called ``true`` or ``123`` is quoted where it
   stands alone, a placeholder is not). Every distinct string of the stand-in's documents that holds a
   placeholder is checked, for each service, to be written the same way once the real text is in it;
-  if one is not, that service is generated directly.
+  if one is not, that service is generated directly. Most strings need only their new length checked:
+  :func:`render.substitution_keeps_style` proves, per string, that inert real text cannot change its style.
 * A shape is templated when it is seen the second time, so services of one-off shapes cost nothing
   extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from generators import render
 from generators.model import Service, Technology
@@ -69,12 +70,40 @@ _FREE_TEXT = frozenset({"runbook_url", "description"})  # may mention the servic
 
 
 class _Template:
-    __slots__ = ("key", "files", "checks")
+    __slots__ = ("key", "files", "checks", "settled_length", "settled_count", "_settled")
 
-    def __init__(self, files: dict[str, bytes], checks: list[tuple[str, tuple[int, ...], bool, str]]) -> None:
+    def __init__(self, files: dict[str, bytes], checks: list[_Check], placeholders: tuple[str, ...]) -> None:
         self.key: tuple[Any, ...] = ()  # the full shape key (shapes are remembered by digest)
-        self.files = files
-        self.checks = checks  # (string, which placeholders it holds, is a mapping key, render.scalar_style)
+        # Each file with the placeholders it holds (by index), so substitution skips the others.
+        self.files = [(path, data, tuple(index for index, placeholder in enumerate(placeholders)
+                                         if placeholder.encode() in data)) for path, data in files.items()]
+        self.checks = [check for check in checks if not check.settled]
+        # The settled checks pass at once while each stays within render.MAX_SCALAR characters: true of all
+        # when the longest of them, its placeholders all replaced by the longest real text, would.
+        settled = [check for check in checks if check.settled]
+        self.settled_length = max((len(check.text) for check in settled), default=0)
+        self.settled_count = max((sum(count for _, count, _ in check.needs) for check in settled), default=0)
+        self._settled = settled
+
+    def checks_for(self, subs: tuple[tuple[str, str], ...], inert: bool) -> list[_Check]:
+        """The checks one service's real text must pass."""
+        if not inert:
+            return self._settled + self.checks
+        longest = max(len(real) for _, real in subs)
+        if self.settled_length + self.settled_count * longest > render.MAX_SCALAR:
+            return self._settled + self.checks
+        return self.checks
+
+
+class _Check(NamedTuple):
+    """A placeholder-bearing string of a template, whose style the real text must keep."""
+
+    text: str
+    needs: tuple[tuple[int, int, int], ...]  # (placeholder index, occurrences, placeholder length)
+    key: bool  # a mapping key
+    style: str  # render.scalar_style(text, key)
+    settled: bool  # render.substitution_keeps_style: inert real text of bounded length keeps the style
+    lead: int  # the placeholder the string starts with, when settled given its real text's first character; else -1
 
 
 _NEW, _UNUSABLE = object(), object()
@@ -83,50 +112,88 @@ _templates: dict[str, int] = {}
 stats = {"direct": 0, "templated": 0, "not_in_shape": 0}
 
 
+class _Parts:
+    """What the stand-ins of one service are made of, computed once for all its artifact kinds: each
+    field's stand-in value and the repr that keys the shape, which fields' real text holds the prefix,
+    and the (placeholder, real text) pairs."""
+
+    __slots__ = ("service", "values", "reprs", "prefixed", "base", "every", "neutral_base", "neutral_every")
+    reprs: dict[str, str]
+    prefixed: dict[str, bool]
+
+    def __init__(self, service: Service) -> None:
+        name, team = service.name, service.team
+        pairs = sorted(((name, NAME), (team, TEAM)), key=lambda pair: -len(pair[0]))  # longest first
+
+        def sub(text: str) -> str:
+            for real, placeholder in pairs:
+                text = text.replace(real, placeholder)
+            return text
+
+        self.service = service
+        self.base = ((NAME, name), (TEAM, team), (SOURCE, service.source))
+        every = list(self.base)
+        values: dict[str, Any] = {"name": NAME, "team": TEAM, "source": SOURCE}
+        for field in _FIELDS:
+            if field in values:
+                continue
+            value = getattr(service, field)
+            if field in _FREE_TEXT and value:
+                value = sub(value)
+            elif field == "labels":
+                value = tuple((label, sub(text)) for label, text in value)
+            elif field == "sli":  # the default selector is {job: <service name>}
+                value = dataclasses.replace(value, selector=tuple((label, op, sub(text)) for label, op, text
+                                                                  in value.selector))
+            elif field == "technologies":
+                value = _standin_technologies(value, sub, every)  # None: not templatable
+            values[field] = value
+        self.values = values
+        self.every = tuple(every)
+        self.reprs = {}  # filled as kinds ask (each reads a few fields)
+        # Whether a field's real value holds placeholder text; usually known for all fields at once.
+        self.prefixed = {} if PREFIX in repr(service) else dict.fromkeys(_FIELDS, False)
+        self.neutral_base = all(_neutral(real) for _, real in self.base)
+        self.neutral_every = self.neutral_base and all(_neutral(real) for _, real in self.every[3:])
+
+    def key(self, field: str) -> str:
+        """The field's part of the shape key: repr, not the value: Decimal("500") == Decimal("500.0") and
+        1 == 1.0, but they may print differently."""
+        text = self.reprs.get(field)
+        if text is None:
+            text = self.reprs[field] = repr(self.values[field])
+        return text
+
+    def holds_prefix(self, field: str) -> bool:
+        """Whether the service's own value of the field holds placeholder text."""
+        found = self.prefixed.get(field)
+        if found is None:
+            found = self.prefixed[field] = PREFIX in repr(getattr(self.service, field))
+        return found
+
+
+_parts: list[_Parts] = []  # the last service's (its kinds are generated one after another)
+
+
 def _standin(service: Service, reads: frozenset[str]
              ) -> tuple[tuple[Any, ...], Service, tuple[tuple[str, str], ...]] | None:
     """The shape key, the stand-in service and the (placeholder, real text) pairs to substitute back;
     None when the spec cannot be templated."""
-    name, team = service.name, service.team
-    pairs = sorted(((name, NAME), (team, TEAM)), key=lambda pair: -len(pair[0]))  # longest first
-
-    def sub(text: str) -> str:
-        for real, placeholder in pairs:
-            text = text.replace(real, placeholder)
-        return text
-
-    subs = [(NAME, name), (TEAM, team), (SOURCE, service.source)]
-    values: dict[str, Any] = {}
-    for field in _FIELDS:
-        if field not in reads:
-            values[field] = UNUSED
-            continue
-        value = getattr(service, field)
-        if field == "name":
-            value = NAME
-        elif field == "team":
-            value = TEAM
-        elif field == "source":
-            value = SOURCE
-        elif field in _FREE_TEXT and value:
-            value = sub(value)
-        elif field == "labels":
-            value = tuple((label, sub(text)) for label, text in value)
-        elif field == "sli":  # the default selector is {job: <service name>}
-            value = dataclasses.replace(value, selector=tuple((label, op, sub(text)) for label, op, text
-                                                              in value.selector))
-        elif field == "technologies":
-            value = _standin_technologies(value, sub, subs)
-            if value is None:
-                return None
-        values[field] = value
-    if not all(_neutral(real) for _, real in subs):
+    if _parts and _parts[0].service is service:
+        parts = _parts[0]
+    else:
+        parts = _Parts(service)
+        _parts[:] = [parts]
+    with_technologies = "technologies" in reads
+    if with_technologies and parts.values["technologies"] is None:
         return None
-    # repr, not the values: Decimal("500") == Decimal("500.0") and 1 == 1.0, but they may print differently.
-    key = tuple(repr(values[field]) for field in _FIELDS if field in reads and field not in ("name", "team", "source"))
-    if any(PREFIX in repr(getattr(service, field)) for field in reads if field != "tier"):
+    if not (parts.neutral_every if with_technologies else parts.neutral_base):
         return None
-    return key, dataclasses.replace(service, **values), tuple(subs)
+    if any(parts.holds_prefix(field) for field in reads if field != "tier"):
+        return None
+    key = tuple(parts.key(field) for field in _FIELDS if field in reads and field not in ("name", "team", "source"))
+    values = {field: parts.values[field] if field in reads else UNUSED for field in _FIELDS}
+    return key, dataclasses.replace(service, **values), parts.every if with_technologies else parts.base
 
 
 def _standin_technologies(technologies: tuple[Technology, ...], sub: Callable[[str], str],
@@ -181,24 +248,36 @@ def _template(documents: Documents, standin: Service, placeholders: tuple[str, .
         style = render.scalar_style(text, is_key)
         if style is None:
             return None
-        needs = tuple(index for index, placeholder in enumerate(placeholders) if placeholder in text)
-        checks.append((text, needs, is_key, style))  # the real text must keep this style
-    return _Template(render.render_files(files, SOURCE, "."), checks)
+        held = [index for index, placeholder in enumerate(placeholders) if placeholder in text]
+        words = tuple(placeholders[index] for index in held)
+        settled = render.substitution_keeps_style(text, is_key, words)
+        lead = -1
+        if not settled and render.substitution_keeps_style(text, is_key, words, lead_unresolved=True):
+            lead = next(index for index in held if text.startswith(placeholders[index]))
+        needs = tuple((index, text.count(placeholders[index]), len(placeholders[index])) for index in held)
+        checks.append(_Check(text, needs, is_key, style, settled, lead))
+    return _Template(render.render_files(files, SOURCE, "."), checks, placeholders)
 
 
-def _same_style(checks: Iterable[tuple[str, tuple[int, ...], bool, str]],
-                subs: tuple[tuple[str, str], ...]) -> bool:
+def _same_style(checks: Iterable[_Check], subs: tuple[tuple[str, str], ...], inert: bool) -> bool:
     """Whether every checked string is written in the stand-in's style once the real text is in it.
     Given that, substituting in the rendered bytes equals rendering the real strings: the real text
     holds no quote, backslash or line break, so quoting and line splitting commute with substitution.
     (Services of one shape have the same placeholders in the same order, so each check knows which
-    of them its string holds.)"""
-    for text, needs, is_key, style in checks:
-        real = text
-        for index in needs:
+    of them its string holds.) With ``inert`` real text (render.INERT), a settled string only needs
+    its new length checked."""
+    for check in checks:
+        if inert and (check.settled or (check.lead >= 0 and render.unresolved_start(subs[check.lead][1][0]))):
+            length = len(check.text)
+            for index, count, width in check.needs:
+                length += count * (len(subs[index][1]) - width)
+            if length <= render.MAX_SCALAR:
+                continue
+        real = check.text
+        for index, _count, _width in check.needs:
             placeholder, value = subs[index]
             real = real.replace(placeholder, value)
-        if render.scalar_style(real, is_key) != style:
+        if render.scalar_style(real, check.key) != check.style:
             return False
     return True
 
@@ -234,15 +313,17 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
                 template.key = key
             _seen[digest] = template or _UNUSABLE
         subs = shape[2]
-        if isinstance(template, _Template) and template.key == key and _same_style(template.checks, subs):
-            stats["templated"] += 1
-            encoded = tuple((placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs)
-            result = {}
-            for path, data in template.files.items():
-                for placeholder, real in encoded:
-                    data = data.replace(placeholder, real)
-                result[out_dir + path[1:]] = data
-            return result
+        if isinstance(template, _Template) and template.key == key:
+            inert = all(render.INERT.match(real) for _, real in subs)
+            if _same_style(template.checks_for(subs, inert), subs, inert):
+                stats["templated"] += 1
+                encoded = [(placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs]
+                result = {}
+                for path, data, held in template.files:
+                    for index in held:
+                        data = data.replace(*encoded[index])
+                    result[out_dir + path[1:]] = data
+                return result
     stats["direct"] += 1
     return render.render_files(documents(service), service.source, out_dir)
 

@@ -10,7 +10,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generators.render import _pyyaml, json_bytes, to_yaml, write_all, write_if_changed, write_new_tree, yaml_bytes
+from generators.render import (INERT, MAX_SCALAR, _pyyaml, json_bytes, scalar_style, substitution_keeps_style,
+                               to_yaml, unresolved_start, write_all, write_if_changed, write_new_tree, yaml_bytes)
 
 TRICKY = ["", " ", "a: b", "a:b", "- x", "-x", "? q", "#c", "a #c", "x:", "true", "True", "yes", "no", "off",
           "null", "~", "1", "1.0", "1e3", "0x1F", "0o7", ".inf", "-.5", "+1", "2026-11-27", "12:30", "'q'", '"q"',
@@ -103,3 +104,40 @@ def test_write_new_tree_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     else:
         raise AssertionError("a path outside the folder must be refused")
     assert sorted(os.listdir(out)) == ["svc"]
+
+
+WORDS = ("NTHLAYERSTANDINSERVICE", "NTHLAYERSTANDINTEAM", "NTHLAYERSTANDINDEP0X")  # as generators.shapes makes them
+# Fixed text and real text that together can make a string YAML reads as a bool, null, number or date.
+tricky_pieces = st.one_of(st.text(alphabet=" :#-.?'\"\n\t0123456789abcetfnoyTFNOY_/{}[]|>~=<+!&*%@`,é\\", max_size=6),
+                          st.sampled_from(["t", "T", "nu", "o", "1", "0", "1.", "-", "+", ".", "2026-11-", "~", "<", "="]))
+real_texts = st.one_of(st.from_regex(INERT, fullmatch=True),
+                       st.sampled_from(["rue", "ull", "n", "ff", "23", "e3", "x1f", "0", "5", "27", "inf", "true", "no",
+                                        "null", "123", "y", "a" * 400, "2026-11-27", "on", "a-b", "x.y", "p/q"]))
+
+
+@settings(max_examples=800, deadline=None)
+@given(pieces=st.lists(st.one_of(st.sampled_from(WORDS), tricky_pieces), min_size=1, max_size=6),
+       values=st.tuples(real_texts, real_texts, real_texts), key=st.booleans())
+def test_substitution_keeps_style_is_never_wrong(pieces: list[str], values: tuple[str, ...], key: bool) -> None:
+    """Whenever the shortcut says inert real text keeps a string's style, rendering the real string says so."""
+    text = "".join(pieces)
+    words = tuple(word for word in WORDS if word in text)
+    real = text
+    for word, value in zip(WORDS, values):
+        real = real.replace(word, value)
+    lead = next((value for word, value in zip(WORDS, values) if text.startswith(word)), None)
+    style = scalar_style(text, key) if text else None
+    if style is None or len(real) > MAX_SCALAR or not all(INERT.match(value) for value in values):
+        return
+    if substitution_keeps_style(text, key, words, lead_unresolved=lead is not None and unresolved_start(lead[0])):
+        assert scalar_style(real, key) == style, (text, real)
+
+
+def test_substitution_keeps_style_examples() -> None:
+    name = "NTHLAYERSTANDINSERVICE"
+    assert substitution_keeps_style(f"sum(rate(x{{job=\"{name}\"}}[5m]))", False, (name,))
+    assert substitution_keeps_style(f"1 - (\nsum({name})\n)", False, (name,))  # a literal block
+    assert not substitution_keeps_style(f"1 - {name}", False, (name,))  # a resolver reads strings starting with 1
+    assert not substitution_keeps_style(name, False, (name,))  # the service may be called "true"
+    assert substitution_keeps_style(name, False, (name,), lead_unresolved=True)  # ... but starts with, say, "c"
+    assert not substitution_keeps_style(f"a {name}", True, (name,))  # keys are always checked
