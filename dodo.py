@@ -13,6 +13,7 @@ from doit.tools import config_changed
 from nthlayer.build import (NthlayerReporter, SharedMD5Checker, alertmanager_routes, clean_targets, code_fingerprint,
                             code_stamps, correlation_action, correlation_code, correlation_targets, make_plan,
                             prune_out, routes_digest, service_task, state_unchanged, worker_count)
+from nthlayer.runner import install as install_prefetch_runner
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
@@ -33,6 +34,8 @@ DOIT_CONFIG = {
     "reporter": NthlayerReporter,
     "verbosity": 1,
 }
+
+install_prefetch_runner()  # doit's parallel runner, keeping each worker one task ahead (nthlayer/runner.py)
 
 PLAN = make_plan(SERVICES, OUT, get_var("catalog", None), index_path=os.path.join(STATE, "spec-index.json"))
 
