@@ -25,6 +25,7 @@ MAX_NODES = 20_000
 MAX_DEPTH = 64
 
 _constructor = yaml.constructor.SafeConstructor()
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass
@@ -116,12 +117,16 @@ class _Walker:
         return self._scalar(node, pointer)
 
     def _scalar(self, node: yaml.Node, pointer: str) -> Any:
+        if node.tag == _STR_TAG:
+            return node.value  # what the constructor returns for a string, most of a spec's values
         try:
             value = _constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             line, col = self._mark(node)
             self.errors.append(SpecError(self.located.path, line, col, pointer, f"invalid value: {exc}"))
             return None
+        finally:
+            _constructor.constructed_objects.clear()  # its memo would keep every node of every file loaded
         if type(value).__name__ in ("date", "datetime"):
             # Keep timestamps as the text the user wrote; the schema decides.
             return str(node.value)

@@ -1,6 +1,7 @@
 """Property: any spec either builds or fails with clean, located SpecErrors — never anything else."""
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -139,3 +140,44 @@ near = st.fixed_dictionaries({}, optional={
 @given(changes=near)
 def test_fast_validation_agrees_on_near_valid_specs(changes: dict) -> None:
     test_fast_validation_never_accepts_what_jsonschema_rejects.hypothesis.inner_test(changes)
+
+
+yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                         st.text(max_size=12),
+                         st.sampled_from(["yes", "No", "~", "0x1f", "0o17", "1e3", "1_000", ".inf", "-.nan", "12:30",
+                                          "2026-11-27", "=", "<<x", "!tag", "'q'", "a: b", "- c", "#"]))
+yaml_documents = st.recursive(yaml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=4)), max_leaves=20)
+
+
+def _same_value(ours: object, theirs: object) -> bool:
+    if isinstance(theirs, dict):
+        return isinstance(ours, dict) and ours.keys() == theirs.keys() and all(
+            _same_value(ours[k], theirs[k]) for k in theirs)
+    if isinstance(theirs, list):
+        return isinstance(ours, list) and len(ours) == len(theirs) and all(map(_same_value, ours, theirs))
+    if isinstance(theirs, float) and theirs != theirs:
+        return isinstance(ours, float) and ours != ours
+    return type(ours) is type(theirs) and ours == theirs
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=yaml_documents)
+@example(document={"a": ["!!str 5"]})
+def test_loader_reads_what_pyyaml_reads(document: object) -> None:
+    """generators.yamlload gives the values yaml.safe_load gives (it only adds line marks)."""
+    from generators.yamlload import load_yaml
+
+    text = yaml.safe_dump({"doc": document}, sort_keys=False)
+    assert _same_value(load_yaml("x.yaml", text.encode()).data, yaml.safe_load(text))
+
+
+def test_loader_tags_and_dates() -> None:
+    from generators.yamlload import load_yaml
+
+    text = "a: !!str 5\nb: !!int '7'\nc: !!float '1.5'\nd: 2026-11-27\ne: !!binary aGk=\nf: !!null ''\ng: !!bool yes\n"
+    assert load_yaml("x.yaml", text.encode()).data == {"a": "5", "b": 7, "c": 1.5, "d": "2026-11-27", "e": b"hi",
+                                                      "f": None, "g": True}
+    with pytest.raises(SpecErrors) as caught:
+        load_yaml("x.yaml", b"a: !custom 5\n")
+    assert "x.yaml:1:4: /a: invalid value:" in caught.value.lines()[0]
