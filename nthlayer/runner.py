@@ -9,7 +9,9 @@ records the result.
 
 Which tasks run and when is unchanged: tasks come from doit's own dispatcher, which yields a task only
 once its dependencies have finished; up-to-date checks, result processing, failure handling and
-reporting are doit's own methods, inherited. Only ``run_tasks`` (the parent's loop) differs.
+reporting are doit's own methods, inherited. Only ``run_tasks`` (the parent's loop) differs, and a
+task without actions (a group) completes in the parent, as doit's one-process runner does it, instead
+of costing a round trip to a worker.
 
 doit has no setting for the runner class: it reads ``doit.cmd_run.MRunner`` when a run starts.
 :func:`install` sets it (dodo.py calls it) when this doit has every method the loop relies on, and
@@ -44,6 +46,9 @@ class PrefetchMRunner(MRunner):
                 return "wait"
             if self.select_task(node, self.tasks):  # else up to date (or failed): reported, next
                 task = node.task
+                if not task.actions and not task.teardown:  # a group task: nothing for a worker to do
+                    self.process_task_result(node, self.execute_task(task))
+                    continue
                 if task.loader is DelayedLoaded and self.Child == Process:
                     return JobTask(task)  # as doit does: a delayed task's object exists only here
                 return JobTaskPickle(task)
@@ -55,6 +60,7 @@ class PrefetchMRunner(MRunner):
         self._run_tasks_init(task_dispatcher)
         queued = 0  # jobs put in the queue whose result has not come back
         finished = False  # the dispatcher has nothing more to give
+        procs: list[Any] = []
 
         def top_up(completed: Any = None) -> None:
             nonlocal queued, finished
@@ -70,14 +76,15 @@ class PrefetchMRunner(MRunner):
                 else:
                     job_q.put(job)
                     queued += 1
+                    if not procs:  # the workers start with the first job, not after the parent's checks
+                        for _ in range(self.num_process):
+                            proc = self.Child(target=self.execute_task_subprocess,
+                                              args=(job_q, result_q, self.reporter.__class__))
+                            proc.start()
+                            procs.append(proc)
 
-        top_up()
-        procs = []
-        for _ in range(self.num_process if not finished else min(self.num_process, queued)):
-            proc = self.Child(target=self.execute_task_subprocess, args=(job_q, result_q, self.reporter.__class__))
-            proc.start()
-            procs.append(proc)
         try:
+            top_up()
             while queued:
                 result = result_q.get()
                 if "exit" in result:
