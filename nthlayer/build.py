@@ -26,8 +26,8 @@ from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service
 from generators.render import write_all, write_if_changed, write_new_tree
 from generators.shapes import shaped_files
-from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths, load_spec,
-                             summarize)
+from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
+                             keep_validators_in, load_spec, summarize)
 from generators.yamlload import load_yaml
 
 GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
@@ -193,6 +193,8 @@ def _summaries(files: list[str], index_path: str | None) -> list[tuple[FileSumma
 def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
               index_path: str | None = None) -> BuildPlan:
     catalog_dir = catalog_dir or default_catalog_dir()
+    state_dir = (os.path.dirname(index_path) or ".") if index_path else None
+    keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     summaries = _summaries(files, index_path)
     errors, warnings = cross_file_problems([s for s, _ in summaries], technology_files(catalog_dir))
@@ -206,7 +208,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     for entry in entries.values():
         entry.errors.sort(key=sort_key)
         entry.warnings.sort(key=sort_key)
-    cache = os.path.join(os.path.dirname(index_path) or ".", "catalog") if index_path else None
+    cache = os.path.join(state_dir, "catalog") if state_dir else None
     return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache)
 
 

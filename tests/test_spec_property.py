@@ -116,6 +116,51 @@ def test_fast_validation_never_accepts_what_jsonschema_rejects(changes: dict) ->
     assert document == {**VALID, **changes}  # the fast validator left the document as it was
 
 
+def _verdict(validate: object, document: dict) -> bool:
+    try:
+        validate(document)  # type: ignore[operator]
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def kept_and_compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    """The service schema's fast validator as a build keeps it in state/validators and loads it back,
+    and as compiled in-process."""
+    from generators import spec as spec_module
+
+    folder = tmp_path_factory.mktemp("validators")
+    saved = spec_module._FAST.pop("service.schema.json", None)
+    try:
+        spec_module.keep_validators_in(str(folder))
+        spec_module.enable_fast_validation("service.schema.json")  # compiled, and kept
+        compiled = spec_module._FAST.pop("service.schema.json")
+        [kept] = folder.iterdir()
+        assert kept.name.startswith("service.schema.json.") and kept.name.endswith(".marshal")
+        spec_module.enable_fast_validation("service.schema.json")  # loaded from the folder
+        loaded = spec_module._FAST.pop("service.schema.json")
+        assert loaded is not compiled and loaded.__name__ == compiled.__name__
+        kept.write_bytes(b"not marshal data")  # a damaged file is compiled again and replaced
+        spec_module.enable_fast_validation("service.schema.json")
+        assert spec_module._FAST.pop("service.schema.json").__name__ == compiled.__name__
+        assert kept.read_bytes() != b"not marshal data"
+    finally:
+        spec_module.keep_validators_in(None)
+        if saved is not None:
+            spec_module._FAST["service.schema.json"] = saved
+    return loaded, compiled
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=mutations)
+@example(changes={"tier": True})
+def test_kept_validator_gives_the_compiled_verdict(kept_and_compiled: tuple[object, object], changes: dict) -> None:
+    loaded, compiled = kept_and_compiled
+    document = {**VALID, **changes}
+    assert _verdict(loaded, document) == _verdict(compiled, document)
+
+
 near = st.fixed_dictionaries({}, optional={
     "service": st.sampled_from(["a", "a-", "-a", "A", "a_b", "x" * 63, "x" * 64, "ok-1", "1", "ok\n"]),
     "tier": st.sampled_from([1, 2, 3, 0, 4, "critical", "gold", 1.0, 2.5, None, "1"]),
