@@ -58,9 +58,11 @@ class SpecEntry:
     summary: FileSummary
     errors: list[SpecError] = field(default_factory=list)
     warnings: list[SpecError] = field(default_factory=list)
-    # What alertmanager.yml needs from it: from the spec when valid on its own, else from its last version
-    # that was (state/spec-index.json), so that a typo does not drop a service's routes.
+    # What alertmanager.yml and the correlation graph need from it: from the spec when valid on its own,
+    # else from its last version that was (state/spec-index.json), so that a typo drops neither a
+    # service's routes nor its dependency edges.
     routing: Routing | None = None
+    upstream: tuple[str, ...] = ()  # that version's dependencies.upstream
 
     @property
     def name(self) -> str | None:
@@ -91,8 +93,12 @@ class BuildPlan:
 
     def edges(self) -> list[tuple[str, str]]:
         """(deployed, affected) pairs as nthlayer.correlation.dependency_edges makes them: each valid
-        spec's ``dependencies.upstream`` entry U gives (U, spec) — a deploy of U can hurt the spec's service."""
-        return sorted({(ref.value, e.name or "") for e in self.valid for ref in e.summary.upstream})
+        spec's ``dependencies.upstream`` entry U gives (U, spec) — a deploy of U can hurt the spec's service.
+        A broken spec keeps its last valid version's pairs, unless a valid spec claims its service."""
+        claimed = {entry.name for entry in self.valid}
+        return sorted({(upstream, entry.routing.name) for entry in self.entries
+                       if entry.routing is not None and (entry.name is not None or entry.routing.name not in claimed)
+                       for upstream in entry.upstream})
 
     def dependency_graph(self) -> str:
         """A digest of who-calls-whom (the correlation report's input from the specs)."""
@@ -104,7 +110,7 @@ class BuildPlan:
 
 
 INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py")  # what a spec-index entry is computed by
-INDEX_FORMAT = "2"  # [size/mtime, summary, routing] per file
+INDEX_FORMAT = "3"  # [size/mtime, summary, routing, upstream] per file
 
 
 def _code_fingerprint() -> str:
@@ -140,7 +146,8 @@ def _summarize_all(paths: list[str]) -> list[tuple[FileSummary, Service | None]]
         return pool.map(_summarize_one, paths, chunksize=max(1, len(paths) // (workers * 4)))
 
 
-def _summaries(files: list[str], index_path: str | None) -> list[tuple[FileSummary, Routing | None]]:
+def _summaries(files: list[str], index_path: str | None
+               ) -> list[tuple[FileSummary, Routing | None, tuple[str, ...]]]:
     """Per-file validation results, reused from state/spec-index.json for files that did not change."""
     cache: dict[str, Any] = {}
     fingerprint = _code_fingerprint()
@@ -166,24 +173,26 @@ def _summaries(files: list[str], index_path: str | None) -> list[tuple[FileSumma
     for path in files:
         key = keys[path]
         routing: Routing | None = None
+        upstream: list[str] = []
         if path in checked:
             summary, service = checked[path]
             if service is not None:
-                routing = Routing.of(service)
+                routing, upstream = Routing.of(service), list(service.upstream)
                 if key is not None:
                     _LOADED[(path, key[0], key[1])] = service  # the build's load_service reuses it
             elif path in cache and cache[path][2] is not None:
-                routing = Routing(*cache[path][2])  # broken now: its last valid version's routing is kept
+                # Broken now: its last valid version's routing and dependency edges are kept.
+                routing, upstream = Routing(*cache[path][2]), cache[path][3]
         else:
             hit = cache[path]
             summary = FileSummary.from_json(hit[1])
             if summary.name is not None and not summary.errors and key is not None:
                 _VALIDATED.add((path, key[0], key[1]))
             if hit[2] is not None:
-                routing = Routing(*hit[2])
-        summaries.append((summary, routing))
+                routing, upstream = Routing(*hit[2]), hit[3]
+        summaries.append((summary, routing, tuple(upstream)))
         if key is not None:  # an unchanged file keeps its entry as read
-            fresh[path] = [key, summary.to_json(), routing] if path in checked else cache[path]
+            fresh[path] = [key, summary.to_json(), routing, upstream] if path in checked else cache[path]
     if index_path and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
@@ -197,10 +206,10 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     summaries = _summaries(files, index_path)
-    errors, warnings = cross_file_problems([s for s, _ in summaries], technology_files(catalog_dir))
+    errors, warnings = cross_file_problems([s for s, _, _ in summaries], technology_files(catalog_dir))
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
-                                 list(s.warnings), routing)
-               for s, routing in summaries}
+                                 list(s.warnings), routing, upstream)
+               for s, routing, upstream in summaries}
     for error in errors:
         entries[error.path].errors.append(error)
     for warning in warnings:

@@ -113,8 +113,13 @@ def test_stale_kinds() -> None:
         ["openslo", "pagerduty"]
 
 
-def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path) -> None:
+def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nthlayer.build import make_plan
+
     assert _doit(workspace).returncode == 0
+    monkeypatch.chdir(workspace)
+    edges = make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges()
+    assert ("user-service", "payment-api") in edges
     out = workspace / "out"
     before = _snapshot(out)
     spec = workspace / "services" / "payment-api.yaml"
@@ -133,8 +138,11 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path) -> None:
         {p: v for p, v in before.items() if p.startswith("payment-api/")}
     assert after["search-api/openslo/availability.yaml"] != before["search-api/openslo/availability.yaml"]
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-    # Its routes stay in alertmanager.yml (the last valid version's), in this run and the next.
+    # Its routes stay in alertmanager.yml (the last valid version's), in this run and the next, and its
+    # dependency edges in the correlation graph (the correlate task did not run: its graph is unchanged).
     assert after["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
+    assert "correlate" not in _ran(result)
+    assert make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges() == edges
     assert _doit(workspace).returncode != 0
     assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
     # A new spec that was never valid has no routes to keep; deleting the broken one drops its routes.
@@ -145,6 +153,8 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path) -> None:
     (workspace / "services" / "new-api.yaml").unlink()
     assert _doit(workspace).returncode == 0
     assert "payment-api" not in (out / "alertmanager" / "alertmanager.yml").read_text()
+    assert make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges() == \
+        [edge for edge in edges if edge[1] != "payment-api"]  # others still name it upstream (a warning)
 
 
 def test_outputs_are_deterministic(tmp_path: Path) -> None:
