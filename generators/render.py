@@ -263,12 +263,6 @@ def to_yaml(document: Any) -> str:
     return _pyyaml(document) if text is None else text
 
 
-def is_direct(document: Any) -> bool:
-    """Whether :func:`to_yaml` writes ``document`` itself (every scalar's style decided alone) rather than
-    leaving the whole document to PyYAML."""
-    return _direct(document) is not None
-
-
 def scalar_style(value: str, key: bool = False) -> str | None:
     """How :func:`to_yaml` writes the string ``value`` (as a mapping key when ``key``) when it decides
     alone: "plain" (the text itself), "quoted" (single quotes, ' doubled) or "literal" (a '|-' block
@@ -320,16 +314,29 @@ MAX_SCALAR = _MAX_SCALAR
 
 def yaml_bytes(documents: list[Any] | Any, source: str, multi: bool = False) -> bytes:
     """A YAML file with the generated-by header; ``multi`` joins documents with '---'."""
-    if multi:
-        body = "".join("---\n" + to_yaml(doc) for doc in documents)
-    else:
-        body = to_yaml(documents)
+    return _yaml_bytes([to_yaml(doc) for doc in documents] if multi else [to_yaml(documents)], source, multi)
+
+
+def _yaml_bytes(texts: list[str], source: str, multi: bool) -> bytes:
+    body = "".join("---\n" + text for text in texts) if multi else texts[0]
     return (header(source) + body).encode("utf-8")
 
 
 def render_files(files: Mapping[str, tuple[Any, bool]], source: str, out_dir: str) -> dict[str, bytes]:
     """``{name: (documents, multi)}`` rendered by :func:`yaml_bytes`, keyed by path under ``out_dir``."""
     return {f"{out_dir}/{name}": yaml_bytes(documents, source, multi) for name, (documents, multi) in files.items()}
+
+
+def render_files_direct(files: Mapping[str, tuple[Any, bool]], source: str, out_dir: str) -> dict[str, bytes] | None:
+    """:func:`render_files`, or None when :func:`to_yaml` would leave a document to PyYAML rather than
+    write it itself (every scalar's style decided alone)."""
+    result = {}
+    for name, (documents, multi) in files.items():
+        texts = [_direct(doc) for doc in (documents if multi else [documents])]
+        if None in texts:
+            return None
+        result[f"{out_dir}/{name}"] = _yaml_bytes(texts, source, multi)  # type: ignore[arg-type]
+    return result
 
 
 def _json_default(value: Any) -> Any:

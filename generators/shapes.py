@@ -237,11 +237,12 @@ def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
 
 def _template(documents: Documents, standin: Service, placeholders: tuple[str, ...]) -> _Template | None:
     files = documents(standin)
+    rendered = render.render_files_direct(files, SOURCE, ".")
+    if rendered is None:
+        return None  # PyYAML would write a document: its choices are not checked here
     found: dict[tuple[str, bool], None] = {}
     for docs, multi in files.values():
         for doc in docs if multi else [docs]:
-            if not render.is_direct(doc):
-                return None  # PyYAML would write it: its choices are not checked here
             _collect(doc, found)
     checks = []
     for text, is_key in found:
@@ -256,7 +257,7 @@ def _template(documents: Documents, standin: Service, placeholders: tuple[str, .
             lead = next(index for index in held if text.startswith(placeholders[index]))
         needs = tuple((index, text.count(placeholders[index]), len(placeholders[index])) for index in held)
         checks.append(_Check(text, needs, is_key, style, settled, lead))
-    return _Template(render.render_files(files, SOURCE, "."), checks, placeholders)
+    return _Template(rendered, checks, placeholders)
 
 
 def _same_style(checks: Iterable[_Check], subs: tuple[tuple[str, str], ...], inert: bool) -> bool:
