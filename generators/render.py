@@ -9,30 +9,34 @@ import shutil
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-import yaml
-
-_BaseDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+from functools import lru_cache
 
 
-class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
-    pass
-
-
-def _represent_decimal(dumper: yaml.BaseDumper, value: Decimal) -> yaml.Node:
+def _represent_decimal(dumper: Any, value: Decimal) -> Any:
     text = format(value.normalize(), "f")
     if "." not in text:
         return dumper.represent_scalar("tag:yaml.org,2002:int", text)
     return dumper.represent_scalar("tag:yaml.org,2002:float", text)
 
 
-def _represent_str(dumper: yaml.BaseDumper, value: str) -> yaml.Node:
+def _represent_str(dumper: Any, value: str) -> Any:
     # Multi-line strings (PromQL, descriptions) read best as literal blocks.
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-_Dumper.add_representer(Decimal, _represent_decimal)
-_Dumper.add_representer(str, _represent_str)
+@lru_cache(maxsize=None)
+def _yaml_lib() -> tuple[Any, type, Any]:
+    """PyYAML, its dumper with our representers (the C one when built with libyaml) and a resolver, on
+    first need: importing it costs a process 23 ms, which a build with nothing to write never needs."""
+    import yaml
+
+    class Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+        pass
+
+    Dumper.add_representer(Decimal, _represent_decimal)
+    Dumper.add_representer(str, _represent_str)
+    return yaml, Dumper, yaml.resolver.Resolver()
 
 
 def header(source: str) -> str:
@@ -40,7 +44,8 @@ def header(source: str) -> str:
 
 
 def _pyyaml(document: Any) -> str:
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+    yaml, dumper, _ = _yaml_lib()
+    return yaml.dump(document, Dumper=dumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=10_000)
 
 
@@ -60,7 +65,6 @@ _CACHED_LENGTH = 64  # short strings (keys, label values) repeat; long ones (Pro
 _STRS: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 _OTHERS: dict[tuple[type, Any], tuple[str, tuple[str, ...] | None]] = {}
 _KEYS: dict[str, str] = {}
-_RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
 _BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
 
@@ -72,7 +76,12 @@ def _plain_ok(text: str) -> bool:
             and not (first in "?:-" and (len(text) == 1 or text[1] == " "))
             and not text.startswith(("---", "...")) and text[-1] != ":" and ": " not in text and " #" not in text
             and (first not in _RESOLVED_START
-                 or _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG))
+                 or _resolves_to_str(text)))
+
+
+def _resolves_to_str(text: str) -> bool:
+    yaml, _, resolver = _yaml_lib()
+    return resolver.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG
 
 
 def _literal_ok(text: str) -> bool:
