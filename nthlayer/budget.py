@@ -26,6 +26,7 @@ import duckdb
 
 from generators.model import Matcher, Service
 from generators.promql import le_matcher, selector
+from generators.render import json_default  # noqa: F401  (the commands import it from here)
 from nthlayer.prometheus import PrometheusClient
 from nthlayer.state import format_time, to_db
 
@@ -251,13 +252,6 @@ def record_budgets(con: duckdb.DuckDBPyConnection, reports: list[BudgetReport]) 
                 r.service, r.slo, to_db(r.evaluated_at), r.objective, r.window_days, r.budget_minutes,
                 r.consumed_minutes, r.remaining_minutes, r.remaining_percent,
                 None if r.burn_rate_1h is None else float(r.burn_rate_1h), r.status)])
-
-
-def json_default(value: Any) -> Any:
-    """JSON for Decimals: integers stay integers, the rest become the nearest float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def percent_text(objective: Decimal) -> str:

@@ -279,11 +279,12 @@ def write_correlation_reports(state_path: str, services_dir: str, out_dir: str,
     ``edges`` (who calls whom) defaults to the graph read from ``services_dir``; the build passes
     the graph of the specs that validated, so one broken spec does not stop the report.
     """
-    from generators.render import write_all
-    from nthlayer.budget import json_default, load_services
+    from generators.render import json_default, write_all
     from nthlayer.state import connect
 
     if edges is None:
+        from nthlayer.budget import load_services  # it loads the Prometheus client: not for the build's task
+
         edges = dependency_edges(load_services(services_dir)) if os.path.isdir(services_dir) else []
     if os.path.exists(state_path):
         with connect(state_path) as con:
