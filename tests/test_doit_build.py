@@ -192,11 +192,18 @@ def test_plan_validates_in_parallel_with_the_same_result(monkeypatch: pytest.Mon
     real_pool = build.multiprocessing.get_context("fork").Pool
     monkeypatch.setattr(build.multiprocessing, "get_context",
                         lambda method: type("Ctx", (), {"Pool": lambda self, n: pools.append(n) or real_pool(n)})())
-    parallel = build.make_plan(str(services), "out", str(ROOT / "rules_catalog"))
+    # With a state folder, the parent validates the catalog files the specs name while the pool works
+    # (state/catalog), and a broken one is left for the services' own tasks to report.
+    catalog = tmp_path / "rules_catalog"
+    shutil.copytree(ROOT / "rules_catalog", catalog)
+    (catalog / "redis.yaml").write_text("technology: redis\nrules: [\n")
+    parallel = build.make_plan(str(services), "out", str(catalog), index_path=str(tmp_path / "state" / "index.json"))
     assert pools == [2]
     assert parallel.entries == serial.entries
     assert any(entry.errors for entry in parallel.entries) and len(parallel.valid) == len(serial.valid) > 5
     assert all(build.load_service(entry.path).name == entry.name for entry in parallel.valid)
+    named = {ref.value for entry in parallel.valid for ref in entry.summary.technologies}
+    assert {p.stem for p in (tmp_path / "state" / "catalog").iterdir()} == named - {"redis"} and len(named) > 10
 
 
 def test_two_builds_in_one_process_see_the_edit_between(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
