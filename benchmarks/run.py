@@ -20,6 +20,7 @@ import platform
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,8 +47,8 @@ TYPES = ["api", "web", "grpc", "worker", "stream", "batch"]
 FLOOR_DODO = '''
 import glob, os
 import yaml
-DOIT_CONFIG = {"dep_file": "state/floor.db", "backend": "sqlite3", "verbosity": 0}
-os.makedirs("state", exist_ok=True)
+DOIT_CONFIG = {"dep_file": "floor-state/floor.db", "backend": "sqlite3", "verbosity": 0}
+os.makedirs("floor-state", exist_ok=True)
 
 def _copy(src, dst):
     with open(src) as handle:
@@ -130,8 +131,10 @@ def tree_digest(out: Path) -> dict[str, str]:
             for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-REPEAT = 3  # incremental runs are short: best of three, against the machine's noise
-FULL_REPEAT = 2  # full builds up to N = 1000: best of two
+# The VM's speed drifts by tens of percent from minute to minute: each figure is the best of several
+# runs (the median is noted), and ours alternate with doit's floor so that both meet the same minutes.
+REPEAT = 5  # incremental runs are short
+FULL_REPEAT = 3  # full builds up to N = 1000
 SHM = Path("/dev/shm")
 
 
@@ -162,6 +165,17 @@ def verdict(what: str, count: int, sample: Sample) -> str:
     return f"target {target}: " + ("MISSED (" + ", ".join(misses) + ")" if misses else "met")
 
 
+def best_of(samples: list[Sample]) -> Sample:
+    return min(samples, key=lambda sample: sample.seconds)
+
+
+def spread(samples: list[Sample]) -> str:
+    """How a best-of figure was taken: "best of 5, median 0.47 s"."""
+    if len(samples) == 1:
+        return ""
+    return f"best of {len(samples)}, median {statistics.median(s.seconds for s in samples):.2f} s"
+
+
 def set_aside(work: Path, *names: str) -> None:
     """Move a previous build's folders out of the way, to be deleted with the workspace after the
     measurements. Deleting 9000 files just before a measured build made it pay for the deletion: on a
@@ -183,18 +197,10 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         shutil.copytree(ROOT / "rules_catalog", catalog)
         env = {**os.environ, "NTHLAYER_CATALOG": str(catalog)}
         (work / "floor_dodo.py").write_text(FLOOR_DODO)
-        # Full builds vary by tens of percent from minute to minute on a shared VM: up to N = 1000 (a few
-        # seconds each), the best of two, each from scratch (the previous one's folders set aside).
+        # Full builds up to N = 1000 (a few seconds each): best of FULL_REPEAT, each from scratch (the
+        # previous one's folders set aside).
         repeat_full = FULL_REPEAT if count <= 1000 else 1
-        best = f"best of {repeat_full}" if repeat_full > 1 else ""
-        floors = []
-        for attempt in range(repeat_full):
-            if attempt:
-                set_aside(work, "floor-out", "state")
-            floors.append(measure([sys.executable, "-m", "doit", "-f", "floor_dodo.py"], work, env))
-        floor = min(floors, key=lambda s: s.seconds)
-        floor_noop = measure([sys.executable, "-m", "doit", "-f", "floor_dodo.py"], work, env)
-        set_aside(work, "floor-out", "state")
+        floor_cmd = [sys.executable, "-m", "doit", "-f", "floor_dodo.py"]
 
         def note(what: str, sample: Sample, base: Sample | None, *extra: str) -> str:
             parts = [] if sample.code == 0 else [f"EXIT {sample.code}"]
@@ -211,23 +217,27 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
                 memory = measure(doit_cmd(f"out={shm}/out", f"state={shm}/state"), work, env)
         else:
             memory = None
-        fulls = []
-        for attempt in range(repeat_full):
+        fulls, floors = [], []
+        for attempt in range(repeat_full):  # each from scratch, ours and the floor's in turn
             if attempt:
-                set_aside(work, "out", "state")
+                set_aside(work, "out", "state", "floor-out", "floor-state")
             fulls.append(measure(doit_cmd(), work, env))
-        full = min(fulls, key=lambda s: s.seconds)
+            floors.append(measure(floor_cmd, work, env))
+        full, floor = best_of(fulls), best_of(floors)
         files = sum(1 for p in (work / "out").rglob("*") if p.is_file())
-        rows.append(("full doit build", full, note("full doit build", full, floor, best, f"{files} files",
+        rows.append(("full doit build", full, note("full doit build", full, floor, spread(fulls), f"{files} files",
                                                   "2 worker processes")))
         rows.append(("full doit build, one process (-n 0)", single, note("", single, floor)))
         if memory is not None:
             rows.append(("full doit build, out/ on tmpfs", memory, note("", memory, floor)))
         before = tree_digest(work / "out")
-        noops = [measure(doit_cmd(), work, env) for _ in range(REPEAT)]
-        noop = min(noops, key=lambda s: s.seconds)
+        noops, floor_noops = [], []
+        for _ in range(REPEAT):
+            noops.append(measure(doit_cmd(), work, env))
+            floor_noops.append(measure(floor_cmd, work, env))
+        noop, floor_noop = best_of(noops), best_of(floor_noops)
         same = tree_digest(work / "out") == before and all(not ran_tasks(n.stdout) for n in noops)
-        rows.append(("no-op rebuild", noop, note("no-op rebuild", noop, floor_noop, f"best of {REPEAT}",
+        rows.append(("no-op rebuild", noop, note("no-op rebuild", noop, floor_noop, spread(noops),
                                                 f"{len(ran_tasks(noop.stdout))} tasks ran",
                                                 "no file changed" if same else "UNEXPECTED: files changed")))
         edits = []
@@ -245,8 +255,8 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
                        and ran == ["alertmanager", f"service:{victim}"]
                        else f"UNEXPECTED: {sorted(changed)[:5]}, ran {ran[:5]}")
             before = after
-        edit = min(edits, key=lambda s: s.seconds)
-        rows.append(("one service edited", edit, note("one service edited", edit, None, f"best of {REPEAT}",
+        edit = best_of(edits)
+        rows.append(("one service edited", edit, note("one service edited", edit, None, spread(edits),
                                                       *sorted(checks))))
         redis = catalog / "redis.yaml"
         redis.write_text(redis.read_text() + "\n# edited\n")
@@ -258,8 +268,8 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         rows.append(("catalog file edited (redis)", cat, note("", cat, None, check)))
         validate = measure([sys.executable, "-m", "nthlayer", "validate", "-q", "services"], work, env)
         rows.append(("nthlayer validate (all specs)", validate, note("", validate, None)))
-        rows.append(("doit floor: full (1 trivial task/service)", floor, note("", floor, None, best)))
-        rows.append(("doit floor: no-op", floor_noop, note("", floor_noop, None)))
+        rows.append(("doit floor: full (1 trivial task/service)", floor, note("", floor, None, spread(floors))))
+        rows.append(("doit floor: no-op", floor_noop, note("", floor_noop, None, spread(floor_noops))))
         if count == TARGET_N and PROFILE:
             PROFILES.append(profile_build(work, env))
     return rows
