@@ -63,6 +63,7 @@ class SpecEntry:
     # service's routes nor its dependency edges.
     routing: Routing | None = None
     upstream: tuple[str, ...] = ()  # that version's dependencies.upstream
+    changed: bool = False  # validated in this run: new, or edited since the last (state/spec-index.json)
 
     @property
     def name(self) -> str | None:
@@ -183,8 +184,9 @@ class _Warmer:
 
 
 def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[FileSummary], None] | None = None
-               ) -> list[tuple[FileSummary, Routing | None, tuple[str, ...]]]:
-    """Per-file validation results, reused from state/spec-index.json for files that did not change."""
+               ) -> tuple[list[tuple[FileSummary, Routing | None, tuple[str, ...]]], set[str]]:
+    """Per-file validation results, reused from state/spec-index.json for files that did not change;
+    and the files that did (validated now)."""
     cache: dict[str, Any] = {}
     fingerprint = _code_fingerprint()
     if index_path and os.path.exists(index_path):
@@ -232,7 +234,7 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
     if index_path and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
-    return summaries
+    return summaries, set(checked)
 
 
 def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
@@ -242,10 +244,10 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     warmer = _Warmer(catalog_dir, os.path.join(state_dir, "catalog")) if state_dir else None
-    summaries = _summaries(files, index_path, warmer)
+    summaries, changed = _summaries(files, index_path, warmer)
     errors, warnings = cross_file_problems([s for s, _, _ in summaries], technology_files(catalog_dir))
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
-                                 list(s.warnings), routing, upstream)
+                                 list(s.warnings), routing, upstream, s.path in changed)
                for s, routing, upstream in summaries}
     for error in errors:
         entries[error.path].errors.append(error)
