@@ -394,13 +394,18 @@ def stale_kinds(spec_path: str, changed: Iterable[str], stamps: dict[str, str]) 
     return [kind for kind in PER_SERVICE if kind in kinds]
 
 
+_SERVICE_FILES = tuple(name for kind in PER_SERVICE for name in ARTIFACTS[kind][1])
+
+
 def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
     """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
     deps = [entry.path, *stamps.values()]
     outputs: list[str] = []
-    if entry.name is not None:
+    service = entry.name
+    if service is not None:
         deps += plan.catalog_files(entry)
-        outputs = [path for kind in PER_SERVICE for path in targets(plan.out_dir, entry.name, kind)]
+        base = f"{plan.out_dir}/{service}/"
+        outputs = [base + name for name in _SERVICE_FILES]  # every kind's targets (a thousand tasks are made a run)
 
     def title(task: Any) -> str:
         kinds = stale_kinds(entry.path, task.dep_changed or (), stamps)
