@@ -167,6 +167,12 @@ class _Warmer:
         self.seen: set[str] = set()
 
     def __call__(self, summary: FileSummary) -> None:
+        try:
+            self._warm(summary)
+        except Exception:  # noqa: BLE001 - only a head start: the tasks meet (and report) any problem again
+            pass
+
+    def _warm(self, summary: FileSummary) -> None:
         from generators.catalog import load_technology_cached
 
         if not self.seen:
@@ -179,7 +185,7 @@ class _Warmer:
                 self.seen.add(ref.value)
                 try:
                     load_technology_cached(files[ref.value], self.cache_dir)
-                except Exception:  # noqa: BLE001 - the service's own task reports a broken catalog file
+                except SpecErrors:  # a broken catalog file: its services' tasks report it
                     pass
 
 
