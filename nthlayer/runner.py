@@ -27,7 +27,8 @@ from doit.task import DelayedLoaded
 
 AHEAD = 2  # tasks queued per worker: the one it runs and the next
 
-_USES = ("select_task", "_process_result", "_run_tasks_init", "execute_task_subprocess", "teardown")
+_USES = ("select_task", "execute_task", "process_task_result", "_process_result", "_run_tasks_init",
+         "execute_task_subprocess", "teardown")
 
 
 class PrefetchMRunner(MRunner):
