@@ -7,9 +7,8 @@ import os
 import re
 import shutil
 from decimal import Decimal
-from typing import Any, Callable, Mapping
-
 from functools import lru_cache
+from typing import Any, Callable, Mapping
 
 
 def _represent_decimal(dumper: Any, value: Decimal) -> Any:
@@ -60,7 +59,7 @@ class _Fallback(Exception):
 
 _INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 _RESOLVED_START = frozenset("yYnNtTfFoO-+0123456789.<~=")  # a plain scalar starting so may not read as str
-_MAX_SCALAR = 1000  # longer one-line strings might meet the line width; let PyYAML decide
+MAX_SCALAR = 1000  # longer one-line strings might meet the line width; let PyYAML decide
 _CACHED_LENGTH = 64  # short strings (keys, label values) repeat; long ones (PromQL) rarely do
 _STRS: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 _OTHERS: dict[tuple[type, Any], tuple[str, tuple[str, ...] | None]] = {}
@@ -86,7 +85,7 @@ def _resolves_to_str(text: str) -> bool:
 
 def _literal_ok(text: str) -> bool:
     """True when ``text`` certainly dumps as a '|-' literal block with no indentation indicator."""
-    return ("\n" in text and len(text) <= 20 * _MAX_SCALAR and text.isascii() and text[0] not in " \n"
+    return ("\n" in text and len(text) <= 20 * MAX_SCALAR and text.isascii() and text[0] not in " \n"
             and text[-1] not in " \n" and " \n" not in text and text.replace("\n", "").isprintable())
 
 
@@ -94,13 +93,13 @@ def _str_style(value: str) -> str | None:
     """The style of a string scalar when decided here: one line of printable ASCII is "plain" when
     allowed, else "quoted" (single quotes, always allowed); "literal" is a '|-' block of its lines;
     None leaves it to PyYAML."""
-    if value and len(value) <= _MAX_SCALAR and value.isascii() and value.isprintable():
+    if value and len(value) <= MAX_SCALAR and value.isascii() and value.isprintable():
         return "plain" if _plain_ok(value) else "quoted"
     return "literal" if _literal_ok(value) else None
 
 
 def _by_pyyaml(value: Any) -> tuple[str, tuple[str, ...] | None]:
-    if type(value) is str and len(value) > _MAX_SCALAR:
+    if type(value) is str and len(value) > MAX_SCALAR:
         raise _Fallback
     text = _pyyaml(value)
     if text.endswith("\n...\n"):
@@ -316,9 +315,6 @@ def substitution_keeps_style(text: str, key: bool, words: tuple[str, ...], lead_
     if text.startswith(words):
         return lead_unresolved
     return unresolved_start(text[0])
-
-
-MAX_SCALAR = _MAX_SCALAR
 
 
 def yaml_bytes(documents: list[Any] | Any, source: str, multi: bool = False) -> bytes:
