@@ -1,7 +1,8 @@
 """doit build: every services/*.yaml → out/<service>/… (run `doit`, `doit list`, `doit clean`).
 
 Wiring only; the logic lives in nthlayer.build and the generators package.
-Variables: `doit services=DIR out=DIR catalog=DIR` (or NTHLAYER_SERVICES / NTHLAYER_OUT / NTHLAYER_CATALOG).
+Variables: `doit services=DIR out=DIR catalog=DIR strict=1` (or NTHLAYER_SERVICES / NTHLAYER_OUT /
+NTHLAYER_CATALOG / NTHLAYER_STRICT).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from nthlayer.runner import install as install_prefetch_runner
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
 STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
+# strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
+STRICT = get_var("strict", os.environ.get("NTHLAYER_STRICT", "")).lower() in {"1", "true", "yes", "on"}
 os.makedirs(STATE, exist_ok=True)
 
 DOIT_CONFIG = {
@@ -37,7 +40,8 @@ DOIT_CONFIG = {
 
 install_prefetch_runner()  # doit's parallel runner, keeping each worker one task ahead (nthlayer/runner.py)
 
-PLAN = make_plan(SERVICES, OUT, get_var("catalog", None), index_path=os.path.join(STATE, "spec-index.json"))
+PLAN = make_plan(SERVICES, OUT, get_var("catalog", None), index_path=os.path.join(STATE, "spec-index.json"),
+                 strict=STRICT)
 
 
 VALID_NAMES = {entry.name for entry in PLAN.valid}

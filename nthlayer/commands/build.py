@@ -15,6 +15,8 @@ from generators.errors import UserError
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--services", default=None, help="folder of specs (default: services/)")
     parser.add_argument("--out", default=None, help="output folder (default: out/)")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat every spec warning as an error: that service is not built (env NTHLAYER_STRICT=1)")
     parser.add_argument("doit_args", nargs=argparse.REMAINDER,
                         help="passed to doit, e.g. 'list', 'clean', 'openslo', '-n 2'")
 
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["NTHLAYER_SERVICES"] = args.services
     if args.out:
         os.environ["NTHLAYER_OUT"] = args.out
+    if args.strict:
+        os.environ["NTHLAYER_STRICT"] = "1"
     rest = list(args.doit_args)
     if rest and rest[0] == "--":
         rest = rest[1:]
