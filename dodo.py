@@ -1,8 +1,8 @@
 """doit build: every services/*.yaml → out/<service>/… (run `doit`, `doit list`, `doit clean`).
 
 Wiring only; the logic lives in nthlayer.build and the generators package.
-Variables: `doit services=DIR out=DIR catalog=DIR strict=1` (or NTHLAYER_SERVICES / NTHLAYER_OUT /
-NTHLAYER_CATALOG / NTHLAYER_STRICT).
+Variables: `doit services=DIR out=DIR catalog=DIR secrets_dir=DIR strict=1` (or NTHLAYER_SERVICES /
+NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT).
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import os
 
 from doit import get_var
 from doit.tools import config_changed
+
+from generators.alertmanager import DEFAULT_SECRETS_DIR
 
 from nthlayer.build import (NthlayerReporter, SharedMD5Checker, alertmanager_routes, clean_targets, code_fingerprint,
                             code_stamps, correlation_action, correlation_code, correlation_targets, make_plan,
@@ -20,6 +22,9 @@ SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
 STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
 # strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
+# Where Alertmanager reads routing keys (routing_key_file = SECRETS/<service>.key), written into
+# alertmanager.yml as given: a deployment names an absolute folder (secrets_dir=/etc/alertmanager/secrets).
+SECRETS = get_var("secrets_dir", os.environ.get("NTHLAYER_SECRETS_DIR", "")) or DEFAULT_SECRETS_DIR
 STRICT = get_var("strict", os.environ.get("NTHLAYER_STRICT", "")).lower() in {"1", "true", "yes", "on"}
 os.makedirs(STATE, exist_ok=True)
 
@@ -60,8 +65,9 @@ def task_alertmanager():
     outputs = alertmanager_targets(OUT)
     routes = routes_digest(alertmanager_routes(PLAN))  # the routing facts of every spec, from the plan
     return {
-        "actions": [alertmanager_action(PLAN)],
-        "uptodate": [config_changed({"code": code_fingerprint("alertmanager"), "routes": routes})],
+        "actions": [alertmanager_action(PLAN, SECRETS)],
+        "uptodate": [config_changed({"code": code_fingerprint("alertmanager"), "routes": routes,
+                                     "secrets_dir": SECRETS})],
         "targets": outputs,
         "clean": [(clean_targets, [outputs, OUT])],
     }

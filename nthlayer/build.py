@@ -630,11 +630,12 @@ def routes_digest(routes: list[Routing]) -> str:
     return hashlib.sha256(json.dumps(sorted(routes)).encode()).hexdigest()
 
 
-def alertmanager_action(plan: BuildPlan) -> Callable[[], Any]:
+def alertmanager_action(plan: BuildPlan, secrets_dir: str) -> Callable[[], Any]:
+    """Write alertmanager.yml; its receivers read routing keys from ``secrets_dir``/<service>.key."""
     def action() -> Any:
         from generators.alertmanager import alertmanager_files
 
-        files = alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager")
+        files = alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager", secrets_dir)
         write_all(files)
         return None
 

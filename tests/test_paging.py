@@ -133,3 +133,41 @@ def test_an_empty_target_list_is_an_error(key: str, tmp_path: Path, run_cli) -> 
         f"{spec}:5:{len(key) + 5}: /pagerduty/{key}: an empty list pages nobody: list the {what} to escalate to, "
         "or remove the key",
         "1 error in 1 file"]
+
+
+@requires_amtool
+def test_build_writes_the_secrets_dir_it_is_given(tmp_path: Path) -> None:
+    """routing_key_file paths follow --secrets-dir / NTHLAYER_SECRETS_DIR / doit secrets_dir=, rebuilding
+    alertmanager.yml (only it) when the setting changes."""
+    services = tmp_path / "services"
+    services.mkdir()
+    (services / "pay.yaml").write_text("service: pay\ntier: 1\nteam: ops\npagerduty:\n  schedule_ids: [PSCHED1]\n")
+    config = tmp_path / "out" / "alertmanager" / "alertmanager.yml"
+
+    def key_files() -> list[str]:
+        return [line.split(": ", 1)[1] for line in config.read_text().splitlines() if "routing_key_file" in line]
+
+    assert _build(tmp_path).returncode == 0
+    assert key_files() == ["state/secrets/pay.key"] * 2  # the default, relative to Alertmanager's folder
+    result = _build(tmp_path, "--secrets-dir", "/etc/alertmanager/secrets")
+    assert (result.returncode, result.stdout) == (0, ".  alertmanager\n"), result.stderr
+    assert key_files() == ["/etc/alertmanager/secrets/pay.key"] * 2
+    assert subprocess.run(["amtool", "check-config", str(config)], capture_output=True, timeout=60).returncode == 0
+    assert _build(tmp_path, "--secrets-dir", "/etc/alertmanager/secrets").stdout == ""  # a no-op
+    assert _build(tmp_path, env={"NTHLAYER_SECRETS_DIR": "/srv/keys"}).stdout == ".  alertmanager\n"
+    assert key_files() == ["/srv/keys/pay.key"] * 2
+    assert _build(tmp_path, "secrets_dir=/run/secrets/alertmanager").returncode == 0
+    assert key_files() == ["/run/secrets/alertmanager/pay.key"] * 2
+
+
+def test_the_pre_commit_hook_fails_a_spec_whose_pages_reach_nobody(tmp_path: Path, run_cli) -> None:
+    """.pre-commit-hooks.yaml as pre-commit runs it: entry, then args, then the changed files."""
+    import yaml
+
+    [hook] = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["entry"].split()[0] == "nthlayer"
+    spec = tmp_path / "quiet.yaml"
+    spec.write_text("service: quiet\ntier: 2\nteam: ops\n")
+    code, _, err = run_cli(*hook["entry"].split()[1:], *hook.get("args", []), str(spec))
+    assert code == 1
+    assert err.splitlines() == [f"{spec}:1:1: /pagerduty: {UNROUTED.format(name='quiet')}", "1 error in 1 file"]
