@@ -24,7 +24,7 @@ import os
 from typing import Any, Iterable, NamedTuple
 
 from generators.model import Service
-from generators.pagerduty import uses_pagerduty
+from generators.paging import uses_pagerduty
 from generators.render import yaml_bytes
 from generators.tiers import TIERS, Tier
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, NamedTuple
 
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service, to_decimal
-from generators.pagerduty import paging_problems
+from generators.paging import paging_problems
 from generators.slo_maths import burn_threshold, burn_windows
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 

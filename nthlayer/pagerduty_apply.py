@@ -13,7 +13,7 @@ from typing import Any, Callable
 from pagerduty import Error as PagerDutyError
 
 from generators.errors import SpecError, SpecErrors, UserError
-from generators.pagerduty import NO_POLICY_MESSAGE
+from generators.paging import NO_POLICY_MESSAGE
 from generators.spec import LoadedSpec
 from nthlayer.pagerduty_client import PagerDutyClient, explain, is_transient, status_of
 from nthlayer.pagerduty_state import Integration, masked
