@@ -85,22 +85,38 @@ def test_init_rejects_a_bad_target_at_its_place(tmp_path: Path, run_cli) -> None
     assert not path.exists()
 
 
-def test_init_asks_who_is_paged_on_a_terminal(tmp_path: Path) -> None:
+def _init_on_a_terminal(cwd: Path, answer: bytes) -> subprocess.CompletedProcess[str]:
     controller, terminal = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
-    env["NTHLAYER_STATE"] = str(tmp_path / "state.duckdb")
+    env["NTHLAYER_STATE"] = str(cwd / "state.duckdb")
     try:
-        os.write(controller, b"oncall@example.com, PSCHED1\n")
-        result = subprocess.run([sys.executable, "-m", "nthlayer", "init", "pay", "--team", "ops"],
-                                cwd=tmp_path, env=env, stdin=terminal, capture_output=True, text=True, timeout=60)
+        os.write(controller, answer)
+        return subprocess.run([sys.executable, "-m", "nthlayer", "init", "pay", "--team", "ops"],
+                              cwd=cwd, env=env, stdin=terminal, capture_output=True, text=True, timeout=60)
     finally:
         os.close(terminal)
         os.close(controller)
+
+
+PROMPT = "Who is paged for pay? PagerDuty e-mail addresses and/or schedule ids, comma-separated (empty: nobody for now): "
+
+
+def test_init_asks_who_is_paged_on_a_terminal(tmp_path: Path) -> None:
+    result = _init_on_a_terminal(tmp_path, b"oncall@example.com, PSCHED1\n")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith("Who is paged for pay? PagerDuty e-mail addresses and/or schedule ids, "
-                                    "comma-separated (empty: nobody for now): wrote services/pay.yaml")
+    assert result.stdout.startswith(PROMPT + "wrote services/pay.yaml")
     assert (tmp_path / "services" / "pay.yaml").read_text().endswith(
         "\npagerduty:\n  schedule_ids: [PSCHED1]\n  escalation_emails: [oncall@example.com]\n")
+
+
+def test_init_on_a_terminal_with_no_answer_says_the_spec_is_unrouted(tmp_path: Path) -> None:
+    result = _init_on_a_terminal(tmp_path, b"\n")
+    assert result.returncode == 0
+    assert result.stdout.startswith(PROMPT + "wrote services/pay.yaml")
+    assert result.stderr.splitlines() == [
+        f"services/pay.yaml:2:1: {UNROUTED.format(name='pay')}",
+        "nthlayer init: services/pay.yaml pages nobody yet: rerun with --escalation-email or --schedule-id, "
+        "or fill in its pagerduty section"]
 
 
 def test_init_names_doit_only_where_there_is_a_dodo(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
