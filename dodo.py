@@ -1,7 +1,8 @@
 """doit build: every services/*.yaml → out/<service>/… (run `doit`, `doit list`, `doit clean`).
 
 Wiring only; the logic lives in nthlayer.build and the generators package.
-Variables: `doit services=DIR out=DIR catalog=DIR` (or NTHLAYER_SERVICES / NTHLAYER_OUT / NTHLAYER_CATALOG).
+Variables: `doit services=DIR out=DIR catalog=DIR secrets_dir=DIR strict=1` (or NTHLAYER_SERVICES /
+NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT).
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 
 from doit import get_var
 from doit.tools import config_changed
+
+from generators.alertmanager import DEFAULT_SECRETS_DIR
 
 from nthlayer.build import (NthlayerReporter, SharedMD5Checker, alertmanager_routes, clean_targets, code_fingerprint,
                             code_stamps, correlation_action, correlation_code, correlation_targets, make_plan,
@@ -18,6 +21,11 @@ from nthlayer.runner import install as install_prefetch_runner
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
 STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
+# strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
+# Where Alertmanager reads routing keys (routing_key_file = SECRETS/<service>.key), written into
+# alertmanager.yml as given: a deployment names an absolute folder (secrets_dir=/etc/alertmanager/secrets).
+SECRETS = get_var("secrets_dir", os.environ.get("NTHLAYER_SECRETS_DIR", "")) or DEFAULT_SECRETS_DIR
+STRICT = get_var("strict", os.environ.get("NTHLAYER_STRICT", "")).lower() in {"1", "true", "yes", "on"}
 os.makedirs(STATE, exist_ok=True)
 
 DOIT_CONFIG = {
@@ -37,7 +45,8 @@ DOIT_CONFIG = {
 
 install_prefetch_runner()  # doit's parallel runner, keeping each worker one task ahead (nthlayer/runner.py)
 
-PLAN = make_plan(SERVICES, OUT, get_var("catalog", None), index_path=os.path.join(STATE, "spec-index.json"))
+PLAN = make_plan(SERVICES, OUT, get_var("catalog", None), index_path=os.path.join(STATE, "spec-index.json"),
+                 strict=STRICT)
 
 
 VALID_NAMES = {entry.name for entry in PLAN.valid}
@@ -56,8 +65,9 @@ def task_alertmanager():
     outputs = alertmanager_targets(OUT)
     routes = routes_digest(alertmanager_routes(PLAN))  # the routing facts of every spec, from the plan
     return {
-        "actions": [alertmanager_action(PLAN)],
-        "uptodate": [config_changed({"code": code_fingerprint("alertmanager"), "routes": routes})],
+        "actions": [alertmanager_action(PLAN, SECRETS)],
+        "uptodate": [config_changed({"code": code_fingerprint("alertmanager"), "routes": routes,
+                                     "secrets_dir": SECRETS})],
         "targets": outputs,
         "clean": [(clean_targets, [outputs, OUT])],
     }

@@ -12,7 +12,8 @@ children chosen by the alert's ``severity`` label:
 - ``info`` → a receiver without notifiers: visible in Alertmanager, notifies nobody.
 
 A service whose spec has no ``pagerduty`` settings is not on PagerDuty: its
-route ends at ``nthlayer-unrouted``, which notifies nobody either.
+route ends at ``nthlayer-unrouted``, which notifies nobody either (validation
+warns: generators/paging.py).
 
 Routing keys are never written here: each receiver names a file
 (``routing_key_file``, supported since Alertmanager 0.25) that
@@ -24,7 +25,7 @@ import os
 from typing import Any, Iterable, NamedTuple
 
 from generators.model import Service
-from generators.pagerduty import uses_pagerduty
+from generators.paging import uses_pagerduty
 from generators.render import yaml_bytes
 from generators.tiers import TIERS, Tier
 

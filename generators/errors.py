@@ -44,3 +44,8 @@ class SpecErrors(Exception):
 
 class UserError(Exception):
     """A problem the user can fix that is not tied to a place in a file (exit 1)."""
+
+
+def as_errors(warnings: list[SpecError]) -> list[SpecError]:
+    """Warnings promoted to errors (``--strict``): the same lines, without the ``warning:`` prefix."""
+    return [w._replace(warning=False) for w in warnings]

@@ -17,18 +17,12 @@ import os
 from typing import Any
 
 from generators.model import Service
+from generators.paging import escalation_source, uses_pagerduty
 from generators.render import json_bytes
 
 INTEGRATION_NAME = "Alertmanager (nthlayer)"
 INTEGRATION_TYPE = "events_api_v2_inbound_integration"
 DOCUMENT_VERSION = 1
-
-
-def uses_pagerduty(service: Service) -> bool:
-    """A spec without any pagerduty setting keeps its service off PagerDuty (nothing to page)."""
-    pd = service.pagerduty
-    return bool(pd.service_id or pd.escalation_policy_id or pd.team_id or pd.schedule_ids
-                or pd.escalation_emails or pd.urgency)
 
 
 def escalation_policy_name(service: Service) -> str:
@@ -72,14 +66,7 @@ def desired_state(service: Service) -> dict[str, Any]:
     pd = service.pagerduty
     urgency = pd.urgency or tier.pd_urgency
     targets = escalation_targets(service)
-    if targets:
-        policy_source = "spec"  # nthlayer builds (and keeps reconciling) the escalation rules
-    elif pd.escalation_policy_id:
-        policy_source = "referenced"
-    elif pd.service_id:
-        policy_source = "existing_service"  # keep whatever policy the referenced service uses
-    else:
-        policy_source = "missing"
+    policy_source = escalation_source(service)
     policy: dict[str, Any] = {
         "id": pd.escalation_policy_id,
         "spec_field": "/pagerduty/escalation_policy_id" if pd.escalation_policy_id else None,

@@ -17,6 +17,7 @@ from typing import Any, Iterable, NamedTuple
 
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service, to_decimal
+from generators.paging import paging_problems
 from generators.slo_maths import burn_threshold, burn_windows
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
@@ -234,7 +235,7 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
             errors.append(located.error(f"/dependencies/technologies/{index}/name",
                                         f"duplicate dependency {tech.type} '{tech.name}' (also item {seen[key]})"))
         seen.setdefault(key, index)
-    return errors
+    return errors + paging_problems(located, service)
 
 
 class LoadedSpec(NamedTuple):

@@ -61,7 +61,7 @@ TIERS: dict[int, Tier] = {
     2: Tier(
         number=2,
         name="standard",
-        description="important internal services; pages for fast burns only",
+        description="important internal services",
         availability=Decimal("0.995"),
         latency_ms=1000,
         latency_target=Decimal("0.95"),

@@ -22,7 +22,7 @@ from doit.reporter import ConsoleReporter
 
 from generators.alertmanager import Routing
 from generators.catalog import default_catalog_dir, technology_files
-from generators.errors import SpecError, SpecErrors, sort_key
+from generators.errors import SpecError, SpecErrors, as_errors, sort_key
 from generators.model import Service, build_service
 from generators.render import write_all, write_if_changed, write_new_tree
 from generators.shapes import shaped_files
@@ -35,7 +35,7 @@ GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 # Every artifact kind: the generator modules its output depends on (besides the
 # spec-loading core) and the files it writes, relative to out/<service>/.
 CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "model.py", "tiers.py", "render.py", "promql.py",
-             "slo_maths.py", "schemas/service.schema.json")
+             "slo_maths.py", "paging.py", "schemas/service.schema.json")
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "openslo": (("openslo.py", "shapes.py"),
                 ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
@@ -45,7 +45,7 @@ ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
                ("prometheus/alerts.rules.yaml",)),
     "pagerduty": (("pagerduty.py",), ("pagerduty.json",)),
-    "alertmanager": (("pagerduty.py", "alertmanager.py"), ()),
+    "alertmanager": (("alertmanager.py",), ()),
 }
 PER_SERVICE = ("openslo", "slo_rules", "alerts", "pagerduty")
 SHARED_DIRS = frozenset({"alertmanager", "reports", "prometheus"})  # out/ folders not of one service
@@ -88,8 +88,11 @@ class BuildPlan:
         return [e for e in self.entries if e.name is not None]
 
     def protected_dirs(self) -> set[str]:
-        """out/ subfolders a prune must keep: current services, broken specs' stems, shared output."""
+        """out/ subfolders a prune must keep: current services, broken specs' stems and last valid names,
+        shared output."""
         names = {e.name for e in self.valid} | {e.stem for e in self.entries if e.name is None}
+        # A broken spec's service keeps its outputs under its last valid name, whatever its file is called.
+        names |= {e.routing.name for e in self.entries if e.name is None and e.routing is not None}
         return {n for n in names if n} | SHARED_DIRS
 
     def edges(self) -> list[tuple[str, str]]:
@@ -110,7 +113,7 @@ class BuildPlan:
         return [files[t] for t in entry.technology_types if t in files]
 
 
-INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py")  # what a spec-index entry is computed by
+INDEX_CODE = (*CORE_CODE, "alertmanager.py")  # Routing.paged comes from paging.py  # what a spec-index entry is computed by
 INDEX_FORMAT = "3"  # [size/mtime, summary, routing, upstream] per file
 
 
@@ -244,7 +247,11 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
 
 
 def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
-              index_path: str | None = None) -> BuildPlan:
+              index_path: str | None = None, strict: bool = False) -> BuildPlan:
+    """Validate every spec (reusing state/spec-index.json for unchanged files) and plan the build.
+
+    ``strict`` (``--strict``) promotes every warning to an error: that spec's service is not built.
+    """
     catalog_dir = catalog_dir or default_catalog_dir()
     state_dir = (os.path.dirname(index_path) or ".") if index_path else None
     keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
@@ -260,6 +267,9 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     for warning in warnings:
         entries[warning.path].warnings.append(warning)
     for entry in entries.values():
+        if strict and entry.warnings:
+            entry.errors += as_errors(entry.warnings)
+            entry.warnings = []
         entry.errors.sort(key=sort_key)
         entry.warnings.sort(key=sort_key)
     cache = os.path.join(state_dir, "catalog") if state_dir else None
@@ -417,7 +427,7 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
         kinds = stale_kinds(entry.path, task.dep_changed or (), stamps)
         return task.name if len(kinds) == len(PER_SERVICE) else f"{task.name} ({', '.join(kinds)})"
 
-    return {
+    task = {
         "name": name,
         "actions": [service_action(entry, plan, stamps)],
         "file_dep": deps,
@@ -425,6 +435,11 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
         "title": title,
         "clean": [(clean_targets, [outputs, plan.out_dir])],
     }
+    if entry.errors:
+        # Its files may be unchanged since a successful run (a warning under --strict, a clash with
+        # another spec): the task must still run, to fail and report the errors.
+        task["uptodate"] = [False]
+    return task
 
 
 def _as_read_back(value: Any) -> Any:
@@ -615,11 +630,12 @@ def routes_digest(routes: list[Routing]) -> str:
     return hashlib.sha256(json.dumps(sorted(routes)).encode()).hexdigest()
 
 
-def alertmanager_action(plan: BuildPlan) -> Callable[[], Any]:
+def alertmanager_action(plan: BuildPlan, secrets_dir: str) -> Callable[[], Any]:
+    """Write alertmanager.yml; its receivers read routing keys from ``secrets_dir``/<service>.key."""
     def action() -> Any:
         from generators.alertmanager import alertmanager_files
 
-        files = alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager")
+        files = alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager", secrets_dir)
         write_all(files)
         return None
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from pagerduty import Error as PagerDutyError
 
 from generators.errors import SpecError, SpecErrors, UserError
+from generators.paging import NO_POLICY_MESSAGE
 from generators.spec import LoadedSpec
 from nthlayer.pagerduty_client import PagerDutyClient, explain, is_transient, status_of
 from nthlayer.pagerduty_state import Integration, masked
@@ -145,9 +146,7 @@ def find_integration(client: PagerDutyClient, service: dict[str, Any], name: str
 
 def _no_policy_error(spec: LoadedSpec) -> SpecError:
     pointer = "/pagerduty" if "pagerduty" in spec.located.data else ""
-    return spec.located.error(pointer, (
-        "no escalation policy for PagerDuty: set pagerduty.escalation_policy_id or pagerduty.service_id, "
-        "or list pagerduty.schedule_ids / escalation_emails for nthlayer to build one"))
+    return spec.located.error(pointer, NO_POLICY_MESSAGE)
 
 
 def _resolve_targets(reader: _Reader, desired: dict[str, Any]) -> dict[str, str]:

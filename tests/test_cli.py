@@ -43,7 +43,7 @@ def test_list_templates(run_cli) -> None:
 def test_init_writes_a_valid_spec_and_refuses_to_overwrite(template: str, tmp_path: Path, run_cli) -> None:
     services = tmp_path / "services"
     code, out, err = run_cli("init", "new-svc", "--team", "payments", "--template", template,
-                             "--services-dir", str(services))
+                             "--services-dir", str(services), "--escalation-email", "oncall@example.com")
     assert (code, err) == (0, "")
     spec = services / "new-svc.yaml"
     text = spec.read_text()
@@ -88,7 +88,7 @@ def test_validate_one_file_knows_its_neighbours(run_cli, monkeypatch: pytest.Mon
 def test_validate_reports_a_typo_with_a_suggestion(tmp_path: Path, run_cli) -> None:
     spec = tmp_path / "db.yaml"
     spec.write_text("service: db-user\ntier: 2\nteam: t\ndependencies:\n  technologies:\n"
-                    "    - type: postgress\n      name: main\n")
+                    "    - type: postgress\n      name: main\npagerduty:\n  schedule_ids: [PSCHED1]\n")
     code, out, err = run_cli("validate", "--catalog", str(ROOT / "rules_catalog"), str(spec))
     assert code == 1
     assert err.splitlines() == [

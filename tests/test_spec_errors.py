@@ -48,8 +48,9 @@ def test_duplicate_service_names_across_files(tmp_path: Path) -> None:
 
 
 def test_unknown_upstream_is_a_warning_not_an_error(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text("service: a\ntier: 1\nteam: t\ndependencies:\n  upstream: [ghost, b]\n")
-    (tmp_path / "b.yaml").write_text("service: b\ntier: 2\nteam: t\n")
+    routed = "pagerduty:\n  schedule_ids: [PSCHED1]\n"  # no routing warning among the upstream ones
+    (tmp_path / "a.yaml").write_text("service: a\ntier: 1\nteam: t\ndependencies:\n  upstream: [ghost, b]\n" + routed)
+    (tmp_path / "b.yaml").write_text("service: b\ntier: 2\nteam: t\n" + routed)
     result = validate_specs([str(tmp_path)], KNOWN)
     assert result.errors == []
     assert [w.format() for w in result.warnings] == [

@@ -15,6 +15,12 @@ from generators.errors import UserError
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--services", default=None, help="folder of specs (default: services/)")
     parser.add_argument("--out", default=None, help="output folder (default: out/)")
+    parser.add_argument("--secrets-dir", default=None, metavar="DIR",
+                        help="folder Alertmanager reads routing keys from, written into alertmanager.yml as "
+                             "routing_key_file DIR/<service>.key; absolute for a deployment, e.g. "
+                             "/etc/alertmanager/secrets (default: $NTHLAYER_SECRETS_DIR or state/secrets)")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat every spec warning as an error: that service is not built (env NTHLAYER_STRICT=1)")
     parser.add_argument("doit_args", nargs=argparse.REMAINDER,
                         help="passed to doit, e.g. 'list', 'clean', 'openslo', '-n 2'")
 
@@ -36,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         os.environ["NTHLAYER_SERVICES"] = args.services
     if args.out:
         os.environ["NTHLAYER_OUT"] = args.out
+    if args.secrets_dir:
+        os.environ["NTHLAYER_SECRETS_DIR"] = args.secrets_dir
+    if args.strict:
+        os.environ["NTHLAYER_STRICT"] = "1"
     rest = list(args.doit_args)
     if rest and rest[0] == "--":
         rest = rest[1:]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from nthlayer.templates import templates
+from nthlayer.templates import summary, templates
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -14,5 +14,5 @@ def run(args: argparse.Namespace) -> int:
     found = templates()
     width = max(len(name) for name in found)
     for template in found.values():
-        print(f"{template.name:<{width}}  {template.description}")
+        print(f"{template.name:<{width}}  {summary(template)}")
     return 0

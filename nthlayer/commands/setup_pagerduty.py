@@ -15,7 +15,8 @@ import sys
 from typing import Any
 
 from generators.errors import SpecErrors, UserError
-from generators.pagerduty import desired_state, uses_pagerduty
+from generators.pagerduty import desired_state
+from generators.paging import uses_pagerduty
 from generators.spec import validate_specs
 from nthlayer.pagerduty_apply import AFTER_APPLY, NOUNS, Applier, Ref, ServicePlan, plan_service
 from nthlayer.pagerduty_client import DEFAULT_API_URL, ClientSettings, PagerDutyClient

@@ -6,7 +6,7 @@ import os
 import sys
 
 from generators.catalog import default_catalog_dir, technology_files
-from generators.errors import SpecError, sort_key
+from generators.errors import SpecError, as_errors, sort_key
 from generators.spec import expand_paths, validate_specs
 
 
@@ -20,6 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="OUT_DIR",
                         help="also validate the OpenSLO documents generated under OUT_DIR (e.g. out/)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat every warning as an error (exit 1), e.g. pages that reach no receiver")
 
 
 def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
@@ -48,11 +50,14 @@ def run(args: argparse.Namespace) -> int:
     catalog = technology_files(args.catalog or default_catalog_dir())
     result = validate_specs(files, catalog, _known_services(args, files))
     errors: list[SpecError] = list(result.errors)
+    warnings: list[SpecError] = list(result.warnings)
+    if args.strict:
+        errors, warnings = errors + as_errors(warnings), []
     if args.output:
         from generators.openslo_validate import validate_openslo_dir
 
         errors.extend(validate_openslo_dir(args.output))
-    problems = sorted(errors + ([] if args.quiet else result.warnings), key=sort_key)
+    problems = sorted(errors + ([] if args.quiet else warnings), key=sort_key)
     for problem in problems:
         print(problem.format(), file=sys.stderr)
     if errors:
@@ -61,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
               f"file{'s' if bad_files != 1 else ''}", file=sys.stderr)
         return 1
     if not args.quiet:
-        warn = f", {len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}" if result.warnings else ""
+        warn = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
         print(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid ({len(result.specs)} services{warn})")
     return 0
