@@ -119,8 +119,21 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
-class StateLocked(UserError):
+class StateUnavailable(UserError):
+    """The state database cannot be used: locked too long, unreadable, or damaged (one clear line, exit 1;
+    check-deploy treats it as "cannot decide")."""
+
+
+class StateLocked(StateUnavailable):
     """Another process held the state database for longer than we were willing to wait."""
+
+
+class StateDamaged(StateUnavailable):
+    """The file is not a DuckDB database, or DuckDB found it truncated or failing its checksums."""
+
+
+RECOVERY_HINT = ("restore it from a backup ('nthlayer state restore DIR', see docs/state.md) "
+                 "or point --state / $NTHLAYER_STATE at another file")
 
 
 def state_path(path: str | None = None) -> str:
@@ -128,7 +141,15 @@ def state_path(path: str | None = None) -> str:
     return path or os.environ.get(STATE_ENV) or DEFAULT_STATE_PATH
 
 
-def _lock_timeout() -> float:
+def crash_log_path(path: str | None = None) -> str:
+    """Where a crash's traceback goes: beside the state database in use (``--state`` or the default)."""
+    resolved = state_path(path)
+    folder = os.path.dirname(resolved) if resolved != ":memory:" else DEFAULT_STATE_PATH.rsplit(os.sep, 1)[0]
+    return os.path.join(folder, "nthlayer-crash.log")
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for a locked database: $NTHLAYER_STATE_LOCK_TIMEOUT, default 30."""
     raw = os.environ.get(LOCK_TIMEOUT_ENV)
     if not raw:
         return DEFAULT_LOCK_TIMEOUT_SECONDS
@@ -143,6 +164,31 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def damage(exc: BaseException) -> str | None:
+    """What is wrong with the file, when ``exc`` is DuckDB failing to read it (else None: a bug of ours).
+
+    DuckDB raises a plain ``duckdb.Error`` for a checksum mismatch, an IOException for a truncated or
+    foreign file, and Internal/Fatal errors when its own structures do not add up."""
+    import duckdb
+
+    text = _first_line(exc)
+    if "not a valid DuckDB database" in text:
+        return "not a DuckDB database file"
+    if "Could not read enough bytes" in text:
+        return "truncated (DuckDB could not read a block it expects)"
+    if "Corrupt database file" in text or "checksum" in text:
+        return f"damaged ({text.removeprefix('Corrupt database file: ')})"
+    if isinstance(exc, (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
+                        duckdb.SerializationException)) or type(exc) is duckdb.Error:
+        return f"unreadable ({text})"
+    return None
+
+
 def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float = 0.5) -> duckdb.DuckDBPyConnection:
     import duckdb
 
@@ -154,7 +200,11 @@ def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float
             return duckdb.connect(path)
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
-                raise UserError(f"cannot open state database {path}: {exc}") from None
+                problem = damage(exc)
+                if problem is not None and not problem.startswith("unreadable"):
+                    raise StateDamaged(f"state database {path} is {problem}; {RECOVERY_HINT}") from None
+                raise StateUnavailable(f"cannot open state database {path}: {_first_line(exc)}; check the path "
+                                       "and its permissions, or pass --state / set $NTHLAYER_STATE") from None
             if time.monotonic() + delay > deadline:
                 raise StateLocked(
                     f"state database {path} is still locked by another nthlayer process after "
@@ -187,28 +237,74 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
 
 
 @contextmanager
-def connect(path: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(path: str | None = None, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open (creating and migrating if needed) the state database for one short unit of work.
 
     The body runs in one transaction: committed when it returns, rolled back if it raises.
-    Waits with backoff while another process holds the file (up to $NTHLAYER_STATE_LOCK_TIMEOUT s).
+    Waits with backoff while another process holds the file (``timeout`` s, default
+    $NTHLAYER_STATE_LOCK_TIMEOUT). A file DuckDB cannot read raises :class:`StateDamaged`, one line
+    saying what to do, wherever the damage shows (on open, or only when a damaged block is read).
+    A new database and its folder are created private to the user (0600 / 0700): it holds audit history.
     """
+    import duckdb
+
     resolved = state_path(path)
-    if resolved != ":memory:":
-        os.makedirs(os.path.dirname(os.path.abspath(resolved)), exist_ok=True)
-    con = _open(resolved, _lock_timeout())
+    private = _make_private(resolved)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        migrate(con)
-        con.execute("BEGIN TRANSACTION")
+        con = _open(resolved, lock_timeout() if timeout is None else timeout)
         try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
+            con.execute("SET TimeZone = 'UTC'")
+            migrate(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                _rollback(con)
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        problem = damage(exc)
+        if problem is None:
             raise
-        con.execute("COMMIT")
+        raise StateDamaged(f"state database {resolved} is {problem}; {RECOVERY_HINT}") from None
     finally:
-        con.close()
+        if private is not None:
+            os.umask(private)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # a fatal error already ended the transaction; the original error is the news
+        pass
+
+
+def _make_private(path: str) -> int | None:
+    """Create the database's folder 0700 and make sure the file is (or will be created) 0600.
+
+    Returns the umask to restore: DuckDB creates the file and its write-ahead log itself, so the
+    process umask is narrowed for the connection's life (commands are single-threaded)."""
+    if path == ":memory:":
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        raise StateUnavailable(f"cannot create the state folder {os.path.dirname(path) or '.'}: "
+                               f"{reason}; pass --state FILE or set $NTHLAYER_STATE to a writable "
+                               "place") from None
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)  # an older database created 0644
+    except OSError:
+        pass  # missing (DuckDB creates it under the umask below) or not ours to change
+    return os.umask(0o077)
 
 
 # --- time ------------------------------------------------------------------------------------
