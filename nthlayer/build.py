@@ -642,7 +642,7 @@ def correlation_targets(out_dir: str) -> list[str]:
 
 
 def correlation_code() -> list[str]:
-    return [str(NTHLAYER_DIR / name) for name in ("correlation.py", "events.py", "state.py")]
+    return [str(NTHLAYER_DIR / name) for name in ("correlation.py", "events.py", "state.py", "state_schema.py")]
 
 
 class StateFailure(TaskFailed):

@@ -12,8 +12,8 @@ converts them to naive UTC and refuses naive input (an ambiguous local time is
 a bug, not something to guess at). :func:`from_db` turns a stored value back
 into an aware UTC datetime.
 
-Schema changes are ordered migrations in :data:`MIGRATIONS`, applied on open and
-recorded in ``schema_version``. Never edit a released migration: append one.
+Schema changes are ordered migrations in :data:`nthlayer.state_schema.MIGRATIONS`,
+applied on open and recorded in ``schema_version``. Never edit a released migration: append one.
 No foreign keys and no cascades: history rows outlive what they point at.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from generators.errors import UserError
+from nthlayer.state_schema import MIGRATIONS
 
 if TYPE_CHECKING:  # duckdb is imported where it is used: a build with no state never loads it
     import duckdb
@@ -36,88 +37,6 @@ DEFAULT_STATE_PATH = os.path.join("state", "nthlayer.duckdb")
 STATE_ENV = "NTHLAYER_STATE"
 LOCK_TIMEOUT_ENV = "NTHLAYER_STATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (1, """
-        CREATE TABLE slos (
-            service VARCHAR NOT NULL,
-            slo VARCHAR NOT NULL,
-            objective DECIMAL(12, 9) NOT NULL,
-            window_days INTEGER NOT NULL,
-            tier INTEGER NOT NULL,
-            PRIMARY KEY (service, slo)
-        );
-        CREATE INDEX slos_service ON slos (service);
-
-        CREATE SEQUENCE error_budget_ids;
-        CREATE TABLE error_budgets (
-            id BIGINT PRIMARY KEY DEFAULT nextval('error_budget_ids'),
-            service VARCHAR NOT NULL,
-            slo VARCHAR NOT NULL,
-            evaluated_at TIMESTAMP NOT NULL,
-            objective DECIMAL(12, 9) NOT NULL,
-            window_days INTEGER NOT NULL,
-            budget_minutes DECIMAL(18, 6) NOT NULL,
-            consumed_minutes DECIMAL(18, 6),
-            remaining_minutes DECIMAL(18, 6),
-            remaining_percent DECIMAL(12, 4),
-            burn_rate_1h DOUBLE,
-            status VARCHAR NOT NULL
-        );
-        CREATE INDEX error_budgets_service ON error_budgets (service);
-
-        CREATE SEQUENCE deploy_ids;
-        CREATE TABLE deploys (
-            id BIGINT PRIMARY KEY DEFAULT nextval('deploy_ids'),
-            service VARCHAR NOT NULL,
-            version VARCHAR NOT NULL,
-            commit_sha VARCHAR,
-            deployed_at TIMESTAMP NOT NULL,
-            source VARCHAR NOT NULL,
-            UNIQUE (service, version, deployed_at)
-        );
-        CREATE INDEX deploys_service ON deploys (service);
-
-        CREATE SEQUENCE incident_ids;
-        CREATE TABLE incidents (
-            id BIGINT PRIMARY KEY DEFAULT nextval('incident_ids'),
-            incident_key VARCHAR NOT NULL UNIQUE,
-            service VARCHAR NOT NULL,
-            title VARCHAR,
-            severity VARCHAR NOT NULL,
-            started_at TIMESTAMP NOT NULL,
-            resolved_at TIMESTAMP,
-            source VARCHAR NOT NULL
-        );
-        CREATE INDEX incidents_service ON incidents (service);
-
-        -- One row per (deploy_id, incident_id): correlation.score() deletes a deploy's rows before
-        -- inserting, in one transaction. No primary key: its index doubled the benchmark's write time.
-        CREATE TABLE correlations (
-            deploy_id BIGINT NOT NULL,
-            incident_id BIGINT NOT NULL,
-            service VARCHAR NOT NULL,
-            incident_service VARCHAR NOT NULL,
-            window_hours DOUBLE NOT NULL,
-            confidence DECIMAL(6, 4) NOT NULL,
-            factors JSON NOT NULL
-        );
-        CREATE INDEX correlations_service ON correlations (service);
-
-        CREATE SEQUENCE audit_ids;
-        CREATE TABLE audit (
-            id BIGINT PRIMARY KEY DEFAULT nextval('audit_ids'),
-            recorded_at TIMESTAMP NOT NULL,
-            actor VARCHAR NOT NULL,
-            action VARCHAR NOT NULL,
-            service VARCHAR,
-            result VARCHAR NOT NULL,
-            details JSON NOT NULL
-        );
-        CREATE INDEX audit_service ON audit (service);
-    """),
-]
-
 
 class StateUnavailable(UserError):
     """The state database cannot be used: locked too long, unreadable, or damaged (one clear line, exit 1;
@@ -218,22 +137,46 @@ def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Apply every migration newer than the database's version; return the resulting version."""
+    return _migrate(con)[0]
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> tuple[int, bool]:
+    """(resulting version, whether a migration asked for the file to be rewritten)."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
     rows = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()
     current = int(rows[0][0])
-    for version, sql in sorted(MIGRATIONS):
+    rewrite = False
+    for version, step in sorted(MIGRATIONS, key=lambda migration: migration[0]):
         if version <= current:
             continue
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(sql)
+            if isinstance(step, str):
+                con.execute(step)
+            else:
+                rewrite = bool(step(con)) or rewrite
             con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, to_db(utc_now())])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         current = version
-    return current
+    return current, rewrite
+
+
+def _rewrite_file(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Copy the database into a new file and put it in place: DuckDB does not clear freed blocks, so
+    deleted secrets would otherwise stay readable in the file. ``con`` is closed."""
+    fresh = f"{path}.rewrite"
+    for leftover in (fresh, f"{fresh}.wal"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.execute(f"ATTACH '{fresh.replace(chr(39), chr(39) * 2)}' AS nthlayer_rewrite")
+    con.execute(f'COPY FROM DATABASE "{name.replace(chr(34), chr(34) * 2)}" TO nthlayer_rewrite')
+    con.execute("DETACH nthlayer_rewrite")
+    con.close()
+    os.replace(fresh, path)
 
 
 @contextmanager
@@ -251,10 +194,14 @@ def connect(path: str | None = None, timeout: float | None = None) -> Iterator[d
     resolved = state_path(path)
     private = _make_private(resolved)
     try:
-        con = _open(resolved, lock_timeout() if timeout is None else timeout)
+        wait = lock_timeout() if timeout is None else timeout
+        con = _open(resolved, wait)
         try:
             con.execute("SET TimeZone = 'UTC'")
-            migrate(con)
+            if _migrate(con)[1] and resolved != ":memory:":
+                _rewrite_file(con, resolved)
+                con = _open(resolved, wait)
+                con.execute("SET TimeZone = 'UTC'")
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
