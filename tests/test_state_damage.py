@@ -206,3 +206,16 @@ def test_crash_log_goes_beside_the_database_in_use(run_cli, tmp_path: Path, monk
     code, _, err = run_cli("record-deploy", "--service", "a", "--version", "1", "--state", str(db))
     assert code == 4 and err.rstrip().endswith(f"details in {db.parent}/nthlayer-crash.log"), err
     assert "Traceback" in (db.parent / "nthlayer-crash.log").read_text()
+
+
+def test_damage_met_only_by_a_query_is_the_same_one_line(run_cli, tmp_path: Path) -> None:
+    # The file opens (its header and catalog survive); reading the deploys reaches the cut-off blocks.
+    db = tmp_path / "s.duckdb"
+    with state.connect(str(db)) as con:
+        con.execute("INSERT INTO deploys (service, version, deployed_at, source) SELECT 'svc-' || i, 'v1', "
+                    "TIMESTAMP '2024-01-01' + to_seconds(i), 'cli' FROM range(20000) t(i)")
+    data = db.read_bytes()
+    db.write_bytes(data[:len(data) // 10])
+    code, _, err = run_cli("correlate-deploy", "--service", "svc-1", "--deploy", "v1", "--state", str(db))
+    assert (code, err) == (1, f"nthlayer correlate-deploy: error: state database {db} is truncated (DuckDB could "
+                              f"not read a block it expects); {HINT}\n")
