@@ -74,6 +74,13 @@ def _ensure_not_in_use(database: str) -> None:
                               "stop it before restoring") from None
 
 
+def _remove(database: str) -> None:
+    """Delete a database file we made and its write-ahead log, if there."""
+    for path in (database, f"{database}.wal"):
+        if os.path.exists(path):
+            os.remove(path)
+
+
 def restore(directory: str, path: str | None = None) -> tuple[Counts, str | None]:
     """Replace the state database with the backup in ``directory``; return its counts and where the
     replaced file was kept (None when there was none)."""
@@ -87,9 +94,7 @@ def restore(directory: str, path: str | None = None) -> tuple[Counts, str | None
     folder = os.path.dirname(os.path.abspath(database))
     os.makedirs(folder, mode=0o700, exist_ok=True)
     staging = f"{database}.restoring"
-    for leftover in (staging, f"{staging}.wal"):
-        if os.path.exists(leftover):
-            os.remove(leftover)
+    _remove(staging)
     umask = os.umask(0o077)
     try:
         con = duckdb.connect(staging)
@@ -98,14 +103,16 @@ def restore(directory: str, path: str | None = None) -> tuple[Counts, str | None
         finally:
             con.close()
     except duckdb.Error as exc:
-        for leftover in (staging, f"{staging}.wal"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        _remove(staging)
         problem = damage(exc) or str(exc).strip().splitlines()[0]
         raise UserError(f"cannot restore from {directory}: {problem}") from None
     finally:
         os.umask(umask)
-    _ensure_not_in_use(database)
+    try:
+        _ensure_not_in_use(database)
+    except StateLocked:
+        _remove(staging)
+        raise
     kept = None
     if os.path.exists(database):
         kept = database + KEPT_SUFFIX

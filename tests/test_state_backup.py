@@ -75,4 +75,4 @@ def test_restore_refuses_what_is_not_a_backup_and_a_database_in_use(run_cli, tmp
         holder.wait()
     assert (code, err) == (1, f"nthlayer state: error: state database {db} is in use by another nthlayer process; "
                               "stop it before restoring\n")
-    assert not (tmp_path / "s.duckdb.before-restore").exists()
+    assert sorted(p.name for p in tmp_path.glob("s.duckdb*")) == ["s.duckdb"]  # nothing swapped, nothing left

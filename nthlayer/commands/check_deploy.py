@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--at", metavar="TIME", help="decide as of this instant (RFC 3339 or unix seconds)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     parser.add_argument("--on-unknown", choices=("approve", "block", "tier"), default=None,
-                        help="when the gate cannot decide (Prometheus unreachable, no data): approve, block, or "
+                        help="when the gate cannot decide (Prometheus unreachable or too slow, no data, state "
+                             "database locked or unreadable): approve, block, or "
                              "apply the tier table's default (tier 1: block, tiers 2-3: approve); "
                              "without it the exit code is 3")
     add_state_argument(parser)
