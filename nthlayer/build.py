@@ -705,12 +705,14 @@ def state_unchanged(state_db: str, graph: str, cache_path: str | None = None
     worker, beside the services) waits for the lock or fails with one line.
     """
     def check(task: Any, values: dict[str, Any]) -> bool:
-        from nthlayer.state import StateUnavailable
-
         try:
             fingerprint = f"{cached_state_fingerprint(state_db, cache_path, lock_timeout=0.0)}:{graph}"
-        except StateUnavailable:
-            return False
+        except Exception as exc:
+            from nthlayer.state import StateUnavailable  # here: a no-op build's cache hit never imports it
+
+            if isinstance(exc, StateUnavailable):
+                return False
+            raise
         task.value_savers.append(lambda: {"state_fingerprint": fingerprint})
         return values.get("state_fingerprint") == fingerprint
 
