@@ -11,12 +11,11 @@ import os
 from doit import get_var
 from doit.tools import config_changed
 
-from generators.alertmanager import DEFAULT_SECRETS_DIR
-
 from nthlayer.build import (NthlayerReporter, SharedMD5Checker, alertmanager_routes, clean_targets, code_fingerprint,
                             code_stamps, correlation_action, correlation_code, correlation_targets, make_plan,
                             prune_out, routes_digest, service_task, state_unchanged, worker_count)
 from nthlayer.runner import install as install_prefetch_runner
+from nthlayer.secrets import secrets_dir
 
 SERVICES = get_var("services", os.environ.get("NTHLAYER_SERVICES", "services"))
 OUT = get_var("out", os.environ.get("NTHLAYER_OUT", "out"))
@@ -24,7 +23,7 @@ STATE = get_var("state", os.environ.get("NTHLAYER_STATE_DIR", "state"))
 # strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
 # Where Alertmanager reads routing keys (routing_key_file = SECRETS/<service>.key), written into
 # alertmanager.yml as given: a deployment names an absolute folder (secrets_dir=/etc/alertmanager/secrets).
-SECRETS = get_var("secrets_dir", os.environ.get("NTHLAYER_SECRETS_DIR", "")) or DEFAULT_SECRETS_DIR
+SECRETS = secrets_dir(get_var("secrets_dir", None))  # the variable, else $NTHLAYER_SECRETS_DIR, else state/secrets
 STRICT = get_var("strict", os.environ.get("NTHLAYER_STRICT", "")).lower() in {"1", "true", "yes", "on"}
 os.makedirs(STATE, exist_ok=True)
 

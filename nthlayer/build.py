@@ -580,6 +580,7 @@ class NthlayerReporter(ConsoleReporter):
     def __init__(self, outstream: Any, options: Any) -> None:
         super().__init__(outstream, options)
         self.spec_lines: set[str] = set()
+        self.state_lines: list[str] = []  # the correlate task's one line about an unusable state database
 
     def skip_uptodate(self, task: Any) -> None:  # quiet no-op runs
         pass
@@ -591,6 +592,10 @@ class NthlayerReporter(ConsoleReporter):
             self.spec_lines.update(line for line in fail.message.splitlines() if line)
             task.executed = False  # nothing useful in its captured output
             return
+        if isinstance(fail, StateFailure):
+            self.state_lines.append(fail.message)
+            task.executed = False
+            return
         super().add_failure(task, fail)
 
     def complete_run(self) -> None:
@@ -600,6 +605,8 @@ class NthlayerReporter(ConsoleReporter):
         if self.spec_lines:
             sys.stderr.write("nthlayer: services with invalid inputs (specs or catalog files) were not built; "
                              "the other services' outputs are up to date\n")
+        for line in self.state_lines:
+            sys.stderr.write(line + "\n")
 
 
 ALERTMANAGER_FILES = ("alertmanager.yml",)
@@ -651,15 +658,26 @@ def correlation_targets(out_dir: str) -> list[str]:
 
 
 def correlation_code() -> list[str]:
-    return [str(NTHLAYER_DIR / name) for name in ("correlation.py", "events.py", "state.py")]
+    return [str(NTHLAYER_DIR / name) for name in ("correlation.py", "events.py", "state.py", "state_schema.py")]
 
 
-def correlation_action(state_db: str, plan: BuildPlan, cache_path: str | None = None) -> None:
+class StateFailure(TaskFailed):
+    """The correlate task could not read the state database: one user-facing line, no traceback."""
+
+
+def correlation_action(state_db: str, plan: BuildPlan, cache_path: str | None = None) -> Any:
+    """Write the correlation reports. A state database that is locked past the timeout, unreadable or
+    damaged fails this task alone, with one line: run-time state never stops the configuration build."""
     from nthlayer.correlation import write_correlation_reports
+    from nthlayer.state import StateUnavailable
 
-    write_correlation_reports(state_db, plan.services_dir, plan.out_dir, edges=plan.edges())
-    if cache_path:  # writing the reports may create or touch the database: stamp it as it is now
-        cached_state_fingerprint(state_db, cache_path)
+    try:
+        write_correlation_reports(state_db, plan.services_dir, plan.out_dir, edges=plan.edges())
+        if cache_path:  # writing the reports may create or touch the database: stamp it as it is now
+            cached_state_fingerprint(state_db, cache_path)
+    except StateUnavailable as exc:
+        return StateFailure(f"nthlayer: correlate: {exc}")
+    return None
 
 
 def _file_stamp(path: str) -> str:
@@ -670,7 +688,7 @@ def _file_stamp(path: str) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def cached_state_fingerprint(state_db: str, cache_path: str | None) -> str:
+def cached_state_fingerprint(state_db: str, cache_path: str | None, lock_timeout: float | None = None) -> str:
     """:func:`nthlayer.events.state_fingerprint`, remembered in ``cache_path`` against the database file's
     size and mtime: a file untouched since holds the same data, and not opening DuckDB spares a no-op
     build importing it (about 0.3 s and 60 MB)."""
@@ -685,7 +703,7 @@ def cached_state_fingerprint(state_db: str, cache_path: str | None) -> str:
             pass
     from nthlayer.events import state_fingerprint
 
-    fingerprint = state_fingerprint(state_db)
+    fingerprint = state_fingerprint(state_db, lock_timeout)
     if cache_path:
         data = {"database": os.path.abspath(state_db), "stamp": stamp, "fingerprint": fingerprint}
         write_if_changed(cache_path, json.dumps(data, sort_keys=True).encode("utf-8"))
@@ -697,10 +715,20 @@ def state_unchanged(state_db: str, graph: str, cache_path: str | None = None
     """doit uptodate: the deploys/incidents data (not the file's mtime) and the service graph are
     what they were at the last run.
 
-    Evaluated only when the task is selected, so builds that skip it never open DuckDB.
+    Evaluated only when the task is selected, so builds that skip it never open DuckDB. doit runs this
+    check in its dispatching process before handing out the service tasks, so it never waits for a lock
+    and never raises: a database it cannot read now is "not up to date", and the task's action (in a
+    worker, beside the services) waits for the lock or fails with one line.
     """
     def check(task: Any, values: dict[str, Any]) -> bool:
-        fingerprint = f"{cached_state_fingerprint(state_db, cache_path)}:{graph}"
+        try:
+            fingerprint = f"{cached_state_fingerprint(state_db, cache_path, lock_timeout=0.0)}:{graph}"
+        except Exception as exc:
+            from nthlayer.state import StateUnavailable  # here: a no-op build's cache hit never imports it
+
+            if isinstance(exc, StateUnavailable):
+                return False
+            raise
         task.value_savers.append(lambda: {"state_fingerprint": fingerprint})
         return values.get("state_fingerprint") == fingerprint
 

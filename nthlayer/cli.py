@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name, rest = args[0], args[1:]
     from generators.errors import SpecErrors, UserError
 
+    parsed = None
     try:
         parser = command_parser(name)
         parsed = parser.parse_args(rest)
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: say so plainly, keep the traceback for the report
-        log = os.environ.get("NTHLAYER_CRASH_LOG", os.path.join("state", "nthlayer-crash.log"))
+        from nthlayer.state import crash_log_path  # beside the state database this run used
+
+        log = os.environ.get("NTHLAYER_CRASH_LOG") or crash_log_path(getattr(parsed, "state", None))
         try:
             os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
             with open(log, "a", encoding="utf-8") as handle:

@@ -1,11 +1,12 @@
 """Deploy ↔ incident correlation, scored in DuckDB SQL over every pair in a time window.
 
 For each deploy D of service S and each incident I that started within the
-window around D (a range join, so the cost follows the number of close pairs,
-not deploys × incidents):
+window after D (a range join, so the cost follows the number of close pairs,
+not deploys × incidents). An incident that started before D is never a
+candidate: D cannot have caused it, whatever the other factors say.
 
 - time proximity: 0.5 − 0.1 per hour between D and the start of I (the full
-  difference, days included), never below 0; 0 when I started before D;
+  difference, days included), never below 0;
 - dependency: 0.3 when I is on S itself or on a service whose spec lists S
   under ``dependencies.upstream`` (it calls S, so S's deploy can break it);
 - history: 0.2 when an earlier deploy of S was followed, within the window, by
@@ -46,7 +47,7 @@ FROM (
            (epoch(i.started_at) - epoch(d.deployed_at)) / 3600.0 AS hours
     FROM deploys d
     JOIN incidents i
-      ON i.started_at >= d.deployed_at - to_seconds($window)
+      ON i.started_at >= d.deployed_at  -- causality: an incident already under way is no candidate
      AND i.started_at <= d.deployed_at + to_seconds($window)
 ) p
 LEFT JOIN _nthlayer_edges e ON e.deploy_service = p.service AND e.incident_service = p.incident_service
@@ -56,7 +57,7 @@ LEFT JOIN _nthlayer_edges e ON e.deploy_service = p.service AND e.incident_servi
 _HISTORY_SQL = """
 CREATE OR REPLACE TEMP TABLE _nthlayer_history AS
 WITH followed AS (
-    SELECT deploy_id, bool_or(related AND hours >= 0) AS hit FROM _nthlayer_pairs GROUP BY deploy_id
+    SELECT deploy_id, bool_or(related) AS hit FROM _nthlayer_pairs GROUP BY deploy_id
 )
 SELECT d.id AS deploy_id,
        coalesce(bool_or(coalesce(f.hit, false)) OVER (
@@ -73,8 +74,7 @@ SELECT deploy_id, incident_id, service, incident_service, $window / 3600.0,
                    'hours_after_deploy', round(hours, 4))
 FROM (
     SELECT p.deploy_id, p.incident_id, p.service, p.incident_service, p.hours,
-           CAST(round(CASE WHEN p.hours >= 0 THEN greatest(0.0, 0.5 - 0.1 * p.hours) ELSE 0.0 END, 4)
-                AS DECIMAL(6, 4)) AS time_factor,
+           CAST(round(greatest(0.0, 0.5 - 0.1 * p.hours), 4) AS DECIMAL(6, 4)) AS time_factor,
            CAST(CASE WHEN p.related THEN 0.3 ELSE 0 END AS DECIMAL(6, 4)) AS dependency_factor,
            CAST(CASE WHEN h.earlier_hit THEN 0.2 ELSE 0 END AS DECIMAL(6, 4)) AS history_factor
     FROM _nthlayer_pairs p JOIN _nthlayer_history h USING (deploy_id)

@@ -243,16 +243,17 @@ def fetch_pagerduty_incidents(client: Any, since: datetime, until: datetime,
 
 # --- fingerprint -----------------------------------------------------------------------------
 
-def state_fingerprint(path: str) -> str:
+def state_fingerprint(path: str, lock_timeout: float | None = None) -> str:
     """A hash of the deploys and incidents (content, not file times): doit's ``uptodate`` for reports.
 
     A missing database fingerprints like an empty one, and reading never creates the file.
+    ``lock_timeout``: how long to wait for a locked file (default: nthlayer.state's).
     """
     from nthlayer.state import connect
 
     parts = ["deploys:0:0", "incidents:0:0"]
     if os.path.exists(path):
-        with connect(path) as con:
+        with connect(path, timeout=lock_timeout) as con:
             # bit_xor of per-row hashes: order-independent, changes when any row's content changes.
             deploys = con.execute("SELECT count(*), coalesce(bit_xor(hash(id, service, version, commit_sha, "
                                   "deployed_at)), 0) FROM deploys").fetchall()[0]

@@ -57,8 +57,10 @@ def _budget_line(report: BudgetReport) -> str:
 
 
 def decide(service: Service, budgets: list[BudgetReport] | None, unavailable: str | None,
-           suspects: list[Correlation], on_unknown: str | None) -> Decision:
+           suspects: list[Correlation], on_unknown: str | None, state_problem: str | None = None) -> Decision:
     """The gate's verdict. ``budgets`` is None when Prometheus could not answer (``unavailable`` says why).
+    ``state_problem`` says why the state database (recent deploys, open incidents) could not be read:
+    then no suspect can be ruled out, and only a budget block still decides.
 
     ``on_unknown``: None (exit 3 when undecided), "approve", "block", or "tier" (the tier table's default).
     """
@@ -82,6 +84,8 @@ def decide(service: Service, budgets: list[BudgetReport] | None, unavailable: st
         decision.result = "block"
         return decision
     unknown_reasons = []
+    if state_problem is not None:
+        unknown_reasons.append(f"cannot read recent deploys and incidents: {state_problem}")
     if unavailable is not None:
         unknown_reasons.append(f"cannot read error budgets: {unavailable}")
     for b in missing:

@@ -12,8 +12,8 @@ converts them to naive UTC and refuses naive input (an ambiguous local time is
 a bug, not something to guess at). :func:`from_db` turns a stored value back
 into an aware UTC datetime.
 
-Schema changes are ordered migrations in :data:`MIGRATIONS`, applied on open and
-recorded in ``schema_version``. Never edit a released migration: append one.
+Schema changes are ordered migrations in :data:`nthlayer.state_schema.MIGRATIONS`,
+applied on open and recorded in ``schema_version``. Never edit a released migration: append one.
 No foreign keys and no cascades: history rows outlive what they point at.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from generators.errors import UserError
+from nthlayer.state_schema import MIGRATIONS
 
 if TYPE_CHECKING:  # duckdb is imported where it is used: a build with no state never loads it
     import duckdb
@@ -37,90 +38,21 @@ STATE_ENV = "NTHLAYER_STATE"
 LOCK_TIMEOUT_ENV = "NTHLAYER_STATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0
 
-MIGRATIONS: list[tuple[int, str]] = [
-    (1, """
-        CREATE TABLE slos (
-            service VARCHAR NOT NULL,
-            slo VARCHAR NOT NULL,
-            objective DECIMAL(12, 9) NOT NULL,
-            window_days INTEGER NOT NULL,
-            tier INTEGER NOT NULL,
-            PRIMARY KEY (service, slo)
-        );
-        CREATE INDEX slos_service ON slos (service);
-
-        CREATE SEQUENCE error_budget_ids;
-        CREATE TABLE error_budgets (
-            id BIGINT PRIMARY KEY DEFAULT nextval('error_budget_ids'),
-            service VARCHAR NOT NULL,
-            slo VARCHAR NOT NULL,
-            evaluated_at TIMESTAMP NOT NULL,
-            objective DECIMAL(12, 9) NOT NULL,
-            window_days INTEGER NOT NULL,
-            budget_minutes DECIMAL(18, 6) NOT NULL,
-            consumed_minutes DECIMAL(18, 6),
-            remaining_minutes DECIMAL(18, 6),
-            remaining_percent DECIMAL(12, 4),
-            burn_rate_1h DOUBLE,
-            status VARCHAR NOT NULL
-        );
-        CREATE INDEX error_budgets_service ON error_budgets (service);
-
-        CREATE SEQUENCE deploy_ids;
-        CREATE TABLE deploys (
-            id BIGINT PRIMARY KEY DEFAULT nextval('deploy_ids'),
-            service VARCHAR NOT NULL,
-            version VARCHAR NOT NULL,
-            commit_sha VARCHAR,
-            deployed_at TIMESTAMP NOT NULL,
-            source VARCHAR NOT NULL,
-            UNIQUE (service, version, deployed_at)
-        );
-        CREATE INDEX deploys_service ON deploys (service);
-
-        CREATE SEQUENCE incident_ids;
-        CREATE TABLE incidents (
-            id BIGINT PRIMARY KEY DEFAULT nextval('incident_ids'),
-            incident_key VARCHAR NOT NULL UNIQUE,
-            service VARCHAR NOT NULL,
-            title VARCHAR,
-            severity VARCHAR NOT NULL,
-            started_at TIMESTAMP NOT NULL,
-            resolved_at TIMESTAMP,
-            source VARCHAR NOT NULL
-        );
-        CREATE INDEX incidents_service ON incidents (service);
-
-        -- One row per (deploy_id, incident_id): correlation.score() deletes a deploy's rows before
-        -- inserting, in one transaction. No primary key: its index doubled the benchmark's write time.
-        CREATE TABLE correlations (
-            deploy_id BIGINT NOT NULL,
-            incident_id BIGINT NOT NULL,
-            service VARCHAR NOT NULL,
-            incident_service VARCHAR NOT NULL,
-            window_hours DOUBLE NOT NULL,
-            confidence DECIMAL(6, 4) NOT NULL,
-            factors JSON NOT NULL
-        );
-        CREATE INDEX correlations_service ON correlations (service);
-
-        CREATE SEQUENCE audit_ids;
-        CREATE TABLE audit (
-            id BIGINT PRIMARY KEY DEFAULT nextval('audit_ids'),
-            recorded_at TIMESTAMP NOT NULL,
-            actor VARCHAR NOT NULL,
-            action VARCHAR NOT NULL,
-            service VARCHAR,
-            result VARCHAR NOT NULL,
-            details JSON NOT NULL
-        );
-        CREATE INDEX audit_service ON audit (service);
-    """),
-]
+class StateUnavailable(UserError):
+    """The state database cannot be used: locked too long, unreadable, or damaged (one clear line, exit 1;
+    check-deploy treats it as "cannot decide")."""
 
 
-class StateLocked(UserError):
+class StateLocked(StateUnavailable):
     """Another process held the state database for longer than we were willing to wait."""
+
+
+class StateDamaged(StateUnavailable):
+    """The file is not a DuckDB database, or DuckDB found it truncated or failing its checksums."""
+
+
+RECOVERY_HINT = ("restore it from a backup ('nthlayer state restore DIR', see docs/state.md) "
+                 "or point --state / $NTHLAYER_STATE at another file")
 
 
 def state_path(path: str | None = None) -> str:
@@ -128,7 +60,15 @@ def state_path(path: str | None = None) -> str:
     return path or os.environ.get(STATE_ENV) or DEFAULT_STATE_PATH
 
 
-def _lock_timeout() -> float:
+def crash_log_path(path: str | None = None) -> str:
+    """Where a crash's traceback goes: beside the state database in use (``--state`` or the default)."""
+    resolved = state_path(path)
+    folder = os.path.dirname(resolved) if resolved != ":memory:" else DEFAULT_STATE_PATH.rsplit(os.sep, 1)[0]
+    return os.path.join(folder, "nthlayer-crash.log")
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for a locked database: $NTHLAYER_STATE_LOCK_TIMEOUT, default 30."""
     raw = os.environ.get(LOCK_TIMEOUT_ENV)
     if not raw:
         return DEFAULT_LOCK_TIMEOUT_SECONDS
@@ -143,6 +83,31 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def damage(exc: BaseException) -> str | None:
+    """What is wrong with the file, when ``exc`` is DuckDB failing to read it (else None: a bug of ours).
+
+    DuckDB raises a plain ``duckdb.Error`` for a checksum mismatch, an IOException for a truncated or
+    foreign file, and Internal/Fatal errors when its own structures do not add up."""
+    import duckdb
+
+    text = _first_line(exc)
+    if "not a valid DuckDB database" in text:
+        return "not a DuckDB database file"
+    if "Could not read enough bytes" in text:
+        return "truncated (DuckDB could not read a block it expects)"
+    if "Corrupt database file" in text or "checksum" in text:
+        return f"damaged ({text.removeprefix('Corrupt database file: ')})"
+    if isinstance(exc, (duckdb.IOException, duckdb.InternalException, duckdb.FatalException,
+                        duckdb.SerializationException)) or type(exc) is duckdb.Error:
+        return f"unreadable ({text})"
+    return None
+
+
 def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float = 0.5) -> duckdb.DuckDBPyConnection:
     import duckdb
 
@@ -154,7 +119,11 @@ def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float
             return duckdb.connect(path)
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
-                raise UserError(f"cannot open state database {path}: {exc}") from None
+                problem = damage(exc)
+                if problem is not None and not problem.startswith("unreadable"):
+                    raise StateDamaged(f"state database {path} is {problem}; {RECOVERY_HINT}") from None
+                raise StateUnavailable(f"cannot open state database {path}: {_first_line(exc)}; check the path "
+                                       "and its permissions, or pass --state / set $NTHLAYER_STATE") from None
             if time.monotonic() + delay > deadline:
                 raise StateLocked(
                     f"state database {path} is still locked by another nthlayer process after "
@@ -168,47 +137,121 @@ def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Apply every migration newer than the database's version; return the resulting version."""
+    return _migrate(con)[0]
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> tuple[int, bool]:
+    """(resulting version, whether a migration asked for the file to be rewritten)."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
     rows = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()
     current = int(rows[0][0])
-    for version, sql in sorted(MIGRATIONS):
+    rewrite = False
+    for version, step in sorted(MIGRATIONS, key=lambda migration: migration[0]):
         if version <= current:
             continue
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(sql)
+            if isinstance(step, str):
+                con.execute(step)
+            else:
+                rewrite = bool(step(con)) or rewrite
             con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, to_db(utc_now())])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         current = version
-    return current
+    return current, rewrite
+
+
+def _rewrite_file(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Copy the database into a new file and put it in place: DuckDB does not clear freed blocks, so
+    deleted secrets would otherwise stay readable in the file. ``con`` is closed."""
+    fresh = f"{path}.rewrite"
+    for leftover in (fresh, f"{fresh}.wal"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.execute(f"ATTACH '{fresh.replace(chr(39), chr(39) * 2)}' AS nthlayer_rewrite")
+    con.execute(f'COPY FROM DATABASE "{name.replace(chr(34), chr(34) * 2)}" TO nthlayer_rewrite')
+    con.execute("DETACH nthlayer_rewrite")
+    con.close()
+    os.replace(fresh, path)
 
 
 @contextmanager
-def connect(path: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(path: str | None = None, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open (creating and migrating if needed) the state database for one short unit of work.
 
     The body runs in one transaction: committed when it returns, rolled back if it raises.
-    Waits with backoff while another process holds the file (up to $NTHLAYER_STATE_LOCK_TIMEOUT s).
+    Waits with backoff while another process holds the file (``timeout`` s, default
+    $NTHLAYER_STATE_LOCK_TIMEOUT). A file DuckDB cannot read raises :class:`StateDamaged`, one line
+    saying what to do, wherever the damage shows (on open, or only when a damaged block is read).
+    A new database and its folder are created private to the user (0600 / 0700): it holds audit history.
     """
+    import duckdb
+
     resolved = state_path(path)
-    if resolved != ":memory:":
-        os.makedirs(os.path.dirname(os.path.abspath(resolved)), exist_ok=True)
-    con = _open(resolved, _lock_timeout())
+    private = _make_private(resolved)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        migrate(con)
-        con.execute("BEGIN TRANSACTION")
+        wait = lock_timeout() if timeout is None else timeout
+        con = _open(resolved, wait)
         try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
+            con.execute("SET TimeZone = 'UTC'")
+            if _migrate(con)[1] and resolved != ":memory:":
+                _rewrite_file(con, resolved)
+                con = _open(resolved, wait)
+                con.execute("SET TimeZone = 'UTC'")
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                _rollback(con)
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        problem = damage(exc)
+        if problem is None:
             raise
-        con.execute("COMMIT")
+        raise StateDamaged(f"state database {resolved} is {problem}; {RECOVERY_HINT}") from None
     finally:
-        con.close()
+        if private is not None:
+            os.umask(private)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # a fatal error already ended the transaction; the original error is the news
+        pass
+
+
+def _make_private(path: str) -> int | None:
+    """Create the database's folder 0700 and make sure the file is (or will be created) 0600.
+
+    Returns the umask to restore: DuckDB creates the file and its write-ahead log itself, so the
+    process umask is narrowed for the connection's life (commands are single-threaded)."""
+    if path == ":memory:":
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        raise StateUnavailable(f"cannot create the state folder {os.path.dirname(path) or '.'}: "
+                               f"{reason}; pass --state FILE or set $NTHLAYER_STATE to a writable "
+                               "place") from None
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)  # an older database created 0644
+    except OSError:
+        pass  # missing (DuckDB creates it under the umask below) or not ours to change
+    return os.umask(0o077)
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -32,3 +32,4 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands that record audit rows write to a per-test database, never the checkout's state/."""
     monkeypatch.setenv("NTHLAYER_STATE", str(tmp_path / "isolated-state" / "nthlayer.duckdb"))
     monkeypatch.setenv("NTHLAYER_CRASH_LOG", str(tmp_path / "isolated-state" / "crash.log"))
+    monkeypatch.setenv("NTHLAYER_SECRETS_DIR", str(tmp_path / "isolated-state" / "secrets"))

@@ -58,8 +58,19 @@ def test_first_deploy_downstream_before_and_unrelated(run_cli, db: str, specs: P
     assert scores(document) == [
         ("INC-1", 0.75, 0.45, 0.3, 0, "INVESTIGATE"),  # payment-api calls user-service, 30 min after
         ("INC-4", 0.49, 0.49, 0, 0, "MONITOR"),  # 6 min after, but search-api does not depend on it
-        ("INC-2", 0.3, 0, 0.3, 0, "MONITOR"),  # started before the deploy: no time credit
-    ]
+    ]  # INC-2 started 30 min before the deploy: the deploy cannot have caused it, so it is no candidate
+
+
+def test_an_incident_that_started_before_the_deploy_is_never_a_candidate(run_cli, db: str, specs: Path) -> None:
+    # Issue 14 item 5: with history and dependency credit, an earlier incident scored 50 % "INVESTIGATE".
+    assert run_cli("record-deploy", "--service", "user-service", "--version", "v3",
+                   "--at", "2024-05-02T11:30:00Z", "--state", db)[0] == 0
+    code, document = correlate(run_cli, db, specs, "v3")
+    assert (code, document["action"], document["incidents"]) == (0, "NONE", [])  # INC-5 began 30 min earlier
+    write_correlation_reports(db, str(specs), str(Path(db).parent / "out"))
+    report = json.loads((Path(db).parent / "out" / "reports" / "correlations.json").read_text())
+    pairs = [(e["deploy"]["version"], e["incident"]["id"]) for e in report["top_correlated_deploys"]["user-service"]]
+    assert ("v3", "INC-5") not in pairs and ("v1", "INC-2") not in pairs
 
 
 def test_three_days_later_only_counts_inside_a_wide_window(run_cli, db: str, specs: Path) -> None:
@@ -136,7 +147,7 @@ def test_reports_are_deterministic(db: str, specs: Path, tmp_path: Path) -> None
     assert write_correlation_reports(db, str(specs), str(out)) == []
     report = json.loads(first)
     assert [e["incident"]["id"] for e in report["top_correlated_deploys"]["user-service"]] == [
-        "INC-5", "INC-1", "INC-4", "INC-2"]
+        "INC-5", "INC-1", "INC-4"]  # INC-2 began before v1: never listed against it
     assert [i["id"] for i in report["incidents_without_suspect"]] == ["INC-3", "INC-4", "INC-2"]
     markdown = (out / "reports" / "correlations.md").read_text()
     assert "| v2 | 2024-05-02T10:00:00Z | INC-5 second deploy breaks login | user-service | 90% | BLOCK |" in markdown

@@ -348,10 +348,13 @@ def test_keys_stay_secret_and_land_in_0600_files(fake: FakePagerDuty, run_cli, t
     text = "".join(out + err for _, out, err in outputs) + caplog.text
     for secret in [API_KEY, API_KEY[-6:], *by_name.values(), *(k[:-4] for k in by_name.values())]:
         assert secret not in text
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and "secrets" not in path.parts and path.suffix not in (".duckdb", ".wal"):
+    for path in tmp_path.rglob("*"):  # the state database included (issue 14 item 10b)
+        if path.is_file() and "secrets" not in path.parts:
             data = path.read_bytes()
             assert API_KEY.encode() not in data and not any(k.encode() in data for k in by_name.values()), path
+    store = tmp_path / "isolated-state" / "secrets"  # $NTHLAYER_SECRETS_DIR: where the keys are kept
+    assert sorted(p.name for p in store.iterdir()) == ["checkout.key", "ledger.key"]
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
 
     from nthlayer.pagerduty_state import load_integrations
 
@@ -387,3 +390,39 @@ def test_retries_are_bounded_even_for_429(fake: FakePagerDuty, run_cli, tmp_path
     assert [s for m, p, s in fake.requests] == [429]
     code, _, _ = _setup(run_cli, fake, "--retries", "3")
     assert code == 1 and len(fake.requests) == 1 + 4
+
+
+def test_a_database_with_routing_keys_has_them_moved_out_on_first_open(run_cli, tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "old" / "nthlayer.duckdb"
+    db.parent.mkdir()
+    key = "R0UTINGkey0123456789abcdefWXYZ"
+    from nthlayer.state import MIGRATIONS, connect
+
+    with connect(str(db)) as con:
+        pass
+    con = duckdb.connect(str(db))  # back to what versions before issue 14 left: schema 1, keys in a table
+    con.execute("DELETE FROM schema_version WHERE version > 1")
+    con.execute("DROP TABLE pagerduty_integrations")
+    con.execute("CREATE TABLE pagerduty_integrations (service VARCHAR PRIMARY KEY, integration_id VARCHAR NOT NULL, "
+                "routing_key VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)")
+    con.execute("INSERT INTO pagerduty_integrations VALUES ('checkout', 'PINT001', ?, TIMESTAMP '2024-05-01 10:00:00')",
+                [key])
+    con.close()
+    assert key.encode() in db.read_bytes() and len(MIGRATIONS) == 2
+
+    code, _, err = run_cli("record-deploy", "--service", "checkout", "--version", "v1", "--state", str(db))
+    assert (code, err) == (0, "")
+    assert key.encode() not in db.read_bytes()
+    assert not list(db.parent.glob("*.wal")) and not list(db.parent.glob("*.rewrite"))
+    key_file = tmp_path / "isolated-state" / "secrets" / "checkout.key"
+    assert key_file.read_text() == key and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    from nthlayer.pagerduty_state import load_integrations
+
+    assert load_integrations(str(db)) == {"checkout": ("checkout", "PINT001", key)}
+    con = duckdb.connect(str(db))
+    columns = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_name = 'pagerduty_integrations'").fetchall()]
+    con.close()
+    assert columns == ["service", "integration_id", "updated_at"]

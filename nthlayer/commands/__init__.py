@@ -20,4 +20,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record-incident": ("record_incident", "record an incident of a service"),
     "import-events": ("import_events", "bulk-import deploys and incidents from JSON/CSV files or PagerDuty"),
     "correlate-deploy": ("correlate_deploy", "score how likely a deploy caused the incidents after it"),
+    "state": ("state", "back up or restore the state database (nthlayer state backup|restore DIR)"),
 }

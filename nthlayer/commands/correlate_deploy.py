@@ -20,7 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deploy", required=True, metavar="VERSION", help="the deployed version")
     parser.add_argument("--service", required=True, help="the deployed service")
     parser.add_argument("--time-window", default="1h", metavar="DURATION",
-                        help="incidents that started this long before/after the deploy are candidates (default: 1h)")
+                        help="incidents that started up to this long after the deploy are candidates (default: 1h); "
+                             "one that started before it never is")
     parser.add_argument("--services", metavar="DIR", default="services",
                         help="specs giving the dependency graph (default: services/)")
     parser.add_argument("--json", action="store_true", help="JSON output")

@@ -2,8 +2,9 @@
 
 The API key comes from PAGERDUTY_API_KEY, or a file (--api-key-file /
 PAGERDUTY_API_KEY_FILE), never from the command line where ``ps`` would show
-it. Routing keys of the integrations go to the state database and, with
---write-routing-keys DIR, to DIR/<service>.key for Alertmanager.
+it. Routing keys of the integrations go to key files in the secrets folder
+(nthlayer.secrets: $NTHLAYER_SECRETS_DIR or state/secrets), never to the state
+database; --write-routing-keys DIR copies them to DIR/<service>.key as well.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from generators.spec import validate_specs
 from nthlayer.pagerduty_apply import AFTER_APPLY, NOUNS, Applier, Ref, ServicePlan, plan_service
 from nthlayer.pagerduty_client import DEFAULT_API_URL, ClientSettings, PagerDutyClient
 from nthlayer.pagerduty_state import Integration, load_integrations, masked, save_integration, write_routing_keys
+from nthlayer.secrets import secrets_dir
 
 
 _SYMBOLS = {"create": "+", "update": "~", "unchanged": "=", "referenced": "=", "planned": "="}
@@ -192,7 +194,7 @@ def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, sp
         stored = load_integrations(args.state, [p.service for p in plans])
         missing = sorted({p.service for p in plans} - set(stored))
         if missing:
-            raise UserError(f"no routing key in state for {', '.join(missing)}")
+            raise UserError(f"no routing key file in {secrets_dir()} for {', '.join(missing)}")
         for path in write_routing_keys(stored, args.write_routing_keys):
             name = os.path.basename(path)[: -len(".key")]
             print(f"Wrote routing key {masked(stored[name].routing_key)} to {path}")

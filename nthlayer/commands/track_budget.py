@@ -47,6 +47,7 @@ def _emit(reports: list[BudgetReport], as_json: bool, compact: bool) -> None:
 
 def _sample(args: argparse.Namespace, client: prom.PrometheusClient, services: list[Service], at: datetime,
             compact: bool) -> list[BudgetReport]:
+    client.restart_deadline()  # --prometheus-deadline bounds each sample, not the whole loop
     reports = evaluate(client, services, at)
     with connect(args.state) as con:
         record_budgets(con, reports)
