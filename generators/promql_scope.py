@@ -195,6 +195,16 @@ def _with_placeholders(expr: Any, source: str, extra: tuple[Matcher, ...]) -> tu
     return re.sub(r" {2,}", " ", str(pq.transform(expr, pre, None))), holder
 
 
+def render(tree: Any) -> str:
+    """PromQL text for a syntax tree, label values and strings quoted properly (the binding's
+    ``str()`` does not escape them). Raises PromQLError when the text does not parse back to the tree."""
+    text, holder = _with_placeholders(tree, str(tree), ())
+    result = holder.substitute(text)
+    if str(parse(result)) != str(tree):
+        raise PromQLError(f"internal error: rendered PromQL does not round-trip: {result}")
+    return result
+
+
 _SENTINEL = "__nthlayer_scope_{}__"
 _TEMPLATES: dict[tuple[str, tuple[tuple[str, str], ...]], str | None] = {}
 
@@ -259,5 +269,5 @@ def _scope(expr: str, extra: tuple[Matcher, ...]) -> str:
     return result
 
 
-__all__ = ["PromQLError", "COUNTER_SUFFIXES", "parse", "metric_names", "raw_counters", "scope",
+__all__ = ["PromQLError", "COUNTER_SUFFIXES", "parse", "metric_names", "raw_counters", "render", "scope",
            "scoped_by_position"]

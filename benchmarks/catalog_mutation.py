@@ -1,0 +1,362 @@
+"""Mutation testing of the rules catalog: do a rule's own test cases pin what the rule says?
+
+    python benchmarks/catalog_mutation.py [TECH ...] [--catalog DIR] [--json] [--list-survivors]
+                                          [--fail-under PCT]
+
+Each catalog rule is changed in small ways (mutants); a mutant is *killed* when the rule's own test
+cases, built exactly as ``nthlayer catalog test`` builds them, fail under ``promtool test rules``
+with the mutated rule. A mutant that survives is a change to the rule that no test notices. The
+operators (docs/catalog.md, "Mutation testing"):
+
+- ``threshold*2`` / ``threshold/2``: a comparison (``> >= < <= == !=``, with or without ``bool``)
+  with a number operand (a literal, or arithmetic of literals such as ``7 * 86400``) gets that number
+  doubled / halved. A 0 stays 0: both mutants are equivalent, counted apart and not run.
+- ``guard-drop``: ``A and B`` and ``A unless B`` become ``A``. By the catalog's convention the
+  condition is written first and guards (``and redis_memory_max_bytes > 0``, minimum traffic,
+  ``unless`` exclusions) follow, so the right side is the one dropped.
+- ``for*3``: ``for: D`` becomes ``3D``; ``for: 0m`` is equivalent (counted, not run).
+
+Each mutant is parsed back with the PromQL parser and must differ from the original. Mutants are
+written as rule file + test file pairs into a temporary folder and run in batches, two promtool
+processes at a time. The rule's unmutated tests run in the same batches: a rule whose own tests fail
+is reported as broken and its mutants are not counted. Output order is deterministic.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import promql_parser as pq  # noqa: E402
+
+from generators.catalog import (  # noqa: E402
+    Technology,
+    default_catalog_dir,
+    load_catalog,
+    promtool_test_document,
+    rule_entry,
+    rule_labels,
+)
+from generators.errors import SpecErrors, UserError  # noqa: E402
+from generators.promql_scope import parse, render  # noqa: E402
+from generators.render import write_all, yaml_bytes  # noqa: E402
+from nthlayer.promtool import find_tool  # noqa: E402
+
+COMPARISONS = frozenset({">", ">=", "<", "<=", "==", "!="})
+GUARDS = frozenset({"and", "unless"})
+OPERATORS = ("threshold*2", "threshold/2", "guard-drop", "for*3")
+BATCH = 60  # test files per promtool run: small enough to keep both workers busy to the end
+WORKERS = 2
+
+
+class Mutant(NamedTuple):
+    """One change to one rule. ``before``/``after`` name the change for a reader; ``expr``/``for_``
+    are the mutated rule's fields. ``equivalent`` mutants behave like the original and are not run."""
+
+    technology: str
+    rule: str
+    operator: str
+    before: str
+    after: str
+    expr: str
+    for_: str
+    equivalent: bool = False
+
+
+def _unwrap(node: Any) -> Any:
+    while isinstance(node, pq.ParenExpr):
+        node = node.expr
+    return node
+
+
+def _constant(node: Any) -> float | None:
+    """The value of a number literal or of arithmetic over literals (``7 * 86400``), else None."""
+    node = _unwrap(node)
+    if isinstance(node, pq.NumberLiteral):
+        return float(node.val)
+    if isinstance(node, pq.UnaryExpr):
+        inner = _constant(node.expr)
+        return None if inner is None else -inner
+    if isinstance(node, pq.BinaryExpr) and str(node.op) in ("+", "-", "*", "/"):
+        left, right = _constant(node.lhs), _constant(node.rhs)
+        if left is None or right is None or (str(node.op) == "/" and right == 0):
+            return None
+        return {"+": left + right, "-": left - right, "*": left * right,
+                "/": left / right if right else 0.0}[str(node.op)]
+    return None
+
+
+def _number_text(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _preorder(tree: Any, wanted: Callable[[Any], bool]) -> list[Any]:
+    found: list[Any] = []
+    pq.walk(tree, lambda node: (found.append(node) if wanted(node) else None) or True, lambda node: True)
+    return found
+
+
+def _replace_nth(tree: Any, wanted: Callable[[Any], bool], index: int, make: Callable[[Any], Any]) -> Any:
+    """``tree`` with the ``index``-th node (pre-order) that ``wanted`` accepts replaced by ``make(node)``.
+    transform visits in the same pre-order as walk up to the replacement; later nodes are left alone."""
+    seen = [0]
+    done = [False]
+
+    def pre(node: Any) -> Any:
+        if done[0] or not wanted(node):
+            return None
+        seen[0] += 1
+        if seen[0] - 1 != index:
+            return None
+        done[0] = True
+        return make(node)
+
+    result = pq.transform(parse(render(tree)), pre, None)
+    if not done[0]:
+        raise AssertionError("mutation target not reached")
+    return result
+
+
+def _is_threshold(node: Any) -> bool:
+    return (isinstance(node, pq.BinaryExpr) and str(node.op) in COMPARISONS
+            and (_constant(node.rhs) is not None) != (_constant(node.lhs) is not None))
+
+
+def _is_guard(node: Any) -> bool:
+    return isinstance(node, pq.BinaryExpr) and str(node.op) in GUARDS
+
+
+def _mutated_text(original: str, tree: Any) -> str:
+    """The mutant's PromQL, proven to parse back to ``tree`` and to differ from the original."""
+    text = render(tree)
+    if str(parse(text)) != str(tree) or str(parse(text)) == str(parse(original)):
+        raise AssertionError(f"mutant does not render faithfully or changes nothing: {text}")
+    return text
+
+
+def _comparison_text(node: Any, side: str, value_text: str) -> str:
+    op = str(node.op) + (" bool" if node.modifier is not None and node.modifier.return_bool else "")
+    return f"{op} {value_text}" if side == "rhs" else f"{value_text} {op}"
+
+
+def threshold_mutants(expr: str) -> Iterator[tuple[str, str, str, str | None]]:
+    """(operator, before, after, mutated expr or None when equivalent) for every threshold."""
+    tree = parse(expr)
+    for index, node in enumerate(_preorder(tree, _is_threshold)):
+        side = "rhs" if _constant(node.rhs) is not None else "lhs"
+        operand = getattr(node, side)
+        value = _constant(operand)
+        assert value is not None
+        before = _comparison_text(node, side, render(_unwrap(operand)))
+        for operator, new in (("threshold*2", value * 2), ("threshold/2", value / 2)):
+            after = _comparison_text(node, side, _number_text(new))
+            if value == 0:
+                yield operator, before, after, None
+                continue
+
+            def make(target: Any, side: str = side, new: float = new) -> Any:
+                lhs = pq.parse(_number_text(new)) if side == "lhs" else target.lhs
+                rhs = pq.parse(_number_text(new)) if side == "rhs" else target.rhs
+                return pq.parse(f"({render(lhs)}) {_binary_op_text(target)} ({render(rhs)})")
+
+            yield operator, before, after, _mutated_text(expr, _replace_nth(tree, _is_threshold, index, make))
+
+
+def _binary_op_text(node: Any) -> str:
+    """The operator of a binary expression with its modifiers (``and on (x)``, ``> bool``), as the
+    renderer writes it: the text between the rendered operands."""
+    whole = render(node)
+    left, right = render(node.lhs), render(node.rhs)
+    if not (whole.startswith(left) and whole.endswith(right)):
+        raise AssertionError(f"cannot find the operator of {whole}")
+    return whole[len(left):len(whole) - len(right)].strip()
+
+
+def guard_mutants(expr: str) -> Iterator[tuple[str, str, str, str | None]]:
+    """(operator, before, after, mutated expr) for every ``and``/``unless``: the right side dropped."""
+    tree = parse(expr)
+    for index, node in enumerate(_preorder(tree, _is_guard)):
+        before = f"{_binary_op_text(node)} {render(node.rhs)}"
+        mutated = _replace_nth(tree, _is_guard, index, lambda target: pq.parse(f"({render(target.lhs)})"))
+        yield "guard-drop", before, "(dropped)", _mutated_text(expr, mutated)
+
+
+def _duration_text(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def rule_mutants(tech: Technology, rule: dict[str, Any]) -> list[Mutant]:
+    """Every mutant of one rule, in a fixed order: thresholds, guards (both in expression order), for."""
+    from generators.catalog import _duration_text_seconds
+
+    mutants: list[Mutant] = []
+    expr = rule["expr"]
+    for operator, before, after, mutated in [*threshold_mutants(expr), *guard_mutants(expr)]:
+        mutants.append(Mutant(tech.name, rule["name"], operator, before, after,
+                              mutated if mutated is not None else expr, rule["for"], mutated is None))
+    seconds = _duration_text_seconds(rule["for"])
+    tripled = _duration_text(seconds * 3)
+    mutants.append(Mutant(tech.name, rule["name"], "for*3", f"for: {rule['for']}", f"for: {tripled}",
+                          expr, tripled if seconds else rule["for"], seconds == 0))
+    return mutants
+
+
+def _tested(tech: Technology, rule: dict[str, Any]) -> bool:
+    return not (tech.imported or rule.get("untested")) and bool(rule.get("tests"))
+
+
+def _rule_file(tech: Technology, rule: dict[str, Any], expr: str, for_: str) -> bytes:
+    entry = rule_entry({**rule, "for": for_}, rule_labels(tech, rule), expr)
+    return yaml_bytes({"groups": [{"name": f"catalog-{tech.name}", "rules": [entry]}]}, tech.path)
+
+
+def _promtool_verdicts(tmp: str, test_files: list[str]) -> dict[str, bool]:
+    """test file (relative to tmp) → whether all its tests passed, from one ``promtool test rules`` run.
+    promtool prints ``Unit Testing:  FILE`` then ``  SUCCESS`` on stdout; failures go to stderr."""
+    completed = subprocess.run([find_tool("promtool"), "test", "rules", *test_files], cwd=tmp,
+                               capture_output=True, text=True, timeout=1800, check=False)
+    passed: dict[str, bool] = {}
+    current = None
+    for line in completed.stdout.splitlines():
+        if line.startswith("Unit Testing:"):
+            current = line.split(":", 1)[1].strip()
+            passed[current] = False
+        elif line.strip() == "SUCCESS" and current is not None:
+            passed[current] = True
+    if completed.returncode == 0 and not all(passed.get(f, False) for f in test_files):
+        raise UserError(f"promtool passed but did not report every file: {completed.stdout[-500:]}")
+    return {f: passed.get(f, False) for f in test_files}
+
+
+def run_mutants(catalog: dict[str, Technology], names: list[str]) -> tuple[list[tuple[Mutant, bool]], list[str]]:
+    """(mutant, killed) for every mutant of the named technologies (equivalent ones: killed False, not
+    run), and the rules whose own tests fail (their mutants are left out)."""
+    jobs: list[tuple[Mutant, str | None]] = []  # every mutant in order; None: equivalent, not run
+    baselines: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="nthlayer-mutation-") as tmp:
+        for name in names:
+            tech = catalog[name]
+            for rule_index, rule in enumerate(tech.rules):
+                if not _tested(tech, rule):
+                    continue
+                stem = f"{name}/{rule_index:03d}"
+
+                def add(label: str, expr: str, for_: str, tech: Technology = tech, rule: dict = rule,
+                        stem: str = stem) -> str:
+                    files[f"{tmp}/{stem}-{label}.rules.yaml"] = _rule_file(tech, rule, expr, for_)
+                    document = promtool_test_document(tech, f"{Path(stem).name}-{label}.rules.yaml",
+                                                      only=rule["name"])
+                    files[f"{tmp}/{stem}-{label}.test.yaml"] = yaml_bytes(document, tech.path)
+                    return f"{stem}-{label}.test.yaml"
+
+                baselines[f"{name}/{rule['name']}"] = add("original", rule["expr"], rule["for"])
+                for index, mutant in enumerate(rule_mutants(tech, rule)):
+                    jobs.append((mutant, None if mutant.equivalent else add(f"m{index:02d}", mutant.expr, mutant.for_)))
+        write_all(files)
+        test_files = sorted(baselines.values()) + [path for _m, path in jobs if path is not None]
+        batches = [test_files[i:i + BATCH] for i in range(0, len(test_files), BATCH)]
+        verdicts: dict[str, bool] = {}
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for result in pool.map(lambda batch: _promtool_verdicts(tmp, batch), batches):
+                verdicts.update(result)
+    broken = sorted(rule for rule, path in baselines.items() if not verdicts[path])
+    results = [(mutant, path is not None and not verdicts[path]) for mutant, path in jobs
+               if f"{mutant.technology}/{mutant.rule}" not in broken]
+    return results, broken
+
+
+def _tally(results: list[tuple[Mutant, bool]]) -> dict[str, int]:
+    judged = [killed for mutant, killed in results if not mutant.equivalent]
+    return {"killed": sum(judged), "total": len(judged),
+            "equivalent": sum(1 for mutant, _k in results if mutant.equivalent)}
+
+
+def _rate(tally: dict[str, int]) -> float:
+    return 100.0 * tally["killed"] / tally["total"] if tally["total"] else 100.0
+
+
+def report(results: list[tuple[Mutant, bool]], broken: list[str], names: list[str]) -> dict[str, Any]:
+    """The numbers: per technology, per operator and overall, plus the surviving mutants."""
+    per_tech = {name: _tally([r for r in results if r[0].technology == name]) for name in names}
+    per_operator = {op: _tally([r for r in results if r[0].operator == op]) for op in OPERATORS}
+    overall = _tally(results)
+    survivors = [{"technology": m.technology, "rule": m.rule, "operator": m.operator,
+                  "before": m.before.replace("{}", ""), "after": m.after, "expr": m.expr, "for": m.for_}
+                 for m, killed in results if not killed and not m.equivalent]
+    return {"overall": {**overall, "kill_rate": round(_rate(overall), 1)},
+            "operators": {op: {**t, "kill_rate": round(_rate(t), 1)} for op, t in per_operator.items()},
+            "technologies": {n: {**t, "kill_rate": round(_rate(t), 1)} for n, t in per_tech.items()},
+            "broken_rules": broken, "survivors": survivors}
+
+
+def print_text(summary: dict[str, Any], list_survivors: bool) -> None:
+    width = max([len(name) for name in summary["technologies"]] + [10])
+    print(f"{'technology':<{width}}  killed/total  equivalent  kill rate")
+    for name, t in summary["technologies"].items():
+        print(f"{name:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {t['kill_rate']:>8.1f} %")
+    print()
+    for op, t in summary["operators"].items():
+        print(f"{op:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {t['kill_rate']:>8.1f} %")
+    for rule in summary["broken_rules"]:
+        print(f"broken: {rule}: its own tests fail, mutants not counted")
+    if list_survivors:
+        print()
+        for s in summary["survivors"]:
+            print(f"survivor: {s['technology']}/{s['rule']}  {s['operator']}  {s['before']} -> {s['after']}")
+    o = summary["overall"]
+    print(f"catalog mutation: {o['killed']} of {o['total']} mutants killed ({o['kill_rate']:.1f} %), "
+          f"{o['equivalent']} equivalent not run, {len(summary['survivors'])} survived")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("technologies", nargs="*", help="only these technologies (default: all)")
+    parser.add_argument("--catalog", default=None, help="catalog folder (default: as nthlayer catalog)")
+    parser.add_argument("--json", action="store_true", help="print the numbers and survivors as JSON")
+    parser.add_argument("--list-survivors", action="store_true", help="list every mutant no test kills")
+    parser.add_argument("--fail-under", type=float, metavar="PCT",
+                        help="exit 1 when the kill rate is below PCT (or a rule's own tests fail)")
+    args = parser.parse_args(argv)
+    catalog_dir = args.catalog or default_catalog_dir()
+    try:
+        catalog = load_catalog(catalog_dir)
+        unknown = sorted(set(args.technologies) - set(catalog))
+        if unknown:
+            raise UserError(f"unknown technology: {', '.join(unknown)}")
+        names = sorted(set(args.technologies)) or sorted(catalog)
+        results, broken = run_mutants(catalog, names)
+    except SpecErrors as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return 1
+    except UserError as exc:
+        print(f"catalog_mutation: error: {exc}", file=sys.stderr)
+        return 1
+    summary = report(results, broken, names)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_text(summary, args.list_survivors)
+    if args.fail_under is not None and (summary["overall"]["kill_rate"] < args.fail_under or broken):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""benchmarks/catalog_mutation.py: mutants are what they claim to be, and promtool's verdicts are read right."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "benchmarks" / "catalog_mutation.py"
+FIXTURE = ROOT / "tests" / "fixtures" / "mutation_catalog"
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import catalog_mutation  # noqa: E402
+
+sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(TOOL), "--catalog", str(FIXTURE), *args],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_well_tested_rule_kills_every_mutant_and_weak_tests_leave_survivors() -> None:
+    completed = run_tool("--json")
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads(completed.stdout)
+    # DemoQueueDeep: > 100 doubled and halved, the consumers guard dropped, for tripled: all killed;
+    # its `> 0` guard threshold gives two equivalent mutants. DemoErrors: its two cases are far from
+    # the threshold and evaluated long after `for`, so nothing it says is pinned.
+    assert [(s["rule"], s["operator"], s["before"], s["after"]) for s in summary["survivors"]] == [
+        ("DemoErrors", "threshold*2", "> 10", "> 20"),
+        ("DemoErrors", "threshold/2", "> 10", "> 5"),
+        ("DemoErrors", "for*3", "for: 1m", "for: 3m"),
+    ]
+    assert summary["overall"] == {"killed": 4, "total": 7, "equivalent": 2, "kill_rate": 57.1}
+    assert summary["operators"]["guard-drop"] == {"killed": 1, "total": 1, "equivalent": 0, "kill_rate": 100.0}
+    # A rule whose own tests fail says nothing about its mutants: reported, not counted.
+    assert summary["broken_rules"] == ["demo/DemoConsumersGone"]
+
+
+def test_text_report_lists_survivors_and_fail_under_sets_the_exit_code() -> None:
+    completed = run_tool("--list-survivors", "--fail-under", "50")
+    lines = completed.stdout.splitlines()
+    assert "survivor: demo/DemoErrors  threshold/2  > 10 -> > 5" in lines
+    assert "broken: demo/DemoConsumersGone: its own tests fail, mutants not counted" in lines
+    assert lines[-1] == "catalog mutation: 4 of 7 mutants killed (57.1 %), 2 equivalent not run, 3 survived"
+    assert completed.returncode == 1  # the broken rule fails --fail-under whatever the rate
+
+
+def test_unknown_technology_is_a_clear_error() -> None:
+    completed = run_tool("nosuch")
+    assert (completed.returncode, completed.stdout) == (1, "")
+    assert completed.stderr == "catalog_mutation: error: unknown technology: nosuch\n"
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ('x{a="q\\""} - time() < 7 * 86400', [
+        ("threshold*2", "< 7 * 86400", "< 1209600", '(x{a="q\\""} - time()) < (1209600)'),
+        ("threshold/2", "< 7 * 86400", "< 302400", '(x{a="q\\""} - time()) < (302400)'),
+    ]),
+    ("0.5 >= rate(z_total[5m]) unless on (j) y > bool 0", [
+        ("threshold*2", "0.5 >=", "1 >=", "(1) >= (rate(z_total{}[5m])) unless on (j) y{} > bool 0"),
+        ("threshold/2", "0.5 >=", "0.25 >=", "(0.25) >= (rate(z_total{}[5m])) unless on (j) y{} > bool 0"),
+        ("threshold*2", "> bool 0", "> bool 0", None),
+        ("threshold/2", "> bool 0", "> bool 0", None),
+        ("guard-drop", "unless on (j) y{} > bool 0", "(dropped)", "(0.5 >= rate(z_total{}[5m]))"),
+    ]),
+    ("a / b > 0.9 and b > 10 and c == 1", [
+        ("threshold*2", "> 0.9", "> 1.8", "(a{} / b{}) > (1.8) and b{} > 10 and c{} == 1"),
+        ("threshold/2", "> 0.9", "> 0.45", "(a{} / b{}) > (0.45) and b{} > 10 and c{} == 1"),
+        ("threshold*2", "> 10", "> 20", "a{} / b{} > 0.9 and (b{}) > (20) and c{} == 1"),
+        ("threshold/2", "> 10", "> 5", "a{} / b{} > 0.9 and (b{}) > (5) and c{} == 1"),
+        ("threshold*2", "== 1", "== 2", "a{} / b{} > 0.9 and b{} > 10 and (c{}) == (2)"),
+        ("threshold/2", "== 1", "== 0.5", "a{} / b{} > 0.9 and b{} > 10 and (c{}) == (0.5)"),
+        ("guard-drop", "and c{} == 1", "(dropped)", "(a{} / b{} > 0.9 and b{} > 10)"),
+        ("guard-drop", "and b{} > 10", "(dropped)", "(a{} / b{} > 0.9) and c{} == 1"),
+    ]),
+])
+def test_mutants_change_exactly_one_thing(expr: str, expected: list[tuple[str, str, str, str | None]]) -> None:
+    found = [*catalog_mutation.threshold_mutants(expr), *catalog_mutation.guard_mutants(expr)]
+    assert found == expected
