@@ -305,8 +305,15 @@ def _tally(results: list[tuple[Mutant, bool]]) -> dict[str, int]:
             "equivalent": sum(1 for mutant, _k in results if mutant.equivalent)}
 
 
-def _rate(tally: dict[str, int]) -> float:
-    return 100.0 * tally["killed"] / tally["total"] if tally["total"] else 100.0
+def _rated(tally: dict[str, int]) -> dict[str, Any]:
+    """The tally with its kill rate in percent (None when nothing was run: no rate to speak of)."""
+    rate = round(100.0 * tally["killed"] / tally["total"], 1) if tally["total"] else None
+    return {**tally, "kill_rate": rate}
+
+
+def _row(label: str, width: int, t: dict[str, Any]) -> str:
+    rate = "-" if t["kill_rate"] is None else f"{t['kill_rate']:.1f} %"
+    return f"{label:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {rate:>10}"
 
 
 def report(results: list[tuple[Mutant, bool]], broken: list[str], names: list[str]) -> dict[str, Any]:
@@ -317,9 +324,9 @@ def report(results: list[tuple[Mutant, bool]], broken: list[str], names: list[st
     survivors = [{"technology": m.technology, "rule": m.rule, "operator": m.operator,
                   "before": m.before.replace("{}", ""), "after": m.after, "expr": m.expr, "for": m.for_}
                  for m, killed in results if not killed and not m.equivalent]
-    return {"overall": {**overall, "kill_rate": round(_rate(overall), 1)},
-            "operators": {op: {**t, "kill_rate": round(_rate(t), 1)} for op, t in per_operator.items()},
-            "technologies": {n: {**t, "kill_rate": round(_rate(t), 1)} for n, t in per_tech.items()},
+    return {"overall": _rated(overall),
+            "operators": {op: _rated(t) for op, t in per_operator.items()},
+            "technologies": {name: _rated(t) for name, t in per_tech.items()},
             "broken_rules": broken, "survivors": survivors}
 
 
@@ -327,10 +334,10 @@ def print_text(summary: dict[str, Any], list_survivors: bool) -> None:
     width = max([len(name) for name in summary["technologies"]] + [10])
     print(f"{'technology':<{width}}  killed/total  equivalent  kill rate")
     for name, t in summary["technologies"].items():
-        print(f"{name:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {t['kill_rate']:>8.1f} %")
+        print(_row(name, width, t))
     print()
     for op, t in summary["operators"].items():
-        print(f"{op:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {t['kill_rate']:>8.1f} %")
+        print(_row(op, width, t))
     for rule in summary["broken_rules"]:
         print(f"broken: {rule}: its own tests fail, mutants not counted")
     if list_survivors:
@@ -338,7 +345,8 @@ def print_text(summary: dict[str, Any], list_survivors: bool) -> None:
         for s in summary["survivors"]:
             print(f"survivor: {s['technology']}/{s['rule']}  {s['operator']}  {s['before']} -> {s['after']}")
     o = summary["overall"]
-    print(f"catalog mutation: {o['killed']} of {o['total']} mutants killed ({o['kill_rate']:.1f} %), "
+    rate = "no mutant run" if o["kill_rate"] is None else f"{o['kill_rate']:.1f} %"
+    print(f"catalog mutation: {o['killed']} of {o['total']} mutants killed ({rate}), "
           f"{o['equivalent']} equivalent not run, {len(summary['survivors'])} survived")
 
 
@@ -370,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print_text(summary, args.list_survivors)
-    if args.fail_under is not None and (summary["overall"]["kill_rate"] < args.fail_under or broken):
+    if args.fail_under is not None and ((summary["overall"]["kill_rate"] or 0.0) < args.fail_under or broken):
         return 1
     return 0
 
