@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ import promql_parser as pq  # noqa: E402
 
 from generators.catalog import (  # noqa: E402
     Technology,
+    _duration_text_seconds,
+    _tested,
     default_catalog_dir,
     load_catalog,
     promtool_test_document,
@@ -48,7 +49,7 @@ from generators.catalog import (  # noqa: E402
     rule_labels,
 )
 from generators.errors import SpecErrors, UserError  # noqa: E402
-from generators.promql_scope import parse, render  # noqa: E402
+from generators.promql_scope import PromQLError, parse, render  # noqa: E402
 from generators.render import write_all, yaml_bytes  # noqa: E402
 from nthlayer.promtool import find_tool  # noqa: E402
 
@@ -92,7 +93,7 @@ def _constant(node: Any) -> float | None:
         if left is None or right is None or (str(node.op) == "/" and right == 0):
             return None
         return {"+": left + right, "-": left - right, "*": left * right,
-                "/": left / right if right else 0.0}[str(node.op)]
+                "/": left / right if right else 0.0}[str(node.op)]  # every entry is computed
     return None
 
 
@@ -125,7 +126,7 @@ def _replace_nth(tree: Any, wanted: Callable[[Any], bool], index: int, make: Cal
 
     result = pq.transform(parse(render(tree)), pre, None)
     if not done[0]:
-        raise AssertionError("mutation target not reached")
+        raise PromQLError("mutation target not reached")
     return result
 
 
@@ -142,7 +143,7 @@ def _mutated_text(original: str, tree: Any) -> str:
     """The mutant's PromQL, proven to parse back to ``tree`` and to differ from the original."""
     text = render(tree)
     if str(parse(text)) != str(tree) or str(parse(text)) == str(parse(original)):
-        raise AssertionError(f"mutant does not render faithfully or changes nothing: {text}")
+        raise PromQLError(f"mutant does not render faithfully or changes nothing: {text}")
     return text
 
 
@@ -157,8 +158,7 @@ def threshold_mutants(expr: str) -> Iterator[tuple[str, str, str, str | None]]:
     for index, node in enumerate(_preorder(tree, _is_threshold)):
         side = "rhs" if _constant(node.rhs) is not None else "lhs"
         operand = getattr(node, side)
-        value = _constant(operand)
-        assert value is not None
+        value = _constant(operand) or 0.0  # not None: _is_threshold found a constant on this side
         before = _comparison_text(node, side, render(_unwrap(operand)))
         for operator, new in (("threshold*2", value * 2), ("threshold/2", value / 2)):
             after = _comparison_text(node, side, _number_text(new))
@@ -180,7 +180,7 @@ def _binary_op_text(node: Any) -> str:
     whole = render(node)
     left, right = render(node.lhs), render(node.rhs)
     if not (whole.startswith(left) and whole.endswith(right)):
-        raise AssertionError(f"cannot find the operator of {whole}")
+        raise PromQLError(f"cannot find the operator of {whole}")
     return whole[len(left):len(whole) - len(right)].strip()
 
 
@@ -202,22 +202,20 @@ def _duration_text(seconds: int) -> str:
 
 def rule_mutants(tech: Technology, rule: dict[str, Any]) -> list[Mutant]:
     """Every mutant of one rule, in a fixed order: thresholds, guards (both in expression order), for."""
-    from generators.catalog import _duration_text_seconds
-
     mutants: list[Mutant] = []
     expr = rule["expr"]
-    for operator, before, after, mutated in [*threshold_mutants(expr), *guard_mutants(expr)]:
+    try:
+        found = [*threshold_mutants(expr), *guard_mutants(expr)]
+    except PromQLError as exc:  # a rendering the tool cannot do faithfully: say which rule, stop
+        raise UserError(f"{tech.name}/{rule['name']}: cannot build its mutants: {exc}") from None
+    for operator, before, after, mutated in found:
         mutants.append(Mutant(tech.name, rule["name"], operator, before, after,
                               mutated if mutated is not None else expr, rule["for"], mutated is None))
     seconds = _duration_text_seconds(rule["for"])
-    tripled = _duration_text(seconds * 3)
+    tripled = _duration_text(seconds * 3) if seconds else rule["for"]
     mutants.append(Mutant(tech.name, rule["name"], "for*3", f"for: {rule['for']}", f"for: {tripled}",
-                          expr, tripled if seconds else rule["for"], seconds == 0))
+                          expr, tripled, seconds == 0))
     return mutants
-
-
-def _tested(tech: Technology, rule: dict[str, Any]) -> bool:
-    return not (tech.imported or rule.get("untested")) and bool(rule.get("tests"))
 
 
 def _rule_file(tech: Technology, rule: dict[str, Any], expr: str, for_: str) -> bytes:
@@ -225,59 +223,79 @@ def _rule_file(tech: Technology, rule: dict[str, Any], expr: str, for_: str) -> 
     return yaml_bytes({"groups": [{"name": f"catalog-{tech.name}", "rules": [entry]}]}, tech.path)
 
 
-def _promtool_verdicts(tmp: str, test_files: list[str]) -> dict[str, bool]:
-    """test file (relative to tmp) → whether all its tests passed, from one ``promtool test rules`` run.
-    promtool prints ``Unit Testing:  FILE`` then ``  SUCCESS`` on stdout; failures go to stderr."""
+def _promtool_verdicts(tmp: str, test_files: list[str]) -> dict[str, str]:
+    """test file (relative to tmp) → ``passed``, ``failed`` (some test case failed) or ``error: …``
+    (promtool could not run it, e.g. the rule file did not load), from one ``promtool test rules`` run.
+    promtool writes ``Unit Testing:  FILE``, then ``  SUCCESS`` or ``  FAILED:`` followed by the
+    ``alertname: …, time: …`` of each failed case or by a load error. stdout and stderr are read as one
+    stream, so each file's lines stay together (promtool writes both unbuffered)."""
     completed = subprocess.run([find_tool("promtool"), "test", "rules", *test_files], cwd=tmp,
-                               capture_output=True, text=True, timeout=1800, check=False)
-    passed: dict[str, bool] = {}
-    current = None
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
+                               check=False)
+    blocks: dict[str, list[str]] = {}
+    current: list[str] = []
     for line in completed.stdout.splitlines():
         if line.startswith("Unit Testing:"):
-            current = line.split(":", 1)[1].strip()
-            passed[current] = False
-        elif line.strip() == "SUCCESS" and current is not None:
-            passed[current] = True
-    if completed.returncode == 0 and not all(passed.get(f, False) for f in test_files):
-        raise UserError(f"promtool passed but did not report every file: {completed.stdout[-500:]}")
-    return {f: passed.get(f, False) for f in test_files}
+            current = blocks.setdefault(line.split(":", 1)[1].strip(), [])
+        elif line.strip():
+            current.append(line)
+    verdicts: dict[str, str] = {}
+    for path in test_files:
+        lines = blocks.get(path)
+        if lines and lines[0].strip() == "SUCCESS":
+            verdicts[path] = "passed"
+        elif lines and lines[0].strip() == "FAILED:" and any(l.lstrip().startswith("alertname: ") for l in lines):
+            verdicts[path] = "failed"
+        else:
+            verdicts[path] = "error: " + " ".join(l.strip() for l in (lines or ["promtool did not report it"]))
+    return verdicts
+
+
+def _unit_files(tech: Technology, rule: dict[str, Any], stem: str, expr: str, for_: str) -> dict[str, bytes]:
+    """``<stem>.rules.yaml`` (the rule with this expr and for) and ``<stem>.test.yaml`` (the rule's own
+    test cases, built from the unchanged rule as ``nthlayer catalog test`` builds them)."""
+    document = promtool_test_document(tech, f"{Path(stem).name}.rules.yaml", only=rule["name"])
+    return {f"{stem}.rules.yaml": _rule_file(tech, rule, expr, for_),
+            f"{stem}.test.yaml": yaml_bytes(document, tech.path)}
 
 
 def run_mutants(catalog: dict[str, Technology], names: list[str]) -> tuple[list[tuple[Mutant, bool]], list[str]]:
     """(mutant, killed) for every mutant of the named technologies (equivalent ones: killed False, not
     run), and the rules whose own tests fail (their mutants are left out)."""
-    jobs: list[tuple[Mutant, str | None]] = []  # every mutant in order; None: equivalent, not run
+    jobs: list[tuple[Mutant, str | None]] = []  # every mutant in order, with its test file (None: not run)
     baselines: dict[str, str] = {}
     files: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory(prefix="nthlayer-mutation-") as tmp:
-        for name in names:
-            tech = catalog[name]
-            for rule_index, rule in enumerate(tech.rules):
-                if not _tested(tech, rule):
+    for name in names:
+        tech = catalog[name]
+        for rule_index, rule in enumerate(tech.rules):
+            if not _tested(tech, rule):
+                continue
+            base = f"{name}/{rule_index:03d}"
+            files.update(_unit_files(tech, rule, f"{base}-original", rule["expr"], rule["for"]))
+            baselines[f"{name}/{rule['name']}"] = f"{base}-original.test.yaml"
+            for index, mutant in enumerate(rule_mutants(tech, rule)):
+                if mutant.equivalent:
+                    jobs.append((mutant, None))
                     continue
-                stem = f"{name}/{rule_index:03d}"
-
-                def add(label: str, expr: str, for_: str, tech: Technology = tech, rule: dict = rule,
-                        stem: str = stem) -> str:
-                    files[f"{tmp}/{stem}-{label}.rules.yaml"] = _rule_file(tech, rule, expr, for_)
-                    document = promtool_test_document(tech, f"{Path(stem).name}-{label}.rules.yaml",
-                                                      only=rule["name"])
-                    files[f"{tmp}/{stem}-{label}.test.yaml"] = yaml_bytes(document, tech.path)
-                    return f"{stem}-{label}.test.yaml"
-
-                baselines[f"{name}/{rule['name']}"] = add("original", rule["expr"], rule["for"])
-                for index, mutant in enumerate(rule_mutants(tech, rule)):
-                    jobs.append((mutant, None if mutant.equivalent else add(f"m{index:02d}", mutant.expr, mutant.for_)))
-        write_all(files)
+                files.update(_unit_files(tech, rule, f"{base}-m{index:02d}", mutant.expr, mutant.for_))
+                jobs.append((mutant, f"{base}-m{index:02d}.test.yaml"))
+    with tempfile.TemporaryDirectory(prefix="nthlayer-mutation-") as tmp:
+        write_all({f"{tmp}/{path}": data for path, data in files.items()})
         test_files = sorted(baselines.values()) + [path for _m, path in jobs if path is not None]
         batches = [test_files[i:i + BATCH] for i in range(0, len(test_files), BATCH)]
-        verdicts: dict[str, bool] = {}
+        verdicts: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             for result in pool.map(lambda batch: _promtool_verdicts(tmp, batch), batches):
                 verdicts.update(result)
-    broken = sorted(rule for rule, path in baselines.items() if not verdicts[path])
-    results = [(mutant, path is not None and not verdicts[path]) for mutant, path in jobs
-               if f"{mutant.technology}/{mutant.rule}" not in broken]
+    broken = sorted(rule for rule, path in baselines.items() if verdicts[path] != "passed")
+    results: list[tuple[Mutant, bool]] = []
+    for mutant, path in jobs:
+        if f"{mutant.technology}/{mutant.rule}" in broken:
+            continue
+        if path is not None and verdicts[path].startswith("error"):
+            raise UserError(f"promtool could not test the {mutant.operator} mutant of {mutant.technology}/"
+                            f"{mutant.rule} ({mutant.expr!r}, for {mutant.for_}): {verdicts[path]}")
+        results.append((mutant, path is not None and verdicts[path] == "failed"))
     return results, broken
 
 
@@ -287,8 +305,15 @@ def _tally(results: list[tuple[Mutant, bool]]) -> dict[str, int]:
             "equivalent": sum(1 for mutant, _k in results if mutant.equivalent)}
 
 
-def _rate(tally: dict[str, int]) -> float:
-    return 100.0 * tally["killed"] / tally["total"] if tally["total"] else 100.0
+def _rated(tally: dict[str, int]) -> dict[str, Any]:
+    """The tally with its kill rate in percent (None when nothing was run: no rate to speak of)."""
+    rate = round(100.0 * tally["killed"] / tally["total"], 1) if tally["total"] else None
+    return {**tally, "kill_rate": rate}
+
+
+def _row(label: str, width: int, t: dict[str, Any]) -> str:
+    rate = "-" if t["kill_rate"] is None else f"{t['kill_rate']:.1f} %"
+    return f"{label:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {rate:>10}"
 
 
 def report(results: list[tuple[Mutant, bool]], broken: list[str], names: list[str]) -> dict[str, Any]:
@@ -299,9 +324,9 @@ def report(results: list[tuple[Mutant, bool]], broken: list[str], names: list[st
     survivors = [{"technology": m.technology, "rule": m.rule, "operator": m.operator,
                   "before": m.before.replace("{}", ""), "after": m.after, "expr": m.expr, "for": m.for_}
                  for m, killed in results if not killed and not m.equivalent]
-    return {"overall": {**overall, "kill_rate": round(_rate(overall), 1)},
-            "operators": {op: {**t, "kill_rate": round(_rate(t), 1)} for op, t in per_operator.items()},
-            "technologies": {n: {**t, "kill_rate": round(_rate(t), 1)} for n, t in per_tech.items()},
+    return {"overall": _rated(overall),
+            "operators": {op: _rated(t) for op, t in per_operator.items()},
+            "technologies": {name: _rated(t) for name, t in per_tech.items()},
             "broken_rules": broken, "survivors": survivors}
 
 
@@ -309,10 +334,10 @@ def print_text(summary: dict[str, Any], list_survivors: bool) -> None:
     width = max([len(name) for name in summary["technologies"]] + [10])
     print(f"{'technology':<{width}}  killed/total  equivalent  kill rate")
     for name, t in summary["technologies"].items():
-        print(f"{name:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {t['kill_rate']:>8.1f} %")
+        print(_row(name, width, t))
     print()
     for op, t in summary["operators"].items():
-        print(f"{op:<{width}}  {t['killed']:>6}/{t['total']:<5}  {t['equivalent']:>10}  {t['kill_rate']:>8.1f} %")
+        print(_row(op, width, t))
     for rule in summary["broken_rules"]:
         print(f"broken: {rule}: its own tests fail, mutants not counted")
     if list_survivors:
@@ -320,7 +345,8 @@ def print_text(summary: dict[str, Any], list_survivors: bool) -> None:
         for s in summary["survivors"]:
             print(f"survivor: {s['technology']}/{s['rule']}  {s['operator']}  {s['before']} -> {s['after']}")
     o = summary["overall"]
-    print(f"catalog mutation: {o['killed']} of {o['total']} mutants killed ({o['kill_rate']:.1f} %), "
+    rate = "no mutant run" if o["kill_rate"] is None else f"{o['kill_rate']:.1f} %"
+    print(f"catalog mutation: {o['killed']} of {o['total']} mutants killed ({rate}), "
           f"{o['equivalent']} equivalent not run, {len(summary['survivors'])} survived")
 
 
@@ -352,11 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print_text(summary, args.list_survivors)
-    if args.fail_under is not None and (summary["overall"]["kill_rate"] < args.fail_under or broken):
+    if args.fail_under is not None and ((summary["overall"]["kill_rate"] or 0.0) < args.fail_under or broken):
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     raise SystemExit(main())

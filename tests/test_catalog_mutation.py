@@ -82,3 +82,30 @@ def test_unknown_technology_is_a_clear_error() -> None:
 def test_mutants_change_exactly_one_thing(expr: str, expected: list[tuple[str, str, str, str | None]]) -> None:
     found = [*catalog_mutation.threshold_mutants(expr), *catalog_mutation.guard_mutants(expr)]
     assert found == expected
+
+
+def test_promtool_verdicts_tell_failed_cases_from_files_promtool_cannot_load(tmp_path: Path) -> None:
+    rule = "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: {expr}\n"
+    test = ("rule_files: [{name}.rules.yaml]\nevaluation_interval: 1m\ntests:\n"
+            "- interval: 1m\n  input_series: [{{series: 'up{{job=\"a\"}}', values: '0x5'}}]\n"
+            "  alert_rule_test: [{{eval_time: 2m, alertname: Down, exp_alerts: [{{exp_labels: {{job: a}}}}]}}]\n")
+    for name, expr in (("fires", "up == 0"), ("silent", "up == 1"), ("broken", "up == (")):
+        (tmp_path / f"{name}.rules.yaml").write_text(rule.format(expr=f"'{expr}'"))
+        (tmp_path / f"{name}.test.yaml").write_text(test.format(name=name))
+    verdicts = catalog_mutation._promtool_verdicts(
+        str(tmp_path), ["fires.test.yaml", "silent.test.yaml", "broken.test.yaml"])
+    assert verdicts["fires.test.yaml"] == "passed"
+    assert verdicts["silent.test.yaml"] == "failed"
+    assert verdicts["broken.test.yaml"].startswith("error: FAILED: broken.rules.yaml: ")
+    assert "could not parse expression" in verdicts["broken.test.yaml"]
+
+
+@pytest.mark.parametrize("for_, expected", [("5m", ("for: 15m", "15m", False)), ("90s", ("for: 270s", "270s", False)),
+                                            ("1h", ("for: 3h", "3h", False)), ("0m", ("for: 0m", "0m", True))])
+def test_for_is_tripled_and_zero_is_equivalent(for_: str, expected: tuple[str, str, bool]) -> None:
+    from generators.catalog import Technology
+
+    tech = Technology("demo", "demo.yaml", {"rules": []})
+    rule = {"name": "R", "expr": "up == 0", "for": for_}
+    (mutant,) = [m for m in catalog_mutation.rule_mutants(tech, rule) if m.operator == "for*3"]
+    assert (mutant.after, mutant.for_, mutant.equivalent) == expected
