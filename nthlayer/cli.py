@@ -8,15 +8,18 @@ import sys
 import traceback
 from typing import Sequence
 
+from nthlayer.argparsing import EXIT_USAGE, Parser, UsageError
 from nthlayer.commands import COMMANDS
 
+# The exit codes, one table (README "Exit codes"); check-deploy's 0/2/3 live in nthlayer.gate.
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_CRASH = 4
+EXIT_INTERRUPTED = 130
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nthlayer",
         description="Reliability as code: SLOs, burn-rate alerts, technology alerts, PagerDuty and "
                     "Alertmanager routing from one YAML file per service.",
@@ -35,10 +38,18 @@ def _top_parser() -> argparse.ArgumentParser:
 def command_parser(name: str) -> argparse.ArgumentParser:
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(f"nthlayer.commands.{module_name}")
-    parser = argparse.ArgumentParser(prog=f"nthlayer {name}", description=help_text)
+    parser = Parser(prog=f"nthlayer {name}", description=help_text)
     module.configure(parser)
     parser.set_defaults(_run=module.run)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit code when argparse has answered (help, version: 0; usage: 64)."""
+    try:
+        return parser.parse_args(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,27 +57,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] not in COMMANDS:
         parser = _top_parser()
         if not args:
-            parser.print_help()
-            return EXIT_USER_ERROR
-        parser.parse_args(args)  # prints help/version or a usage error and exits
-        return EXIT_USER_ERROR
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        parsed = _parse(parser, args)  # help, version, or a usage error (no command matched)
+        return parsed if isinstance(parsed, int) else EXIT_USAGE
     name, rest = args[0], args[1:]
     from generators.errors import SpecErrors, UserError
 
     try:
         parser = command_parser(name)
-        parsed = parser.parse_args(rest)
+        parsed = _parse(parser, rest)
+        if isinstance(parsed, int):
+            return parsed
         return int(parsed._run(parsed))
     except SpecErrors as exc:
         for line in exc.lines():
             print(line, file=sys.stderr)
         return EXIT_USER_ERROR
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"nthlayer {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except UserError as exc:
         print(f"nthlayer {name}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"nthlayer {name}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: say so plainly, keep the traceback for the report

@@ -9,6 +9,7 @@ import sys
 from generators.errors import UserError
 from generators.model import Service
 from nthlayer import prometheus as prom
+from nthlayer.argparsing import UsageError
 from nthlayer.budget import BudgetReport, evaluate, json_default, load_services
 from nthlayer.correlation import Correlation, dependency_edges, open_incident_suspects
 from nthlayer.gate import RECENT_DEPLOY_SECONDS, decide, render
@@ -34,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
     if bool(args.spec) == bool(args.service):
-        raise UserError("give either SPEC or --service NAME")
+        raise UsageError("give either SPEC or --service NAME")
     everyone = load_services(args.services) if os.path.isdir(args.services) else []
     if args.service:
         matches = [s for s in everyone if s.name == args.service]
