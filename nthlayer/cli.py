@@ -17,6 +17,18 @@ EXIT_USER_ERROR = 1
 EXIT_CRASH = 4
 EXIT_INTERRUPTED = 130
 
+# What each code means to a user: `nthlayer --help` prints it, tests/test_cli_usage.py holds the
+# README's table to it.
+EXIT_CODE_MEANINGS = (
+    (EXIT_OK, "success; check-deploy, correlate-deploy: approve"),
+    (EXIT_USER_ERROR, "invalid input or another user error (a broken spec, a failed check or build)"),
+    (2, "deploy blocked (check-deploy, correlate-deploy)"),
+    (3, "cannot decide (check-deploy: Prometheus unreachable, no data)"),
+    (EXIT_CRASH, "internal error (a bug; the traceback goes to the crash log)"),
+    (EXIT_USAGE, "usage error: unknown command or option, missing or conflicting arguments"),
+    (EXIT_INTERRUPTED, "interrupted"),
+)
+
 
 def _top_parser() -> argparse.ArgumentParser:
     parser = Parser(
@@ -24,7 +36,8 @@ def _top_parser() -> argparse.ArgumentParser:
         description="Reliability as code: SLOs, burn-rate alerts, technology alerts, PagerDuty and "
                     "Alertmanager routing from one YAML file per service.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'nthlayer COMMAND --help' for a command's options.",
+        epilog="Run 'nthlayer COMMAND --help' for a command's options.\n\nexit codes:\n"
+               + "".join(f"  {code:<4} {meaning}\n" for code, meaning in EXIT_CODE_MEANINGS),
     )
     from nthlayer import __version__
 

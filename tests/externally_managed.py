@@ -19,7 +19,7 @@ def externally_managed(stdlib: str, in_virtual_environment: bool) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--stdlib", default=sysconfig.get_path("stdlib"), help="the standard library folder")
     args = parser.parse_args()
     return 0 if externally_managed(args.stdlib, sys.prefix != sys.base_prefix) else 1

@@ -2,6 +2,7 @@
 and a secret typed on the command line refused without being echoed."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -138,3 +139,26 @@ def test_a_declared_key_file_option_still_works(run_cli, tmp_path) -> None:
                            "--api-key-file", str(key_file))
     assert code == 1
     assert err == f"nthlayer setup-pagerduty: error: cannot read the API key file {key_file}: No such file or directory\n"
+
+
+def test_one_exit_code_table_in_help_readme_and_code(run_cli) -> None:
+    from nthlayer import gate
+    from nthlayer.argparsing import EXIT_USAGE
+    from nthlayer.cli import EXIT_CODE_MEANINGS, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USER_ERROR
+
+    codes = [code for code, _ in EXIT_CODE_MEANINGS]
+    assert codes == [gate.EXIT_APPROVE, EXIT_USER_ERROR, gate.EXIT_BLOCK, gate.EXIT_UNKNOWN, EXIT_CRASH, EXIT_USAGE,
+                     EXIT_INTERRUPTED] == [0, 1, 2, 3, 4, 64, 130]
+    section = (ROOT / "README.md").read_text().split("### Exit codes\n")[1].split("\n#")[0]
+    assert [int(code) for code in re.findall(r"^\| (\d+) \|", section, re.MULTILINE)] == codes
+    _, out, _ = run_cli("--help")
+    assert "exit codes:\n" + "".join(f"  {code:<4} {meaning}\n" for code, meaning in EXIT_CODE_MEANINGS) in out
+
+
+def test_no_parser_anywhere_abbreviates_options() -> None:
+    offenders = [f"{path.relative_to(ROOT)}:{number}"
+                 for path in sorted(ROOT.glob("**/*.py")) if ".venv" not in path.parts
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if "ArgumentParser(" in line and "allow_abbrev=False" not in line
+                 and not line.lstrip().startswith(("class ", "#"))]
+    assert offenders == []
