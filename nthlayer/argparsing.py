@@ -19,6 +19,7 @@ EXIT_USAGE = 64  # EX_USAGE of sysexits.h: the command was used incorrectly
 # An option whose name says it carries a secret. nthlayer declares none (secrets come from the
 # environment or from files), so such an option is always a mistake, and its value must not be shown.
 _SECRET_NAME = re.compile(r"key|token|passw|secret|credential", re.IGNORECASE)
+_OPTION = re.compile(r"^--?[A-Za-z][\w-]*$")
 
 
 class UsageError(UserError):
@@ -41,10 +42,9 @@ def _secret_option(parser: argparse.ArgumentParser, args: Sequence[str]) -> str 
     for arg in args:
         if arg == "--":
             return None
-        if not arg.startswith("-") or arg == "-":
-            continue
         name = arg.split("=", 1)[0]
-        if name not in declared and _SECRET_NAME.search(name):
+        # What argparse takes for an option: a value such as "-- token expired" (a space) is not one.
+        if _OPTION.match(name) and name not in declared and _SECRET_NAME.search(name):
             hint = f": put it in a file and pass {name}-file FILE" if f"{name}-file" in declared else \
                 "; see --help for where this command reads its secrets"
             return f"unrecognized argument {name} (its value is not shown); a secret is never taken on the " \

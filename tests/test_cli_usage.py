@@ -162,3 +162,9 @@ def test_no_parser_anywhere_abbreviates_options() -> None:
                  if "ArgumentParser(" in line and "allow_abbrev=False" not in line
                  and not line.lstrip().startswith(("class ", "#"))]
     assert offenders == []
+
+
+def test_a_value_that_mentions_a_token_is_not_an_option(run_cli, tmp_path) -> None:
+    code, out, err = run_cli("record-incident", "--service", "payment-api", "--started-at", "2026-01-01T00:00:00Z",
+                             "--severity", "high", "--title", "-- token expired", "--state", str(tmp_path / "s.duckdb"))
+    assert (code, err) == (0, "")
