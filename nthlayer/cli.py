@@ -69,11 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in COMMANDS:
         parser = _top_parser()
-        if not args:
-            parser.print_help(sys.stderr)
-            return EXIT_USAGE
-        parsed = _parse(parser, args)  # help, version, or a usage error (no command matched)
-        return parsed if isinstance(parsed, int) else EXIT_USAGE
+        parsed = _parse(parser, args) if args else None  # help, version, or a usage error
+        if isinstance(parsed, int):
+            return parsed
+        parser.print_help(sys.stderr)  # no command given (e.g. `nthlayer` alone)
+        return EXIT_USAGE
     name, rest = args[0], args[1:]
     from generators.errors import SpecErrors, UserError
 
