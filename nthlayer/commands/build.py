@@ -26,8 +26,8 @@ examples:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
-    parser.add_argument("--services", default=None, help="folder of specs (default: services/)")
-    parser.add_argument("--out", default=None, help="output folder (default: out/)")
+    parser.add_argument("--services", metavar="DIR", default=None, help="folder of specs (default: services/)")
+    parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default: out/)")
     parser.add_argument("doit_args", nargs=argparse.REMAINDER, metavar="DOIT ARGS",
                         help="a doit command and its arguments (list, clean, info TASK, a task name such as "
                              "service:NAME), or doit options after '--'")
