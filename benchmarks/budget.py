@@ -102,7 +102,7 @@ def check(reports: list[dict], services: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--services", type=int, default=500)
     parser.add_argument("--step", type=int, default=900, help="seconds between backfilled samples (default 900)")
     parser.add_argument("--cache", default=os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser(

@@ -23,7 +23,7 @@ YEAR_SECONDS = 365 * 86400
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--deploys", type=int, default=100_000)
     parser.add_argument("--incidents", type=int, default=10_000)
     parser.add_argument("--services", type=int, default=200)

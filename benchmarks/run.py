@@ -311,7 +311,7 @@ ANALYSIS = "## Analysis"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--sizes", default="1,100,1000,5000")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--skip-prometheus", action="store_true", help="skip the track-budget benchmark")

@@ -98,7 +98,7 @@ def short_strings() -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("folders", nargs="*", default=[str(ROOT / "services"), str(ROOT / "tests" / "golden")])
     parser.add_argument("--random", type=int, default=20_000, help="random documents to compare")
     args = parser.parse_args()

@@ -365,7 +365,7 @@ _pid = [os.getpid()]  # os.getpid() is a syscall; forked children (doit's worker
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
-def _holds(path: str, data: bytes) -> bool:
+def holds(path: str, data: bytes) -> bool:
     """Whether the file at ``path`` exists and holds exactly ``data`` (reads at most one byte more)."""
     try:
         fd = os.open(path, _READ_FLAGS)
@@ -419,7 +419,7 @@ def _write_fd(fd: int, data: bytes) -> None:
 
 def write_if_changed(path: str, data: bytes) -> bool:
     """Atomically replace ``path`` with ``data`` unless it already holds exactly those bytes."""
-    if _holds(path, data):
+    if holds(path, data):
         return False
     directory, base = os.path.split(path)
     fd, tmp = _create_beside(directory or ".", base, _new_file)

@@ -265,8 +265,8 @@ def test_generate_slo_dry_run_writes_nothing(tmp_path: Path, run_cli) -> None:
                               "--format", "prometheus", "--dry-run")
     assert code == 0
     assert [line.split(" (")[0] for line in stdout.splitlines()] == [
-        f"would write {out}/scrape.yaml", f"would write {out}/slo-burst.test.yaml",
-        f"would write {out}/slo-rules.test.yaml", f"would write {out}/slo.rules.yaml"]
+        f"would create {out}/scrape.yaml", f"would create {out}/slo-burst.test.yaml",
+        f"would create {out}/slo-rules.test.yaml", f"would create {out}/slo.rules.yaml"]
     assert not out.exists()
 
 

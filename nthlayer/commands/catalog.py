@@ -26,16 +26,22 @@ IMPORT_MAX_BYTES = 16 * 1024 * 1024  # the whole public awesome-prometheus-alert
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--catalog", default=None, help="catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
+    parser.add_argument("--catalog", metavar="DIR", default=None,
+                        help="catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="one line per technology: category, rules, test cases")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        # The same line in 'catalog --help' and atop the action's own --help.
+        return sub.add_parser(name, help=text, description=text)
+
+    listing = action("list", "list the technologies, one line each: category, rules, test cases, name")
     listing.add_argument("--summary", action="store_true", help="print only the totals")
-    show = sub.add_parser("show", help="the rules of one technology")
-    show.add_argument("technology")
-    test = sub.add_parser("test", help="generate promtool tests from the catalog and run promtool on them")
-    test.add_argument("technologies", nargs="*", help="only these technologies (default: all)")
+    show = action("show", "print one technology's exporter and rules: expression, severity, tiers, tests")
+    show.add_argument("technology", metavar="TECH", help="a technology name, as 'nthlayer catalog list' shows it")
+    test = action("test", "generate promtool tests from the catalog and run promtool on them")
+    test.add_argument("technologies", nargs="*", metavar="TECH", help="only these technologies (default: all)")
     test.add_argument("--keep", metavar="DIR", help="write the generated rule and test files here and keep them")
-    imp = sub.add_parser("import", help="convert an awesome-prometheus-alerts style rules file into catalog files")
+    imp = action("import", "convert an awesome-prometheus-alerts style rules file into catalog files")
     imp.add_argument("file", help="YAML file: groups → services → exporters → rules")
     imp.add_argument("--into", metavar="DIR", required=True, help="folder to write <technology>.yaml files into")
     imp.add_argument("--strict", action="store_true", help="write nothing and exit 1 if any rule cannot be imported")

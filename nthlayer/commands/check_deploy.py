@@ -11,6 +11,7 @@ from typing import Any
 from generators.errors import UserError
 from generators.model import Service
 from nthlayer import prometheus as prom
+from nthlayer.argparsing import UsageError
 from nthlayer.budget import BudgetReport, evaluate, json_default, load_services
 from nthlayer.correlation import Correlation, dependency_edges, open_incident_suspects
 from nthlayer.gate import RECENT_DEPLOY_SECONDS, Decision, decide, render
@@ -38,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
     if bool(args.spec) == bool(args.service):
-        raise UserError("give either SPEC or --service NAME")
+        raise UsageError("give either SPEC or --service NAME")
     everyone = load_services(args.services) if os.path.isdir(args.services) else []
     if args.service:
         matches = [s for s in everyone if s.name == args.service]

@@ -5,6 +5,7 @@ import argparse
 import os
 
 from generators.errors import UserError
+from nthlayer.argparsing import UsageError
 from nthlayer.events import fetch_pagerduty_incidents, import_files, insert_incidents
 from nthlayer.state import add_state_argument, connect, format_time, insert_audit, parse_time
 
@@ -29,7 +30,7 @@ def _pagerduty(args: argparse.Namespace) -> int:
     from nthlayer.pagerduty_client import DEFAULT_API_URL, ClientSettings, PagerDutyClient, explain
 
     if not (args.since and args.until):
-        raise UserError("--pagerduty needs --since and --until")
+        raise UsageError("--pagerduty needs --since and --until")
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     if until <= since:
         raise UserError("--until must be after --since")
@@ -62,10 +63,10 @@ def _pagerduty(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.pagerduty:
         if args.files:
-            raise UserError("give files or --pagerduty, not both")
+            raise UsageError("give files or --pagerduty, not both")
         return _pagerduty(args)
     if not args.files:
-        raise UserError("nothing to import: give .json/.csv files or --pagerduty --since T --until T")
+        raise UsageError("nothing to import: give .json/.csv files or --pagerduty --since T --until T")
     with connect(args.state) as con:
         deploys_read, deploys_added, incidents_read, incidents_added = import_files(con, args.files)
         insert_audit(con, "import-events", None, "imported",

@@ -11,7 +11,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service", required=True, help="the service that had the incident")
     parser.add_argument("--started-at", required=True, metavar="TIME", help="RFC 3339 or unix seconds")
     parser.add_argument("--resolved-at", metavar="TIME", help="RFC 3339 or unix seconds (omit while open)")
-    parser.add_argument("--severity", required=True, type=str.lower, choices=SEVERITIES)
+    parser.add_argument("--severity", required=True, type=str.lower, choices=SEVERITIES,
+                        help="how bad it was (case does not matter)")
     parser.add_argument("--id", help="the incident's ID elsewhere (e.g. PagerDuty); the key for re-recording "
                                      "(default: SERVICE@STARTED_AT)")
     parser.add_argument("--title", help="a one-line description")

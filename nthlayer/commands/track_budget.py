@@ -12,6 +12,7 @@ from generators.errors import UserError
 from generators.model import Service
 from generators.slo_maths import duration_seconds
 from nthlayer import prometheus as prom
+from nthlayer.argparsing import UsageError
 from nthlayer.budget import BudgetReport, evaluate, json_default, load_services, record_budgets, table
 from nthlayer.state import add_state_argument, connect, format_time, parse_time, utc_now
 
@@ -57,7 +58,7 @@ def _sample(args: argparse.Namespace, client: prom.PrometheusClient, services: l
 
 def run(args: argparse.Namespace) -> int:
     if args.interval and args.at:
-        raise UserError("--interval samples the present; it cannot be combined with --at")
+        raise UsageError("--interval samples the present; it cannot be combined with --at")
     if args.interval and not _DURATION.match(args.interval):
         raise UserError(f"--interval {args.interval!r} is not a duration such as 30s, 5m or 1h")
     services = load_services(args.services, None if args.all else args.service)
