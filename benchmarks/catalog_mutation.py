@@ -351,7 +351,7 @@ def print_text(summary: dict[str, Any], list_survivors: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("technologies", nargs="*", help="only these technologies (default: all)")
     parser.add_argument("--catalog", default=None, help="catalog folder (default: as nthlayer catalog)")
     parser.add_argument("--json", action="store_true", help="print the numbers and survivors as JSON")

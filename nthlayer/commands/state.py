@@ -8,11 +8,15 @@ from nthlayer.state import add_state_argument, state_path
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    backup = sub.add_parser("backup", help="export the state database to a new folder (Parquet + SQL)")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:  # the same line in both helps
+        return sub.add_parser(name, help=text, description=text)
+
+    backup = action("backup", "export the state database to a new folder (Parquet + SQL)")
     backup.add_argument("directory", metavar="DIR", help="the backup folder (must not exist, or be empty)")
     add_state_argument(backup)
-    restore = sub.add_parser("restore", help="replace the state database with a backup "
-                                             "(the replaced file is kept as <database>.before-restore)")
+    restore = action("restore", "replace the state database with a backup "
+                                "(the replaced file is kept as <database>.before-restore)")
     restore.add_argument("directory", metavar="DIR", help="a folder made by 'nthlayer state backup'")
     add_state_argument(restore)
 
