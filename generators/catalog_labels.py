@@ -197,14 +197,23 @@ def silenced_rules(data: Mapping[str, Any], rules: Iterable[Mapping[str, Any]], 
 def selector_warnings(located: Located, service: Service, catalog: Mapping[str, Any]) -> list[SpecError]:
     """A warning per dependency selector label that silences some of the alerts the service gets.
     ``catalog``: technology name → :class:`generators.catalog.Technology` (unknown ones are skipped)."""
-    from generators.tech_alerts import selected_rules
+    from generators.tech_alerts import reads_target_series, selected_rules
 
     warnings: list[SpecError] = []
     for index, dep in enumerate(service.technologies):
         tech = catalog.get(dep.type)
-        if tech is None or not dep.selector:
+        if tech is None:
             continue
         rules = selected_rules(tech, service.tier)
+        if not dep.selector:
+            left_out = [rule["name"] for rule in rules if reads_target_series(rule)]
+            if left_out:
+                warnings.append(located.error(f"/dependencies/technologies/{index}", (
+                    f"{dep.type} '{dep.name}' has no selector, so {', '.join(left_out)} "
+                    f"{'is' if len(left_out) == 1 else 'are'} left out: unscoped, a rule on 'up' fires for every "
+                    "scrape target in Prometheus that is down; add a selector that matches this dependency's "
+                    "targets"), warning=True))
+            continue
         for matcher in dep.selector:
             silenced = silenced_rules(tech.data, rules, matcher)
             if not silenced:
@@ -231,7 +240,7 @@ def spec_selector_warnings(located: Located, service: Service, catalog_dir: str,
     files = technology_files(catalog_dir)
     catalog: dict[str, Any] = {}
     for dep in service.technologies:
-        if dep.selector and dep.type in files and dep.type not in catalog:
+        if dep.type in files and dep.type not in catalog:
             try:
                 path = files[dep.type]
                 catalog[dep.type] = (load_technology(path) if cache_dir is None

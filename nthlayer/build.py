@@ -110,8 +110,11 @@ class BuildPlan:
         return [files[t] for t in entry.technology_types if t in files]
 
 
-INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py")  # what a spec-index entry is computed by
-INDEX_FORMAT = "3"  # [size/mtime, summary, routing, upstream] per file
+# What a spec-index entry is computed by: the spec checks, the routing facts, and the selector warnings
+# (generators.catalog_labels, which read the catalog files: each entry keeps their stamps too).
+INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "catalog_labels.py", "catalog.py", "promql_scope.py",
+              "tech_alerts.py", "schemas/catalog.schema.json")
+INDEX_FORMAT = "4"  # [size/mtime, summary, routing, upstream, catalog stamps] per file
 
 
 def _code_fingerprint() -> str:
@@ -122,9 +125,49 @@ def _code_fingerprint() -> str:
     return "|".join(parts)
 
 
+# The catalog folder and its cache (state/catalog) the selector warnings read; set by make_plan before
+# the summaries are made (the forked pool inherits it).
+_CATALOG: list[tuple[str, str | None]] = []
+
+
 def _summarize_one(path: str) -> tuple[FileSummary, Service | None]:
+    """A spec's summary; its warnings include the alerts its dependency selectors silence."""
     summary, spec = summarize(path)
-    return summary, spec.service if spec is not None else None
+    if spec is None:
+        return summary, None
+    if _CATALOG:
+        from generators.catalog_labels import spec_selector_warnings
+
+        extra = spec_selector_warnings(spec.located, spec.service, *_CATALOG[0])
+        if extra:
+            summary = summary._replace(warnings=tuple(sorted((*summary.warnings, *extra), key=sort_key)))
+    return summary, spec.service
+
+
+_STAMPS: dict[str, list[int] | None] = {}  # catalog file → [size, mtime_ns], once per process
+
+
+def catalog_stamps(technologies: Iterable[str]) -> dict[str, list[int] | None]:
+    """The size and mtime of the catalog file of each technology (None: not in the catalog), by which a
+    spec-index entry's selector warnings are known to be current."""
+    if not _CATALOG:
+        return {}
+    files = technology_files(_CATALOG[0][0])
+    stamps: dict[str, list[int] | None] = {}
+    for name in sorted(set(technologies)):
+        path = files.get(name)
+        if path is not None and path not in _STAMPS:
+            try:
+                stat = os.stat(path)
+                _STAMPS[path] = [stat.st_size, stat.st_mtime_ns]
+            except OSError:
+                _STAMPS[path] = None
+        stamps[name] = _STAMPS[path] if path is not None else None
+    return stamps
+
+
+def _entry_stamps(summary: FileSummary) -> dict[str, list[int] | None]:
+    return catalog_stamps(ref.value for ref in summary.technologies)
 
 
 PARALLEL_MIN_FILES = 200  # below this, forking costs more than it saves
@@ -210,7 +253,8 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
             keys[path] = [stat.st_size, stat.st_mtime_ns]
         except OSError:
             keys[path] = None
-    stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]]
+    stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]
+             or cache[p][4] != catalog_stamps(cache[p][4])]
     checked = dict(zip(stale, _summarize_all(stale, meanwhile)))
     fresh: dict[str, Any] = {}
     summaries = []
@@ -236,7 +280,8 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
                 routing, upstream = Routing(*hit[2]), hit[3]
         summaries.append((summary, routing, tuple(upstream)))
         if key is not None:  # an unchanged file keeps its entry as read
-            fresh[path] = [key, summary.to_json(), routing, upstream] if path in checked else cache[path]
+            fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary)] if path in checked
+                           else cache[path])
     if index_path and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
@@ -250,6 +295,8 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     warmer = _Warmer(catalog_dir, os.path.join(state_dir, "catalog")) if state_dir else None
+    _CATALOG[:] = [(catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None)]
+    _STAMPS.clear()  # a new plan: catalog files may have changed since the last (a long-lived process)
     summaries, changed = _summaries(files, index_path, warmer)
     errors, warnings = cross_file_problems([s for s, _, _ in summaries], technology_files(catalog_dir))
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
