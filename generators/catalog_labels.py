@@ -220,9 +220,10 @@ def selector_warnings(located: Located, service: Service, catalog: Mapping[str, 
                 continue
             label = matcher[0]
             warnings.append(located.error(f"/dependencies/technologies/{index}/selector/{label}", (
-                f"{dep.type} '{dep.name}': the metrics of {', '.join(silenced)} carry no '{label}' label, so "
-                f"{'it' if len(silenced) == 1 else 'they'} can never fire for this dependency; select it by "
-                f"a label all {dep.type} metrics have (instance, job or one your scrape config adds)"),
+                f"{dep.type} '{dep.name}': the exporter puts no '{label}' label on the metrics of "
+                f"{', '.join(silenced)}: {'this alert' if len(silenced) == 1 else 'these alerts'} can never fire "
+                f"for this dependency, unless your scrape config adds '{label}' to every target; select it by "
+                "instance, job or a label your scrape config adds"),
                 key=True, warning=True))
     return warnings
 

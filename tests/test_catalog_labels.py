@@ -35,10 +35,10 @@ def test_proxy_selector_names_the_haproxy_alerts_it_silences(run_cli, tmp_path: 
     code, out, err = run_cli("validate", "--catalog", str(CATALOG), str(path))
     assert code == 0
     assert err.splitlines() == [
-        f"{path}:20:18: /dependencies/technologies/2/selector/proxy: warning: haproxy 'inventory-lb': the metrics "
-        "of HaproxyProcessConnectionsNearLimit, HaproxyStickTableNearlyFull carry no 'proxy' label, so they can "
-        "never fire for this dependency; select it by a label all haproxy metrics have (instance, job or one "
-        "your scrape config adds)"]
+        f"{path}:20:18: /dependencies/technologies/2/selector/proxy: warning: haproxy 'inventory-lb': the exporter "
+        "puts no 'proxy' label on the metrics of HaproxyProcessConnectionsNearLimit, HaproxyStickTableNearlyFull: "
+        "these alerts can never fire for this dependency, unless your scrape config adds 'proxy' to every target; "
+        "select it by instance, job or a label your scrape config adds"]
     assert out == "1 spec valid (1 services, 1 warning)\n"
 
 
@@ -65,7 +65,7 @@ def test_a_silenced_tier_rule_is_named_only_when_the_tier_gets_it(run_cli, tmp_p
         "observability:\n", "observability:\n  slo_overrides:\n    latency: 1000\n"))
     code, _out, err = run_cli("validate", "--catalog", str(CATALOG), str(path))
     assert code == 0
-    assert "the metrics of HaproxyProcessConnectionsNearLimit carry no 'proxy' label, so it can never fire" in err
+    assert "the metrics of HaproxyProcessConnectionsNearLimit: this alert can never fire for this dependency" in err
 
 
 # --- which rules a label silences --------------------------------------------------------------

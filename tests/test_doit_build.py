@@ -288,10 +288,10 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
     spec = workspace / "services" / "inventory-api.yaml"
     spec.write_text(spec.read_text().replace("selector: {job: inventory-haproxy}", "selector: {proxy: inventory}"))
     warning = ("services/inventory-api.yaml:20:18: /dependencies/technologies/2/selector/proxy: warning: haproxy "
-               "'inventory-lb': the metrics of {rules} carry no 'proxy' label, so {they} can never fire for this "
-               "dependency; select it by a label all haproxy metrics have (instance, job or one your scrape "
-               "config adds)")
-    both = warning.format(rules="HaproxyProcessConnectionsNearLimit, HaproxyStickTableNearlyFull", they="they")
+               "'inventory-lb': the exporter puts no 'proxy' label on the metrics of {rules}: {they} can never "
+               "fire for this dependency, unless your scrape config adds 'proxy' to every target; select it by "
+               "instance, job or a label your scrape config adds")
+    both = warning.format(rules="HaproxyProcessConnectionsNearLimit, HaproxyStickTableNearlyFull", they="these alerts")
     first = _doit(workspace, env=env)
     assert first.returncode == 0, first.stderr
     assert both in first.stderr.splitlines()
@@ -304,7 +304,7 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
     assert second.returncode == 0, second.stderr
     assert _ran(second) == ["service:inventory-api (alerts)"]
     assert [line for line in second.stderr.splitlines() if "warning:" in line] == [
-        warning.format(rules="HaproxyStickTableNearlyFull", they="it")]
+        warning.format(rules="HaproxyStickTableNearlyFull", they="this alert")]
 
     haproxy.write_text(original.replace("  haproxy_sticktable_*: [name, type]\n",
                                         "  haproxy_sticktable_*: [name, proxy, type]\n")
