@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Protocol
 
 import promql_parser as pq
 
@@ -53,10 +53,19 @@ def _index(table: tuple[tuple[str, tuple[str, ...]], ...], metric: str) -> froze
     return frozenset(best[1]) if best is not None else None
 
 
+_EXPORTER_LABELS: dict[int, tuple[Mapping[str, Any], frozenset[str]]] = {}
+
+
 def exporter_labels(data: Mapping[str, Any]) -> frozenset[str]:
-    """Every label the file says the exporter puts on some metric (target labels excluded)."""
+    """Every label the file says the exporter puts on some metric (target labels excluded); once per
+    loaded file (the memo holds the data, so its id stays its own)."""
+    held = _EXPORTER_LABELS.get(id(data))
+    if held is not None and held[0] is data:
+        return held[1]
     target = set(data.get("target_labels", ())) | TARGET_LABELS
-    return frozenset(label for labels in data.get("metric_labels", {}).values() for label in labels) - target
+    labels = frozenset(label for labels in data.get("metric_labels", {}).values() for label in labels) - target
+    _EXPORTER_LABELS[id(data)] = (data, labels)
+    return labels
 
 
 def _uses_in_expr(expr: Any) -> dict[str, set[str]]:
@@ -194,7 +203,33 @@ def silenced_rules(data: Mapping[str, Any], rules: Iterable[Mapping[str, Any]], 
     return silenced
 
 
-def selector_warnings(located: Located, service: Service, catalog: Mapping[str, Any]) -> list[SpecError]:
+class _Marked(Protocol):
+    def error(self, pointer: str, message: str, key: bool = False, warning: bool = False) -> SpecError: ...
+
+
+class SelectorMarks(NamedTuple):
+    """Where a spec's dependencies and their selector labels are: what :func:`selector_warnings` needs of
+    the spec's line marks, small enough for a build's worker process to send back with its summary."""
+
+    path: str
+    marks: dict[tuple[str, bool], tuple[int, int]]
+
+    @classmethod
+    def of(cls, located: Located, service: Service) -> "SelectorMarks":
+        marks: dict[tuple[str, bool], tuple[int, int]] = {}
+        for index, dep in enumerate(service.technologies):
+            at = f"/dependencies/technologies/{index}"
+            marks[(at, False)] = located.where(at)
+            for label, _op, _value in dep.selector:
+                marks[(f"{at}/selector/{label}", True)] = located.where(f"{at}/selector/{label}", key=True)
+        return cls(located.path, marks)
+
+    def error(self, pointer: str, message: str, key: bool = False, warning: bool = False) -> SpecError:
+        line, col = self.marks.get((pointer, key), (1, 1))
+        return SpecError(self.path, line, col, pointer, message, warning)
+
+
+def selector_warnings(located: _Marked, service: Service, catalog: Mapping[str, Any]) -> list[SpecError]:
     """A warning per dependency selector label that silences some of the alerts the service gets.
     ``catalog``: technology name → :class:`generators.catalog.Technology` (unknown ones are skipped)."""
     from generators.tech_alerts import reads_target_series, selected_rules
@@ -230,7 +265,7 @@ def selector_warnings(located: Located, service: Service, catalog: Mapping[str, 
 
 
 
-def spec_selector_warnings(located: Located, service: Service, catalog_dir: str,
+def spec_selector_warnings(located: _Marked, service: Service, catalog_dir: str,
                            cache_dir: str | None = None) -> list[SpecError]:
     """:func:`selector_warnings` with the technologies read from ``catalog_dir`` (kept in ``cache_dir``
     when given). A technology the catalog lacks or cannot load is skipped: that is reported as an error
@@ -252,4 +287,4 @@ def spec_selector_warnings(located: Located, service: Service, catalog_dir: str,
 
 
 __all__ = ["TARGET_LABELS", "TARGET_SERIES", "declared_labels", "exporter_labels", "lint_metric_labels",
-           "silenced_rules", "selector_warnings", "spec_selector_warnings"]
+           "silenced_rules", "SelectorMarks", "selector_warnings", "spec_selector_warnings"]

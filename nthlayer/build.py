@@ -130,18 +130,27 @@ def _code_fingerprint() -> str:
 _CATALOG: list[tuple[str, str | None]] = []
 
 
-def _summarize_one(path: str) -> tuple[FileSummary, Service | None]:
-    """A spec's summary; its warnings include the alerts its dependency selectors silence."""
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any]:
+    """A spec's summary and model, and where its dependency selectors are (for the selector warnings the
+    parent adds: it holds the catalog files, which a worker would otherwise read again)."""
     summary, spec = summarize(path)
     if spec is None:
-        return summary, None
-    if _CATALOG:
-        from generators.catalog_labels import spec_selector_warnings
+        return summary, None, None
+    from generators.catalog_labels import SelectorMarks
 
-        extra = spec_selector_warnings(spec.located, spec.service, *_CATALOG[0])
-        if extra:
-            summary = summary._replace(warnings=tuple(sorted((*summary.warnings, *extra), key=sort_key)))
-    return summary, spec.service
+    return summary, spec.service, SelectorMarks.of(spec.located, spec.service)
+
+
+def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
+    """``summary`` with the warnings for alerts the spec's dependency selectors silence."""
+    if not _CATALOG or not service.technologies:
+        return summary
+    from generators.catalog_labels import spec_selector_warnings
+
+    extra = spec_selector_warnings(marks, service, *_CATALOG[0])
+    if not extra:
+        return summary
+    return summary._replace(warnings=tuple(sorted((*summary.warnings, *extra), key=sort_key)))
 
 
 _STAMPS: dict[str, list[int] | None] = {}  # catalog file → [size, mtime_ns], once per process
@@ -179,7 +188,7 @@ def worker_count() -> int:
 
 
 def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | None = None
-                   ) -> list[tuple[FileSummary, Service | None]]:
+                   ) -> list[tuple[FileSummary, Service | None, Any]]:
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
     is called with each summary as it arrives, while the pool works on the rest."""
@@ -263,8 +272,9 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
         routing: Routing | None = None
         upstream: list[str] = []
         if path in checked:
-            summary, service = checked[path]
+            summary, service, marks = checked[path]
             if service is not None:
+                summary = _with_selector_warnings(summary, service, marks)
                 routing, upstream = Routing.of(service), list(service.upstream)
                 if key is not None:
                     _LOADED[(path, key[0], key[1])] = service  # the build's load_service reuses it
