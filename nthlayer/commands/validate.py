@@ -6,7 +6,6 @@ import os
 import sys
 
 from generators.catalog import default_catalog_dir, technology_files
-from generators.catalog_labels import spec_selector_warnings
 from generators.errors import SpecError, sort_key
 from generators.spec import expand_paths, validate_specs
 
@@ -47,16 +46,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
         return 1
     catalog_dir = args.catalog or default_catalog_dir()
-    result = validate_specs(files, technology_files(catalog_dir), _known_services(args, files))
+    result = validate_specs(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
     errors: list[SpecError] = list(result.errors)
-    warnings = list(result.warnings)
-    for spec in result.specs:  # alerts a dependency selector silences (they depend on the catalog)
-        warnings.extend(spec_selector_warnings(spec.located, spec.service, catalog_dir))
     if args.output:
         from generators.openslo_validate import validate_openslo_dir
 
         errors.extend(validate_openslo_dir(args.output))
-    problems = sorted(errors + ([] if args.quiet else warnings), key=sort_key)
+    problems = sorted(errors + ([] if args.quiet else result.warnings), key=sort_key)
     for problem in problems:
         print(problem.format(), file=sys.stderr)
     if errors:
@@ -65,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
               f"file{'s' if bad_files != 1 else ''}", file=sys.stderr)
         return 1
     if not args.quiet:
-        warn = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
+        warn = f", {len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}" if result.warnings else ""
         print(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid ({len(result.specs)} services{warn})")
     return 0
