@@ -125,8 +125,8 @@ def _code_fingerprint() -> str:
     return "|".join(parts)
 
 
-# The catalog folder and its cache (state/catalog) the selector warnings read; set by make_plan before
-# the summaries are made (the forked pool inherits it).
+# The catalog folder and its cache (state/catalog) the selector warnings and the index's catalog stamps
+# read; set by make_plan before the summaries are made.
 _CATALOG: list[tuple[str, str | None]] = []
 
 
