@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from generators.catalog_labels import lint_metric_labels
 from generators.errors import SpecError, SpecErrors, UserError
 from generators.promql_scope import PromQLError, metric_names, raw_counters
 from generators.render import write_if_changed
@@ -154,7 +155,7 @@ def load_technology(path: str) -> Technology:
 
 
 # What decides whether a catalog file is valid, besides its bytes.
-_VALIDATING_CODE = ("catalog.py", "promql_scope.py", "spec.py", "yamlload.py", "errors.py", "slo_maths.py",
+_VALIDATING_CODE = ("catalog.py", "catalog_labels.py", "promql_scope.py", "spec.py", "yamlload.py", "errors.py", "slo_maths.py",
                     "schemas/catalog.schema.json")
 
 
@@ -222,6 +223,7 @@ def _validated(path: str, raw: bytes) -> Technology:
                                         f"rule {rule['name']} needs at least one test where it fires and one "
                                         "where it stays silent"))
     errors.extend(lint_rules(located))
+    errors.extend(lint_metric_labels(located))
     if errors:
         raise SpecErrors(errors)
     return Technology(stem, path, data, located)

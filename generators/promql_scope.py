@@ -75,6 +75,11 @@ def _matchers(node: Any) -> list[Matcher]:
     return [(str(m.name), _op_text(m.op), str(m.value)) for m in selectors.matchers]
 
 
+def matchers_of(node: Any) -> list[Matcher]:
+    """A vector selector's matchers as (label, op, value), its ``__name__`` matcher included."""
+    return _matchers(node)
+
+
 def metric_name(node: Any) -> str | None:
     """The fixed metric name of a vector selector: its name, or a ``__name__="..."`` matcher."""
     if node.name:
@@ -99,6 +104,9 @@ def _walk(expr: Any, visit: Callable[[Any, list[Any]], None]) -> None:
         return True
 
     pq.walk(expr, pre, post)
+
+
+walk = _walk
 
 
 def selectors(expr: Any) -> list[Any]:
@@ -269,5 +277,6 @@ def _scope(expr: str, extra: tuple[Matcher, ...]) -> str:
     return result
 
 
-__all__ = ["PromQLError", "COUNTER_SUFFIXES", "parse", "metric_names", "raw_counters", "render", "scope",
+__all__ = ["PromQLError", "COUNTER_SUFFIXES", "parse", "metric_names", "metric_name", "matchers_of", "walk",
+           "selectors", "raw_counters", "render", "scope",
            "scoped_by_position"]

@@ -377,11 +377,13 @@ class ValidationResult(NamedTuple):
 
 
 def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | None,
-                   all_service_names: Iterable[str] | None = None) -> ValidationResult:
+                   all_service_names: Iterable[str] | None = None,
+                   catalog_dir: str | None = None) -> ValidationResult:
     """Validate files individually, then against each other.
 
     ``all_service_names`` widens the set that ``upstream`` may name (e.g. when
-    validating one file of a larger folder).
+    validating one file of a larger folder). With ``catalog_dir``, the warnings include the alerts
+    a dependency selector silences (generators.catalog_labels).
     """
     files = expand_paths(paths)
     specs: list[LoadedSpec] = []
@@ -392,6 +394,11 @@ def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | Non
         if spec is not None:
             specs.append(spec)
     errors, warnings = cross_file_problems(summaries, known_technologies, all_service_names or ())
+    if catalog_dir is not None:
+        from generators.catalog_labels import spec_selector_warnings  # it reads the catalog, which imports us
+
+        for spec in specs:
+            warnings += spec_selector_warnings(spec.located, spec.service, catalog_dir)
     errors += [e for s in summaries for e in s.errors]
     warnings += [w for s in summaries for w in s.warnings]
     return ValidationResult(specs, sorted(set(errors), key=sort_key), sorted(set(warnings), key=sort_key), len(files))

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from generators.catalog import Technology as CatalogTechnology
 from generators.catalog import rule_entry, rule_labels, technology_files
+from generators.catalog_labels import TARGET_SERIES
 from generators.errors import UserError
 from generators.model import Service
 from generators.model import Technology as Dependency
@@ -30,6 +31,18 @@ def applies_to_tier(rule: Mapping[str, Any], tier: Tier) -> bool:
 
 def selected_rules(tech: CatalogTechnology, tier: Tier) -> list[dict[str, Any]]:
     return [rule for rule in tech.rules if applies_to_tier(rule, tier)]
+
+
+def reads_target_series(rule: Mapping[str, Any]) -> bool:
+    """Whether the rule reads a series Prometheus writes for every scrape target (``up``)."""
+    return not TARGET_SERIES.isdisjoint(rule["metrics"])
+
+
+def dependency_rules(tech: CatalogTechnology, tier: Tier, dependency: Dependency) -> list[dict[str, Any]]:
+    """The rules one dependency instance gets: those of its tier, less the target-down rules when it has
+    no selector (unscoped, ``up == 0`` would fire for every target in Prometheus that is down)."""
+    rules = selected_rules(tech, tier)
+    return rules if dependency.selector else [rule for rule in rules if not reads_target_series(rule)]
 
 
 def runbook_base(service: Service, dependency: Dependency, override: str | None) -> str | None:
@@ -62,7 +75,7 @@ def dependency_group(service: Service, dependency: Dependency, tech: CatalogTech
     """The rule group for one dependency instance."""
     base = runbook_base(service, dependency, runbook_url)
     rules = []
-    for rule in selected_rules(tech, service.tier):
+    for rule in dependency_rules(tech, service.tier, dependency):
         labels = {
             **rule_labels(tech, rule),
             "service": service.name,
@@ -115,7 +128,7 @@ def check_standin(service: Service, catalog: Mapping[str, CatalogTechnology]) ->
     (generators.promql_scope.scoped_by_position): only then may a template stand for the real values."""
     for dep in service.technologies:
         shape = tuple((label, op) for label, op, _value in dep.selector)
-        for rule in selected_rules(catalog[dep.type], service.tier):
+        for rule in dependency_rules(catalog[dep.type], service.tier, dep):
             if not scoped_by_position(rule["expr"], shape):
                 raise ValueError(f"{rule['name']}: its own matchers meet the selector's labels")
 
@@ -132,7 +145,7 @@ def alert_counts(service: Service, catalog: Mapping[str, CatalogTechnology]) -> 
     _missing(service, catalog)
     counts: dict[str, int] = {}
     for dep in service.technologies:
-        counts[dep.type] = counts.get(dep.type, 0) + len(selected_rules(catalog[dep.type], service.tier))
+        counts[dep.type] = counts.get(dep.type, 0) + len(dependency_rules(catalog[dep.type], service.tier, dep))
     return counts
 
 
@@ -159,6 +172,7 @@ def catalog_paths(service: Service, catalog_dir: str) -> list[str]:
     return sorted({files[dep.type] for dep in service.technologies})
 
 
-__all__ = ["ALERTS_FILE", "READS", "applies_to_tier", "selected_rules", "dependency_group",
+__all__ = ["ALERTS_FILE", "READS", "applies_to_tier", "selected_rules", "dependency_rules", "reads_target_series",
+           "dependency_group",
            "service_alert_document", "service_alert_files", "alert_documents", "check_dependencies", "check_standin",
            "alert_counts", "summary_lines", "catalog_paths"]

@@ -113,8 +113,12 @@ class BuildPlan:
         return [files[t] for t in entry.technology_types if t in files]
 
 
-INDEX_CODE = (*CORE_CODE, "alertmanager.py")  # Routing.paged comes from paging.py  # what a spec-index entry is computed by
-INDEX_FORMAT = "3"  # [size/mtime, summary, routing, upstream] per file
+# What a spec-index entry is computed by: the spec checks, the routing facts (Routing.paged comes from
+# paging.py, in CORE_CODE), and the selector warnings (generators.catalog_labels, which read the catalog
+# files: each entry keeps their stamps too).
+INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "catalog_labels.py", "catalog.py", "promql_scope.py",
+              "tech_alerts.py", "schemas/catalog.schema.json")
+INDEX_FORMAT = "4"  # [size/mtime, summary, routing, upstream, catalog stamps] per file
 
 
 def _code_fingerprint() -> str:
@@ -125,9 +129,58 @@ def _code_fingerprint() -> str:
     return "|".join(parts)
 
 
-def _summarize_one(path: str) -> tuple[FileSummary, Service | None]:
+# The catalog folder and its cache (state/catalog) the selector warnings and the index's catalog stamps
+# read; set by make_plan before the summaries are made.
+_CATALOG: list[tuple[str, str | None]] = []
+
+
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any]:
+    """A spec's summary and model, and where its dependency selectors are (for the selector warnings the
+    parent adds: it holds the catalog files, which a worker would otherwise read again)."""
     summary, spec = summarize(path)
-    return summary, spec.service if spec is not None else None
+    if spec is None:
+        return summary, None, None
+    from generators.catalog_labels import SelectorMarks
+
+    return summary, spec.service, SelectorMarks.of(spec.located, spec.service)
+
+
+def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
+    """``summary`` with the warnings for alerts the spec's dependency selectors silence."""
+    if not _CATALOG or not service.technologies:
+        return summary
+    from generators.catalog_labels import spec_selector_warnings
+
+    extra = spec_selector_warnings(marks, service, *_CATALOG[0])
+    if not extra:
+        return summary
+    return summary._replace(warnings=tuple(sorted((*summary.warnings, *extra), key=sort_key)))
+
+
+_STAMPS: dict[str, list[int] | None] = {}  # catalog file → [size, mtime_ns], once per process
+
+
+def catalog_stamps(technologies: Iterable[str]) -> dict[str, list[int] | None]:
+    """The size and mtime of the catalog file of each technology (None: not in the catalog), by which a
+    spec-index entry's selector warnings are known to be current."""
+    if not _CATALOG:
+        return {}
+    files = technology_files(_CATALOG[0][0])
+    stamps: dict[str, list[int] | None] = {}
+    for name in sorted(set(technologies)):
+        path = files.get(name)
+        if path is not None and path not in _STAMPS:
+            try:
+                stat = os.stat(path)
+                _STAMPS[path] = [stat.st_size, stat.st_mtime_ns]
+            except OSError:
+                _STAMPS[path] = None
+        stamps[name] = _STAMPS[path] if path is not None else None
+    return stamps
+
+
+def _entry_stamps(summary: FileSummary) -> dict[str, list[int] | None]:
+    return catalog_stamps(ref.value for ref in summary.technologies)
 
 
 PARALLEL_MIN_FILES = 200  # below this, forking costs more than it saves
@@ -139,7 +192,7 @@ def worker_count() -> int:
 
 
 def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | None = None
-                   ) -> list[tuple[FileSummary, Service | None]]:
+                   ) -> list[tuple[FileSummary, Service | None, Any]]:
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
     is called with each summary as it arrives, while the pool works on the rest."""
@@ -213,7 +266,8 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
             keys[path] = [stat.st_size, stat.st_mtime_ns]
         except OSError:
             keys[path] = None
-    stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]]
+    stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]
+             or cache[p][4] != catalog_stamps(cache[p][4])]
     checked = dict(zip(stale, _summarize_all(stale, meanwhile)))
     fresh: dict[str, Any] = {}
     summaries = []
@@ -222,8 +276,9 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
         routing: Routing | None = None
         upstream: list[str] = []
         if path in checked:
-            summary, service = checked[path]
+            summary, service, marks = checked[path]
             if service is not None:
+                summary = _with_selector_warnings(summary, service, marks)
                 routing, upstream = Routing.of(service), list(service.upstream)
                 if key is not None:
                     _LOADED[(path, key[0], key[1])] = service  # the build's load_service reuses it
@@ -239,7 +294,8 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
                 routing, upstream = Routing(*hit[2]), hit[3]
         summaries.append((summary, routing, tuple(upstream)))
         if key is not None:  # an unchanged file keeps its entry as read
-            fresh[path] = [key, summary.to_json(), routing, upstream] if path in checked else cache[path]
+            fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary)] if path in checked
+                           else cache[path])
     if index_path and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
@@ -257,6 +313,8 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     warmer = _Warmer(catalog_dir, os.path.join(state_dir, "catalog")) if state_dir else None
+    _CATALOG[:] = [(catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None)]
+    _STAMPS.clear()  # a new plan: catalog files may have changed since the last (a long-lived process)
     summaries, changed = _summaries(files, index_path, warmer)
     errors, warnings = cross_file_problems([s for s, _, _ in summaries], technology_files(catalog_dir))
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),

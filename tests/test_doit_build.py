@@ -277,3 +277,42 @@ def test_dependency_db_is_rewritten_only_when_an_entry_changes(tmp_path: Path) -
     assert again._dirty
     again.dump()
     assert '"abd"' in path.read_text()
+
+
+def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> None:
+    """The build caches each spec's checks in state/spec-index.json; a selector warning depends on the
+    catalog too, so editing a declaration brings it (and takes it away) on the next build."""
+    catalog = workspace / "rules_catalog"
+    shutil.copytree(ROOT / "rules_catalog", catalog)
+    env = {"NTHLAYER_CATALOG": str(catalog)}
+    spec = workspace / "services" / "inventory-api.yaml"
+    spec.write_text(spec.read_text().replace("selector: {job: inventory-haproxy}", "selector: {proxy: inventory}"))
+    warning = ("services/inventory-api.yaml:20:18: /dependencies/technologies/2/selector/proxy: warning: haproxy "
+               "'inventory-lb': the exporter puts no 'proxy' label on the metrics of {rules}: {they} can never "
+               "fire for this dependency, unless your scrape config adds 'proxy' to every target; select it by "
+               "instance, job or a label your scrape config adds")
+    both = warning.format(rules="HaproxyProcessConnectionsNearLimit, HaproxyStickTableNearlyFull", they="these alerts")
+    first = _doit(workspace, env=env)
+    assert first.returncode == 0, first.stderr
+    assert both in first.stderr.splitlines()
+    assert _doit(workspace, env=env).stderr == ""  # a no-op run: nothing built, nothing said
+
+    haproxy = catalog / "haproxy.yaml"
+    original = haproxy.read_text()
+    haproxy.write_text(original.replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
+    second = _doit(workspace, env=env)
+    assert second.returncode == 0, second.stderr
+    assert _ran(second) == ["service:inventory-api (alerts)"]
+    assert [line for line in second.stderr.splitlines() if "warning:" in line] == [
+        warning.format(rules="HaproxyStickTableNearlyFull", they="this alert")]
+
+    haproxy.write_text(original.replace("  haproxy_sticktable_*: [name, type]\n",
+                                        "  haproxy_sticktable_*: [name, proxy, type]\n")
+                       .replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
+    third = _doit(workspace, env=env)
+    assert third.returncode == 0 and _ran(third) == ["service:inventory-api (alerts)"]
+    assert "warning:" not in third.stderr
+
+    haproxy.write_text(original)
+    fourth = _doit(workspace, env=env)
+    assert both in fourth.stderr.splitlines()

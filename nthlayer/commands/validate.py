@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    catalog = technology_files(args.catalog or default_catalog_dir())
-    result = validate_specs(files, catalog, _known_services(args, files))
+    catalog_dir = args.catalog or default_catalog_dir()
+    result = validate_specs(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
     errors: list[SpecError] = list(result.errors)
     warnings: list[SpecError] = list(result.warnings)
     if args.strict:
