@@ -1,32 +1,44 @@
-"""``nthlayer build [DOIT ARGS]``: run the doit build (dodo.py) from anywhere, in the current folder.
+"""``nthlayer build [--check] [DOIT ARGS]``: run the doit build in the current folder, from anywhere.
 
-Uses ./dodo.py when there is one, else the dodo.py shipped next to the nthlayer package,
-so a monorepo with only services/ can build without copying it.
+The tasks come from the installed package (nthlayer/dodo.py, the definition the checkout's dodo.py
+re-exports), so a monorepo with only services/ builds without a copy of dodo.py or of the catalog.
+``--check`` builds nothing: it lists the files of out/ that differ from what the specs produce.
 """
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+import sys
+from typing import Any
 
 from generators.errors import UserError
+
+DOIT_COMMANDS = {"run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep",
+                 "tabcompletion", "help"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--services", default=None, help="folder of specs (default: services/)")
     parser.add_argument("--out", default=None, help="output folder (default: out/)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; list each file of out/ that is missing, extra or edited compared "
+                             "with what the specs produce, and exit 1 if there is any (a CI step)")
     parser.add_argument("doit_args", nargs=argparse.REMAINDER,
                         help="passed to doit, e.g. 'list', 'clean', 'openslo', '-n 2'")
 
 
-def dodo_path() -> str:
-    local = Path("dodo.py")
-    if local.is_file():
-        return str(local.resolve())
-    shipped = Path(__file__).resolve().parent.parent.parent / "dodo.py"
-    if shipped.is_file():
-        return str(shipped)
-    raise UserError("no dodo.py here or next to the nthlayer package")
+def _task_loader() -> Any:
+    """doit's loader for the packaged task definitions, made when doit loads them (after it has read
+    ``name=value`` variables), as its own loader imports dodo.py then."""
+    from doit.cmd_base import NamespaceTaskLoader
+
+    class PackagedTasks(NamespaceTaskLoader):
+        def setup(self, opt_values: dict[str, Any]) -> None:
+            from nthlayer.dodo import namespace
+
+            self.namespace = namespace()
+
+    return PackagedTasks()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,16 +48,41 @@ def run(args: argparse.Namespace) -> int:
         os.environ["NTHLAYER_SERVICES"] = args.services
     if args.out:
         os.environ["NTHLAYER_OUT"] = args.out
+    services = os.environ.get("NTHLAYER_SERVICES", "services")
+    out = os.environ.get("NTHLAYER_OUT", "out")
+    if not os.path.isdir(services):
+        raise UserError(f"no '{services}' folder here ({os.getcwd()}): run it in a folder with services/*.yaml "
+                        "or pass --services DIR")
+    if args.check:
+        return _check(services, out)
     rest = list(args.doit_args)
     if rest and rest[0] == "--":
         rest = rest[1:]
-    command, options = (rest[:1], rest[1:]) if rest and not rest[0].startswith("-") and rest[0] in {
-        "run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep", "tabcompletion",
-        "help"} else (["run"], rest)
-    code = int(DoitMain().run([*command, "-f", dodo_path(), "-d", os.getcwd(), *options]))
+    command, options = (rest[:1], rest[1:]) if rest and rest[0] in DOIT_COMMANDS else (["run"], rest)
+    code = int(DoitMain(_task_loader()).run([*command, *options]))
     if command == ["run"]:
         from nthlayer.state import record_audit
 
         record_audit("build", None, "ok" if code == 0 else "failed",
-                     {"exit": code, "doit_args": options, "services": os.environ.get("NTHLAYER_SERVICES", "services")})
+                     {"exit": code, "doit_args": options, "services": services})
     return code
+
+
+def _check(services: str, out: str) -> int:
+    from nthlayer.outputs import check_out
+
+    state = os.environ.get("NTHLAYER_STATE_DIR", "state")
+    state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+    differences, errors = check_out(services, out, state_db, os.path.join(state, "spec-index.json"))
+    for line in errors:
+        print(line, file=sys.stderr)
+    for path, problem in differences:
+        print(f"{path}: {problem}")
+    if errors:
+        print(f"nthlayer build --check: invalid inputs: {out}/ cannot match what they produce", file=sys.stderr)
+    if differences:
+        count = len(differences)
+        files, differ = ("file", "differs") if count == 1 else ("files", "differ")
+        print(f"nthlayer build --check: {count} {files} of {out}/ {differ} from what {services}/ produces; "
+              "run 'nthlayer build'", file=sys.stderr)
+    return 1 if differences or errors else 0
