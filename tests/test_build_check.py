@@ -85,9 +85,11 @@ def test_a_build_restores_a_hand_edited_file(tmp_path: Path) -> None:
 
 
 def test_outside_a_project_nothing_is_created(tmp_path: Path) -> None:
-    for args in (["build"], ["build", "--check"]):
+    hints = {"build": "pass --services DIR", "validate": "name the spec files or folders to validate",
+             "setup-prometheus": "pass --out with a built output folder"}
+    for args in (["build"], ["build", "--check"], ["build", "list"], ["validate"], ["setup-prometheus"]):
         result = _nthlayer(tmp_path, *args)
-        assert result.returncode == 1
-        assert result.stderr == (f"nthlayer build: error: no 'services' folder here ({tmp_path}): run it in a "
-                                 "folder with services/*.yaml or pass --services DIR\n")
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == (f"nthlayer {args[0]}: error: no 'services' folder here ({tmp_path}): run it in a "
+                                 f"folder with services/*.yaml or {hints[args[0]]}\n")
     assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from generators.errors import UserError
+from nthlayer.project import require_services_dir
 
 DOIT_COMMANDS = {"run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep",
                  "tabcompletion", "help"}
@@ -50,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["NTHLAYER_OUT"] = args.out
     services = os.environ.get("NTHLAYER_SERVICES", "services")
     out = os.environ.get("NTHLAYER_OUT", "out")
-    if not os.path.isdir(services):
-        raise UserError(f"no '{services}' folder here ({os.getcwd()}): run it in a folder with services/*.yaml "
-                        "or pass --services DIR")
+    require_services_dir(services, "pass --services DIR")
     if args.check:
         return _check(services, out)
     rest = list(args.doit_args)
