@@ -149,7 +149,7 @@ def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | 
     results = []
     from nthlayer.runner import die_with_parent
 
-    with multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         for result in pool.imap(_summarize_one, paths, chunksize=max(1, len(paths) // (workers * 8))):
             results.append(result)
             if meanwhile is not None:

@@ -45,13 +45,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent() -> None:
-    """End this (forked) process when its parent dies, whatever kills the parent.
+def die_with_parent(parent: int | None = None) -> None:
+    """End this (forked) process when its parent dies, whatever kills the parent. ``parent``: the pid it
+    had before the fork (default: the current parent), so that one already dead is noticed.
 
     Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG). Elsewhere, or if prctl fails: a daemon
-    thread checks twice a second that the parent is still the same process. Also for a Pool initializer.
+    thread checks twice a second that the parent is still the same process. Also a Pool initializer.
     """
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     armed = False
     if sys.platform.startswith("linux"):
         try:
@@ -59,7 +61,7 @@ def die_with_parent() -> None:
             armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
         except (OSError, AttributeError):
             armed = False
-    if os.getppid() != parent or parent == 1:  # the parent died before the request took effect
+    if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
     if not armed:
         def watch() -> None:
@@ -107,9 +109,9 @@ class PrefetchMRunner(MRunner):
                 return JobTaskPickle(task)
         return None
 
-    def _worker(self, job_q: Any, result_q: Any, reporter_class: Any) -> None:
+    def _worker(self, job_q: Any, result_q: Any, reporter_class: Any, parent: int) -> None:
         """A worker process: doit's loop, ended with the parent; stop signals are the parent's to handle."""
-        die_with_parent()
+        die_with_parent(parent)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler came with the fork
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
         self.execute_task_subprocess(job_q, result_q, reporter_class)
@@ -197,10 +199,11 @@ class PrefetchMRunner(MRunner):
                     job_q.put(job)
                     queued += 1
                     if not procs:  # the workers start with the first job, not after the parent's checks
+                        target, args = self.execute_task_subprocess, (job_q, result_q, self.reporter.__class__)
+                        if self.Child == Process:
+                            target, args = self._worker, (*args, os.getpid())
                         for _ in range(self.num_process):
-                            target = self._worker if self.Child == Process else self.execute_task_subprocess
-                            proc = self.Child(target=target,
-                                              args=(job_q, result_q, self.reporter.__class__))
+                            proc = self.Child(target=target, args=args)
                             proc.start()
                             procs.append(proc)
 

@@ -143,3 +143,32 @@ def test_a_stop_signal_stops_the_build_cleanly(tmp_path: Path, signum: int) -> N
     assert f"service:svc-{0:05d}" not in ran  # recorded as built: not built again
     complete = _files(out)
     assert {path: complete[path] for path in stopped} == stopped  # every file the stopped build left was whole
+
+
+WATCHED = '''
+import os, sys, time
+from nthlayer.runner import die_with_parent
+if os.fork() == 0:
+    sys.platform = "{platform}"  # elsewhere than Linux: no prctl, the watchdog thread
+    die_with_parent()
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    os._exit(0)
+time.sleep(60)
+'''
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_a_worker_ends_when_its_parent_is_killed(platform: str) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", WATCHED.format(platform=platform)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    assert _running(worker)
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 3
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(worker)
+    assert parent.stdout.read() == ""  # EOF: the worker held the pipe too
