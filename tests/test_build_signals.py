@@ -68,6 +68,15 @@ def _workers_at_work(build: subprocess.Popen[bytes], out: Path) -> set[int]:
     raise AssertionError("the build's workers never started")
 
 
+def _end(pids: list[int]) -> None:
+    """Kill what a failing test would otherwise leave running."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _hidden(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.rglob(".*"))
 
@@ -101,7 +110,9 @@ def test_killed_parent_takes_its_workers_and_the_next_run_cleans_up(tmp_path: Pa
     deadline = time.monotonic() + 5
     while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [pid for pid in workers if _running(pid)], "workers outlived their parent"
+    survivors = [pid for pid in workers if _running(pid)]
+    _end(survivors)
+    assert not survivors, "workers outlived their parent"
     assert eof.wait(5), "the pipe reader never got EOF"
 
     # What a killed writer leaves, by a process that is gone: a staging folder and a temp file.
@@ -131,7 +142,9 @@ def test_a_stop_signal_stops_the_build_cleanly(tmp_path: Path, signum: int) -> N
     name = signal.Signals(signum).name
     assert stderr.decode().endswith(f"nthlayer: build stopped by {name}: finished tasks are recorded, "
                                     "the others did not run\n")
-    assert not [pid for pid in workers if _running(pid)]
+    survivors = [pid for pid in workers if _running(pid)]
+    _end(survivors)
+    assert not survivors
     out = tmp_path / "out"
     assert _hidden(out) == []  # the running tasks finished: nothing half-written, not even a temp file
     stopped = _files(out)
@@ -170,5 +183,7 @@ def test_a_worker_ends_when_its_parent_is_killed(platform: str) -> None:
     deadline = time.monotonic() + 3
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _running(worker)
+    survived = _running(worker)
+    _end([worker] if survived else [])
+    assert not survived
     assert parent.stdout.read() == ""  # EOF: the worker held the pipe too
