@@ -657,6 +657,7 @@ def correlation_code() -> list[str]:
 def correlation_action(state_db: str, plan: BuildPlan, cache_path: str | None = None) -> None:
     from nthlayer.correlation import write_correlation_reports
 
+    remove_leftovers([f"{plan.out_dir}/reports"])  # a killed build's temp files
     write_correlation_reports(state_db, plan.services_dir, plan.out_dir, edges=plan.edges())
     if cache_path:  # writing the reports may create or touch the database: stamp it as it is now
         cached_state_fingerprint(state_db, cache_path)
