@@ -93,3 +93,11 @@ def test_outside_a_project_nothing_is_created(tmp_path: Path) -> None:
         assert result.stderr == (f"nthlayer {args[0]}: error: no 'services' folder here ({tmp_path}): run it in a "
                                  f"folder with services/*.yaml or {hints[args[0]]}\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_doit_variables_name_the_folders(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "services", tmp_path / "specs")
+    assert _nthlayer(tmp_path, "build", "services=specs", "out=built").returncode == 0
+    assert (tmp_path / "built" / "search-api" / "pagerduty.json").is_file() and not (tmp_path / "out").exists()
+    check = _nthlayer(tmp_path, "build", "--check", "services=specs", "out=built")
+    assert (check.returncode, check.stdout, check.stderr) == (0, "", "")

@@ -48,14 +48,16 @@ def run(args: argparse.Namespace) -> int:
         os.environ["NTHLAYER_SERVICES"] = args.services
     if args.out:
         os.environ["NTHLAYER_OUT"] = args.out
-    services = os.environ.get("NTHLAYER_SERVICES", "services")
-    out = os.environ.get("NTHLAYER_OUT", "out")
-    require_services_dir(services, "pass --services DIR")
-    if args.check:
-        return _check(services, out)
     rest = list(args.doit_args)
     if rest and rest[0] == "--":
         rest = rest[1:]
+    given = dict(arg.split("=", 1) for arg in rest if "=" in arg and not arg.startswith("-"))  # doit variables
+    services = given.get("services", os.environ.get("NTHLAYER_SERVICES", "services"))
+    out = given.get("out", os.environ.get("NTHLAYER_OUT", "out"))
+    require_services_dir(services, "pass --services DIR")
+    if args.check:
+        return _check(services, out, given.get("state", os.environ.get("NTHLAYER_STATE_DIR", "state")),
+                      given.get("catalog"))
     command, options = (rest[:1], rest[1:]) if rest and rest[0] in DOIT_COMMANDS else (["run"], rest)
     code = int(DoitMain(_task_loader()).run([*command, *options]))
     if command == ["run"]:
@@ -66,12 +68,11 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _check(services: str, out: str) -> int:
+def _check(services: str, out: str, state: str, catalog: str | None) -> int:
     from nthlayer.outputs import check_out
 
-    state = os.environ.get("NTHLAYER_STATE_DIR", "state")
     state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
-    differences, errors = check_out(services, out, state_db, os.path.join(state, "spec-index.json"))
+    differences, errors = check_out(services, out, state_db, os.path.join(state, "spec-index.json"), catalog)
     for line in errors:
         print(line, file=sys.stderr)
     for path, problem in differences:
