@@ -128,6 +128,7 @@ def check_out(services_dir: str, out_dir: str, state_db: str, index_path: str | 
         root = os.path.normpath(root)
         dirs[:] = sorted(name for name in dirs if os.path.join(root, name) not in unjudged)
         found.update(os.path.join(root, name) for name in names)
+        found.update(os.path.join(root, name) for name in dirs if os.path.islink(os.path.join(root, name)))
     differences = [(path, "missing") for path in wanted if path not in found]
     differences += [(path, "extra") for path in found if path not in wanted]
     differences += [(path, "edited") for path in found if path in wanted and not file_holds(path, wanted[path])]
