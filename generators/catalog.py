@@ -31,13 +31,16 @@ CATALOG_MAX_BYTES = 2 * 1024 * 1024
 
 
 def default_catalog_dir() -> str:
-    """$NTHLAYER_CATALOG, else ./rules_catalog, else the catalog next to this checkout."""
+    """$NTHLAYER_CATALOG, else ./rules_catalog, else the catalog of this checkout, else the one installed
+    with the package (pyproject.toml ships rules_catalog/ as generators/rules_catalog)."""
     env = os.environ.get(CATALOG_ENV)
     if env:
         return env
     if os.path.isdir("rules_catalog"):
         return "rules_catalog"
-    return str(Path(__file__).resolve().parent.parent / "rules_catalog")
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "rules_catalog"
+    return str(checkout if checkout.is_dir() else here / "rules_catalog")
 
 
 _LISTINGS: dict[str, tuple[int, dict[str, str]]] = {}

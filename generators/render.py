@@ -365,7 +365,7 @@ _pid = [os.getpid()]  # os.getpid() is a syscall; forked children (doit's worker
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
-def holds(path: str, data: bytes) -> bool:
+def file_holds(path: str, data: bytes) -> bool:
     """Whether the file at ``path`` exists and holds exactly ``data`` (reads at most one byte more)."""
     try:
         fd = os.open(path, _READ_FLAGS)
@@ -403,6 +403,25 @@ def _create_beside(directory: str, base: str, create: Callable[[str], Any]) -> t
             made = True
 
 
+_TEMP_NAME = re.compile(r"\..+\.(\d+)-\d+\.tmp")  # the names _create_beside gives: .BASE.PID-N.tmp
+
+
+def temp_entries(directory: str) -> list[tuple[str, int]]:
+    """The hidden temporary files and staging folders in ``directory`` (not below it), with the pid of
+    the process that made each: what a killed writer leaves behind."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        if name[0] == "." and name.endswith(".tmp"):
+            match = _TEMP_NAME.fullmatch(name)
+            if match:
+                found.append((f"{directory}/{name}", int(match.group(1))))
+    return sorted(found)
+
+
 def _new_file(path: str) -> int:
     return os.open(path, _CREATE_FLAGS, 0o666)  # permissions as open() gives them (umask)
 
@@ -419,7 +438,7 @@ def _write_fd(fd: int, data: bytes) -> None:
 
 def write_if_changed(path: str, data: bytes) -> bool:
     """Atomically replace ``path`` with ``data`` unless it already holds exactly those bytes."""
-    if holds(path, data):
+    if file_holds(path, data):
         return False
     directory, base = os.path.split(path)
     fd, tmp = _create_beside(directory or ".", base, _new_file)

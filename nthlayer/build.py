@@ -29,6 +29,7 @@ from generators.shapes import shaped_files
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import load_yaml
+from nthlayer.outputs import remove_leftovers, targets_unedited
 
 GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 
@@ -202,7 +203,9 @@ def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | 
     if len(paths) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [_summarize_one(path) for path in paths]
     results = []
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    from nthlayer.runner import die_with_parent
+
+    with multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         for result in pool.imap(_summarize_one, paths, chunksize=max(1, len(paths) // (workers * 8))):
             results.append(result)
             if meanwhile is not None:
@@ -245,8 +248,8 @@ class _Warmer:
                     pass
 
 
-def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[FileSummary], None] | None = None
-               ) -> tuple[list[tuple[FileSummary, Routing | None, tuple[str, ...]]], set[str]]:
+def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[FileSummary], None] | None = None,
+               record: bool = True) -> tuple[list[tuple[FileSummary, Routing | None, tuple[str, ...]]], set[str]]:
     """Per-file validation results, reused from state/spec-index.json for files that did not change;
     and the files that did (validated now)."""
     cache: dict[str, Any] = {}
@@ -296,26 +299,27 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
         if key is not None:  # an unchanged file keeps its entry as read
             fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary)] if path in checked
                            else cache[path])
-    if index_path and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
+    if index_path and record and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
     return summaries, set(checked)
 
 
 def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
-              index_path: str | None = None, strict: bool = False) -> BuildPlan:
-    """Validate every spec (reusing state/spec-index.json for unchanged files) and plan the build.
-
+              index_path: str | None = None, strict: bool = False, record: bool = True) -> BuildPlan:
+    """The build plan of ``services_dir``: every spec validated (reusing state/spec-index.json for
+    unchanged files). ``index_path``: the spec index to reuse and, with ``record``, to update along with
+    state/'s validator and catalog caches; without ``record`` nothing is written (``nthlayer build --check``).
     ``strict`` (``--strict``) promotes every warning to an error: that spec's service is not built.
     """
     catalog_dir = catalog_dir or default_catalog_dir()
-    state_dir = (os.path.dirname(index_path) or ".") if index_path else None
+    state_dir = (os.path.dirname(index_path) or ".") if index_path and record else None
     keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     warmer = _Warmer(catalog_dir, os.path.join(state_dir, "catalog")) if state_dir else None
     _CATALOG[:] = [(catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None)]
     _STAMPS.clear()  # a new plan: catalog files may have changed since the last (a long-lived process)
-    summaries, changed = _summaries(files, index_path, warmer)
+    summaries, changed = _summaries(files, index_path, warmer, record)
     errors, warnings = cross_file_problems([s for s, _, _ in summaries], technology_files(catalog_dir))
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
                                  list(s.warnings), routing, upstream, s.path in changed)
@@ -490,6 +494,7 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
         "actions": [service_action(entry, plan, stamps)],
         "file_dep": deps,
         "targets": outputs,
+        "uptodate": [targets_unedited(outputs)] if outputs else [],  # a hand-edited file is rebuilt
         "title": title,
         "clean": [(clean_targets, [outputs, plan.out_dir])],
     }
@@ -563,27 +568,35 @@ class SpecFailure(TaskFailed):
     """A task failure whose message is user-facing error lines (no traceback)."""
 
 
+def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_SERVICE) -> dict[str, bytes]:
+    """The files of ``kinds`` for one service, as the build writes them (``nthlayer build --check``
+    compares out/ with them)."""
+    files: dict[str, bytes] = {}
+    for kind in kinds:
+        made = _generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
+        expected = set(targets(plan.out_dir, service.name, kind))
+        if set(made) != expected:
+            raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")
+        files.update(made)
+    return files
+
+
 def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) -> Callable[..., Any]:
     def action(changed: list[str]) -> Any:  # doit passes the file_deps that changed
         if entry.errors or entry.name is None:
             return SpecFailure("\n".join(e.format() for e in entry.errors))
         for warning in entry.warnings:
             print(warning.format(), file=sys.stderr)
-        files: dict[str, bytes] = {}
         try:
             service = load_service(entry.path)
             kinds = stale_kinds(entry.path, changed, stamps)
-            for kind in kinds:
-                made = _generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
-                expected = set(targets(plan.out_dir, service.name, kind))
-                if set(made) != expected:
-                    raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")
-                files.update(made)
+            files = service_files(service, plan, kinds)
         except SpecErrors as exc:
             return SpecFailure("\n".join(exc.lines()))
         # Only after every kind was generated: an error leaves all files as they were. A service's first
         # build creates its folder whole; later ones replace the changed files one by one.
         if len(kinds) < len(PER_SERVICE) or not write_new_tree(f"{plan.out_dir}/{service.name}", files):
+            remove_leftovers(sorted({os.path.dirname(path) for path in files}))  # a killed build's temp files
             write_all(files)
         return None
 
@@ -701,6 +714,7 @@ def alertmanager_action(plan: BuildPlan, secrets_dir: str) -> Callable[[], Any]:
         from generators.alertmanager import alertmanager_files
 
         files = alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager", secrets_dir)
+        remove_leftovers([f"{plan.out_dir}/alertmanager"])
         write_all(files)
         return None
 
@@ -729,6 +743,7 @@ def correlation_action(state_db: str, plan: BuildPlan, cache_path: str | None = 
     from nthlayer.correlation import write_correlation_reports
     from nthlayer.state import StateUnavailable
 
+    remove_leftovers([f"{plan.out_dir}/reports"])  # a killed build's temp files
     try:
         write_correlation_reports(state_db, plan.services_dir, plan.out_dir, edges=plan.edges())
         if cache_path:  # writing the reports may create or touch the database: stamp it as it is now

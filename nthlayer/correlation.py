@@ -279,13 +279,20 @@ def write_correlation_reports(state_path: str, services_dir: str, out_dir: str,
     ``edges`` (who calls whom) defaults to the graph read from ``services_dir``; the build passes
     the graph of the specs that validated, so one broken spec does not stop the report.
     """
-    from generators.render import json_default, write_all
-    from nthlayer.state import connect
+    from generators.render import write_all
 
     if edges is None:
         from nthlayer.budget import load_services  # it loads the Prometheus client: not for the build's task
 
         edges = dependency_edges(load_services(services_dir)) if os.path.isdir(services_dir) else []
+    return write_all(correlation_report_files(state_path, out_dir, edges))
+
+
+def correlation_report_files(state_path: str, out_dir: str, edges: list[tuple[str, str]]) -> dict[str, bytes]:
+    """The two report files and their bytes (``nthlayer build --check`` compares out/ with them)."""
+    from generators.render import json_default
+    from nthlayer.state import connect
+
     if os.path.exists(state_path):
         with connect(state_path) as con:
             report = correlation_report(con, edges)
@@ -293,5 +300,5 @@ def write_correlation_reports(state_path: str, services_dir: str, out_dir: str,
         report = empty_report()
     folder = os.path.join(out_dir, "reports")
     body = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False, default=json_default) + "\n"
-    return write_all({os.path.join(folder, "correlations.json"): body.encode("utf-8"),
-                      os.path.join(folder, "correlations.md"): report_markdown(report).encode("utf-8")})
+    return {os.path.join(folder, "correlations.json"): body.encode("utf-8"),
+            os.path.join(folder, "correlations.md"): report_markdown(report).encode("utf-8")}

@@ -13,19 +13,71 @@ reporting are doit's own methods, inherited. Only ``run_tasks`` (the parent's lo
 task without actions (a group) completes in the parent, as doit's one-process runner does it, instead
 of costing a round trip to a worker.
 
+A build stops cleanly on SIGTERM or SIGINT (a CI runner cancelling, Ctrl-C): the parent takes back the
+jobs no worker has started, lets the running ones finish and records them, stops the workers and
+returns doit's error code; nothing is left half-written. A worker never outlives the parent: killed
+with SIGKILL (the OOM killer), the parent cannot stop them, so each worker asks the kernel for SIGKILL
+when its parent dies (Linux), or watches the parent's pid elsewhere; a ``doit | tee`` then ends.
+
 doit has no setting for the runner class: it reads ``doit.cmd_run.MRunner`` when a run starts.
 :func:`install` sets it (dodo.py calls it) when this doit has every method the loop relies on, and
 otherwise leaves doit's runner alone: the build stays correct, only slower.
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import queue
+import signal
+import sys
+import threading
+import time
 from multiprocessing import Process
 from typing import Any
 
-from doit.runner import JobTask, JobTaskPickle, MRunner
+from doit.runner import ERROR, JobTask, JobTaskPickle, MRunner
 from doit.task import DelayedLoaded
 
 AHEAD = 2  # tasks queued per worker: the one it runs and the next
+
+STOP_GRACE = 10.0  # seconds the running tasks get to finish after a stop signal
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """End this (forked) process when its parent dies, whatever kills the parent. ``parent``: the pid it
+    had before the fork (default: the current parent), so that one already dead is noticed.
+
+    Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG). Elsewhere, or if prctl fails: a daemon
+    thread checks twice a second that the parent is still the same process. Also a Pool initializer.
+    """
+    if parent is None:
+        parent = os.getppid()
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+STOP_POLL = 0.2  # seconds between the parent's looks at the stop flag while it waits for a result
+
+
+class _Stop(Exception):
+    """A stop signal came: the parent's loop leaves to stop the workers."""
+
 
 _USES = ("select_task", "execute_task", "process_task_result", "_process_result", "_run_tasks_init",
          "execute_task_subprocess", "teardown")
@@ -33,6 +85,8 @@ _USES = ("select_task", "execute_task", "process_task_result", "_process_result"
 
 class PrefetchMRunner(MRunner):
     """``MRunner`` with up to ``AHEAD`` tasks per worker in the job queue."""
+
+    _stop_signal = 0  # the stop signal received, if any
 
     def _next_job(self, completed: Any) -> Any:
         """Tell doit's dispatcher ``completed`` finished (None: nothing did) and get the next job to
@@ -55,7 +109,74 @@ class PrefetchMRunner(MRunner):
                 return JobTaskPickle(task)
         return None
 
+    def _worker(self, job_q: Any, result_q: Any, reporter_class: Any, parent: int) -> None:
+        """A worker process: doit's loop, ended with the parent; stop signals are the parent's to handle."""
+        die_with_parent(parent)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler came with the fork
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+        self.execute_task_subprocess(job_q, result_q, reporter_class)
+
     def run_tasks(self, task_dispatcher: Any) -> None:
+        if self.Child != Process or threading.current_thread() is not threading.main_thread():
+            self._run_tasks(task_dispatcher)
+            return
+
+        def stop(signum: int, _frame: Any) -> None:
+            # Only a flag: raising here could cut a queue read in the middle of a message.
+            self._stop_signal = signum
+
+        self._stop_signal = 0
+        previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+        try:
+            self._run_tasks(task_dispatcher)
+        except _Stop:
+            self.final_result = ERROR
+            name = signal.Signals(self._stop_signal).name
+            print(f"nthlayer: build stopped by {name}: finished tasks are recorded, the others did not run",
+                  file=sys.stderr)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _stop_workers(self, procs: list[Any], job_q: Any, result_q: Any, queued: int, task_dispatcher: Any) -> None:
+        """After a stop signal: take back the jobs not yet started, record the running ones as they
+        finish (within STOP_GRACE seconds), then end the workers."""
+        self._stop_running = True
+        while queued:
+            try:
+                job = job_q.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                queued -= 1
+        for _ in procs:
+            job_q.put(None)
+        deadline = time.monotonic() + STOP_GRACE
+        while queued and time.monotonic() < deadline:
+            try:
+                result = result_q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if "exit" in result:
+                break
+            if self._take_result(task_dispatcher, result) is not None:
+                queued -= 1
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+    def _take_result(self, task_dispatcher: Any, result: dict[str, Any]) -> Any:
+        """Handle a worker's message: a report on the way (None), or a job's result (its node, recorded)."""
+        node = task_dispatcher.nodes[result["name"]]
+        if "reporter" in result:
+            getattr(self.reporter, result["reporter"])(node.task)
+            return None
+        self._process_result(node, node.task, result)
+        return node
+
+    def _run_tasks(self, task_dispatcher: Any) -> None:
         result_q = self.Queue()
         job_q = self.Queue()
         self._run_tasks_init(task_dispatcher)
@@ -78,25 +199,32 @@ class PrefetchMRunner(MRunner):
                     job_q.put(job)
                     queued += 1
                     if not procs:  # the workers start with the first job, not after the parent's checks
+                        target, args = self.execute_task_subprocess, (job_q, result_q, self.reporter.__class__)
+                        if self.Child == Process:
+                            target, args = self._worker, (*args, os.getpid())
                         for _ in range(self.num_process):
-                            proc = self.Child(target=self.execute_task_subprocess,
-                                              args=(job_q, result_q, self.reporter.__class__))
+                            proc = self.Child(target=target, args=args)
                             proc.start()
                             procs.append(proc)
 
         try:
             top_up()
             while queued:
-                result = result_q.get()
+                if self._stop_signal:
+                    raise _Stop()
+                try:
+                    result = result_q.get(timeout=STOP_POLL)
+                except queue.Empty:
+                    continue
                 if "exit" in result:
                     raise result["exit"](result["exception"])
-                node = task_dispatcher.nodes[result["name"]]
-                if "reporter" in result:
-                    getattr(self.reporter, result["reporter"])(node.task)
-                    continue
-                self._process_result(node, node.task, result)
-                queued -= 1
-                top_up(node)
+                node = self._take_result(task_dispatcher, result)
+                if node is not None:
+                    queued -= 1
+                    top_up(node)
+        except _Stop:
+            self._stop_workers(procs, job_q, result_q, queued, task_dispatcher)
+            raise
         except (SystemExit, KeyboardInterrupt, Exception):
             if self.Child == Process:
                 for proc in procs:

@@ -195,7 +195,7 @@ def test_plan_validates_in_parallel_with_the_same_result(monkeypatch: pytest.Mon
     pools = []
     real_pool = build.multiprocessing.get_context("fork").Pool
     monkeypatch.setattr(build.multiprocessing, "get_context",
-                        lambda method: type("Ctx", (), {"Pool": lambda self, n: pools.append(n) or real_pool(n)})())
+                        lambda method: type("Ctx", (), {"Pool": lambda self, n, **kw: pools.append(n) or real_pool(n, **kw)})())
     # With a state folder, the parent validates the catalog files the specs name while the pool works
     # (state/catalog), and a broken one is left for the services' own tasks to report.
     catalog = tmp_path / "rules_catalog"

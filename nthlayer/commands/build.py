@@ -1,16 +1,20 @@
-"""``nthlayer build [DOIT ARGS]``: run the doit build (dodo.py) from anywhere, in the current folder.
+"""``nthlayer build [--check] [DOIT ARGS]``: run the doit build in the current folder, from anywhere.
 
-Uses ./dodo.py when there is one, else the dodo.py shipped next to the nthlayer package,
-so a monorepo with only services/ can build without copying it.
+The tasks come from the installed package (nthlayer/dodo.py, the definition the checkout's dodo.py
+re-exports), so a monorepo with only services/ builds without a copy of dodo.py or of the catalog.
+``--check`` builds nothing: it lists the files of out/ that differ from what the specs produce.
 """
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+import sys
+from typing import Any
 
-from generators.errors import UserError
+from nthlayer.project import build_setting, is_on, require_services_dir
 
+DOIT_COMMANDS = {"run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep",
+                 "tabcompletion", "help"}
 
 EXAMPLES = """\
 examples:
@@ -18,6 +22,7 @@ examples:
   nthlayer build service:payment-api    build one service
   nthlayer build list --all             list the tasks, one per service included
   nthlayer build clean                  remove the outputs
+  nthlayer build --check                write nothing; list out/ files that differ from what the specs produce
   nthlayer build -- -n 0                doit options go after '--' (here: one process)
   nthlayer build --services services --out out
 """
@@ -28,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
     parser.add_argument("--services", metavar="DIR", default=None, help="folder of specs (default: services/)")
     parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default: out/)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; list each file of out/ that is missing, extra or edited compared "
+                             "with what the specs produce, and exit 1 if there is any (a CI step)")
     parser.add_argument("--secrets-dir", default=None, metavar="DIR",
                         help="folder Alertmanager reads routing keys from, written into alertmanager.yml as "
                              "routing_key_file DIR/<service>.key; absolute for a deployment, e.g. "
@@ -39,16 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "service:NAME), or doit options after '--'")
 
 
-def dodo_path() -> str:
-    local = Path("dodo.py")
-    if local.is_file():
-        return str(local.resolve())
-    shipped = Path(__file__).resolve().parent.parent.parent / "dodo.py"
-    if shipped.is_file():
-        return str(shipped)
-    raise UserError("no dodo.py here or next to the nthlayer package")
-
-
 def doit_exit_code(code: int | None) -> int:
     """doit's exit status in nthlayer's table: 1 and 2 (a task failed, or could not run after one did)
     are a failed build (1); 3 (doit refused its command line: unknown task, bad option) is a usage error."""
@@ -57,6 +55,20 @@ def doit_exit_code(code: int | None) -> int:
     if not code:  # doit's clean and some other commands return None on success
         return 0
     return EXIT_USAGE if code == 3 else 1
+
+
+def _task_loader() -> Any:
+    """doit's loader for the packaged task definitions, made when doit loads them (after it has read
+    ``name=value`` variables), as its own loader imports dodo.py then."""
+    from doit.cmd_base import NamespaceTaskLoader
+
+    class PackagedTasks(NamespaceTaskLoader):
+        def setup(self, opt_values: dict[str, Any]) -> None:
+            from nthlayer.dodo import namespace
+
+            self.namespace = namespace()
+
+    return PackagedTasks()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,15 +85,41 @@ def run(args: argparse.Namespace) -> int:
     rest = list(args.doit_args)
     if rest and rest[0] == "--":
         rest = rest[1:]
-    command, options = (rest[:1], rest[1:]) if rest and not rest[0].startswith("-") and rest[0] in {
-        "run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep", "tabcompletion",
-        "help"} else (["run"], rest)
-    doit = DoitMain()
+    given = dict(arg.split("=", 1) for arg in rest if "=" in arg and not arg.startswith("-"))  # doit variables
+    services = build_setting(given, "services", "NTHLAYER_SERVICES", "services")
+    out = build_setting(given, "out", "NTHLAYER_OUT", "out")
+    require_services_dir(services, "pass --services DIR")
+    if args.check:
+        return _check(services, out, build_setting(given, "state", "NTHLAYER_STATE_DIR", "state"),
+                      given.get("catalog"), build_setting(given, "secrets_dir", "NTHLAYER_SECRETS_DIR") or None,
+                      is_on(build_setting(given, "strict", "NTHLAYER_STRICT")))
+    command, options = (rest[:1], rest[1:]) if rest and rest[0] in DOIT_COMMANDS else (["run"], rest)
+    doit = DoitMain(_task_loader())
     doit.BIN_NAME = "nthlayer build"  # doit's hints ("Type ... list") name the command the user typed
-    code = doit_exit_code(doit.run([*command, "-f", dodo_path(), "-d", os.getcwd(), *options]))
+    code = doit_exit_code(doit.run([*command, *options]))
     if command == ["run"]:
         from nthlayer.state import record_audit
 
         record_audit("build", None, "ok" if code == 0 else "failed",
-                     {"exit": code, "doit_args": options, "services": os.environ.get("NTHLAYER_SERVICES", "services")})
+                     {"exit": code, "doit_args": options, "services": services})
     return code
+
+
+def _check(services: str, out: str, state: str, catalog: str | None, secrets_dir: str | None, strict: bool) -> int:
+    from nthlayer.outputs import check_out
+
+    state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+    differences, errors = check_out(services, out, state_db, os.path.join(state, "spec-index.json"), catalog,
+                                    secrets_dir, strict)
+    for line in errors:
+        print(line, file=sys.stderr)
+    for path, problem in differences:
+        print(f"{path}: {problem}")
+    if errors:
+        print(f"nthlayer build --check: invalid inputs: {out}/ cannot match what they produce", file=sys.stderr)
+    if differences:
+        count = len(differences)
+        files, differ = ("file", "differs") if count == 1 else ("files", "differ")
+        print(f"nthlayer build --check: {count} {files} of {out}/ {differ} from what {services}/ produces; "
+              "run 'nthlayer build'", file=sys.stderr)
+    return 1 if differences or errors else 0

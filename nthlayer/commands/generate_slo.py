@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from generators.render import holds, write_all
+from generators.render import file_holds, write_all
 from generators.spec import load_spec, spec_warnings
 from nthlayer.argparsing import UsageError
 from nthlayer.state import add_state_argument, record_audit
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         for path, data in sorted(files.items()):
-            verdict = "unchanged" if holds(path, data) else "would change" if os.path.exists(path) else "would create"
+            verdict = "unchanged" if file_holds(path, data) else "would change" if os.path.exists(path) else "would create"
             print(f"{verdict} {path} ({len(data)} bytes)")
         return 0
     changed = set(write_all(files))

@@ -23,6 +23,7 @@ import yaml
 
 from generators.errors import UserError
 from generators.render import write_if_changed, yaml_bytes
+from nthlayer.project import require_services_dir
 
 RULES_GLOB = "*.rules.yaml"
 SCRAPE_GLOB = "*/prometheus/scrape.yaml"
@@ -59,6 +60,7 @@ def prometheus_fragment(out_dir: str, output: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.out):
+        require_services_dir("services", "pass --out with a built output folder")
         raise UserError(f"'{args.out}' is not a folder; run 'nthlayer build' first or pass --out")
     output = args.output or os.path.join(args.out, "prometheus", "prometheus.yml")
     fragment = prometheus_fragment(args.out, output)

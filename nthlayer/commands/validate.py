@@ -8,10 +8,13 @@ import sys
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, as_errors, sort_key
 from generators.spec import expand_paths, validate_specs
+from nthlayer.project import require_services_dir
+
+DEFAULT_PATH = "services"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", default=["services"],
+    parser.add_argument("paths", nargs="*", default=[DEFAULT_PATH],
                         help="spec files or folders of specs (default: services/)")
     parser.add_argument("--catalog", help="rules catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
     parser.add_argument("--services-dir", default=None,
@@ -43,6 +46,8 @@ def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.paths == [DEFAULT_PATH]:
+        require_services_dir(DEFAULT_PATH, "name the spec files or folders to validate")
     files = expand_paths(args.paths)
     if not files:
         print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)

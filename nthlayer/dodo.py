@@ -1,0 +1,121 @@
+"""The doit build: every services/*.yaml → out/<service>/…, as doit tasks.
+
+Wiring only; the logic lives in nthlayer.build and the generators package. One definition for both
+entry points: the checkout's top-level ``dodo.py`` (``doit``) takes its names from :func:`namespace`,
+and ``nthlayer build`` hands the same namespace to doit from an installed package, in any folder.
+Variables: ``doit services=DIR out=DIR catalog=DIR secrets_dir=DIR strict=1`` (or NTHLAYER_SERVICES /
+NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from doit import get_var
+from doit.tools import config_changed
+
+from nthlayer.build import (NthlayerReporter, SharedMD5Checker, alertmanager_routes, clean_targets, code_fingerprint,
+                            code_stamps, correlation_action, correlation_code, correlation_targets, make_plan,
+                            prune_out, routes_digest, service_task, worker_count)
+from nthlayer.outputs import remove_leftovers, targets_unedited
+from nthlayer.project import build_setting, is_on
+from nthlayer.runner import install as install_prefetch_runner
+from nthlayer.secrets import secrets_dir
+
+
+def namespace() -> dict[str, Any]:
+    """``DOIT_CONFIG`` and the ``task_*`` creators of one build, for the variables doit was given.
+
+    Called when doit loads its tasks (after it has read ``name=value`` arguments), so each load plans
+    from the spec files as they are then.
+    """
+    given = {name: value for name in ("services", "out", "state", "secrets_dir", "strict")
+             if (value := get_var(name, None)) is not None}
+    services = build_setting(given, "services", "NTHLAYER_SERVICES", "services")
+    out = build_setting(given, "out", "NTHLAYER_OUT", "out")
+    state = build_setting(given, "state", "NTHLAYER_STATE_DIR", "state")
+    # Where Alertmanager reads routing keys (routing_key_file = SECRETS/<service>.key), written into
+    # alertmanager.yml as given: a deployment names an absolute folder (secrets_dir=/etc/alertmanager/secrets).
+    secrets = secrets_dir(given.get("secrets_dir"))  # the variable, else $NTHLAYER_SECRETS_DIR, else state/secrets
+    # strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
+    strict = is_on(build_setting(given, "strict", "NTHLAYER_STRICT"))
+    os.makedirs(state, exist_ok=True)
+    remove_leftovers([out, state])  # what a killed build left: hidden staging folders and temp files
+
+    config = {
+        "default_tasks": ["alertmanager", "correlate", "prune", "service"],  # the shared tasks overlap the services
+        "dep_file": os.path.join(state, "doit.json"),
+        "backend": "nthlayer-json",  # nthlayer.build.StateJsonDB, registered by pyproject.toml
+        "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
+        "continue": True,
+        # Two worker processes (forked: they inherit the plan, only task names cross the queue) where there
+        # are two cores: the generation splits over them (docs/benchmarks.md: 10-30 % faster than one process
+        # at 1000 services, where doit's one-task-at-a-time dispatch eats much of the gain; 1.6-2x at 5000).
+        "num_process": worker_count(),
+        "par_type": "process",
+        "reporter": NthlayerReporter,
+        "verbosity": 1,
+    }
+    install_prefetch_runner()  # doit's parallel runner, keeping each worker one task ahead (nthlayer/runner.py)
+
+    plan = make_plan(services, out, get_var("catalog", None), index_path=os.path.join(state, "spec-index.json"),
+                     strict=strict)
+    valid_names = {entry.name for entry in plan.valid}
+
+    def task_name(entry: Any) -> str:
+        if entry.name is not None:
+            return entry.name
+        return entry.stem if entry.stem not in valid_names else entry.path  # a broken spec never shadows a valid one
+
+    def task_alertmanager() -> dict[str, Any]:
+        """Alertmanager routing tree and receivers for every valid service."""
+        from nthlayer.build import alertmanager_action, alertmanager_targets
+
+        outputs = alertmanager_targets(out)
+        routes = routes_digest(alertmanager_routes(plan))  # the routing facts of every spec, from the plan
+        return {
+            "actions": [alertmanager_action(plan, secrets)],
+            "uptodate": [config_changed({"code": code_fingerprint("alertmanager"), "routes": routes,
+                                         "secrets_dir": secrets}),
+                         targets_unedited(outputs)],
+            "targets": outputs,
+            "clean": [(clean_targets, [outputs, out])],
+        }
+
+    def task_correlate() -> dict[str, Any]:
+        """Deploy/incident correlation reports from the DuckDB state, rebuilt only when that data changed."""
+        from nthlayer.build import state_unchanged
+
+        state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+        outputs = correlation_targets(out)
+        cache = os.path.join(state, "state-fingerprint.json")  # spares no-op builds opening DuckDB
+        return {
+            "actions": [(correlation_action, [state_db, plan, cache])],
+            "file_dep": correlation_code(),
+            "uptodate": [state_unchanged(state_db, plan.dependency_graph(), cache_path=cache),
+                         targets_unedited(outputs)],
+            "targets": outputs,
+            "clean": [(clean_targets, [outputs, out])],
+        }
+
+    def task_prune() -> dict[str, Any]:
+        """Remove out/<service>/ of services whose spec was deleted."""
+        keep = sorted(plan.protected_dirs())
+        return {
+            "actions": [(prune_out, [out, keep])],
+            "uptodate": [config_changed({"keep": keep})],
+            "verbosity": 2,
+        }
+
+    def task_service() -> Iterator[dict[str, Any]]:
+        """Per service: OpenSLO documents, SLO rules and their promtool tests, scrape config, technology
+        alerts from the rules catalog, PagerDuty desired state. Only the stale kinds are regenerated: all
+        after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
+        stamps = code_stamps(state)
+        # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
+        # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
+        for entry in sorted(plan.entries, key=lambda entry: not entry.changed):
+            yield service_task(entry, plan, stamps, task_name(entry))
+
+    return {"DOIT_CONFIG": config, "task_alertmanager": task_alertmanager,
+            "task_correlate": task_correlate, "task_prune": task_prune, "task_service": task_service}

@@ -1,0 +1,189 @@
+"""A build's processes under signals, with real processes: a killed parent takes its workers with it (so
+`doit | tee` ends), SIGTERM/SIGINT stop the build cleanly, and the next run removes what a killed build left."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SERVICES = 800  # enough that the build is still running when the signal comes
+
+
+def _synthesize(folder: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from run import synthesize
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    synthesize(folder, SERVICES)
+
+
+def _start(work: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    env["NTHLAYER_CATALOG"] = str(ROOT / "rules_catalog")
+    env["NTHLAYER_STATE"] = str(work / "state" / "nthlayer.duckdb")
+    return subprocess.Popen([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(work)],
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited; only its reaping waits
+
+
+def _workers_at_work(build: subprocess.Popen[bytes], out: Path) -> set[int]:
+    """The worker pids, once the workers have written a few services (the plan's pool is gone by then)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert build.poll() is None, "the build ended before it could be signalled"
+        if out.is_dir() and sum(1 for _ in out.iterdir()) >= 10:
+            workers = _children(build.pid)
+            if len(workers) == 2:
+                return workers
+        time.sleep(0.02)
+    raise AssertionError("the build's workers never started")
+
+
+def _end(pids: list[int]) -> None:
+    """Kill what a failing test would otherwise leave running."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob(".*"))
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def _finish(work: Path) -> subprocess.CompletedProcess[bytes]:
+    build = _start(work)
+    stdout, stderr = build.communicate(timeout=300)
+    return subprocess.CompletedProcess(build.args, build.returncode, stdout, stderr)
+
+
+def test_killed_parent_takes_its_workers_and_the_next_run_cleans_up(tmp_path: Path) -> None:
+    _synthesize(tmp_path)
+    build = _start(tmp_path)
+    eof = threading.Event()
+
+    def read_to_end() -> None:  # what `doit | tee` does
+        assert build.stdout is not None
+        while build.stdout.read(65536):
+            pass
+        eof.set()
+
+    reader = threading.Thread(target=read_to_end, daemon=True)
+    reader.start()
+    workers = _workers_at_work(build, tmp_path / "out")
+    build.kill()
+    build.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in workers if _running(pid)]
+    _end(survivors)
+    assert not survivors, "workers outlived their parent"
+    assert eof.wait(5), "the pipe reader never got EOF"
+
+    # What a killed writer leaves, by a process that is gone: a staging folder and a temp file.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "out"
+    (out / f".svc-00001.{dead.pid}-0.tmp" / "openslo").mkdir(parents=True)
+    service = next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+    (service / "prometheus" / f".alerts.rules.yaml.{dead.pid}-3.tmp").write_text("half")
+    (service / "prometheus" / "alerts.rules.yaml").unlink()  # so that its task runs again
+    (tmp_path / "state" / f".doit.json.{dead.pid}-1.tmp").write_text("{")
+
+    again = _finish(tmp_path)
+    assert again.returncode == 0, again.stderr.decode()
+    assert _hidden(out) == [] and _hidden(tmp_path / "state") == []
+    assert len([p for p in out.iterdir() if p.name.startswith("svc-")]) == SERVICES
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stops_the_build_cleanly(tmp_path: Path, signum: int) -> None:
+    _synthesize(tmp_path)
+    build = _start(tmp_path)
+    workers = _workers_at_work(build, tmp_path / "out")
+    build.send_signal(signum)
+    stdout, stderr = build.communicate(timeout=60)
+    assert build.returncode == 2, stderr.decode()  # doit's code for a run that did not complete
+    name = signal.Signals(signum).name
+    assert stderr.decode().endswith(f"nthlayer: build stopped by {name}: finished tasks are recorded, "
+                                    "the others did not run\n")
+    survivors = [pid for pid in workers if _running(pid)]
+    _end(survivors)
+    assert not survivors
+    out = tmp_path / "out"
+    assert _hidden(out) == []  # the running tasks finished: nothing half-written, not even a temp file
+    stopped = _files(out)
+    assert 0 < len([p for p in out.iterdir() if p.name.startswith("svc-")]) < SERVICES
+
+    again = _finish(tmp_path)
+    assert again.returncode == 0, again.stderr.decode()
+    ran = again.stdout.decode().split()
+    assert f"service:svc-{0:05d}" not in ran  # recorded as built: not built again
+    complete = _files(out)
+    assert {path: complete[path] for path in stopped} == stopped  # every file the stopped build left was whole
+
+
+WATCHED = '''
+import os, sys, time
+from nthlayer.runner import die_with_parent
+if os.fork() == 0:
+    sys.platform = "{platform}"  # elsewhere than Linux: no prctl, the watchdog thread
+    die_with_parent()
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    os._exit(0)
+time.sleep(60)
+'''
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_a_worker_ends_when_its_parent_is_killed(platform: str) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", WATCHED.format(platform=platform)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    assert _running(worker)
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 3
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survived = _running(worker)
+    _end([worker] if survived else [])
+    assert not survived
+    assert parent.stdout.read() == ""  # EOF: the worker held the pipe too
