@@ -15,6 +15,8 @@ operators (docs/catalog.md, "Mutation testing"):
   condition is written first and guards (``and redis_memory_max_bytes > 0``, minimum traffic,
   ``unless`` exclusions) follow, so the right side is the one dropped.
 - ``for*3``: ``for: D`` becomes ``3D``; ``for: 0m`` is equivalent (counted, not run).
+- ``for-drop``: ``for: D`` becomes ``0m``, killed only by a case still pending (the condition true for
+  less than ``D``, the alert silent); ``for: 0m`` is equivalent (counted, not run).
 
 Each mutant is parsed back with the PromQL parser and must differ from the original. Mutants are
 written as rule file + test file pairs into a temporary folder and run in batches, two promtool
@@ -55,7 +57,7 @@ from nthlayer.promtool import find_tool  # noqa: E402
 
 COMPARISONS = frozenset({">", ">=", "<", "<=", "==", "!="})
 GUARDS = frozenset({"and", "unless"})
-OPERATORS = ("threshold*2", "threshold/2", "guard-drop", "for*3")
+OPERATORS = ("threshold*2", "threshold/2", "guard-drop", "for*3", "for-drop")
 BATCH = 60  # test files per promtool run: small enough to keep both workers busy to the end
 WORKERS = 2
 
@@ -201,7 +203,8 @@ def _duration_text(seconds: int) -> str:
 
 
 def rule_mutants(tech: Technology, rule: dict[str, Any]) -> list[Mutant]:
-    """Every mutant of one rule, in a fixed order: thresholds, guards (both in expression order), for."""
+    """Every mutant of one rule, in a fixed order: thresholds, guards (both in expression order),
+    for tripled, for dropped."""
     mutants: list[Mutant] = []
     expr = rule["expr"]
     try:
@@ -215,6 +218,10 @@ def rule_mutants(tech: Technology, rule: dict[str, Any]) -> list[Mutant]:
     tripled = _duration_text(seconds * 3) if seconds else rule["for"]
     mutants.append(Mutant(tech.name, rule["name"], "for*3", f"for: {rule['for']}", f"for: {tripled}",
                           expr, tripled, seconds == 0))
+    # for: 0m fires on the first evaluation where the condition holds: only a still-pending case
+    # (condition true for less than D, alert expected silent) tells it from for: D.
+    mutants.append(Mutant(tech.name, rule["name"], "for-drop", f"for: {rule['for']}", "for: 0m",
+                          expr, "0m", seconds == 0))
     return mutants
 
 

@@ -27,16 +27,19 @@ def test_well_tested_rule_kills_every_mutant_and_weak_tests_leave_survivors() ->
     completed = run_tool("--json")
     assert completed.returncode == 0, completed.stderr
     summary = json.loads(completed.stdout)
-    # DemoQueueDeep: > 100 doubled and halved, the consumers guard dropped, for tripled: all killed;
-    # its `> 0` guard threshold gives two equivalent mutants. DemoErrors: its two cases are far from
-    # the threshold and evaluated long after `for`, so nothing it says is pinned.
+    # DemoQueueDeep: > 100 doubled and halved, the consumers guard dropped, for tripled, for dropped
+    # (its still-pending case at 3m): all killed; its `> 0` guard threshold gives two equivalent
+    # mutants. DemoErrors: its two cases are far from the threshold and evaluated long after `for`,
+    # with no case still pending, so nothing it says is pinned.
     assert [(s["rule"], s["operator"], s["before"], s["after"]) for s in summary["survivors"]] == [
         ("DemoErrors", "threshold*2", "> 10", "> 20"),
         ("DemoErrors", "threshold/2", "> 10", "> 5"),
         ("DemoErrors", "for*3", "for: 1m", "for: 3m"),
+        ("DemoErrors", "for-drop", "for: 1m", "for: 0m"),
     ]
-    assert summary["overall"] == {"killed": 4, "total": 7, "equivalent": 2, "kill_rate": 57.1}
+    assert summary["overall"] == {"killed": 5, "total": 9, "equivalent": 2, "kill_rate": 55.6}
     assert summary["operators"]["guard-drop"] == {"killed": 1, "total": 1, "equivalent": 0, "kill_rate": 100.0}
+    assert summary["operators"]["for-drop"] == {"killed": 1, "total": 2, "equivalent": 0, "kill_rate": 50.0}
     # A rule whose own tests fail says nothing about its mutants: reported, not counted.
     assert summary["broken_rules"] == ["demo/DemoConsumersGone"]
 
@@ -46,7 +49,8 @@ def test_text_report_lists_survivors_and_fail_under_sets_the_exit_code() -> None
     lines = completed.stdout.splitlines()
     assert "survivor: demo/DemoErrors  threshold/2  > 10 -> > 5" in lines
     assert "broken: demo/DemoConsumersGone: its own tests fail, mutants not counted" in lines
-    assert lines[-1] == "catalog mutation: 4 of 7 mutants killed (57.1 %), 2 equivalent not run, 3 survived"
+    assert "survivor: demo/DemoErrors  for-drop  for: 1m -> for: 0m" in lines
+    assert lines[-1] == "catalog mutation: 5 of 9 mutants killed (55.6 %), 2 equivalent not run, 4 survived"
     assert completed.returncode == 1  # the broken rule fails --fail-under whatever the rate
 
 
@@ -109,3 +113,13 @@ def test_for_is_tripled_and_zero_is_equivalent(for_: str, expected: tuple[str, s
     rule = {"name": "R", "expr": "up == 0", "for": for_}
     (mutant,) = [m for m in catalog_mutation.rule_mutants(tech, rule) if m.operator == "for*3"]
     assert (mutant.after, mutant.for_, mutant.equivalent) == expected
+
+
+@pytest.mark.parametrize("for_, equivalent", [("5m", False), ("90s", False), ("0m", True)])
+def test_for_is_dropped_and_zero_is_equivalent(for_: str, equivalent: bool) -> None:
+    from generators.catalog import Technology
+
+    tech = Technology("demo", "demo.yaml", {"rules": []})
+    rule = {"name": "R", "expr": "up == 0", "for": for_}
+    (mutant,) = [m for m in catalog_mutation.rule_mutants(tech, rule) if m.operator == "for-drop"]
+    assert (mutant.before, mutant.after, mutant.for_, mutant.equivalent) == (f"for: {for_}", "for: 0m", "0m", equivalent)
