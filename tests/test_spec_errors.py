@@ -105,3 +105,16 @@ def test_shipped_schemas_are_valid_json_schema_2020_12(name: str) -> None:
     from generators.spec import load_schema
 
     Draft202012Validator.check_schema(load_schema(name))  # raises SchemaError when not
+
+
+def test_minimal_tier3_spec_is_valid(tmp_path: Path) -> None:
+    (tmp_path / "small.yaml").write_text("service: small\ntier: 3\nteam: t\n")
+    result = validate_specs([str(tmp_path)], KNOWN)
+    assert [e.format() for e in result.errors + result.warnings] == []
+    assert result.specs[0].service.slo("latency").threshold_ms == 2500
+
+
+@pytest.mark.parametrize("tier", [1, 2, 3, "critical", "standard", "low"])
+def test_every_tier_default_is_valid_with_default_buckets(tmp_path: Path, tier: object) -> None:
+    (tmp_path / "s.yaml").write_text(f"service: s\ntier: {tier}\nteam: t\n")
+    assert validate_specs([str(tmp_path)], KNOWN).errors == []
