@@ -144,8 +144,15 @@ def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, s
     return result
 
 
+def template_literal(text: str) -> str:
+    """``text`` as a Go template that prints it unchanged: Prometheus expands annotations as templates, and
+    a selector value quoted in one (an SLI regex such as ``x{{2}}``) must not open an action."""
+    return text.replace("{{", '{{"{{"}}') if "{{" in text else text
+
+
 def _annotations(service: Service, summary: str, description: str) -> dict[str, str]:
-    annotations = {"summary": summary, "description": description}
+    # The runbook URL needs no escaping: validation refuses '{{' in it (generators.spec_values).
+    annotations = {"summary": template_literal(summary), "description": template_literal(description)}
     if service.runbook_url:
         annotations["runbook_url"] = service.runbook_url
     return annotations

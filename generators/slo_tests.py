@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
@@ -58,8 +59,17 @@ def _matches(matcher: Matcher, value: str) -> bool:
         return value == expected
     if op == "!=":
         return value != expected
-    hit = re.fullmatch(expected, value) is not None
+    hit = _re2(expected).fullmatch(value) is not None  # RE2, anchored: as Prometheus matches
     return hit if op == "=~" else not hit
+
+
+@lru_cache(maxsize=256)
+def _re2(regex: str) -> Any:
+    import re2
+
+    from generators.spec_values import re2_options
+
+    return re2.compile(regex, re2_options())
 
 
 def _candidates(matchers: list[Matcher]) -> list[str]:
@@ -128,6 +138,22 @@ def input_series(service: Service, slo: SLO, phases: list[Phase], step: int = 1)
         {"series": _series_name(f"{sli.latency_histogram}_bucket", bucket), "values": _counter_values(good, step)},
         {"series": _series_name(f"{sli.latency_histogram}_count", labels), "values": _counter_values(total, step)},
     ]
+
+
+def series_problem(service: Service) -> str | None:
+    """Why no test series can be made for this service's SLI matchers (a selector and error matchers
+    that contradict each other, say), or None: validation asks, so a build never meets it."""
+    import re2
+
+    phases: list[Phase] = [(60, Decimal(60), Decimal(0))]
+    try:
+        for slo in service.slos:
+            input_series(service, slo, phases)
+    except ValueError as exc:
+        return str(exc)
+    except re2.error:  # an invalid regex: validation reports it itself
+        return None
+    return None
 
 
 def requests_per_minute(service: Service) -> Decimal:
@@ -302,4 +328,4 @@ def burst_promtool_tests(service: Service, rule_file: str) -> dict[str, Any]:
             "tests": [burst_test(service)] if has_fast else []}
 
 
-__all__ = ["promtool_tests", "burst_promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share"]
+__all__ = ["promtool_tests", "series_problem", "burst_promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share"]

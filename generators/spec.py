@@ -18,6 +18,7 @@ from typing import Any, Iterable, NamedTuple
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.model import Service, build_service, to_decimal
 from generators.slo_maths import burn_threshold, burn_windows
+from generators.spec_values import sli_errors, value_errors
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
 RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus"})
@@ -227,6 +228,7 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
                     f"{slo.kind} objective {slo.objective} over {slo.window}: the {window.name} burn-rate alert "
                     f"would need an error ratio of {threshold} and can never fire; use a stricter objective"),
                     warning=True))
+    errors += sli_errors(located, service)
     seen: dict[tuple[str, str], int] = {}
     for index, tech in enumerate(service.technologies):
         key = (tech.type, tech.name)
@@ -254,7 +256,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         raise SpecErrors(errors)
     service = build_service(located.data, path)
     problems = semantic_errors(located, service)
-    hard = [e for e in problems if not e.warning]
+    hard = value_errors(located) + [e for e in problems if not e.warning]
     if hard:
         raise SpecErrors(hard)
     return LoadedSpec(located, service)
