@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Iterable, NamedTuple
 
 from generators.errors import SpecError, SpecErrors, sort_key
+from generators.schema_messages import describe, type_name, unknown_key
 from generators.model import Service, build_service, to_decimal
 from generators.slo_maths import burn_threshold, burn_windows
 from generators.spec_values import sli_errors, value_errors
@@ -38,16 +39,6 @@ def _validator(name: str) -> Any:
     # Not check_schema() here: that costs 0.1 s per process; tests/test_spec_errors.py checks every
     # shipped schema against the 2020-12 metaschema instead.
     return Draft202012Validator(load_schema(name))
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    return f"a {type(value).__name__} ({value!r})"
 
 
 _FAST: dict[str, Any] = {}
@@ -147,12 +138,11 @@ def schema_errors(located: Located, schema_name: str) -> list[SpecError]:
     errors: list[SpecError] = []
     for error in _validator(schema_name).iter_errors(located.data):
         pointer = pointer_of(error.absolute_path)
-        custom = error.schema.get("x-messages", {}) if isinstance(error.schema, dict) else {}
         if error.validator == "additionalProperties":
             allowed = sorted(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed)):
-                errors.append(located.error(f"{pointer}/{key}",
-                                            f"unknown key '{key}'; allowed keys: {', '.join(allowed)}", key=True))
+                errors.append(located.error(f"{pointer}/{escape_pointer_token(key)}", unknown_key(key, allowed),
+                                            key=True))
             continue
         if error.validator == "required":
             missing = error.message.split("'")[1] if "'" in error.message else error.message
@@ -161,20 +151,9 @@ def schema_errors(located: Located, schema_name: str) -> list[SpecError]:
         if "propertyNames" in error.relative_schema_path:
             # jsonschema reports a bad key at the object's path, with the key as the instance.
             pointer = f"{pointer}/{escape_pointer_token(str(error.instance))}"
-            message = custom.get(error.validator, error.message).format(instance=error.instance)
-            errors.append(located.error(pointer, message, key=True))
+            errors.append(located.error(pointer, describe(error), key=True))
             continue
-        if error.validator == "type":
-            expected = error.validator_value
-            expected = " or ".join(expected) if isinstance(expected, list) else expected
-            expected = {"object": "a mapping", "array": "a list"}.get(expected, f"a {expected}")
-            errors.append(located.error(pointer, f"expected {expected}, found {_type_name(error.instance)}"))
-            continue
-        if error.validator in custom:
-            message = custom[error.validator].format(instance=error.instance)
-        else:
-            message = error.message
-        errors.append(located.error(pointer, message))
+        errors.append(located.error(pointer, describe(error)))
     return errors
 
 
@@ -250,7 +229,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     if not isinstance(located.data, dict):
         raise SpecErrors([located.error("", (
             f"expected a mapping with keys service, tier and team at the top level, "
-            f"found {_type_name(located.data)}"))])
+            f"found {type_name(located.data)}"))])
     errors = schema_errors(located, "service.schema.json")
     if errors:
         raise SpecErrors(errors)
@@ -316,7 +295,7 @@ def _ref(located: Located, value: str, pointer: str) -> Ref:
 
 def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedSpec | None]:
     """Validate one file on its own; return its summary (and the loaded spec when valid)."""
-    if raw is None and not os.path.exists(path):
+    if raw is None and not os.path.lexists(path):  # a dangling or looping link: read_bounded says which
         return FileSummary(path, None, (), (), (SpecError(path, 1, 1, "", "no such file or directory"),), ()), None
     try:
         spec = load_spec(path, raw)

@@ -405,7 +405,9 @@ _SERVICE_FILES = tuple(name for kind in PER_SERVICE for name in ARTIFACTS[kind][
 
 def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
     """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
-    deps = [entry.path, *stamps.values()]
+    # A spec that is no regular file (a named pipe, a dangling link) is reported by its action; doit
+    # must not hash it: opening a named pipe waits forever, a missing file_dep is a doit error.
+    deps = [entry.path, *stamps.values()] if os.path.isfile(entry.path) else list(stamps.values())
     outputs: list[str] = []
     service = entry.name
     if service is not None:

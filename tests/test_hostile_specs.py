@@ -21,3 +21,78 @@ def test_init_refuses_names_with_a_trailing_newline(run_cli, tmp_path: Path, arg
     assert code == 1
     assert "is not a valid" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def _run_validate(run_cli, *args: str) -> tuple[int, str, str]:
+    return run_cli("validate", "--catalog", "rules_catalog", *args)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder with one valid spec, as the current directory."""
+    from tests.conftest import ROOT
+
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "ok.yaml").write_text("service: ok\ntier: 1\nteam: t\n")
+    (tmp_path / "rules_catalog").symlink_to(ROOT / "rules_catalog")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_fifo_in_services_is_refused_not_waited_on(run_cli, project: Path) -> None:
+    import os
+
+    os.mkfifo(project / "services" / "pipe.yaml")
+    code, _out, err = _run_validate(run_cli, "services")
+    assert code == 1
+    assert err.splitlines() == [
+        "services/pipe.yaml:1:1: /: not a regular file (a named pipe); only regular files are read",
+        "1 error in 1 file",
+    ]
+
+
+def test_symlink_leaving_the_project_is_refused_without_printing_its_target(run_cli, project: Path,
+                                                                           tmp_path_factory: pytest.TempPathFactory
+                                                                           ) -> None:
+    secret = tmp_path_factory.mktemp("elsewhere") / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n" * 200)
+    (project / "services" / "evil.yaml").symlink_to(secret)
+    code, _out, err = _run_validate(run_cli, "services")
+    assert code == 1
+    assert err.splitlines() == [
+        f"services/evil.yaml:1:1: /: symbolic link to {secret}, outside the project {project}; refused "
+        "(--allow-external-links, or NTHLAYER_ALLOW_EXTERNAL_LINKS=1 for a build, reads it)",
+        "1 error in 1 file",
+    ]
+    code, _out, err = _run_validate(run_cli, "--allow-external-links", "services")
+    assert code == 1 and "root:x:0:0:root:/root:/bin/bash" in err
+    assert max(len(line) for line in err.splitlines()) < 400  # an excerpt, never the whole file
+
+
+def test_symlink_inside_the_project_is_read(run_cli, project: Path) -> None:
+    (project / "shared").mkdir()
+    (project / "shared" / "real.yaml").write_text("service: linked\ntier: 2\nteam: t\n")
+    (project / "services" / "linked.yaml").symlink_to(project / "shared" / "real.yaml")
+    code, out, err = _run_validate(run_cli, "services")
+    assert (code, err) == (0, "")
+    assert out.startswith("2 specs valid")
+
+
+def test_dangling_and_looping_links_are_spec_errors(run_cli, project: Path) -> None:
+    (project / "services" / "gone.yaml").symlink_to(project / "services" / "missing.yaml")
+    (project / "services" / "loop.yaml").symlink_to(project / "services" / "loop.yaml")
+    code, _out, err = _run_validate(run_cli, "services")
+    assert code == 1
+    assert err.splitlines() == [
+        f"services/gone.yaml:1:1: /: symbolic link to {project}/services/missing.yaml, which does not exist",
+        "services/loop.yaml:1:1: /: symbolic link that loops (it leads back to itself)",
+        "2 errors in 2 files",
+    ]
+
+
+def test_long_values_are_quoted_as_excerpts(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("service: s\ntier: 1\nteam: t\ndescription: " + "x" * 5000 + "\n"
+                                     "labels: {env: " + "y" * 5000 + "}\n")
+    lines = _lines([str(tmp_path / "s.yaml")])
+    assert len(lines) == 2 and all(len(line) < 400 for line in lines), lines
+    assert "… (5000 characters)" in lines[0]

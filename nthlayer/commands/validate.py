@@ -8,6 +8,7 @@ import sys
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, sort_key
 from generators.spec import expand_paths, validate_specs
+from generators.yamlload import allow_external_links
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="OUT_DIR",
                         help="also validate the OpenSLO documents generated under OUT_DIR (e.g. out/)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    parser.add_argument("--allow-external-links", action="store_true",
+                        help="read specs that are symbolic links to files outside the project (refused by default)")
 
 
 def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
@@ -41,6 +44,8 @@ def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.allow_external_links:
+        allow_external_links(True)
     files = expand_paths(args.paths)
     if not files:
         print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
