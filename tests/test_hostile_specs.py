@@ -96,3 +96,28 @@ def test_long_values_are_quoted_as_excerpts(tmp_path: Path) -> None:
     lines = _lines([str(tmp_path / "s.yaml")])
     assert len(lines) == 2 and all(len(line) < 400 for line in lines), lines
     assert "… (5000 characters)" in lines[0]
+
+
+def test_build_reports_pipes_and_links_as_spec_errors_and_builds_the_rest(project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    os.mkfifo(project / "services" / "pipe.yaml")
+    (project / "services" / "passwd.yaml").symlink_to("/etc/passwd")
+    (project / "services" / "gone.yaml").symlink_to("missing.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(project)],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.splitlines()[:3] == [
+        f"services/gone.yaml:1:1: /: symbolic link to {project}/services/missing.yaml, which does not exist",
+        "services/passwd.yaml:1:1: /: symbolic link to /etc/passwd, outside the project "
+        f"{os.path.realpath(project)}; refused (--allow-external-links, or NTHLAYER_ALLOW_EXTERNAL_LINKS=1 "
+        "for a build, reads it)",
+        "services/pipe.yaml:1:1: /: not a regular file (a named pipe); only regular files are read",
+    ]
+    assert "root:" not in result.stdout + result.stderr
+    assert (project / "out" / "ok" / "prometheus" / "slo.rules.yaml").is_file()
