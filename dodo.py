@@ -40,15 +40,6 @@ install_prefetch_runner()  # doit's parallel runner, keeping each worker one tas
 PLAN = make_plan(SERVICES, OUT, get_var("catalog", None), index_path=os.path.join(STATE, "spec-index.json"))
 
 
-VALID_NAMES = {entry.name for entry in PLAN.valid}
-
-
-def _task_name(entry) -> str:
-    if entry.name is not None:
-        return entry.name
-    return entry.stem if entry.stem not in VALID_NAMES else entry.path  # a broken spec never shadows a valid one
-
-
 def task_alertmanager():
     """Alertmanager routing tree and receivers for every valid service."""
     from nthlayer.build import alertmanager_action, alertmanager_targets
@@ -94,5 +85,6 @@ def task_service():
     stamps = code_stamps(STATE)
     # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
     # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
+    names = PLAN.task_names()
     for entry in sorted(PLAN.entries, key=lambda entry: not entry.changed):
-        yield service_task(entry, PLAN, stamps, _task_name(entry))
+        yield service_task(entry, PLAN, stamps, names[entry.path])

@@ -13,9 +13,9 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
-from generators.errors import SpecError, SpecErrors, sort_key
+from generators.errors import SpecError, SpecErrors, excerpt, sort_key
 from generators.schema_messages import describe, type_name, unknown_key
 from generators.model import Service, build_service, to_decimal
 from generators.slo_maths import burn_threshold, burn_windows
@@ -309,24 +309,41 @@ def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedS
         tuple(_ref(located, t.type, f"/dependencies/technologies/{i}/type")
               for i, t in enumerate(service.technologies)),
         (),
-        tuple(spec_warnings(spec)),
+        tuple(spec_warnings(spec) + _file_name_warnings(located, service.name)),
     )
     return summary, spec
 
 
+def _file_name_warnings(located: Located, name: str) -> list[SpecError]:
+    """A spec is found by its service's name (``services/<name>.yaml``, doit's ``service:<name>``)."""
+    stem = os.path.splitext(os.path.basename(located.path))[0]
+    if stem == name:
+        return []
+    return [located.error("/service", (f"the file is named {excerpt(stem, 60)} but defines service '{name}'; "
+                                       f"name it {name}.yaml so the service is found by its name"), warning=True)]
+
+
 def cross_file_problems(summaries: list[FileSummary], known_technologies: Iterable[str] | None,
-                        extra_service_names: Iterable[str] = ()) -> tuple[list[SpecError], list[SpecError]]:
-    """Duplicate names (error), unknown upstreams (warning), unknown technologies (error, with a hint)."""
+                        extra_service_names: Iterable[str] | Mapping[str, str] = ()
+                        ) -> tuple[list[SpecError], list[SpecError]]:
+    """Duplicate names (error), unknown upstreams (warning), unknown technologies (error, with a hint).
+
+    ``extra_service_names`` are services defined outside ``summaries`` (names ``upstream`` may use); as a
+    mapping of name → the file defining it, a summary that defines one of them again is a duplicate too,
+    as it would be were that file validated with it (``nthlayer validate`` of one file of a folder).
+    """
     errors: list[SpecError] = []
     warnings: list[SpecError] = []
+    elsewhere = extra_service_names if isinstance(extra_service_names, Mapping) else {}
     by_name: dict[str, list[FileSummary]] = {}
     for summary in summaries:
         if summary.name is not None:
             by_name.setdefault(summary.name.value, []).append(summary)
     for name, group in by_name.items():
-        if len(group) > 1:
+        outside = [elsewhere[name]] if name in elsewhere else []
+        if len(group) > 1 or outside:
             for summary in group:
-                others = ", ".join(o.path for o in group if o is not summary)
+                others = ", ".join([o.path for o in group if o is not summary] + outside)
                 ref = summary.name
                 assert ref is not None
                 errors.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,
@@ -357,7 +374,7 @@ class ValidationResult(NamedTuple):
 
 
 def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | None,
-                   all_service_names: Iterable[str] | None = None) -> ValidationResult:
+                   all_service_names: Iterable[str] | Mapping[str, str] | None = None) -> ValidationResult:
     """Validate files individually, then against each other.
 
     ``all_service_names`` widens the set that ``upstream`` may name (e.g. when

@@ -83,6 +83,19 @@ class BuildPlan:
     entries: list[SpecEntry]
     catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
 
+    def task_names(self) -> dict[str, str]:
+        """Each spec's doit sub-task name (file path → name): its service when valid; else its file's stem,
+        or its path when a valid service or another spec (``a.yaml`` beside ``a.yml``) has that stem, since
+        doit refuses a build with two tasks of one name."""
+        valid = {entry.name for entry in self.valid}
+        stems: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.name is None:
+                stems[entry.stem] = stems.get(entry.stem, 0) + 1
+        return {entry.path: entry.name if entry.name is not None else
+                entry.stem if entry.stem not in valid and stems[entry.stem] == 1 else entry.path
+                for entry in self.entries}
+
     @property
     def valid(self) -> list[SpecEntry]:
         return [e for e in self.entries if e.name is not None]

@@ -121,3 +121,45 @@ def test_build_reports_pipes_and_links_as_spec_errors_and_builds_the_rest(projec
     ]
     assert "root:" not in result.stdout + result.stderr
     assert (project / "out" / "ok" / "prometheus" / "slo.rules.yaml").is_file()
+
+
+def test_validate_of_one_file_reports_a_duplicate_in_its_folder_as_build_does(run_cli, project: Path) -> None:
+    (project / "services" / "ok-copy.yaml").write_text("service: ok\ntier: 2\nteam: t\n")
+    code, _out, err = _run_validate(run_cli, "services/ok-copy.yaml")
+    assert code == 1
+    assert err.splitlines() == [
+        "services/ok-copy.yaml:1:10: /service: duplicate service name 'ok' (also in services/ok.yaml)",
+        "services/ok-copy.yaml:1:10: /service: warning: the file is named 'ok-copy' but defines service 'ok'; "
+        "name it ok.yaml so the service is found by its name",
+        "1 error in 1 file",
+    ]
+
+
+def test_build_reports_duplicates_as_validate_does_even_across_yaml_and_yml(run_cli, project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (project / "services" / "ok.yml").write_text("service: ok\ntier: 2\nteam: t\n")
+    _code, _out, validated = _run_validate(run_cli, "services")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(project)],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert validated.splitlines()[:-1] == result.stderr.splitlines()[:-1] == [
+        "services/ok.yaml:1:10: /service: duplicate service name 'ok' (also in services/ok.yml)",
+        "services/ok.yml:1:10: /service: duplicate service name 'ok' (also in services/ok.yaml)",
+    ]
+
+
+def test_a_file_named_unlike_its_service_is_a_warning(run_cli, project: Path) -> None:
+    (project / "services" / "payments.yaml").write_text("service: payment-api\ntier: 2\nteam: t\n")
+    code, out, err = _run_validate(run_cli, "services")
+    assert code == 0
+    assert err.splitlines() == [
+        "services/payments.yaml:1:10: /service: warning: the file is named 'payments' but defines service "
+        "'payment-api'; name it payment-api.yaml so the service is found by its name",
+    ]
+    assert out == "2 specs valid (2 services, 1 warning)\n"

@@ -25,19 +25,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="read specs that are symbolic links to files outside the project (refused by default)")
 
 
-def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
-    """Names 'upstream' may refer to: every spec in the folders the given files live in."""
+def _known_services(args: argparse.Namespace, files: list[str]) -> dict[str, str]:
+    """The services of the other specs in the folders the given files live in (name → file): names
+    'upstream' may refer to, and names a given file must not define again (a build would refuse both)."""
     from generators.spec import load_spec
     from generators.errors import SpecErrors
 
     folders = {args.services_dir} if args.services_dir else {os.path.dirname(f) or "." for f in files}
-    names: set[str] = set()
+    names: dict[str, str] = {}
     given = {os.path.abspath(f) for f in files}
     for path in expand_paths(sorted(folders)):
         if os.path.abspath(path) in given:
             continue
         try:
-            names.add(load_spec(path).service.name)
+            names.setdefault(load_spec(path).service.name, path)
         except SpecErrors:
             continue
     return names
