@@ -34,8 +34,8 @@ GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 
 # Every artifact kind: the generator modules its output depends on (besides the
 # spec-loading core) and the files it writes, relative to out/<service>/.
-CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "model.py", "tiers.py", "render.py", "promql.py",
-             "slo_maths.py", "schemas/service.schema.json")
+CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "spec_values.py", "schema_messages.py", "model.py", "tiers.py",
+             "render.py", "promql.py", "slo_maths.py", "schemas/service.schema.json")
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "openslo": (("openslo.py", "shapes.py"),
                 ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
@@ -123,7 +123,8 @@ class BuildPlan:
         return [files[t] for t in entry.technology_types if t in files]
 
 
-INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py")  # what a spec-index entry is computed by
+# What a spec-index entry is computed by (validation asks slo_tests and promql_scope about SLI matchers).
+INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "slo_tests.py", "promql_scope.py")
 INDEX_FORMAT = "3"  # [size/mtime, summary, routing, upstream] per file
 
 

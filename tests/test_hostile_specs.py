@@ -163,3 +163,20 @@ def test_a_file_named_unlike_its_service_is_a_warning(run_cli, project: Path) ->
         "'payment-api'; name it payment-api.yaml so the service is found by its name",
     ]
     assert out == "2 specs valid (2 services, 1 warning)\n"
+
+
+def test_a_selector_that_cannot_be_scoped_blames_the_spec_not_the_catalog() -> None:
+    """Validation refuses such selectors; a model built around it still gets a spec error, no traceback."""
+    from generators.catalog import load_technologies
+    from generators.errors import SpecErrors
+    from generators.model import build_service
+    from generators.tech_alerts import service_alert_document
+    from tests.conftest import ROOT
+
+    service = build_service({"service": "s", "tier": 1, "team": "t", "dependencies": {"technologies": [
+        {"type": "redis", "name": "cache", "selector": {"__name__": "x"}}]}}, "services/s.yaml")
+    with pytest.raises(SpecErrors) as caught:
+        service_alert_document(service, load_technologies(str(ROOT / "rules_catalog"), ["redis"]))
+    [line] = caught.value.lines()
+    assert line.startswith("services/s.yaml:1:1: /dependencies/technologies/0/selector: cannot add this selector "
+                           "to redis rule ")
