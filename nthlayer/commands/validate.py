@@ -7,6 +7,7 @@ import sys
 
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, sort_key
+from generators.schema_messages import plural
 from generators.spec import expand_paths, validate_specs
 from generators.yamlload import allow_external_links
 
@@ -63,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
         print(problem.format(), file=sys.stderr)
     if errors:
         bad_files = len({e.path for e in errors})
-        print(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {bad_files} "
-              f"file{'s' if bad_files != 1 else ''}", file=sys.stderr)
+        print(f"{plural(len(errors), 'error')} in {plural(bad_files, 'file')}", file=sys.stderr)
         return 1
     if not args.quiet:
-        warn = f", {len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}" if result.warnings else ""
-        print(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid ({len(result.specs)} services{warn})")
+        warn = f", {plural(len(result.warnings), 'warning')}" if result.warnings else ""
+        print(f"{plural(len(files), 'spec')} valid ({plural(len(result.specs), 'service')}{warn})")
     return 0
