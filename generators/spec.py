@@ -207,7 +207,6 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
                     f"{slo.kind} objective {slo.objective} over {slo.window}: the {window.name} burn-rate alert "
                     f"would need an error ratio of {threshold} and can never fire; use a stricter objective"),
                     warning=True))
-    errors += sli_errors(located, service)
     seen: dict[tuple[str, str], int] = {}
     for index, tech in enumerate(service.technologies):
         key = (tech.type, tech.name)
@@ -235,7 +234,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
         raise SpecErrors(errors)
     service = build_service(located.data, path)
     problems = semantic_errors(located, service)
-    hard = value_errors(located) + [e for e in problems if not e.warning]
+    hard = value_errors(located) + sli_errors(located, service) + [e for e in problems if not e.warning]
     if hard:
         raise SpecErrors(hard)
     return LoadedSpec(located, service)
@@ -362,7 +361,7 @@ def cross_file_problems(summaries: list[FileSummary], known_technologies: Iterab
                 close = difflib.get_close_matches(ref.value, known, n=1, cutoff=0.6)
                 hint = f"; did you mean '{close[0]}'?" if close else "; run 'nthlayer catalog list' for the known ones"
                 errors.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,
-                                        f"unknown technology '{ref.value}'{hint}"))
+                                        f"unknown technology {excerpt(ref.value, 60)}{hint}"))
     return errors, warnings
 
 

@@ -128,7 +128,7 @@ class _Walker:
             value = constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             line, col = self._mark(node)
-            self.errors.append(SpecError(self.located.path, line, col, pointer, f"invalid value: {exc}"))
+            self.errors.append(SpecError(self.located.path, line, col, pointer, f"invalid value: {clip(str(exc))}"))
             return None
         finally:
             constructor.constructed_objects.clear()  # its memo would keep every node of every file loaded

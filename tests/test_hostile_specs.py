@@ -180,3 +180,19 @@ def test_a_selector_that_cannot_be_scoped_blames_the_spec_not_the_catalog() -> N
     [line] = caught.value.lines()
     assert line.startswith("services/s.yaml:1:1: /dependencies/technologies/0/selector: cannot add this selector "
                            "to redis rule ")
+
+
+def test_sli_regex_python_reads_differently_gets_test_series_prometheus_matches(tmp_path: Path) -> None:
+    """Test series are matched with RE2, as Prometheus matches: Python's re reads [[:digit:]] as a set of
+    the characters '[:digt' (and rejects \\pN), so no failed-request series could be made."""
+    from generators.slo_rules import slo_rule_files
+    from generators.spec import load_spec
+    from nthlayer.promtool import test_rules
+
+    raw = ("service: s\ntier: 1\nteam: t\nobservability:\n  sli:\n"
+           "    error_matchers: {code: '=~5[[:digit:]]{2}|\\pN{4}'}\n").encode()
+    files = slo_rule_files(load_spec(str(tmp_path / "s.yaml"), raw).service, str(tmp_path))
+    for path, data in files.items():
+        Path(path).write_bytes(data)
+    result = test_rules(sorted(p for p in files if p.endswith(".test.yaml")))
+    assert result.ok, result.output
