@@ -1,13 +1,17 @@
 """Checks on spec values that end up inside Prometheus rule files, so that a valid spec never builds a
 file Prometheus rejects or reads differently from what the user wrote.
 
-- Free text that reaches alert labels or annotations (``labels`` values, runbook URLs, the description)
-  must not hold ``{{`` or ``}}``: Prometheus expands alert labels and annotations as Go templates, so
-  ``{{`` either breaks the rule file ("unclosed action") or, well formed, runs a query when the alert fires.
+- Free text that reaches alert labels or annotations (``labels`` values, runbook URLs; and the description,
+  which OpenSLO and PagerDuty show and annotations may) must not hold ``{{`` or ``}}``: Prometheus expands
+  alert labels and annotations as Go templates, so ``{{`` either breaks the rule file ("unclosed action")
+  or, well formed, runs a query when the alert fires. Generated annotation text that quotes a selector
+  escapes it instead (generators.slo_rules.template_literal).
+- Label names starting with ``__`` are Prometheus' own: refused in ``labels`` and in selectors.
 - A regex matcher (``=~``/``!~`` in a selector or error matcher) must compile as Prometheus compiles it:
   Go's RE2, the value as written and anchored as ``^(?:value)$``. ``google-re2`` judges (C++ RE2, the same
   syntax), plus the two constructs C++ RE2 takes and Go's does not (``\\C``, ``(?<name>``), and the PromQL
   parser nthlayer scopes catalog expressions with.
+- SLI matchers must leave label values for the generated promtool tests' series (:func:`sli_errors`).
 """
 from __future__ import annotations
 
@@ -19,8 +23,7 @@ from generators.model import Service
 from generators.yamlload import Located, escape_pointer_token
 
 TEMPLATE_MARKS = ("{{", "}}")
-# (pointer of a mapping of matchers, whether its values reach alert annotations as text)
-_SELECTORS = ("/observability/sli/selector", "/observability/sli/error_matchers")
+_SELECTORS = ("/observability/sli/selector", "/observability/sli/error_matchers")  # besides the technologies
 
 
 def _text_fields(data: dict[str, Any]) -> Iterator[tuple[str, Any]]:
