@@ -144,10 +144,19 @@ def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, s
     return result
 
 
+_LITERAL_BRACES = '{{"{{"}}'  # a Go template action that prints "{{"
+
+
 def template_literal(text: str) -> str:
     """``text`` as a Go template that prints it unchanged: Prometheus expands annotations as templates, and
     a selector value quoted in one (an SLI regex such as ``x{{2}}``) must not open an action."""
-    return text.replace("{{", '{{"{{"}}') if "{{" in text else text
+    return text.replace("{{", _LITERAL_BRACES) if "{{" in text else text
+
+
+def printed_text(template: str) -> str:
+    """What Prometheus prints for a :func:`template_literal` (its exact inverse: every "{{" of the output
+    starts or sits inside one of the actions it wrote)."""
+    return template.replace(_LITERAL_BRACES, "{{") if _LITERAL_BRACES in template else template
 
 
 def _annotations(service: Service, summary: str, description: str) -> dict[str, str]:
@@ -275,5 +284,5 @@ def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
     return render_files(slo_rule_documents(service), service.source, out_dir)
 
 
-__all__ = ["slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
+__all__ = ["template_literal", "printed_text", "slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
            "enabled_burn_windows", "burn_alert_name", "series_labels", "num"]

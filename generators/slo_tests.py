@@ -31,7 +31,7 @@ from generators.promql import quote
 from generators.slo_maths import burn_threshold, duration_seconds, error_budget
 from generators.slo_rules import (ABSENT_ALERT, ABSENT_FOR, BUDGET_ALERT_FOR, absent_alert,
                                   alert_names, budget_alerts, burn_alert, burn_alert_name, enabled_burn_windows,
-                                  num, series_labels)
+                                  num, printed_text, series_labels)
 
 STEP_SECONDS = 60
 # The 3-4 hour scenarios sample every 2 minutes: half the samples for the raw
@@ -169,7 +169,9 @@ def requests_per_minute(service: Service) -> Decimal:
 
 
 def _expected(labels: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
-    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": rule["annotations"]}
+    # Annotations as Prometheus prints them: a quoted selector's "{{" is escaped in the rule (template_literal).
+    annotations = {key: printed_text(value) for key, value in rule["annotations"].items()}
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": annotations}
 
 
 def _burn_expectations(service: Service, slo: SLO, window_name: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from generators.errors import SpecErrors
 from generators.spec import load_spec
 from nthlayer.promtool import check_rules
+from nthlayer.promtool import test_rules as promtool_unit_tests
 from tests.conftest import ROOT
 
 HOSTILE = ["{{", "}}", "{{ $value }}", "{{ query \"up\" }}", "{{.}}", "x\n", "\n", "\\", "\\\\", '"', "'", "`",
@@ -84,13 +85,16 @@ def test_valid_hostile_specs_build_rule_files_promtool_accepts(tmp_path: Path) -
 
 @pytest.mark.parametrize("regex", ["api|x{{2}}", "api|a{2}}", "api|\\{\\{"])
 def test_sli_regex_quoted_in_an_annotation_prints_literally(tmp_path: Path, regex: str) -> None:
-    """The absent-metrics alert quotes the SLI selector in its description: '{{' there is escaped."""
+    """The absent-metrics alert quotes the SLI selector in its description: '{{' there is escaped, and
+    the generated promtool tests expect it printed as written."""
     from generators.slo_rules import slo_rule_files
 
     raw = f"service: s\ntier: 1\nteam: t\nobservability:\n  sli:\n    selector: {{job: '=~{regex}'}}\n"
     files = slo_rule_files(load_spec("services/s.yaml", raw.encode()).service, str(tmp_path))
-    rules = [Path(p) for p in files if p.endswith(".rules.yaml")]
-    for path in rules:
-        path.write_bytes(files[str(path)])
-    result = check_rules([str(p) for p in rules])
+    for path, data in files.items():
+        Path(path).write_bytes(data)
+    result = check_rules(sorted(p for p in files if p.endswith(".rules.yaml")))
+    assert result.ok, result.output
+    # The generated unit tests expect the description as Prometheus prints it: the selector, braces and all.
+    result = promtool_unit_tests(sorted(p for p in files if p.endswith(".test.yaml")))
     assert result.ok, result.output
