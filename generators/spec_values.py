@@ -137,6 +137,11 @@ def regex_errors(located: Located) -> list[SpecError]:
             if label.startswith("__"):
                 errors.append(_reserved(located, pointer, label))
                 continue
+            if label == "le" and pointer == _SELECTORS[0]:
+                errors.append(located.error(f"{pointer}/le", (
+                    "'le' is the histogram's bucket label, which nthlayer sets to the latency threshold; "
+                    "the SLI selector cannot match on it"), key=True))
+                continue
             for op in ("=~", "!~"):
                 if value.startswith(op):
                     problem = regex_problem(value[len(op):])

@@ -3,7 +3,8 @@
 Hypothesis writes hostile specs (Go templates, trailing newlines, odd unicode, regex metacharacters in
 selectors, long values, quotes and backslashes); each one goes through the build's own path (validate,
 then nthlayer.build's generators, shapes templating included); every rule file of the valid ones goes
-to one `promtool check rules` call at the end, which must accept them all.
+to one `promtool check rules` call at the end, which must accept them all, and a few of the generated
+SLO unit tests go to `promtool test rules`, which must pass them.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def test_valid_hostile_specs_build_rule_files_promtool_accepts(tmp_path: Path) -
     from nthlayer.build import _generate
 
     written: dict[str, dict] = {}  # rule file → the spec it came from
+    unit_tests: dict[str, dict] = {}  # the SLO rules' generated promtool tests, likewise
     outcomes = {"valid": 0, "refused": 0}
 
     @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -71,16 +73,24 @@ def test_valid_hostile_specs_build_rule_files_promtool_accepts(tmp_path: Path) -
         for kind in ("slo_rules", "alerts"):
             files.update(_generate(kind, service, str(out), str(ROOT / "rules_catalog")))
         for path, data in files.items():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(data)
             if path.endswith(".rules.yaml"):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                Path(path).write_bytes(data)
                 written[path] = spec
+            elif path.endswith("slo-rules.test.yaml"):
+                unit_tests[path] = spec
 
     build()
     assert outcomes["refused"] and outcomes["valid"], outcomes  # the strategy reaches both sides
     result = check_rules(sorted(written))
     bad = sorted(path for path in written if f"{path}:" in result.output)
     assert result.ok, f"{result.output[-3000:]}\nspecs: {[written[p] for p in bad][:3]}"
+    # The generated unit tests must pass too (their series must match the SLI as Prometheus does); a few
+    # of them, as each costs promtool about a second.
+    sample = sorted(unit_tests)[:6]
+    result = promtool_unit_tests(sample)
+    failed = [unit_tests[p] for p in sample if f"{p}\n  FAILED" in result.output]
+    assert result.ok, f"{result.output[-3000:]}\nspecs: {failed[:3]}"
 
 
 @pytest.mark.parametrize("regex", ["api|x{{2}}", "api|a{2}}", "api|\\{\\{"])
