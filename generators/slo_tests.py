@@ -78,7 +78,7 @@ def _candidates(matchers: list[Matcher]) -> list[str]:
         if op == "=":
             values.append(value)
         if op == "=~":
-            for alternative in value.split("|"):
+            for alternative in re.sub(r"^\(\?[a-zA-Z]+\)", "", value).split("|"):  # (?i) and other flags first
                 literal = re.sub(r"\([^()]*\)[?*]", "", alternative).strip("^$()")  # drop optional groups
                 values += [re.sub(r"\.", "0", literal), literal]  # 5.. → 500 before the raw text
     return values + list(_FALLBACK_VALUES)

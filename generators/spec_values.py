@@ -166,8 +166,9 @@ def sli_errors(located: Located, service: Service) -> list[SpecError]:
     if problem is None:
         return []
     return [located.error("/observability/sli", (
-        f"no label values match both the selector and the error matchers as good and failed requests need "
-        f"(the generated promtool tests {clip(problem)}); make the selector leave room for both"))]
+        f"the generated promtool tests need label values that match the selector and error matchers, for good "
+        f"and for failed requests, and nthlayer finds none ({clip(problem)}): use matchers that do not "
+        "contradict each other, and regexes that offer a literal alternative (such as 'prod|prod-.*')"))]
 
 
 def value_errors(located: Located) -> list[SpecError]:
