@@ -420,8 +420,10 @@ _SERVICE_FILES = tuple(name for kind in PER_SERVICE for name in ARTIFACTS[kind][
 def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
     """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
     # A spec that is no regular file (a named pipe, a dangling link) is reported by its action; doit
-    # must not hash it: opening a named pipe waits forever, a missing file_dep is a doit error.
-    deps = [entry.path, *stamps.values()] if os.path.isfile(entry.path) else list(stamps.values())
+    # must not hash it: opening a named pipe waits forever, a missing file_dep is a doit error. (A spec
+    # without errors was read as a regular file: a no-op build of 1000 specs asks nothing more.)
+    regular = not entry.errors or os.path.isfile(entry.path)
+    deps = [entry.path, *stamps.values()] if regular else list(stamps.values())
     outputs: list[str] = []
     service = entry.name
     if service is not None:
