@@ -77,13 +77,13 @@ def _convert_rule(raw: Any) -> tuple[dict[str, Any] | None, list[str]]:
     if reasons:
         return None, reasons
     name = camel_name(raw["name"])
-    if not re.match(r"^[A-Z][A-Za-z0-9]*$", name):
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
         reasons.append(f"name '{raw['name']}' does not make a CamelCase alert name")
     severity = str(raw["severity"]).strip()
     if severity not in _SEVERITIES:
         reasons.append(f"severity '{severity}' is not one of {', '.join(_SEVERITIES)}")
     duration = str(raw.get("for", "0m")).strip()
-    if not _DURATION.match(duration):
+    if not _DURATION.fullmatch(duration):
         reasons.append(f"for '{duration}' is not a Prometheus duration")
     query = raw["query"].strip()
     try:

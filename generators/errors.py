@@ -27,6 +27,23 @@ def _one_line(text: str) -> str:
     return text.translate(_CONTROL)
 
 
+MAX_QUOTED = 200  # characters of a user's value an error line quotes; a file's whole content never
+
+
+def clip(value: object, limit: int = MAX_QUOTED) -> str:
+    """``value`` as text, cut to ``limit`` characters with a note of how long it was: an error line must
+    not carry a whole file (a spec that is a symlink to /etc/passwd is one long string) into a CI log."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def excerpt(value: object, limit: int = MAX_QUOTED) -> str:
+    """``value`` quoted for an error message: ``'text'``, clipped as :func:`clip` does."""
+    return f"'{clip(value, limit)}'"
+
+
 def sort_key(error: SpecError) -> tuple[str, int, int, str, str]:
     return (error.path, error.line, error.col, error.pointer, error.message)
 

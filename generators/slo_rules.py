@@ -144,8 +144,24 @@ def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, s
     return result
 
 
+_LITERAL_BRACES = '{{"{{"}}'  # a Go template action that prints "{{"
+
+
+def template_literal(text: str) -> str:
+    """``text`` as a Go template that prints it unchanged: Prometheus expands annotations as templates, and
+    a selector value quoted in one (an SLI regex such as ``x{{2}}``) must not open an action."""
+    return text.replace("{{", _LITERAL_BRACES) if "{{" in text else text
+
+
+def printed_text(template: str) -> str:
+    """What Prometheus prints for a :func:`template_literal` (its exact inverse: every "{{" of the output
+    starts or sits inside one of the actions it wrote)."""
+    return template.replace(_LITERAL_BRACES, "{{") if _LITERAL_BRACES in template else template
+
+
 def _annotations(service: Service, summary: str, description: str) -> dict[str, str]:
-    annotations = {"summary": summary, "description": description}
+    # The runbook URL needs no escaping: validation refuses '{{' in it (generators.spec_values).
+    annotations = {"summary": template_literal(summary), "description": template_literal(description)}
     if service.runbook_url:
         annotations["runbook_url"] = service.runbook_url
     return annotations
@@ -268,5 +284,5 @@ def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
     return render_files(slo_rule_documents(service), service.source, out_dir)
 
 
-__all__ = ["slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
+__all__ = ["template_literal", "printed_text", "slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
            "enabled_burn_windows", "burn_alert_name", "series_labels", "num"]

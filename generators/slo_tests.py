@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +31,7 @@ from generators.promql import quote
 from generators.slo_maths import burn_threshold, duration_seconds, error_budget
 from generators.slo_rules import (ABSENT_ALERT, ABSENT_FOR, BUDGET_ALERT_FOR, absent_alert,
                                   alert_names, budget_alerts, burn_alert, burn_alert_name, enabled_burn_windows,
-                                  num, series_labels)
+                                  num, printed_text, series_labels)
 
 STEP_SECONDS = 60
 # The 3-4 hour scenarios sample every 2 minutes: half the samples for the raw
@@ -58,8 +59,17 @@ def _matches(matcher: Matcher, value: str) -> bool:
         return value == expected
     if op == "!=":
         return value != expected
-    hit = re.fullmatch(expected, value) is not None
+    hit = _re2(expected).fullmatch(value) is not None  # RE2, anchored: as Prometheus matches
     return hit if op == "=~" else not hit
+
+
+@lru_cache(maxsize=256)
+def _re2(regex: str) -> Any:
+    import re2
+
+    from generators.spec_values import re2_options
+
+    return re2.compile(regex, re2_options())
 
 
 def _candidates(matchers: list[Matcher]) -> list[str]:
@@ -68,7 +78,7 @@ def _candidates(matchers: list[Matcher]) -> list[str]:
         if op == "=":
             values.append(value)
         if op == "=~":
-            for alternative in value.split("|"):
+            for alternative in re.sub(r"^\(\?[a-zA-Z]+\)", "", value).split("|"):  # (?i) and other flags first
                 literal = re.sub(r"\([^()]*\)[?*]", "", alternative).strip("^$()")  # drop optional groups
                 values += [re.sub(r"\.", "0", literal), literal]  # 5.. → 500 before the raw text
     return values + list(_FALLBACK_VALUES)
@@ -130,6 +140,28 @@ def input_series(service: Service, slo: SLO, phases: list[Phase], step: int = 1)
     ]
 
 
+def series_problem(service: Service) -> str | None:
+    """Why no test series can be made for this service's SLI matchers (a selector and error matchers
+    that contradict each other, say), or None: validation asks, so a build never meets it."""
+    sli = service.sli
+    return _series_problem(sli.selector, sli.error_matchers)
+
+
+@lru_cache(maxsize=1024)
+def _series_problem(selector: tuple[Matcher, ...], error_matchers: tuple[Matcher, ...]) -> str | None:
+    import re2
+
+    try:  # the label sets input_series makes: failed and good requests, and the latency histogram's
+        concrete_labels(selector + error_matchers)
+        concrete_labels(selector + error_matchers[1:], violate=error_matchers[0])
+        concrete_labels(selector)
+    except ValueError as exc:
+        return str(exc)
+    except re2.error:  # an invalid regex: validation reports it itself
+        return None
+    return None
+
+
 def requests_per_minute(service: Service) -> Decimal:
     """Test traffic: at least 1 req/s and 10x the page guard, in whole requests per second."""
     per_second = max(Decimal(1), Decimal(math.ceil(service.min_request_rate * 10)))
@@ -137,7 +169,9 @@ def requests_per_minute(service: Service) -> Decimal:
 
 
 def _expected(labels: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
-    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": rule["annotations"]}
+    # Annotations as Prometheus prints them: a quoted selector's "{{" is escaped in the rule (template_literal).
+    annotations = {key: printed_text(value) for key, value in rule["annotations"].items()}
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": annotations}
 
 
 def _burn_expectations(service: Service, slo: SLO, window_name: str) -> dict[str, Any]:
@@ -302,4 +336,4 @@ def burst_promtool_tests(service: Service, rule_file: str) -> dict[str, Any]:
             "tests": [burst_test(service)] if has_fast else []}
 
 
-__all__ = ["promtool_tests", "burst_promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share"]
+__all__ = ["promtool_tests", "series_problem", "burst_promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share"]

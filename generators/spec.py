@@ -13,12 +13,14 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
-from generators.errors import SpecError, SpecErrors, sort_key
+from generators.errors import SpecError, SpecErrors, excerpt, sort_key
+from generators.schema_messages import describe, type_name, unknown_key
 from generators.model import Service, build_service, to_decimal
 from generators.paging import paging_problems
 from generators.slo_maths import burn_threshold, burn_windows
+from generators.spec_values import sli_errors, value_errors
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
 RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus"})
@@ -38,16 +40,6 @@ def _validator(name: str) -> Any:
     # Not check_schema() here: that costs 0.1 s per process; tests/test_spec_errors.py checks every
     # shipped schema against the 2020-12 metaschema instead.
     return Draft202012Validator(load_schema(name))
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    return f"a {type(value).__name__} ({value!r})"
 
 
 _FAST: dict[str, Any] = {}
@@ -147,12 +139,11 @@ def schema_errors(located: Located, schema_name: str) -> list[SpecError]:
     errors: list[SpecError] = []
     for error in _validator(schema_name).iter_errors(located.data):
         pointer = pointer_of(error.absolute_path)
-        custom = error.schema.get("x-messages", {}) if isinstance(error.schema, dict) else {}
         if error.validator == "additionalProperties":
             allowed = sorted(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed)):
-                errors.append(located.error(f"{pointer}/{key}",
-                                            f"unknown key '{key}'; allowed keys: {', '.join(allowed)}", key=True))
+                errors.append(located.error(f"{pointer}/{escape_pointer_token(key)}", unknown_key(key, allowed),
+                                            key=True))
             continue
         if error.validator == "required":
             missing = error.message.split("'")[1] if "'" in error.message else error.message
@@ -161,20 +152,9 @@ def schema_errors(located: Located, schema_name: str) -> list[SpecError]:
         if "propertyNames" in error.relative_schema_path:
             # jsonschema reports a bad key at the object's path, with the key as the instance.
             pointer = f"{pointer}/{escape_pointer_token(str(error.instance))}"
-            message = custom.get(error.validator, error.message).format(instance=error.instance)
-            errors.append(located.error(pointer, message, key=True))
+            errors.append(located.error(pointer, describe(error), key=True))
             continue
-        if error.validator == "type":
-            expected = error.validator_value
-            expected = " or ".join(expected) if isinstance(expected, list) else expected
-            expected = {"object": "a mapping", "array": "a list"}.get(expected, f"a {expected}")
-            errors.append(located.error(pointer, f"expected {expected}, found {_type_name(error.instance)}"))
-            continue
-        if error.validator in custom:
-            message = custom[error.validator].format(instance=error.instance)
-        else:
-            message = error.message
-        errors.append(located.error(pointer, message))
+        errors.append(located.error(pointer, describe(error)))
     return errors
 
 
@@ -249,13 +229,13 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     if not isinstance(located.data, dict):
         raise SpecErrors([located.error("", (
             f"expected a mapping with keys service, tier and team at the top level, "
-            f"found {_type_name(located.data)}"))])
+            f"found {type_name(located.data)}"))])
     errors = schema_errors(located, "service.schema.json")
     if errors:
         raise SpecErrors(errors)
     service = build_service(located.data, path)
     problems = semantic_errors(located, service)
-    hard = [e for e in problems if not e.warning]
+    hard = value_errors(located) + sli_errors(located, service) + [e for e in problems if not e.warning]
     if hard:
         raise SpecErrors(hard)
     return LoadedSpec(located, service)
@@ -315,7 +295,7 @@ def _ref(located: Located, value: str, pointer: str) -> Ref:
 
 def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedSpec | None]:
     """Validate one file on its own; return its summary (and the loaded spec when valid)."""
-    if raw is None and not os.path.exists(path):
+    if raw is None and not os.path.lexists(path):  # a dangling or looping link: read_bounded says which
         return FileSummary(path, None, (), (), (SpecError(path, 1, 1, "", "no such file or directory"),), ()), None
     try:
         spec = load_spec(path, raw)
@@ -329,24 +309,41 @@ def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedS
         tuple(_ref(located, t.type, f"/dependencies/technologies/{i}/type")
               for i, t in enumerate(service.technologies)),
         (),
-        tuple(spec_warnings(spec)),
+        tuple(spec_warnings(spec) + _file_name_warnings(located, service.name)),
     )
     return summary, spec
 
 
+def _file_name_warnings(located: Located, name: str) -> list[SpecError]:
+    """A spec is found by its service's name (``services/<name>.yaml``, doit's ``service:<name>``)."""
+    stem = os.path.splitext(os.path.basename(located.path))[0]
+    if stem == name:
+        return []
+    return [located.error("/service", (f"the file is named {excerpt(stem, 60)} but defines service '{name}'; "
+                                       f"name it {name}.yaml so the service is found by its name"), warning=True)]
+
+
 def cross_file_problems(summaries: list[FileSummary], known_technologies: Iterable[str] | None,
-                        extra_service_names: Iterable[str] = ()) -> tuple[list[SpecError], list[SpecError]]:
-    """Duplicate names (error), unknown upstreams (warning), unknown technologies (error, with a hint)."""
+                        extra_service_names: Iterable[str] | Mapping[str, str] = ()
+                        ) -> tuple[list[SpecError], list[SpecError]]:
+    """Duplicate names (error), unknown upstreams (warning), unknown technologies (error, with a hint).
+
+    ``extra_service_names`` are services defined outside ``summaries`` (names ``upstream`` may use); as a
+    mapping of name → the file defining it, a summary that defines one of them again is a duplicate too,
+    as it would be were that file validated with it (``nthlayer validate`` of one file of a folder).
+    """
     errors: list[SpecError] = []
     warnings: list[SpecError] = []
+    elsewhere = extra_service_names if isinstance(extra_service_names, Mapping) else {}
     by_name: dict[str, list[FileSummary]] = {}
     for summary in summaries:
         if summary.name is not None:
             by_name.setdefault(summary.name.value, []).append(summary)
     for name, group in by_name.items():
-        if len(group) > 1:
+        outside = [elsewhere[name]] if name in elsewhere else []
+        if len(group) > 1 or outside:
             for summary in group:
-                others = ", ".join(o.path for o in group if o is not summary)
+                others = ", ".join([o.path for o in group if o is not summary] + outside)
                 ref = summary.name
                 assert ref is not None
                 errors.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,
@@ -365,7 +362,7 @@ def cross_file_problems(summaries: list[FileSummary], known_technologies: Iterab
                 close = difflib.get_close_matches(ref.value, known, n=1, cutoff=0.6)
                 hint = f"; did you mean '{close[0]}'?" if close else "; run 'nthlayer catalog list' for the known ones"
                 errors.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,
-                                        f"unknown technology '{ref.value}'{hint}"))
+                                        f"unknown technology {excerpt(ref.value, 60)}{hint}"))
     return errors, warnings
 
 
@@ -377,7 +374,7 @@ class ValidationResult(NamedTuple):
 
 
 def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | None,
-                   all_service_names: Iterable[str] | None = None,
+                   all_service_names: Iterable[str] | Mapping[str, str] | None = None,
                    catalog_dir: str | None = None) -> ValidationResult:
     """Validate files individually, then against each other.
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from generators.catalog import Technology as CatalogTechnology
 from generators.catalog import rule_entry, rule_labels, technology_files
 from generators.catalog_labels import TARGET_SERIES
-from generators.errors import UserError
+from generators.errors import SpecError, SpecErrors, UserError, clip
 from generators.model import Service
 from generators.model import Technology as Dependency
 from generators.promql_scope import PromQLError, scope, scoped_by_position
@@ -88,9 +88,13 @@ def dependency_group(service: Service, dependency: Dependency, tech: CatalogTech
         labels.update(service.labels)
         try:
             expr = scope(rule["expr"], dependency.selector)
-        except PromQLError as exc:
-            raise UserError(f"{tech.path}: rule {rule['name']}: cannot scope its expression to "
-                            f"{dependency.type} '{dependency.name}': {exc}") from None
+        except (PromQLError, ValueError) as exc:
+            # Catalog expressions are parsed when the catalog loads, so the selector is at fault: the spec
+            # is named (validation should have refused the selector; this is the last line of defence).
+            index = service.technologies.index(dependency)
+            raise SpecErrors([SpecError(service.source, 1, 1, f"/dependencies/technologies/{index}/selector", (
+                f"cannot add this selector to {dependency.type} rule {rule['name']} ({tech.path}): "
+                f"{clip(str(exc))}"))]) from None
         entry = rule_entry(rule, labels, expr)
         annotations = {"summary": rule["summary"], "description": rule["description"]}
         if base:

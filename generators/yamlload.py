@@ -7,12 +7,14 @@ JSON pointer, which is what error messages quote.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from generators.errors import SpecError, SpecErrors
+from generators.errors import SpecError, SpecErrors, clip, excerpt
 
 MAX_FILE_BYTES = 256 * 1024
 MAX_NODES = 20_000
@@ -107,8 +109,8 @@ class _Walker:
                 if key in seen:
                     line, col = self._mark(key_node)
                     first = seen[key]
-                    self.errors.append(SpecError(self.located.path, line, col, child,
-                                                 f"duplicate key '{key}' (first defined at line {first[0]})"))
+                    message = f"duplicate key {excerpt(key, 60)} (first defined at line {first[0]})"
+                    self.errors.append(SpecError(self.located.path, line, col, child, message))
                     continue
                 seen[key] = self._mark(key_node)
                 self.located.key_marks[child] = self._mark(key_node)
@@ -126,7 +128,7 @@ class _Walker:
             value = constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             line, col = self._mark(node)
-            self.errors.append(SpecError(self.located.path, line, col, pointer, f"invalid value: {exc}"))
+            self.errors.append(SpecError(self.located.path, line, col, pointer, f"invalid value: {clip(str(exc))}"))
             return None
         finally:
             constructor.constructed_objects.clear()  # its memo would keep every node of every file loaded
@@ -136,13 +138,22 @@ class _Walker:
         return value
 
 
-def _mark_error(path: str, exc: Any) -> SpecError:
+def _mark_error(path: str, exc: Any, text: str) -> SpecError:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or exc.context or "invalid YAML"
     if exc.context and exc.problem:
         problem = f"{exc.context}: {exc.problem}"
+    if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+        # PyYAML says "found character that cannot start any token" without naming it.
+        return SpecError(path, line, col, "", "YAML syntax error: a tab character; YAML indents with spaces only")
     return SpecError(path, line, col, "", f"YAML syntax error: {problem}")
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    """The character at a 0-based line and column of ``text`` ('' past its end)."""
+    lines = text.split("\n", line + 1)
+    return lines[line][column:column + 1] if line < len(lines) else ""
 
 
 def _decode(path: str, raw: bytes) -> str:
@@ -156,13 +167,72 @@ def _decode(path: str, raw: bytes) -> str:
                                     f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")]) from None
 
 
-def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
-    """Read a file, refusing (without reading it all) one larger than ``limit`` bytes."""
+_EXTERNAL_LINKS: list[bool] = []  # set by allow_external_links(); else NTHLAYER_ALLOW_EXTERNAL_LINKS decides
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def allow_external_links(allowed: bool) -> None:
+    """Read input files that are symbolic links to files outside the project (refused by default)."""
+    _EXTERNAL_LINKS[:] = [allowed]
+
+
+def _external_links_allowed() -> bool:
+    return _EXTERNAL_LINKS[0] if _EXTERNAL_LINKS else os.environ.get("NTHLAYER_ALLOW_EXTERNAL_LINKS") == "1"
+
+
+def project_root(path: str) -> str:
+    """The project an input file belongs to: the current folder when the file lies under it (nthlayer
+    runs from the project: ``doit``, ``nthlayer validate services/``), else the folder above the file's."""
+    here = os.path.realpath(".")
+    absolute = os.path.abspath(path)
+    if absolute.startswith(os.path.join(os.path.abspath("."), "")):
+        return here
+    return os.path.realpath(os.path.dirname(os.path.dirname(absolute)))
+
+
+def _error(path: str, message: str) -> SpecErrors:
+    return SpecErrors([SpecError(path, 1, 1, "", message)])
+
+
+def _link_problem(path: str) -> SpecErrors | None:
+    """A symbolic link that dangles, loops or (unless allowed) leaves the project."""
+    if not os.path.islink(path):
+        return None
+    target = os.path.realpath(path)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(limit + 1)
+        os.stat(path)
     except OSError as exc:
-        raise SpecErrors([SpecError(path, 1, 1, "", f"cannot read file: {exc.strerror}")]) from None
+        if exc.errno == errno.ELOOP:
+            return _error(path, "symbolic link that loops (it leads back to itself)")
+        return _error(path, f"symbolic link to {clip(target)}, which does not exist")
+    root = project_root(path)
+    if not _external_links_allowed() and not target.startswith(os.path.join(root, "")):
+        return _error(path, f"symbolic link to {clip(target)}, outside the project {clip(root)}; refused "
+                            "(--allow-external-links, or NTHLAYER_ALLOW_EXTERNAL_LINKS=1 for a build, reads it)")
+    return None
+
+
+def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Read a regular file (symbolic links resolved), refusing (without reading it all) one larger than
+    ``limit`` bytes, and anything else without reading it: a named pipe would block the build forever."""
+    problem = _link_problem(path)
+    if problem is not None:
+        raise problem
+    try:
+        # O_NONBLOCK: opening a named pipe would otherwise wait for a writer; regular files ignore it.
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    except OSError as exc:
+        raise _error(path, f"cannot read file: {exc.strerror}") from None
+    with handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+            raise _error(path, f"not a regular file ({kind}); only regular files are read")
+        try:
+            raw = handle.read(limit + 1)
+        except OSError as exc:
+            raise _error(path, f"cannot read file: {exc.strerror}") from None
     if len(raw) > limit:
         size = os.path.getsize(path)
         raise SpecErrors([SpecError(path, 1, 1, "",
@@ -186,7 +256,7 @@ def load_yaml(path: str, raw: bytes | None = None, max_bytes: int = MAX_FILE_BYT
     try:
         node = yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
-        raise SpecErrors([_mark_error(path, exc)]) from None
+        raise SpecErrors([_mark_error(path, exc, text)]) from None
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         raise SpecErrors([SpecError(path, 1, 1, "", f"YAML error: {exc}")]) from None
     except RecursionError:

@@ -35,8 +35,8 @@ GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 
 # Every artifact kind: the generator modules its output depends on (besides the
 # spec-loading core) and the files it writes, relative to out/<service>/.
-CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "model.py", "tiers.py", "render.py", "promql.py",
-             "slo_maths.py", "paging.py", "schemas/service.schema.json")
+CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "spec_values.py", "schema_messages.py", "model.py", "tiers.py",
+             "render.py", "promql.py", "slo_maths.py", "paging.py", "schemas/service.schema.json")
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "openslo": (("openslo.py", "shapes.py"),
                 ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
@@ -84,6 +84,19 @@ class BuildPlan:
     entries: list[SpecEntry]
     catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
 
+    def task_names(self) -> dict[str, str]:
+        """Each spec's doit sub-task name (file path → name): its service when valid; else its file's stem,
+        or its path when a valid service or another spec (``a.yaml`` beside ``a.yml``) has that stem, since
+        doit refuses a build with two tasks of one name."""
+        valid = {entry.name for entry in self.valid}
+        stems: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.name is None:
+                stems[entry.stem] = stems.get(entry.stem, 0) + 1
+        return {entry.path: entry.name if entry.name is not None else
+                entry.stem if entry.stem not in valid and stems[entry.stem] == 1 else entry.path
+                for entry in self.entries}
+
     @property
     def valid(self) -> list[SpecEntry]:
         return [e for e in self.entries if e.name is not None]
@@ -114,11 +127,11 @@ class BuildPlan:
         return [files[t] for t in entry.technology_types if t in files]
 
 
-# What a spec-index entry is computed by: the spec checks, the routing facts (Routing.paged comes from
-# paging.py, in CORE_CODE), and the selector warnings (generators.catalog_labels, which read the catalog
-# files: each entry keeps their stamps too).
+# What a spec-index entry is computed by: the spec checks (validation asks slo_tests and promql_scope about
+# SLI matchers), the routing facts (Routing.paged comes from paging.py, in CORE_CODE), and the selector
+# warnings (generators.catalog_labels, which read the catalog files: each entry keeps their stamps too).
 INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "catalog_labels.py", "catalog.py", "promql_scope.py",
-              "tech_alerts.py", "schemas/catalog.schema.json")
+              "tech_alerts.py", "slo_tests.py", "schemas/catalog.schema.json")
 INDEX_FORMAT = "4"  # [size/mtime, summary, routing, upstream, catalog stamps] per file
 
 
@@ -477,7 +490,11 @@ _SERVICE_FILES = tuple(name for kind in PER_SERVICE for name in ARTIFACTS[kind][
 
 def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
     """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
-    deps = [entry.path, *stamps.values()]
+    # A spec that is no regular file (a named pipe, a dangling link) is reported by its action; doit
+    # must not hash it: opening a named pipe waits forever, a missing file_dep is a doit error. (A spec
+    # without errors was read as a regular file: a no-op build of 1000 specs asks nothing more.)
+    regular = not entry.errors or os.path.isfile(entry.path)
+    deps = [entry.path, *stamps.values()] if regular else list(stamps.values())
     outputs: list[str] = []
     service = entry.name
     if service is not None:

@@ -60,13 +60,6 @@ def namespace() -> dict[str, Any]:
 
     plan = make_plan(services, out, get_var("catalog", None), index_path=os.path.join(state, "spec-index.json"),
                      strict=strict)
-    valid_names = {entry.name for entry in plan.valid}
-
-    def task_name(entry: Any) -> str:
-        if entry.name is not None:
-            return entry.name
-        return entry.stem if entry.stem not in valid_names else entry.path  # a broken spec never shadows a valid one
-
     def task_alertmanager() -> dict[str, Any]:
         """Alertmanager routing tree and receivers for every valid service."""
         from nthlayer.build import alertmanager_action, alertmanager_targets
@@ -114,8 +107,9 @@ def namespace() -> dict[str, Any]:
         stamps = code_stamps(state)
         # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
         # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
+        names = plan.task_names()
         for entry in sorted(plan.entries, key=lambda entry: not entry.changed):
-            yield service_task(entry, plan, stamps, task_name(entry))
+            yield service_task(entry, plan, stamps, names[entry.path])
 
     return {"DOIT_CONFIG": config, "task_alertmanager": task_alertmanager,
             "task_correlate": task_correlate, "task_prune": task_prune, "task_service": task_service}

@@ -287,7 +287,7 @@ _UNIX = re.compile(r"^-?\d+(\.\d+)?$")
 def parse_time(text: str, what: str = "time") -> datetime:
     """RFC 3339 (with Z or an offset) or unix seconds → aware UTC datetime; raise UserError otherwise."""
     value = text.strip()
-    if _UNIX.match(value):
+    if _UNIX.fullmatch(value):
         return datetime.fromtimestamp(float(value), timezone.utc)
     try:
         parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value)

@@ -97,7 +97,7 @@ def write_specs(directory: Path) -> Path:
     """One spec per fixture service (and `silent`, which has no metrics) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, (tier, *_rest) in SERVICES.items():
-        # Tier 3's default 2000 ms is no default bucket boundary; gamma uses 2.5 s.
+        # gamma states tier 3's default threshold (2.5 s) explicitly, as a spec may.
         extra = "observability:\n  slo_overrides:\n    latency: 2500\n" if name == "gamma" else ""
         (directory / f"{name}.yaml").write_text(spec_text(name, tier, extra), encoding="utf-8")
     (directory / "silent.yaml").write_text(spec_text("silent", 1), encoding="utf-8")

@@ -69,11 +69,11 @@ def test_validate_one_file_knows_its_neighbours(run_cli, monkeypatch: pytest.Mon
     """The pre-commit hook passes only changed files: upstream names elsewhere in services/ still count."""
     monkeypatch.chdir(ROOT)
     code, out, err = run_cli("validate", "services/payment-api.yaml")
-    assert (code, out, err) == (0, "1 spec valid (1 services)\n", "")
+    assert (code, out, err) == (0, "1 spec valid (1 service)\n", "")
 
 
 def test_validate_reports_a_typo_with_a_suggestion(tmp_path: Path, run_cli) -> None:
-    spec = tmp_path / "db.yaml"
+    spec = tmp_path / "db-user.yaml"
     spec.write_text("service: db-user\ntier: 2\nteam: t\ndependencies:\n  technologies:\n"
                     "    - type: postgress\n      name: main\npagerduty:\n  schedule_ids: [PSCHED1]\n")
     code, out, err = run_cli("validate", "--catalog", str(ROOT / "rules_catalog"), str(spec))

@@ -106,3 +106,41 @@ def test_shipped_schemas_are_valid_json_schema_2020_12(name: str) -> None:
     from generators.spec import load_schema
 
     Draft202012Validator.check_schema(load_schema(name))  # raises SchemaError when not
+
+
+def test_minimal_tier3_spec_is_valid(tmp_path: Path) -> None:
+    (tmp_path / "small.yaml").write_text("service: small\ntier: 3\nteam: t\n")
+    result = validate_specs([str(tmp_path)], KNOWN)
+    assert [e.format() for e in result.errors + result.warnings] == []
+    assert result.specs[0].service.slo("latency").threshold_ms == 2500
+
+
+@pytest.mark.parametrize("tier", [1, 2, 3, "critical", "standard", "low"])
+def test_every_tier_default_is_valid_with_default_buckets(tmp_path: Path, tier: object) -> None:
+    (tmp_path / "s.yaml").write_text(f"service: s\ntier: {tier}\nteam: t\n")
+    assert validate_specs([str(tmp_path)], KNOWN).errors == []
+
+
+def _patterns(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [p for value in node.values() for p in _patterns(value)]
+    if isinstance(node, list):
+        return [p for value in node for p in _patterns(value)]
+    return []
+
+
+@pytest.mark.parametrize("name", ["service.schema.json", "catalog.schema.json", "openslo-v1.schema.json"])
+def test_schema_patterns_match_whole_values(name: str) -> None:
+    """jsonschema searches with Python's re, whose `$` also matches before a final newline."""
+    import re
+
+    from generators.spec import load_schema
+
+    for pattern in _patterns(load_schema(name)):
+        if pattern.endswith("$(?!\\n)"):
+            continue
+        assert not pattern.endswith("$"), f"{name}: {pattern} accepts a trailing newline"
+    service = load_schema("service.schema.json")
+    assert re.search(service["properties"]["service"]["pattern"], "evil\n") is None
+    assert re.search(service["properties"]["service"]["pattern"], "evil") is not None

@@ -36,7 +36,7 @@ def _line(c: Correlation) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not _DURATION.match(args.time_window):
+    if not _DURATION.fullmatch(args.time_window):
         raise UserError(f"--time-window {args.time_window!r} is not a duration such as 30m, 1h or 2d")
     window = duration_seconds(args.time_window)
     edges = dependency_edges(load_services(args.services)) if os.path.isdir(args.services) else []

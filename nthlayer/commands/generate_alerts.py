@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.runbook_url is not None and not _URL.match(args.runbook_url):
+    if args.runbook_url is not None and not _URL.fullmatch(args.runbook_url):
         raise UserError(f"--runbook-url '{args.runbook_url}' is not an http(s) URL")
     service = load_spec(args.spec).service
     catalog_dir = args.catalog or default_catalog_dir()

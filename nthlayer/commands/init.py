@@ -49,10 +49,10 @@ def _next_step(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not NAME.match(args.name):
+    if not NAME.fullmatch(args.name):
         raise UserError(f"'{args.name}' is not a valid service name: use lowercase letters, digits and hyphens, "
                         "start and end with a letter or digit, at most 63 characters")
-    if not TEAM.match(args.team):
+    if not TEAM.fullmatch(args.team):
         raise UserError(f"'{args.team}' is not a valid team name: use lowercase letters, digits, '-' and '_'")
     found = templates()
     if args.template not in found:

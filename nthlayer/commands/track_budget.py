@@ -59,7 +59,7 @@ def _sample(args: argparse.Namespace, client: prom.PrometheusClient, services: l
 def run(args: argparse.Namespace) -> int:
     if args.interval and args.at:
         raise UsageError("--interval samples the present; it cannot be combined with --at")
-    if args.interval and not _DURATION.match(args.interval):
+    if args.interval and not _DURATION.fullmatch(args.interval):
         raise UserError(f"--interval {args.interval!r} is not a duration such as 30s, 5m or 1h")
     services = load_services(args.services, None if args.all else args.service)
     client = prom.client_from_args(args)

@@ -7,7 +7,9 @@ import sys
 
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, as_errors, sort_key
+from generators.schema_messages import plural
 from generators.spec import expand_paths, validate_specs
+from generators.yamlload import allow_external_links
 from nthlayer.project import require_services_dir
 
 DEFAULT_PATH = "services"
@@ -25,21 +27,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     parser.add_argument("--strict", action="store_true",
                         help="treat every warning as an error (exit 1), e.g. pages that reach no receiver")
+    parser.add_argument("--allow-external-links", action="store_true",
+                        help="read specs that are symbolic links to files outside the project (refused by default)")
 
 
-def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
-    """Names 'upstream' may refer to: every spec in the folders the given files live in."""
+def _known_services(args: argparse.Namespace, files: list[str]) -> dict[str, str]:
+    """The services of the other specs in the folders the given files live in (name → file): names
+    'upstream' may refer to, and names a given file must not define again (a build would refuse both)."""
     from generators.spec import load_spec
     from generators.errors import SpecErrors
 
     folders = {args.services_dir} if args.services_dir else {os.path.dirname(f) or "." for f in files}
-    names: set[str] = set()
+    names: dict[str, str] = {}
     given = {os.path.abspath(f) for f in files}
     for path in expand_paths(sorted(folders)):
         if os.path.abspath(path) in given:
             continue
         try:
-            names.add(load_spec(path).service.name)
+            names.setdefault(load_spec(path).service.name, path)
         except SpecErrors:
             continue
     return names
@@ -48,6 +53,8 @@ def _known_services(args: argparse.Namespace, files: list[str]) -> set[str]:
 def run(args: argparse.Namespace) -> int:
     if args.paths == [DEFAULT_PATH]:
         require_services_dir(DEFAULT_PATH, "name the spec files or folders to validate")
+    if args.allow_external_links:
+        allow_external_links(True)
     files = expand_paths(args.paths)
     if not files:
         print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
@@ -67,10 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print(problem.format(), file=sys.stderr)
     if errors:
         bad_files = len({e.path for e in errors})
-        print(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in {bad_files} "
-              f"file{'s' if bad_files != 1 else ''}", file=sys.stderr)
+        print(f"{plural(len(errors), 'error')} in {plural(bad_files, 'file')}", file=sys.stderr)
         return 1
     if not args.quiet:
-        warn = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
-        print(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid ({len(result.specs)} services{warn})")
+        warn = f", {plural(len(warnings), 'warning')}" if warnings else ""
+        print(f"{plural(len(files), 'spec')} valid ({plural(len(result.specs), 'service')}{warn})")
     return 0

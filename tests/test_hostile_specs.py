@@ -1,0 +1,198 @@
+"""Hostile input that used to validate and then break a build or Prometheus (issue 14, items 7, 9, 10, 16)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generators.spec import validate_specs
+
+KNOWN = ["postgres", "redis", "kafka", "mysql"]
+
+
+def _lines(paths: list[str]) -> list[str]:
+    result = validate_specs(paths, KNOWN)
+    return [e.format() for e in result.errors]
+
+
+@pytest.mark.parametrize("argv", [("init", "evil\n", "--team", "t"), ("init", "good", "--team", "t\n")])
+def test_init_refuses_names_with_a_trailing_newline(run_cli, tmp_path: Path, argv: tuple[str, ...]) -> None:
+    code, _out, err = run_cli(*argv, "--services-dir", str(tmp_path))
+    assert code == 1
+    assert "is not a valid" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _run_validate(run_cli, *args: str) -> tuple[int, str, str]:
+    return run_cli("validate", "--catalog", "rules_catalog", *args)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder with one valid spec, as the current directory."""
+    from tests.conftest import ROOT
+
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "ok.yaml").write_text("service: ok\ntier: 1\nteam: t\n")
+    (tmp_path / "rules_catalog").symlink_to(ROOT / "rules_catalog")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_fifo_in_services_is_refused_not_waited_on(run_cli, project: Path) -> None:
+    import os
+
+    os.mkfifo(project / "services" / "pipe.yaml")
+    code, _out, err = _run_validate(run_cli, "services")
+    assert code == 1
+    assert err.splitlines() == [
+        "services/pipe.yaml:1:1: /: not a regular file (a named pipe); only regular files are read",
+        "1 error in 1 file",
+    ]
+
+
+def test_symlink_leaving_the_project_is_refused_without_printing_its_target(run_cli, project: Path,
+                                                                           tmp_path_factory: pytest.TempPathFactory
+                                                                           ) -> None:
+    secret = tmp_path_factory.mktemp("elsewhere") / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n" * 200)
+    (project / "services" / "evil.yaml").symlink_to(secret)
+    code, _out, err = _run_validate(run_cli, "services")
+    assert code == 1
+    assert err.splitlines() == [
+        f"services/evil.yaml:1:1: /: symbolic link to {secret}, outside the project {project}; refused "
+        "(--allow-external-links, or NTHLAYER_ALLOW_EXTERNAL_LINKS=1 for a build, reads it)",
+        "1 error in 1 file",
+    ]
+    code, _out, err = _run_validate(run_cli, "--allow-external-links", "services")
+    assert code == 1 and "root:x:0:0:root:/root:/bin/bash" in err
+    assert max(len(line) for line in err.splitlines()) < 400  # an excerpt, never the whole file
+
+
+def test_symlink_inside_the_project_is_read(run_cli, project: Path) -> None:
+    (project / "shared").mkdir()
+    (project / "shared" / "real.yaml").write_text("service: linked\ntier: 2\nteam: t\n")
+    (project / "services" / "linked.yaml").symlink_to(project / "shared" / "real.yaml")
+    code, out, err = _run_validate(run_cli, "services")
+    assert (code, err) == (0, "")
+    assert out.startswith("2 specs valid")
+
+
+def test_dangling_and_looping_links_are_spec_errors(run_cli, project: Path) -> None:
+    (project / "services" / "gone.yaml").symlink_to(project / "services" / "missing.yaml")
+    (project / "services" / "loop.yaml").symlink_to(project / "services" / "loop.yaml")
+    code, _out, err = _run_validate(run_cli, "services")
+    assert code == 1
+    assert err.splitlines() == [
+        f"services/gone.yaml:1:1: /: symbolic link to {project}/services/missing.yaml, which does not exist",
+        "services/loop.yaml:1:1: /: symbolic link that loops (it leads back to itself)",
+        "2 errors in 2 files",
+    ]
+
+
+def test_long_values_are_quoted_as_excerpts(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("service: s\ntier: 1\nteam: t\ndescription: " + "x" * 5000 + "\n"
+                                     "labels: {env: " + "y" * 5000 + "}\n")
+    lines = _lines([str(tmp_path / "s.yaml")])
+    assert len(lines) == 2 and all(len(line) < 400 for line in lines), lines
+    assert "… (5000 characters)" in lines[0]
+
+
+def test_build_reports_pipes_and_links_as_spec_errors_and_builds_the_rest(project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    os.mkfifo(project / "services" / "pipe.yaml")
+    (project / "services" / "passwd.yaml").symlink_to("/etc/passwd")
+    (project / "services" / "gone.yaml").symlink_to("missing.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(project)],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.splitlines()[:3] == [
+        f"services/gone.yaml:1:1: /: symbolic link to {project}/services/missing.yaml, which does not exist",
+        "services/passwd.yaml:1:1: /: symbolic link to /etc/passwd, outside the project "
+        f"{os.path.realpath(project)}; refused (--allow-external-links, or NTHLAYER_ALLOW_EXTERNAL_LINKS=1 "
+        "for a build, reads it)",
+        "services/pipe.yaml:1:1: /: not a regular file (a named pipe); only regular files are read",
+    ]
+    assert "root:" not in result.stdout + result.stderr
+    assert (project / "out" / "ok" / "prometheus" / "slo.rules.yaml").is_file()
+
+
+def test_validate_of_one_file_reports_a_duplicate_in_its_folder_as_build_does(run_cli, project: Path) -> None:
+    (project / "services" / "ok-copy.yaml").write_text("service: ok\ntier: 2\nteam: t\n")
+    code, _out, err = _run_validate(run_cli, "services/ok-copy.yaml")
+    assert code == 1
+    assert err.splitlines() == [
+        "services/ok-copy.yaml:1:10: /service: duplicate service name 'ok' (also in services/ok.yaml)",
+        "services/ok-copy.yaml:1:10: /service: warning: the file is named 'ok-copy' but defines service 'ok'; "
+        "name it ok.yaml so the service is found by its name",
+        "1 error in 1 file",
+    ]
+
+
+def test_build_reports_duplicates_as_validate_does_even_across_yaml_and_yml(run_cli, project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (project / "services" / "ok.yml").write_text("service: ok\ntier: 2\nteam: t\n")
+    _code, _out, validated = _run_validate(run_cli, "services")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(project)],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert validated.splitlines()[:-1] == result.stderr.splitlines()[:-1] == [
+        "services/ok.yaml:1:10: /service: duplicate service name 'ok' (also in services/ok.yml)",
+        "services/ok.yml:1:10: /service: duplicate service name 'ok' (also in services/ok.yaml)",
+    ]
+
+
+def test_a_file_named_unlike_its_service_is_a_warning(run_cli, project: Path) -> None:
+    (project / "services" / "payments.yaml").write_text("service: payment-api\ntier: 2\nteam: t\n")
+    code, out, err = _run_validate(run_cli, "services")
+    assert code == 0
+    assert err.splitlines() == [
+        "services/payments.yaml:1:10: /service: warning: the file is named 'payments' but defines service "
+        "'payment-api'; name it payment-api.yaml so the service is found by its name",
+    ]
+    assert out == "2 specs valid (2 services, 1 warning)\n"
+
+
+def test_a_selector_that_cannot_be_scoped_blames_the_spec_not_the_catalog() -> None:
+    """Validation refuses such selectors; a model built around it still gets a spec error, no traceback."""
+    from generators.catalog import load_technologies
+    from generators.errors import SpecErrors
+    from generators.model import build_service
+    from generators.tech_alerts import service_alert_document
+    from tests.conftest import ROOT
+
+    service = build_service({"service": "s", "tier": 1, "team": "t", "dependencies": {"technologies": [
+        {"type": "redis", "name": "cache", "selector": {"__name__": "x"}}]}}, "services/s.yaml")
+    with pytest.raises(SpecErrors) as caught:
+        service_alert_document(service, load_technologies(str(ROOT / "rules_catalog"), ["redis"]))
+    [line] = caught.value.lines()
+    assert line.startswith("services/s.yaml:1:1: /dependencies/technologies/0/selector: cannot add this selector "
+                           "to redis rule ")
+
+
+def test_sli_regex_python_reads_differently_gets_test_series_prometheus_matches(tmp_path: Path) -> None:
+    """Test series are matched with RE2, as Prometheus matches: Python's re reads [[:digit:]] as a set of
+    the characters '[:digt' (and rejects \\pN), so no failed-request series could be made."""
+    from generators.slo_rules import slo_rule_files
+    from generators.spec import load_spec
+    from nthlayer.promtool import test_rules
+
+    raw = ("service: s\ntier: 1\nteam: t\nobservability:\n  sli:\n"
+           "    error_matchers: {code: '=~5[[:digit:]]{2}|\\pN{4}'}\n").encode()
+    files = slo_rule_files(load_spec(str(tmp_path / "s.yaml"), raw).service, str(tmp_path))
+    for path, data in files.items():
+        Path(path).write_bytes(data)
+    result = test_rules(sorted(p for p in files if p.endswith(".test.yaml")))
+    assert result.ok, result.output
