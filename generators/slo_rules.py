@@ -117,6 +117,24 @@ def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
     return f"{errors}\n/\n{total}"
 
 
+def budget_remaining_expr(service: Service, slo: SLO) -> str:
+    """1 − the share of the whole window's error budget spent so far.
+
+    The period error ratio covers only the history Prometheus has (rules loaded 20 minutes ago: 20
+    minutes). Judged as is, 20 minutes at 30x the budget would read as 30 budgets spent. The budget
+    is an allowance for the whole window, so the spend is scaled by the share of the window that
+    the history covers (the requests of the missing part assumed at the recorded average rate):
+    spent = period burn rate × history ÷ window. History is measured from the oldest recorded
+    request-rate sample in the window; once it covers the window the factor is 1, up to one rule
+    evaluation interval (a rounding of under 0.003 % for a 30-day window evaluated every minute).
+    """
+    seconds = duration_seconds(slo.window)
+    identity = ", ".join(IDENTITY_LABELS)
+    oldest = f"min by ({identity}) (min_over_time({recorded('slo:sli_requests:timestamp', service, slo)}[{slo.window}]))"
+    return (f"1 - (\n{recorded('slo:period_burn_rate:ratio', service, slo)}\n"
+            f"* on ({identity}) group_left\nclamp_max((time() - {oldest}) / {seconds}, 1)\n)")
+
+
 def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
     labels = series_labels(service, slo)
     errors5m, total5m = raw_rates(service, slo, "5m")
@@ -134,8 +152,9 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{CURRENT_BURN_WINDOW}', service, slo)} / {budget}"},
         {"record": "slo:period_burn_rate:ratio",
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{slo.window}', service, slo)} / {budget}"},
-        {"record": "slo:error_budget_remaining:ratio",
-         "expr": f"1 - {recorded('slo:period_burn_rate:ratio', service, slo)}"},
+        {"record": "slo:sli_requests:timestamp",
+         "expr": f"max by ({', '.join(IDENTITY_LABELS)}) (timestamp({recorded('slo:sli_requests:rate5m', service, slo)}))"},
+        {"record": "slo:error_budget_remaining:ratio", "expr": budget_remaining_expr(service, slo)},
     ]
     # A copy per rule: a shared dict would be written as a YAML anchor and aliases.
     return [{**rule, "labels": dict(labels)} for rule in rules]
