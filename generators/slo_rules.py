@@ -1,6 +1,7 @@
 """Prometheus SLO rules for a service: recording rules, burn-rate and budget alerts, scrape config.
 
-Recorded series (labels service, slo, team, tier on every one):
+Recorded series (labels service, slo, team, tier and Sloth's sloth_id, sloth_service,
+sloth_slo on every one; names follow Sloth's so its Grafana dashboards work unchanged):
 
 - ``slo:sli_requests:rate5m`` / ``slo:sli_errors:rate5m`` — events per second.
 - ``slo:sli_error:ratio_rate<W>`` — share of bad events over W. Windows below a
@@ -8,10 +9,13 @@ Recorded series (labels service, slo, team, tier on every one):
   above, summing numerator and denominator *separately* over the window (a
   ratio of sums, never an average of ratios), so a 30-day ratio reads one
   aggregated series instead of every raw counter of the service.
-- ``slo:objective:ratio``, ``slo:error_budget:ratio`` — constants.
-- ``slo:current_burn_rate:ratio`` (1h) and ``slo:period_burn_rate:ratio``
+- ``slo:objective:ratio``, ``slo:error_budget:ratio``, ``slo:time_period:days`` — constants.
+- ``slo:current_burn_rate:ratio`` (5m) and ``slo:period_burn_rate:ratio``
   (whole SLO window): error ratio ÷ error budget.
-- ``slo:error_budget_remaining:ratio`` — 1 − period burn rate.
+- ``slo:sli_requests:timestamp`` — dates the history (see budget_remaining_expr).
+- ``slo:error_budget_remaining:ratio`` (and Sloth's ``slo:period_error_budget_remaining:ratio``) —
+  1 − the share of the whole window's budget spent so far.
+- ``sloth_slo_info`` — an info series (plus objective and sloth_objective labels).
 
 Alerts: one multi-window burn-rate alert per burn window that the tier table
 enables (generators.tiers.Tier.burn_alerts), page alerts guarded by a minimum
@@ -35,7 +39,10 @@ LONG_WINDOW_SECONDS = 86400
 # stay in range for up to the whole window, and keeping team/tier would yield two series that the
 # rule's labels then make identical (an evaluation error, so every long-window rule goes silent).
 IDENTITY_LABELS = ("service", "slo")
-CURRENT_BURN_WINDOW = "1h"
+# Sloth's slo:current_burn_rate:ratio is the 5m error ratio over the budget; its dashboards expect that.
+CURRENT_BURN_WINDOW = "5m"
+# Sloth's info series; its dashboards list services and SLOs from it.
+INFO_SERIES = "sloth_slo_info"
 ABSENT_FOR = "10m"
 BUDGET_ALERT_FOR = "15m"
 # Remaining-budget thresholds (percent) with an alert, loudest last; the tier table
@@ -67,6 +74,13 @@ def ratio_windows(slo: SLO) -> tuple[str, ...]:
 
 def series_labels(service: Service, slo: SLO) -> dict[str, str]:
     return {"service": service.name, "slo": slo.kind, "team": service.team, "tier": str(service.tier.number)}
+
+
+def record_labels(service: Service, slo: SLO) -> dict[str, str]:
+    """The labels of every recorded series: ours plus Sloth's identity labels, which Sloth's Grafana
+    dashboards select on (sloth_id is Sloth's ``<service>-<slo>``)."""
+    return {**series_labels(service, slo), "sloth_id": f"{service.name}-{slo.kind}",
+            "sloth_service": service.name, "sloth_slo": slo.kind}
 
 
 def recorded(name: str, service: Service, slo: SLO) -> str:
@@ -136,7 +150,7 @@ def budget_remaining_expr(service: Service, slo: SLO) -> str:
 
 
 def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
-    labels = series_labels(service, slo)
+    labels = record_labels(service, slo)
     errors5m, total5m = raw_rates(service, slo, "5m")
     budget = num(error_budget(slo.objective))
     rules: list[dict[str, Any]] = [
@@ -148,6 +162,7 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
     rules += [
         {"record": "slo:objective:ratio", "expr": f"vector({num(slo.objective)})"},
         {"record": "slo:error_budget:ratio", "expr": f"vector({budget})"},
+        {"record": "slo:time_period:days", "expr": f"vector({slo.window_days})"},
         {"record": "slo:current_burn_rate:ratio",
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{CURRENT_BURN_WINDOW}', service, slo)} / {budget}"},
         {"record": "slo:period_burn_rate:ratio",
@@ -155,9 +170,15 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
         {"record": "slo:sli_requests:timestamp",
          "expr": f"max by ({', '.join(IDENTITY_LABELS)}) (timestamp({recorded('slo:sli_requests:rate5m', service, slo)}))"},
         {"record": "slo:error_budget_remaining:ratio", "expr": budget_remaining_expr(service, slo)},
+        # The same figure under Sloth's name, for its dashboards.
+        {"record": "slo:period_error_budget_remaining:ratio",
+         "expr": recorded("slo:error_budget_remaining:ratio", service, slo)},
     ]
     # A copy per rule: a shared dict would be written as a YAML anchor and aliases.
-    return [{**rule, "labels": dict(labels)} for rule in rules]
+    rules = [{**rule, "labels": dict(labels)} for rule in rules]
+    rules.append({"record": INFO_SERIES, "expr": "vector(1)",
+                  "labels": {**labels, "objective": num(slo.objective), "sloth_objective": num(slo.objective * 100)}})
+    return rules
 
 
 def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, str]]:
@@ -210,7 +231,8 @@ def absent_alert(service: Service, slo: SLO) -> dict[str, Any]:
         "alert": ABSENT_ALERT,
         "expr": f"absent({metric})",
         "for": ABSENT_FOR,
-        "labels": {**series_labels(service, slo), "severity": severity},
+        # The other SLO alerts get Sloth's identity labels from the recorded series they read.
+        "labels": {**record_labels(service, slo), "severity": severity},
         "annotations": _annotations(
             service,
             f"{service.name} {slo.kind}: SLI metrics are missing",
@@ -305,4 +327,4 @@ def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
 
 
 __all__ = ["slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
-           "enabled_burn_windows", "burn_alert_name", "series_labels", "num"]
+           "enabled_burn_windows", "burn_alert_name", "series_labels", "record_labels", "num"]

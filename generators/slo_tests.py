@@ -31,7 +31,7 @@ from generators.promql import quote
 from generators.slo_maths import burn_threshold, duration_seconds, error_budget
 from generators.slo_rules import (ABSENT_ALERT, ABSENT_FOR, BUDGET_ALERT_FOR, absent_alert,
                                   alert_names, burn_alert, burn_alert_name, enabled_burn_windows,
-                                  num, series_labels)
+                                  num, record_labels)
 
 STEP_SECONDS = 60
 # The 3-4 hour scenarios sample every 2 minutes: half the samples for the raw
@@ -161,7 +161,7 @@ def _expected(labels: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
 def _burn_expectations(service: Service, slo: SLO, window_name: str) -> dict[str, Any]:
     for window, severity in enabled_burn_windows(service, slo):
         if window.name == window_name:
-            return _expected(series_labels(service, slo), burn_alert(service, slo, window, severity))
+            return _expected(record_labels(service, slo), burn_alert(service, slo, window, severity))
     raise KeyError(window_name)
 
 
@@ -249,7 +249,7 @@ def sustained_test(service: Service) -> dict[str, Any]:
     alerts: dict[str, list[dict[str, Any]]] = {name: [] for name in alert_names(service)}
     for slo in service.slos:
         series += input_series(service, slo, [(minutes, rate, shares[slo.kind])], LONG_STEP_MINUTES)
-        labels = series_labels(service, slo)
+        labels = record_labels(service, slo)
         for window, severity in enabled_burn_windows(service, slo):
             if burn_threshold(window, slo.objective, slo.window_days) < shares[slo.kind]:
                 alerts[burn_alert_name(window)].append(_expected(labels, burn_alert(service, slo, window, severity)))

@@ -127,3 +127,35 @@ def test_budget_alerts_fire_when_the_window_allowance_is_spent(tmp_path: Path) -
               + _budget_checks(service, 240, {"SLOErrorBudgetBelow25Percent", "SLOErrorBudgetBelow10Percent",
                                               "SLOErrorBudgetBelow5Percent"}))
     _promtool(tmp_path, service, [{"interval": "1m", "input_series": series, "alert_rule_test": checks}])
+
+
+@requires_promtool
+def test_sloth_dashboard_series_exist_under_sloth_names_and_labels(tmp_path: Path) -> None:
+    """The series Sloth's Grafana dashboards read, selected the way they select them (sloth_* labels)."""
+    service = _service()
+    series = _availability_traffic([(31, 0.01)])  # 1 % errors: 20x the 0.05 % budget
+    identity = {"service": "payment-api", "slo": "availability", "team": "payments", "tier": "1",
+                "sloth_id": "payment-api-availability", "sloth_service": "payment-api", "sloth_slo": "availability"}
+    sloth = 'sloth_service="payment-api",sloth_slo="availability"'
+
+    def labels(**extra: str) -> str:
+        return "{" + ",".join(f'{k}="{v}"' for k, v in sorted({**identity, **extra}.items())) + "}"
+
+    checks = [
+        {"expr": f"slo:time_period:days{{{sloth}}}", "eval_time": "30m",
+         "exp_samples": [{"labels": "slo:time_period:days" + labels(), "value": 30}]},
+        {"expr": f"slo:objective:ratio{{{sloth}}}", "eval_time": "30m",
+         "exp_samples": [{"labels": "slo:objective:ratio" + labels(), "value": 0.9995}]},
+        {"expr": 'sloth_slo_info{sloth_id="payment-api-availability"}', "eval_time": "30m",
+         "exp_samples": [{"labels": "sloth_slo_info" + labels(objective="0.9995", sloth_objective="99.95"),
+                          "value": 1}]},
+        # Sloth's current burn rate is the 5m error ratio over the budget.
+        {"expr": f"round(slo:current_burn_rate:ratio{{{sloth}}}, 0.01)", "eval_time": "30m",
+         "exp_samples": [{"labels": labels(), "value": 20}]},
+        {"expr": f"round(slo:sli_error:ratio_rate5m{{{sloth}}}, 0.0001)", "eval_time": "30m",
+         "exp_samples": [{"labels": labels(), "value": 0.01}]},
+        # 29 minutes of history at 20x spend 20 x 29 / 43200 of the 30-day budget.
+        {"expr": f"count(slo:period_error_budget_remaining:ratio{{{sloth}}} > 0.986 < 0.987)", "eval_time": "30m",
+         "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]
+    _promtool(tmp_path, service, [{"interval": "1m", "input_series": series, "promql_expr_test": checks}])
