@@ -1,6 +1,7 @@
 """Prometheus SLO rules for a service: recording rules, burn-rate and budget alerts, scrape config.
 
-Recorded series (labels service, slo, team, tier on every one):
+Recorded series (labels service, slo, team, tier and Sloth's sloth_id, sloth_service,
+sloth_slo on every one; names follow Sloth's so its Grafana dashboards work unchanged):
 
 - ``slo:sli_requests:rate5m`` / ``slo:sli_errors:rate5m`` — events per second.
 - ``slo:sli_error:ratio_rate<W>`` — share of bad events over W. Windows below a
@@ -8,10 +9,13 @@ Recorded series (labels service, slo, team, tier on every one):
   above, summing numerator and denominator *separately* over the window (a
   ratio of sums, never an average of ratios), so a 30-day ratio reads one
   aggregated series instead of every raw counter of the service.
-- ``slo:objective:ratio``, ``slo:error_budget:ratio`` — constants.
-- ``slo:current_burn_rate:ratio`` (1h) and ``slo:period_burn_rate:ratio``
+- ``slo:objective:ratio``, ``slo:error_budget:ratio``, ``slo:time_period:days`` — constants.
+- ``slo:current_burn_rate:ratio`` (5m) and ``slo:period_burn_rate:ratio``
   (whole SLO window): error ratio ÷ error budget.
-- ``slo:error_budget_remaining:ratio`` — 1 − period burn rate.
+- ``slo:sli_requests:timestamp`` — dates the history (see budget_remaining_expr).
+- ``slo:error_budget_remaining:ratio`` (and Sloth's ``slo:period_error_budget_remaining:ratio``) —
+  1 − the share of the whole window's budget spent so far.
+- ``sloth_slo_info`` — an info series (plus objective and sloth_objective labels).
 
 Alerts: one multi-window burn-rate alert per burn window that the tier table
 enables (generators.tiers.Tier.burn_alerts), page alerts guarded by a minimum
@@ -30,15 +34,20 @@ from generators.slo_maths import (RATIO_WINDOWS, BurnWindow, burn_factor, burn_t
 
 # Windows of a day or more are summed from the recorded 5m rates (see module docstring).
 LONG_WINDOW_SECONDS = 86400
-CURRENT_BURN_WINDOW = "1h"
+# The labels that identify an SLO's recorded series. Reads of recorded 5m series over long ranges
+# aggregate by these alone: after a team or tier change the series recorded under the old labels
+# stay in range for up to the whole window, and keeping team/tier would yield two series that the
+# rule's labels then make identical (an evaluation error, so every long-window rule goes silent).
+IDENTITY_LABELS = ("service", "slo")
+# Sloth's slo:current_burn_rate:ratio is the 5m error ratio over the budget; its dashboards expect that.
+CURRENT_BURN_WINDOW = "5m"
+# Sloth's info series; its dashboards list services and SLOs from it.
+INFO_SERIES = "sloth_slo_info"
 ABSENT_FOR = "10m"
 BUDGET_ALERT_FOR = "15m"
-# (alert name, remaining-budget threshold, severity), loudest last.
-BUDGET_ALERTS: tuple[tuple[str, Decimal, str], ...] = (
-    ("SLOErrorBudgetBelow25Percent", Decimal("0.25"), "warning"),
-    ("SLOErrorBudgetBelow10Percent", Decimal("0.10"), "critical"),
-    ("SLOErrorBudgetBelow5Percent", Decimal("0.05"), "critical"),
-)
+# Remaining-budget thresholds (percent) with an alert, loudest last; the tier table
+# (generators.tiers.Tier.budget_alerts) says how loud each one is, or that it does not exist.
+BUDGET_ALERT_PERCENTS: tuple[int, ...] = (25, 10, 5)
 ABSENT_ALERT = "SLOMetricsAbsent"
 RULES_FILE = "slo.rules.yaml"
 BURST_TEST_FILE = "slo-burst.test.yaml"
@@ -65,6 +74,13 @@ def ratio_windows(slo: SLO) -> tuple[str, ...]:
 
 def series_labels(service: Service, slo: SLO) -> dict[str, str]:
     return {"service": service.name, "slo": slo.kind, "team": service.team, "tier": str(service.tier.number)}
+
+
+def record_labels(service: Service, slo: SLO) -> dict[str, str]:
+    """The labels of every recorded series: ours plus Sloth's identity labels, which Sloth's Grafana
+    dashboards select on (sloth_id is Sloth's ``<service>-<slo>``)."""
+    return {**series_labels(service, slo), "sloth_id": f"{service.name}-{slo.kind}",
+            "sloth_service": service.name, "sloth_slo": slo.kind}
 
 
 def recorded(name: str, service: Service, slo: SLO) -> str:
@@ -97,10 +113,15 @@ def raw_rates(service: Service, slo: SLO, window: str) -> tuple[str, str]:
     return errors, total
 
 
+def _long_sum(series: str, window: str) -> str:
+    """Sum of a recorded series over ``window``, across its old and new team/tier labels."""
+    return f"sum by ({', '.join(IDENTITY_LABELS)}) (sum_over_time({series}[{window}]))"
+
+
 def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
     if duration_seconds(window) >= LONG_WINDOW_SECONDS:
-        errors = f"sum_over_time({recorded('slo:sli_errors:rate5m', service, slo)}[{window}])"
-        total = f"sum_over_time({recorded('slo:sli_requests:rate5m', service, slo)}[{window}])"
+        errors = _long_sum(recorded('slo:sli_errors:rate5m', service, slo), window)
+        total = _long_sum(recorded('slo:sli_requests:rate5m', service, slo), window)
         return f"{errors}\n/\n{total}"
     errors, total = raw_rates(service, slo, window)
     if slo.kind == "latency":
@@ -110,8 +131,26 @@ def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
     return f"{errors}\n/\n{total}"
 
 
+def budget_remaining_expr(service: Service, slo: SLO) -> str:
+    """1 − the share of the whole window's error budget spent so far.
+
+    The period error ratio covers only the history Prometheus has (rules loaded 20 minutes ago: 20
+    minutes). Judged as is, 20 minutes at 30x the budget would read as 30 budgets spent. The budget
+    is an allowance for the whole window, so the spend is scaled by the share of the window that
+    the history covers (the requests of the missing part assumed at the recorded average rate):
+    spent = period burn rate × history ÷ window. History is measured from the oldest recorded
+    request-rate sample in the window; once it covers the window the factor is 1, up to one rule
+    evaluation interval (a rounding of under 0.003 % for a 30-day window evaluated every minute).
+    """
+    seconds = duration_seconds(slo.window)
+    identity = ", ".join(IDENTITY_LABELS)
+    oldest = f"min by ({identity}) (min_over_time({recorded('slo:sli_requests:timestamp', service, slo)}[{slo.window}]))"
+    return (f"1 - (\n{recorded('slo:period_burn_rate:ratio', service, slo)}\n"
+            f"* on ({identity}) group_left\nclamp_max((time() - {oldest}) / {seconds}, 1)\n)")
+
+
 def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
-    labels = series_labels(service, slo)
+    labels = record_labels(service, slo)
     errors5m, total5m = raw_rates(service, slo, "5m")
     budget = num(error_budget(slo.objective))
     rules: list[dict[str, Any]] = [
@@ -123,15 +162,23 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
     rules += [
         {"record": "slo:objective:ratio", "expr": f"vector({num(slo.objective)})"},
         {"record": "slo:error_budget:ratio", "expr": f"vector({budget})"},
+        {"record": "slo:time_period:days", "expr": f"vector({slo.window_days})"},
         {"record": "slo:current_burn_rate:ratio",
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{CURRENT_BURN_WINDOW}', service, slo)} / {budget}"},
         {"record": "slo:period_burn_rate:ratio",
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{slo.window}', service, slo)} / {budget}"},
-        {"record": "slo:error_budget_remaining:ratio",
-         "expr": f"1 - {recorded('slo:period_burn_rate:ratio', service, slo)}"},
+        {"record": "slo:sli_requests:timestamp",
+         "expr": f"max by ({', '.join(IDENTITY_LABELS)}) (timestamp({recorded('slo:sli_requests:rate5m', service, slo)}))"},
+        {"record": "slo:error_budget_remaining:ratio", "expr": budget_remaining_expr(service, slo)},
+        # The same figure under Sloth's name, for its dashboards.
+        {"record": "slo:period_error_budget_remaining:ratio",
+         "expr": recorded("slo:error_budget_remaining:ratio", service, slo)},
     ]
     # A copy per rule: a shared dict would be written as a YAML anchor and aliases.
-    return [{**rule, "labels": dict(labels)} for rule in rules]
+    rules = [{**rule, "labels": dict(labels)} for rule in rules]
+    rules.append({"record": INFO_SERIES, "expr": "vector(1)",
+                  "labels": {**labels, "objective": num(slo.objective), "sloth_objective": num(slo.objective * 100)}})
+    return rules
 
 
 def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, str]]:
@@ -200,7 +247,8 @@ def absent_alert(service: Service, slo: SLO) -> dict[str, Any]:
         "alert": ABSENT_ALERT,
         "expr": f"absent({metric})",
         "for": ABSENT_FOR,
-        "labels": {**series_labels(service, slo), "severity": severity},
+        # The other SLO alerts get Sloth's identity labels from the recorded series they read.
+        "labels": {**record_labels(service, slo), "severity": severity},
         "annotations": _annotations(
             service,
             f"{service.name} {slo.kind}: SLI metrics are missing",
@@ -209,12 +257,22 @@ def absent_alert(service: Service, slo: SLO) -> dict[str, Any]:
     }
 
 
+def budget_alert_name(percent: int) -> str:
+    return f"SLOErrorBudgetBelow{percent}Percent"
+
+
+def enabled_budget_alerts(service: Service) -> list[tuple[int, str]]:
+    """(remaining percent, severity) for every budget alert the service's tier generates."""
+    policy = service.tier.budget_alerts
+    return [(percent, policy[percent]) for percent in BUDGET_ALERT_PERCENTS if policy.get(percent)]
+
+
 def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
     alerts = []
-    for name, threshold, severity in BUDGET_ALERTS:
-        percent = num(threshold * 100)
+    for percent, severity in enabled_budget_alerts(service):
+        threshold = Decimal(percent) / 100
         alerts.append({
-            "alert": name,
+            "alert": budget_alert_name(percent),
             "expr": f"{recorded('slo:error_budget_remaining:ratio', service, slo)} < {num(threshold)}",
             "for": BUDGET_ALERT_FOR,
             "labels": {**series_labels(service, slo), "severity": severity},
@@ -229,7 +287,7 @@ def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
 
 def alert_names(service: Service) -> list[str]:
     """Every alert name the rule file of a service defines, sorted."""
-    names = {ABSENT_ALERT, *(name for name, _, _ in BUDGET_ALERTS)}
+    names = {ABSENT_ALERT, *(budget_alert_name(percent) for percent, _ in enabled_budget_alerts(service))}
     for slo in service.slos:
         names.update(burn_alert_name(w) for w, _ in enabled_burn_windows(service, slo))
     return sorted(names)
@@ -284,5 +342,5 @@ def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
     return render_files(slo_rule_documents(service), service.source, out_dir)
 
 
-__all__ = ["template_literal", "printed_text", "slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
-           "enabled_burn_windows", "burn_alert_name", "series_labels", "num"]
+__all__ = ["template_literal", "printed_text", "slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config",
+           "alert_names", "enabled_burn_windows", "burn_alert_name", "series_labels", "record_labels", "num"]

@@ -9,6 +9,8 @@ from generators.spec import validate_specs
 
 KNOWN = ["postgres", "redis", "kafka", "mysql"]
 
+PAGED = "pagerduty: {escalation_emails: [oncall@example.com]}\n"  # pages reach someone: no routing warning
+
 
 def _lines(paths: list[str]) -> list[str]:
     result = validate_specs(paths, KNOWN)
@@ -33,7 +35,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from tests.conftest import ROOT
 
     (tmp_path / "services").mkdir()
-    (tmp_path / "services" / "ok.yaml").write_text("service: ok\ntier: 1\nteam: t\n")
+    (tmp_path / "services" / "ok.yaml").write_text("service: ok\ntier: 1\nteam: t\n" + PAGED)
     (tmp_path / "rules_catalog").symlink_to(ROOT / "rules_catalog")
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -71,7 +73,7 @@ def test_symlink_leaving_the_project_is_refused_without_printing_its_target(run_
 
 def test_symlink_inside_the_project_is_read(run_cli, project: Path) -> None:
     (project / "shared").mkdir()
-    (project / "shared" / "real.yaml").write_text("service: linked\ntier: 2\nteam: t\n")
+    (project / "shared" / "real.yaml").write_text("service: linked\ntier: 2\nteam: t\n" + PAGED)
     (project / "services" / "linked.yaml").symlink_to(project / "shared" / "real.yaml")
     code, out, err = _run_validate(run_cli, "services")
     assert (code, err) == (0, "")
@@ -124,7 +126,7 @@ def test_build_reports_pipes_and_links_as_spec_errors_and_builds_the_rest(projec
 
 
 def test_validate_of_one_file_reports_a_duplicate_in_its_folder_as_build_does(run_cli, project: Path) -> None:
-    (project / "services" / "ok-copy.yaml").write_text("service: ok\ntier: 2\nteam: t\n")
+    (project / "services" / "ok-copy.yaml").write_text("service: ok\ntier: 2\nteam: t\n" + PAGED)
     code, _out, err = _run_validate(run_cli, "services/ok-copy.yaml")
     assert code == 1
     assert err.splitlines() == [
@@ -142,7 +144,7 @@ def test_build_reports_duplicates_as_validate_does_even_across_yaml_and_yml(run_
 
     from tests.conftest import ROOT
 
-    (project / "services" / "ok.yml").write_text("service: ok\ntier: 2\nteam: t\n")
+    (project / "services" / "ok.yml").write_text("service: ok\ntier: 2\nteam: t\n" + PAGED)
     _code, _out, validated = _run_validate(run_cli, "services")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
     result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(project)],
@@ -155,7 +157,7 @@ def test_build_reports_duplicates_as_validate_does_even_across_yaml_and_yml(run_
 
 
 def test_a_file_named_unlike_its_service_is_a_warning(run_cli, project: Path) -> None:
-    (project / "services" / "payments.yaml").write_text("service: payment-api\ntier: 2\nteam: t\n")
+    (project / "services" / "payments.yaml").write_text("service: payment-api\ntier: 2\nteam: t\n" + PAGED)
     code, out, err = _run_validate(run_cli, "services")
     assert code == 0
     assert err.splitlines() == [
