@@ -103,8 +103,8 @@ def test_an_installed_wheel_validates_and_builds_outside_the_checkout(tmp_path: 
 
         # The same files as this checkout builds: the packaged catalog and build definition are these.
         here = _monorepo(tmp_path / "here")
-        local = _run([sys.executable, "-m", "nthlayer", "build"], here,
-                     {**os.environ, "NTHLAYER_STATE": str(here / "state" / "nthlayer.duckdb")})
+        local = _run([sys.executable, "-m", "nthlayer", "build"], here,  # the same settings: none of the suite's
+                     {**env, "PATH": os.environ["PATH"]})                  # NTHLAYER_* variables
         assert local.returncode == 0, local.stderr
         assert _tree(monorepo / "out") == _tree(here / "out")
         assert "postgres" in (monorepo / "out" / "user-service" / "prometheus" / "alerts.rules.yaml").read_text()
