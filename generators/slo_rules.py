@@ -30,6 +30,11 @@ from generators.slo_maths import (RATIO_WINDOWS, BurnWindow, burn_factor, burn_t
 
 # Windows of a day or more are summed from the recorded 5m rates (see module docstring).
 LONG_WINDOW_SECONDS = 86400
+# The labels that identify an SLO's recorded series. Reads of recorded 5m series over long ranges
+# aggregate by these alone: after a team or tier change the series recorded under the old labels
+# stay in range for up to the whole window, and keeping team/tier would yield two series that the
+# rule's labels then make identical (an evaluation error, so every long-window rule goes silent).
+IDENTITY_LABELS = ("service", "slo")
 CURRENT_BURN_WINDOW = "1h"
 ABSENT_FOR = "10m"
 BUDGET_ALERT_FOR = "15m"
@@ -97,10 +102,15 @@ def raw_rates(service: Service, slo: SLO, window: str) -> tuple[str, str]:
     return errors, total
 
 
+def _long_sum(series: str, window: str) -> str:
+    """Sum of a recorded series over ``window``, across its old and new team/tier labels."""
+    return f"sum by ({', '.join(IDENTITY_LABELS)}) (sum_over_time({series}[{window}]))"
+
+
 def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
     if duration_seconds(window) >= LONG_WINDOW_SECONDS:
-        errors = f"sum_over_time({recorded('slo:sli_errors:rate5m', service, slo)}[{window}])"
-        total = f"sum_over_time({recorded('slo:sli_requests:rate5m', service, slo)}[{window}])"
+        errors = _long_sum(recorded('slo:sli_errors:rate5m', service, slo), window)
+        total = _long_sum(recorded('slo:sli_requests:rate5m', service, slo), window)
         return f"{errors}\n/\n{total}"
     errors, total = raw_rates(service, slo, window)
     if slo.kind == "latency":
