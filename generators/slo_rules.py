@@ -38,12 +38,9 @@ IDENTITY_LABELS = ("service", "slo")
 CURRENT_BURN_WINDOW = "1h"
 ABSENT_FOR = "10m"
 BUDGET_ALERT_FOR = "15m"
-# (alert name, remaining-budget threshold, severity), loudest last.
-BUDGET_ALERTS: tuple[tuple[str, Decimal, str], ...] = (
-    ("SLOErrorBudgetBelow25Percent", Decimal("0.25"), "warning"),
-    ("SLOErrorBudgetBelow10Percent", Decimal("0.10"), "critical"),
-    ("SLOErrorBudgetBelow5Percent", Decimal("0.05"), "critical"),
-)
+# Remaining-budget thresholds (percent) with an alert, loudest last; the tier table
+# (generators.tiers.Tier.budget_alerts) says how loud each one is, or that it does not exist.
+BUDGET_ALERT_PERCENTS: tuple[int, ...] = (25, 10, 5)
 ABSENT_ALERT = "SLOMetricsAbsent"
 RULES_FILE = "slo.rules.yaml"
 BURST_TEST_FILE = "slo-burst.test.yaml"
@@ -203,12 +200,22 @@ def absent_alert(service: Service, slo: SLO) -> dict[str, Any]:
     }
 
 
+def budget_alert_name(percent: int) -> str:
+    return f"SLOErrorBudgetBelow{percent}Percent"
+
+
+def enabled_budget_alerts(service: Service) -> list[tuple[int, str]]:
+    """(remaining percent, severity) for every budget alert the service's tier generates."""
+    policy = service.tier.budget_alerts
+    return [(percent, policy[percent]) for percent in BUDGET_ALERT_PERCENTS if policy.get(percent)]
+
+
 def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
     alerts = []
-    for name, threshold, severity in BUDGET_ALERTS:
-        percent = num(threshold * 100)
+    for percent, severity in enabled_budget_alerts(service):
+        threshold = Decimal(percent) / 100
         alerts.append({
-            "alert": name,
+            "alert": budget_alert_name(percent),
             "expr": f"{recorded('slo:error_budget_remaining:ratio', service, slo)} < {num(threshold)}",
             "for": BUDGET_ALERT_FOR,
             "labels": {**series_labels(service, slo), "severity": severity},
@@ -223,7 +230,7 @@ def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
 
 def alert_names(service: Service) -> list[str]:
     """Every alert name the rule file of a service defines, sorted."""
-    names = {ABSENT_ALERT, *(name for name, _, _ in BUDGET_ALERTS)}
+    names = {ABSENT_ALERT, *(budget_alert_name(percent) for percent, _ in enabled_budget_alerts(service))}
     for slo in service.slos:
         names.update(burn_alert_name(w) for w, _ in enabled_burn_windows(service, slo))
     return sorted(names)

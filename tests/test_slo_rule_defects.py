@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from generators.alertmanager import PAGE_SEVERITIES
 from generators.slo_rules import RULES_FILE, rule_groups
 from generators.spec import load_spec
 from tests.conftest import ROOT, requires_promtool
@@ -54,3 +55,26 @@ def test_long_windows_still_evaluate_after_a_team_change(tmp_path: Path) -> None
                "exp_samples": [{"labels": f'{{slo="{slo}",team="{service.team}"}}', "value": 3}
                                for slo in ("availability", "latency")]}]
     _promtool(tmp_path, service, [{"interval": "1m", "input_series": series, "promql_expr_test": checks}])
+
+
+def _budget_severities(service) -> dict[str, str]:
+    return {rule["alert"]: rule["labels"]["severity"]
+            for group in rule_groups(service)["groups"] for rule in group["rules"]
+            if rule.get("alert", "").startswith("SLOErrorBudget")}
+
+
+def test_budget_alerts_never_page_a_tier_3_service() -> None:
+    service = _service(ROOT / "tests" / "golden" / "slo" / "tier3-latency-buckets" / "spec.yaml")
+    assert service.tier.number == 3
+    assert _budget_severities(service) == {"SLOErrorBudgetBelow25Percent": "warning",
+                                           "SLOErrorBudgetBelow10Percent": "warning",
+                                           "SLOErrorBudgetBelow5Percent": "warning"}
+    assert not set(_budget_severities(service).values()) & set(PAGE_SEVERITIES)
+
+
+def test_budget_alert_severities_come_from_the_tier_table() -> None:
+    for spec in sorted((ROOT / "tests" / "golden" / "slo").glob("*/spec.yaml")):
+        service = _service(spec)
+        expected = {f"SLOErrorBudgetBelow{percent}Percent": severity
+                    for percent, severity in service.tier.budget_alerts.items() if severity}
+        assert _budget_severities(service) == expected, spec

@@ -181,6 +181,7 @@ def test_alerts_follow_the_tier_table() -> None:
     by_case = {case: _service(GOLDEN / case / "spec.yaml") for case in CASES}
     severities = {case: [(w.name, sev) for w, sev in enabled_burn_windows(s, s.slos[0])] for case, s in by_case.items()}
     assert severities == {
+        "histogram-count-requests": [("fast", "page"), ("medium", "page"), ("slow", "ticket")],
         "tier1-payment-api": [("fast", "page"), ("medium", "page"), ("slow", "ticket"), ("drift", "ticket")],
         "tier2-grpc": [("fast", "page"), ("medium", "page"), ("slow", "ticket")],
         "tier3-latency-buckets": [("fast", "page"), ("medium", "ticket"), ("slow", "ticket")],
