@@ -30,15 +30,17 @@ from generators.slo_maths import (RATIO_WINDOWS, BurnWindow, burn_factor, burn_t
 
 # Windows of a day or more are summed from the recorded 5m rates (see module docstring).
 LONG_WINDOW_SECONDS = 86400
+# The labels that identify an SLO's recorded series. Reads of recorded 5m series over long ranges
+# aggregate by these alone: after a team or tier change the series recorded under the old labels
+# stay in range for up to the whole window, and keeping team/tier would yield two series that the
+# rule's labels then make identical (an evaluation error, so every long-window rule goes silent).
+IDENTITY_LABELS = ("service", "slo")
 CURRENT_BURN_WINDOW = "1h"
 ABSENT_FOR = "10m"
 BUDGET_ALERT_FOR = "15m"
-# (alert name, remaining-budget threshold, severity), loudest last.
-BUDGET_ALERTS: tuple[tuple[str, Decimal, str], ...] = (
-    ("SLOErrorBudgetBelow25Percent", Decimal("0.25"), "warning"),
-    ("SLOErrorBudgetBelow10Percent", Decimal("0.10"), "critical"),
-    ("SLOErrorBudgetBelow5Percent", Decimal("0.05"), "critical"),
-)
+# Remaining-budget thresholds (percent) with an alert, loudest last; the tier table
+# (generators.tiers.Tier.budget_alerts) says how loud each one is, or that it does not exist.
+BUDGET_ALERT_PERCENTS: tuple[int, ...] = (25, 10, 5)
 ABSENT_ALERT = "SLOMetricsAbsent"
 RULES_FILE = "slo.rules.yaml"
 BURST_TEST_FILE = "slo-burst.test.yaml"
@@ -97,10 +99,15 @@ def raw_rates(service: Service, slo: SLO, window: str) -> tuple[str, str]:
     return errors, total
 
 
+def _long_sum(series: str, window: str) -> str:
+    """Sum of a recorded series over ``window``, across its old and new team/tier labels."""
+    return f"sum by ({', '.join(IDENTITY_LABELS)}) (sum_over_time({series}[{window}]))"
+
+
 def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
     if duration_seconds(window) >= LONG_WINDOW_SECONDS:
-        errors = f"sum_over_time({recorded('slo:sli_errors:rate5m', service, slo)}[{window}])"
-        total = f"sum_over_time({recorded('slo:sli_requests:rate5m', service, slo)}[{window}])"
+        errors = _long_sum(recorded('slo:sli_errors:rate5m', service, slo), window)
+        total = _long_sum(recorded('slo:sli_requests:rate5m', service, slo), window)
         return f"{errors}\n/\n{total}"
     errors, total = raw_rates(service, slo, window)
     if slo.kind == "latency":
@@ -193,12 +200,22 @@ def absent_alert(service: Service, slo: SLO) -> dict[str, Any]:
     }
 
 
+def budget_alert_name(percent: int) -> str:
+    return f"SLOErrorBudgetBelow{percent}Percent"
+
+
+def enabled_budget_alerts(service: Service) -> list[tuple[int, str]]:
+    """(remaining percent, severity) for every budget alert the service's tier generates."""
+    policy = service.tier.budget_alerts
+    return [(percent, policy[percent]) for percent in BUDGET_ALERT_PERCENTS if policy.get(percent)]
+
+
 def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
     alerts = []
-    for name, threshold, severity in BUDGET_ALERTS:
-        percent = num(threshold * 100)
+    for percent, severity in enabled_budget_alerts(service):
+        threshold = Decimal(percent) / 100
         alerts.append({
-            "alert": name,
+            "alert": budget_alert_name(percent),
             "expr": f"{recorded('slo:error_budget_remaining:ratio', service, slo)} < {num(threshold)}",
             "for": BUDGET_ALERT_FOR,
             "labels": {**series_labels(service, slo), "severity": severity},
@@ -213,7 +230,7 @@ def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
 
 def alert_names(service: Service) -> list[str]:
     """Every alert name the rule file of a service defines, sorted."""
-    names = {ABSENT_ALERT, *(name for name, _, _ in BUDGET_ALERTS)}
+    names = {ABSENT_ALERT, *(budget_alert_name(percent) for percent, _ in enabled_budget_alerts(service))}
     for slo in service.slos:
         names.update(burn_alert_name(w) for w, _ in enabled_burn_windows(service, slo))
     return sorted(names)

@@ -110,7 +110,11 @@ def _counter_values(phases: list[tuple[int, Decimal]], step: int) -> str:
 
 
 def input_series(service: Service, slo: SLO, phases: list[Phase], step: int = 1) -> list[dict[str, str]]:
-    """The raw counters of one SLO, good and bad requests following ``phases``, one sample per ``step`` minutes."""
+    """The raw counters of one SLO, good and bad requests following ``phases``, one sample per ``step`` minutes.
+
+    Callers give every SLO of the service the same traffic (requests per minute in each phase): only
+    the share of bad requests differs, so SLIs sharing a counter agree on its total.
+    """
     sli = service.sli
     good = [(m, rate * (1 - bad)) for m, rate, bad in phases]
     total = [(m, rate) for m, rate, _ in phases]
@@ -124,10 +128,23 @@ def input_series(service: Service, slo: SLO, phases: list[Phase], step: int = 1)
         ]
     labels = concrete_labels(sli.selector)
     bucket = {**labels, "le": format(slo.threshold_seconds.normalize(), "f")}
-    return [
-        {"series": _series_name(f"{sli.latency_histogram}_bucket", bucket), "values": _counter_values(good, step)},
-        {"series": _series_name(f"{sli.latency_histogram}_count", labels), "values": _counter_values(total, step)},
-    ]
+    series = [{"series": _series_name(f"{sli.latency_histogram}_bucket", bucket), "values": _counter_values(good, step)}]
+    if not _count_is_requests_metric(service):
+        series.append({"series": _series_name(f"{sli.latency_histogram}_count", labels),
+                       "values": _counter_values(total, step)})
+    return series
+
+
+def _count_is_requests_metric(service: Service) -> bool:
+    """Whether availability counts requests on the latency histogram's ``_count`` (Sloth's getting-started).
+
+    Then the availability SLO's good and bad series already are the histogram's total: a second
+    ``_count`` series would double every request the latency SLI reads. Every scenario drives all
+    SLOs with the same traffic, so those series carry the right totals for the latency SLO too.
+    """
+    sli = service.sli
+    return (sli.requests_metric == f"{sli.latency_histogram}_count"
+            and any(slo.kind == "availability" for slo in service.slos))
 
 
 def requests_per_minute(service: Service) -> Decimal:

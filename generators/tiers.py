@@ -23,6 +23,9 @@ class Tier:
     # Severity of each multi-window burn-rate alert ("page", "ticket" or None
     # for "not generated"), keyed by the alert's name in slo_maths.BURN_WINDOWS.
     burn_alerts: dict[str, str | None]
+    # Severity of each error-budget alert ("critical" pages, "warning" is a ticket, None for "not
+    # generated"), keyed by the remaining share of the budget, in percent, below which it fires.
+    budget_alerts: dict[int, str | None]
     # PagerDuty policy.
     pd_urgency: str  # "high" | "low" | "severity_based"
     pd_auto_resolve_seconds: int | None
@@ -47,6 +50,7 @@ TIERS: dict[int, Tier] = {
         latency_target=Decimal("0.95"),
         catalog_severities=("critical", "warning", "info"),
         burn_alerts={"fast": "page", "medium": "page", "slow": "ticket", "drift": "ticket"},
+        budget_alerts={25: "warning", 10: "critical", 5: "critical"},
         # severity_based: pages arrive as critical events (high urgency), tickets as warnings (low).
         pd_urgency="severity_based",
         pd_auto_resolve_seconds=14400,
@@ -67,6 +71,7 @@ TIERS: dict[int, Tier] = {
         latency_target=Decimal("0.95"),
         catalog_severities=("critical", "warning"),
         burn_alerts={"fast": "page", "medium": "page", "slow": "ticket", "drift": None},
+        budget_alerts={25: "warning", 10: "critical", 5: "critical"},
         pd_urgency="severity_based",
         pd_auto_resolve_seconds=14400,
         pd_ack_timeout_seconds=3600,
@@ -86,6 +91,8 @@ TIERS: dict[int, Tier] = {
         latency_target=Decimal("0.95"),
         catalog_severities=("critical",),
         burn_alerts={"fast": "page", "medium": "ticket", "slow": "ticket", "drift": None},
+        # Best effort: a spent budget is worth a ticket, never a page.
+        budget_alerts={25: "warning", 10: "warning", 5: "warning"},
         pd_urgency="low",
         pd_auto_resolve_seconds=86400,
         pd_ack_timeout_seconds=None,

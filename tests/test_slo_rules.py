@@ -132,9 +132,9 @@ def test_ratio_expressions_are_ratios_of_sums() -> None:
         "/\n"
         'sum(rate(http_requests_total{job="payment-api"}[5m]))')
     assert rules[("availability", "slo:sli_error:ratio_rate30d")]["expr"] == (
-        'sum_over_time(slo:sli_errors:rate5m{service="payment-api",slo="availability"}[30d])\n'
+        'sum by (service, slo) (sum_over_time(slo:sli_errors:rate5m{service="payment-api",slo="availability"}[30d]))\n'
         "/\n"
-        'sum_over_time(slo:sli_requests:rate5m{service="payment-api",slo="availability"}[30d])')
+        'sum by (service, slo) (sum_over_time(slo:sli_requests:rate5m{service="payment-api",slo="availability"}[30d]))')
     assert rules[("latency", "slo:sli_error:ratio_rate1h")]["expr"] == (
         "1 - (\n"
         'sum(rate(http_request_duration_seconds_bucket{job="payment-api",le=~"0.5"}[1h]))\n'
@@ -181,6 +181,7 @@ def test_alerts_follow_the_tier_table() -> None:
     by_case = {case: _service(GOLDEN / case / "spec.yaml") for case in CASES}
     severities = {case: [(w.name, sev) for w, sev in enabled_burn_windows(s, s.slos[0])] for case, s in by_case.items()}
     assert severities == {
+        "histogram-count-requests": [("fast", "page"), ("medium", "page"), ("slow", "ticket")],
         "tier1-payment-api": [("fast", "page"), ("medium", "page"), ("slow", "ticket"), ("drift", "ticket")],
         "tier2-grpc": [("fast", "page"), ("medium", "page"), ("slow", "ticket")],
         "tier3-latency-buckets": [("fast", "page"), ("medium", "ticket"), ("slow", "ticket")],
