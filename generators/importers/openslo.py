@@ -42,7 +42,7 @@ _WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
 WINDOW_PLACEHOLDER = "$window"
 _DURATION = re.compile(r"^([0-9]+)(m|h|d|w|M|Q|Y)$")
 # metadata labels nthlayer writes on every document (generators.openslo): who owns it, not Prometheus labels.
-_OWN_LABELS = ("service", "team", "tier", "slo")
+_OWN_LABELS = ("service", "team", "tier", "slo", "owner")  # owner: the team when there is no team label
 # The descriptions nthlayer generates for its two default SLOs (generators.openslo._objective_name).
 _GENERATED_DESCRIPTION = re.compile(r"^[0-9.]+% of requests (succeed|complete within [0-9.]+ ms) over [0-9]+d$")
 _LE_INTEGRAL = re.compile(r"^([0-9]+)\(\\\.0\)\?$")  # generators.promql.le_matcher's regex for 1, 2, …
@@ -246,6 +246,7 @@ def _alerting(index: _Index, located: Located, tier: Any, days: int, warnings: l
         return {}
     known = {(w.long, burn_factor(w, days)): w.name for w in burn_windows(days)}
     severities: set[str] = set()
+    foreign = False
     for number, item in enumerate(policies):
         pointer = f"/spec/alertPolicies/{number}"
         policy = index.get("AlertPolicy", item["alertPolicyRef"]) if "alertPolicyRef" in item else None
@@ -263,8 +264,11 @@ def _alerting(index: _Index, located: Located, tier: Any, days: int, warnings: l
         if name is None or severity not in ("page", "ticket"):
             warnings.append(lossy(located, pointer, "alert policy", "nthlayer derives its burn-rate alerts from "
                                   "the tier (factors 14.4/6/3/1 over 1h/6h/1d/3d for 30 days)"))
+            foreign = True
             continue
         severities.add(severity)
+    if foreign:
+        return {}  # someone else's alerting: the tier's policy stands, the policies are reported above
     # Only what nthlayer's own windows say: a tier that pages but no paging policy means paging was off.
     policy = resolve_tier(tier).burn_alerts
     result: dict[str, Any] = {}
@@ -450,6 +454,9 @@ def import_openslo(documents: list[Located], defaults: Defaults) -> Imported:
         for key in ("team", "owner"):
             if key in labels:
                 teams.setdefault(name, []).append((f"label {key}", labels[key], located, f"/metadata/labels/{key}"))
+        if "owner" in labels and "team" not in labels:
+            warnings.append(warn(located, "/metadata/labels/owner", f"team {labels['owner']!r} assumed from the "
+                                                                    "owner label"))
         if "tier" in labels:
             tiers.setdefault(name, []).append(("label tier", labels["tier"], located, "/metadata/labels/tier"))
         return draft

@@ -92,7 +92,8 @@ def _rated_selector(query: str) -> str | None:
     vector = matrix.vector_selector
     if vector.offset is not None or vector.at is not None:
         return None
-    return render(vector)
+    text = render(vector)
+    return text[:-2] if text.endswith("{}") else text  # a bare metric name reads better
 
 
 def _window_query(query: str) -> str:
