@@ -22,7 +22,7 @@ def query_problem(expr: str, *, counters: bool) -> str | None:
     selectors nthlayer rates itself, so they must be plain instant selectors."""
     import promql_parser as pq
 
-    from generators.promql_scope import PromQLError, parse, selectors
+    from generators.promql_scope import PromQLError, parse, rate_selectors, selectors
 
     try:
         tree = parse(expr)
@@ -45,6 +45,10 @@ def query_problem(expr: str, *, counters: bool) -> str | None:
         if ranged:
             return ("write the counters without a range or rate(): nthlayer rates each selector over each "
                     "window itself")
+        try:
+            rate_selectors(expr, CHECK_WINDOWS[0])
+        except PromQLError as exc:
+            return f"cannot rate its selectors: {' '.join(str(exc).split())}"
     return None
 
 
