@@ -160,9 +160,10 @@ def draft_located(draft: Draft) -> Located:
 
 
 def window_days(days: list[int]) -> tuple[int, list[int | None]]:
-    """The service's window (the one every SLO shares, else the default) and each SLO's own window
+    """The service's window and each SLO's own window
     (None where it is the service's)."""
-    service = days[0] if days and len(set(days)) == 1 else DEFAULT_WINDOW_DAYS
+    # The most common window (the first of equals) is the service's: what observability.window said.
+    service = max(days, key=lambda d: (days.count(d), -days.index(d))) if days else DEFAULT_WINDOW_DAYS
     return service, [None if d == service else d for d in days]
 
 

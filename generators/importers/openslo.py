@@ -32,7 +32,8 @@ from generators.importers.common import (
     warn,
     window_days,
 )
-from generators.model import DEFAULT_BUCKETS, DEFAULT_WINDOW_DAYS, SLI_DEFAULTS
+from generators.model import DEFAULT_BUCKETS, DEFAULT_WINDOW_DAYS, SLI_DEFAULTS, THRESHOLD_OPS
+from generators.openslo import CONDITION_ANNOTATION
 from generators.tiers import resolve_tier
 from generators.yamlload import Located
 
@@ -44,7 +45,10 @@ _DURATION = re.compile(r"^([0-9]+)(m|h|d|w|M|Q|Y)$")
 # metadata labels nthlayer writes on every document (generators.openslo): who owns it, not Prometheus labels.
 _OWN_LABELS = ("service", "team", "tier", "slo", "owner")  # owner: the team when there is no team label
 # The descriptions nthlayer generates for its two default SLOs (generators.openslo._objective_name).
-_GENERATED_DESCRIPTION = re.compile(r"^[0-9.]+% of requests (succeed|complete within [0-9.]+ ms) over [0-9]+d$")
+_GENERATED_DESCRIPTION = re.compile(
+    r"^[0-9.]+% of (requests succeed|requests complete within .+|minutes meet .+|events are good) over [0-9]+d$")
+_WITHIN_MS = re.compile(r" within ([0-9.]+) ms over ")  # the tier's threshold (`latency: {}`), in ms
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 _LE_INTEGRAL = re.compile(r"^([0-9]+)\(\\\.0\)\?$")  # generators.promql.le_matcher's regex for 1, 2, …
 
 
@@ -161,6 +165,7 @@ def _counter_kind(service: str, good: str | None, bad: str | None, total: str) -
 
 
 def _indicator(index: _Index, service: str, located: Located, at: str, spec: Any, objective: dict[str, Any],
+               exact: tuple[str, Decimal] | None, what: str,
                warnings: list[SpecError]) -> dict[str, Any] | None:
     """The SLI kind entry of an OpenSLO SLI spec, or None (reported)."""
     from generators.slo_spec import query_problem
@@ -170,15 +175,17 @@ def _indicator(index: _Index, service: str, located: Located, at: str, spec: Any
         query, why = _query(index, located, f"{at}/thresholdMetric", spec["thresholdMetric"])
         op = _OPS.get(objective.get("op", ""))
         value = as_decimal(objective.get("value"))
+        if exact is not None:
+            op, value = exact
         if query is None:
-            warnings.append(lossy(located, f"{at}/thresholdMetric", "SLO", why))
+            warnings.append(lossy(located, f"{at}/thresholdMetric", what, why))
             return None
         if op is None or value is None:
-            warnings.append(lossy(located, at, "SLO", "a threshold SLI needs the objective's op and value"))
+            warnings.append(lossy(located, at, what, "a threshold SLI needs the objective's op and value"))
             return None
         problem = query_problem(query, counters=False)
         if problem:
-            warnings.append(lossy(located, f"{at}/thresholdMetric", "SLO", f"its query: {problem}"))
+            warnings.append(lossy(located, f"{at}/thresholdMetric", what, f"its query: {problem}"))
             return None
         return {"threshold": {"query": query, "op": op, "value": value}}
     ratio = spec.get("ratioMetric", {})
@@ -187,13 +194,13 @@ def _indicator(index: _Index, service: str, located: Located, at: str, spec: Any
         if key in ratio:
             query, why = _query(index, located, f"{at}/ratioMetric/{key}", ratio[key])
             if query is None:
-                warnings.append(lossy(located, f"{at}/ratioMetric/{key}", "SLO", why))
+                warnings.append(lossy(located, f"{at}/ratioMetric/{key}", what, why))
                 return None
             queries[key] = query
     if "raw" in queries:
         text = _windowed(queries["raw"])
         if text is None:
-            warnings.append(lossy(located, f"{at}/ratioMetric/raw", "SLO", "its raw ratio query has no $window "
+            warnings.append(lossy(located, f"{at}/ratioMetric/raw", what, "its raw ratio query has no $window "
                                   "range, so nthlayer cannot evaluate it over each alert window"))
             return None
         return {"ratio_query": text if ratio.get("rawType") == "failure" else f"1 - (\n{text}\n)"}
@@ -201,7 +208,7 @@ def _indicator(index: _Index, service: str, located: Located, at: str, spec: Any
         for key, query in queries.items():
             problem = query_problem(query, counters=True)
             if problem:
-                warnings.append(lossy(located, f"{at}/ratioMetric/{key}", "SLO", f"its counter query: {problem}"))
+                warnings.append(lossy(located, f"{at}/ratioMetric/{key}", what, f"its counter query: {problem}"))
                 return None
         kind = _counter_kind(service, queries.get("good"), queries.get("bad"), queries["total"])
         if "buckets" in kind.get("latency", {}):
@@ -210,12 +217,19 @@ def _indicator(index: _Index, service: str, located: Located, at: str, spec: Any
         return kind
     parts = {key: _windowed(query) for key, query in queries.items()}
     if any(text is None for text in parts.values()):
-        warnings.append(lossy(located, f"{at}/ratioMetric", "SLO", "non-counter queries without a $window range "
+        warnings.append(lossy(located, f"{at}/ratioMetric", what, "non-counter queries without a $window range "
                               "give nthlayer no way to evaluate them over each alert window (use counter: true)"))
         return None
     if "bad" in parts:
         return {"ratio_query": f"(\n{parts['bad']}\n)\n/\n(\n{parts['total']}\n)"}
     return {"ratio_query": f"1 - (\n(\n{parts['good']}\n)\n/\n(\n{parts['total']}\n)\n)"}
+
+
+def _exact_condition(located: Located) -> tuple[str, Decimal] | None:
+    """A threshold SLI's exact condition from nthlayer's own annotation (OpenSLO's ops lack == and !=)."""
+    text = (located.data["metadata"].get("annotations") or {}).get(CONDITION_ANNOTATION, "")
+    op, _, value = text.partition(" ")
+    return (op, Decimal(value)) if op in THRESHOLD_OPS and _NUMBER.match(value) else None
 
 
 def _window(located: Located, warnings: list[SpecError]) -> int:
@@ -285,7 +299,7 @@ def _metadata_warnings(located: Located, warnings: list[SpecError]) -> None:
         if key not in _OWN_LABELS:
             warnings.append(lossy(located, f"/metadata/labels/{key}", f"label '{key}'", "OpenSLO labels classify "
                                   "documents; nthlayer's labels are Prometheus labels (add it under labels: if meant)"))
-    if metadata.get("annotations"):
+    if set(metadata.get("annotations") or {}) - {CONDITION_ANNOTATION}:
         warnings.append(lossy(located, "/metadata/annotations", "annotations", "nthlayer specs have no document "
                                                                                "annotations"))
 
@@ -313,7 +327,7 @@ def _slo_entries(index: _Index, draft: Draft, slos: list[Located], tier: Any, wa
         if indicator is None:
             sli_doc = index.get("SLI", spec["indicatorRef"])
             if sli_doc is None:
-                warnings.append(lossy(located, "/spec/indicatorRef", "SLO", f"no SLI named '{spec['indicatorRef']}' "
+                warnings.append(lossy(located, "/spec/indicatorRef", f"SLO '{base}'", f"no SLI named '{spec['indicatorRef']}' "
                                       "is among the documents"))
                 continue
             _metadata_warnings(sli_doc, warnings)
@@ -334,7 +348,7 @@ def _slo_entries(index: _Index, draft: Draft, slos: list[Located], tier: Any, wa
                 warnings.append(lossy(located, at_objective, "objective", "composite SLOs are not supported"))
                 continue
             for key in ("timeSliceTarget", "compositeWeight"):
-                if key in objective:
+                if key in objective and not (key == "timeSliceTarget" and objective[key] == 1):
                     warnings.append(lossy(located, f"{at_objective}/{key}", key, "nthlayer has no such setting"))
             slice_window = objective.get("timeSliceWindow")
             if slice_window is not None and slice_window not in ("1m", 60):
@@ -345,11 +359,16 @@ def _slo_entries(index: _Index, draft: Draft, slos: list[Located], tier: Any, wa
                 percent = as_decimal(objective.get("targetPercent"))
                 target = (percent / 100).normalize() if percent is not None else None
             if target is None or not 0 < target < 1:
-                warnings.append(lossy(located, at_objective, "objective", "its target is not above 0 and below 1"))
+                warnings.append(lossy(located, at_objective, f"SLO '{name}'", "its target is not above 0 and below 1"))
                 continue
-            kind = _indicator(index, draft.name, sli_located, sli_at, indicator.get("spec"), objective, warnings)
+            kind = _indicator(index, draft.name, sli_located, sli_at, indicator.get("spec"), objective,
+                              _exact_condition(located), f"SLO '{name}'", warnings)
             if kind is None:
                 continue
+            ms = _WITHIN_MS.search(objective.get("displayName", ""))
+            if "latency" in kind and ms and Decimal(ms.group(1)) == resolve_tier(tier).latency_ms \
+                    and kind["latency"]["threshold"] * 1000 == Decimal(ms.group(1)):
+                del kind["latency"]["threshold"]  # the tier's threshold, as the exported spec had it
             if "threshold" in kind and spec.get("budgetingMethod") == "Occurrences":
                 warnings.append(warn(located, "/spec/budgetingMethod", "a threshold SLI is imported as good minutes "
                                                                         "(Timeslices), not occurrences"))
@@ -360,7 +379,7 @@ def _slo_entries(index: _Index, draft: Draft, slos: list[Located], tier: Any, wa
             if alerting:
                 entry["alerting"] = dict(alerting)
             if any(e["name"] == name for e in entries):
-                warnings.append(lossy(located, "/metadata/name", "SLO", f"service '{draft.name}' already has an SLO "
+                warnings.append(lossy(located, "/metadata/name", f"SLO '{name}'", f"service '{draft.name}' already has an SLO "
                                       f"named '{name}'"))
                 continue
             entries.append(entry)
@@ -368,9 +387,11 @@ def _slo_entries(index: _Index, draft: Draft, slos: list[Located], tier: Any, wa
     service_days, own_days = window_days(days)
     if service_days != DEFAULT_WINDOW_DAYS:
         draft.observability["window"] = f"{service_days}d"
-    for entry, own in zip(entries, own_days):
-        if own is not None:
-            entry["window"] = f"{own}d"
+    for number, own in enumerate(own_days):
+        if own is not None:  # placed where the spec's documentation has it: after the objective
+            entry = entries[number]
+            entries[number] = {"name": entry.pop("name"), "objective": entry.pop("objective"),
+                               "window": f"{own}d", **entry}
     if not _as_defaults(draft, entries, tier):
         draft.slos = entries
 
@@ -378,6 +399,7 @@ def _slo_entries(index: _Index, draft: Draft, slos: list[Located], tier: Any, wa
 def _as_defaults(draft: Draft, entries: list[dict[str, Any]], tier: Any) -> bool:
     """Whether ``entries`` are nthlayer's two default SLOs; if so, write them as the spec that produces
     them (``slo_overrides`` and ``observability.sli``, no ``slos:``)."""
+    entries = sorted(entries, key=lambda e: e["name"])
     if [e["name"] for e in entries] != ["availability", "latency"] or "availability" not in entries[0] \
             or "latency" not in entries[1] or any(set(e) - {"name", "objective", "availability", "latency"}
                                                   for e in entries):
@@ -389,7 +411,7 @@ def _as_defaults(draft: Draft, entries: list[dict[str, Any]], tier: Any) -> bool
     overrides: dict[str, Any] = {}
     if entries[0]["objective"] != defaults.availability:
         overrides["availability"] = entries[0]["objective"]
-    threshold_ms = (latency["threshold"] * 1000).normalize()
+    threshold_ms = (latency["threshold"] * 1000).normalize() if "threshold" in latency else defaults.latency_ms
     if threshold_ms != defaults.latency_ms:
         overrides["latency"] = threshold_ms
     if entries[1]["objective"] != defaults.latency_target:

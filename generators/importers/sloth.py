@@ -116,7 +116,7 @@ def _grouped(query: str) -> str:
     return f"({text})" if "\n" not in text else "(\n" + textwrap.indent(text, "  ") + "\n)"
 
 
-def _sli(located: Located, at: str, sli: Any, warnings: list[SpecError]) -> dict[str, Any] | None:
+def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecError]) -> dict[str, Any] | None:
     """The SLI kind entry (``{events: …}`` or ``{ratio_query: …}``) of a Sloth SLI, or None (reported)."""
     from generators.slo_spec import query_problem
 
@@ -124,13 +124,13 @@ def _sli(located: Located, at: str, sli: Any, warnings: list[SpecError]) -> dict
     kinds = [kind for kind in ("events", "raw", "plugin") if kind in sli]
     if len(kinds) != 1:
         found = ", ".join(kinds) if kinds else "none"
-        warnings.append(lossy(located, f"{at}/sli", "SLO", f"its SLI needs exactly one of events, raw or plugin "
+        warnings.append(lossy(located, f"{at}/sli", what, f"its SLI needs exactly one of events, raw or plugin "
                                                            f"(found: {found})"))
         return None
     kind = kinds[0]
     body = _mapping(sli[kind])
     if kind == "plugin":
-        warnings.append(lossy(located, f"{at}/sli/plugin", f"SLO (SLI plugin {body.get('id', '?')!r})",
+        warnings.append(lossy(located, f"{at}/sli/plugin", f"{what} (SLI plugin {body.get('id', '?')!r})",
                               "Sloth plugins are Go code nthlayer cannot run; declare the SLI's queries "
                               "as events or ratio_query"))
         return None
@@ -139,10 +139,10 @@ def _sli(located: Located, at: str, sli: Any, warnings: list[SpecError]) -> dict
     for key in keys:
         query = body.get(key)
         if not isinstance(query, str) or not query.strip():
-            warnings.append(lossy(located, f"{at}/sli/{kind}", "SLO", f"its {kind} SLI has no {key}"))
+            warnings.append(lossy(located, f"{at}/sli/{kind}", what, f"its {kind} SLI has no {key}"))
             return None
         if not _WINDOW.search(query):
-            warnings.append(lossy(located, f"{at}/sli/{kind}/{key}", "SLO",
+            warnings.append(lossy(located, f"{at}/sli/{kind}/{key}", what,
                                   f"{key} does not use {{{{.window}}}} for its range"))
             return None
         queries[key] = query
@@ -160,7 +160,7 @@ def _sli(located: Located, at: str, sli: Any, warnings: list[SpecError]) -> dict
         pointer = f"{at}/sli/raw/error_ratio_query"
     problem = query_problem(ratio.replace(WINDOW_PLACEHOLDER, "5m"), counters=False)
     if problem:
-        warnings.append(lossy(located, pointer, "SLO", f"its query is {problem}" if problem.startswith("not ")
+        warnings.append(lossy(located, pointer, what, f"its query is {problem}" if problem.startswith("not ")
                               else f"of its query: {problem}"))
         return None
     return {"ratio_query": ratio}
@@ -259,10 +259,10 @@ def _slo(located: Located, at: str, raw: Any, warnings: list[SpecError]) -> dict
                                                     "(nthlayer names are DNS labels)"))
     objective = percent_to_ratio(raw.get("objective"))
     if objective is None:
-        warnings.append(lossy(located, f"{at}/objective", "SLO", f"objective {raw.get('objective')!r} is not a "
+        warnings.append(lossy(located, f"{at}/objective", f"SLO '{name}'", f"objective {raw.get('objective')!r} is not a "
                               "percentage above 0 and below 100 (100 % leaves no error budget)"))
         return None
-    sli = _sli(located, at, raw.get("sli"), warnings)
+    sli = _sli(located, at, raw.get("sli"), f"SLO '{name}'", warnings)
     if sli is None:
         return None
     if raw.get("plugins"):
@@ -349,7 +349,7 @@ def import_sloth(documents: list[Located], defaults: Defaults) -> Imported:
             if entry is None:
                 continue
             if entry["name"] in taken:
-                warnings.append(lossy(located, f"/slos/{index}/name", "SLO",
+                warnings.append(lossy(located, f"/slos/{index}/name", f"SLO '{entry['name']}'",
                                       f"service '{name}' already has an SLO named '{entry['name']}'"))
                 continue
             taken.add(entry["name"])
