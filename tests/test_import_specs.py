@@ -220,3 +220,33 @@ def test_openslo_round_trip_of_every_sli_kind(tmp_path: Path, run_cli) -> None:
     back = yaml.safe_load(imported.read_text())
     assert back["slos"] == sorted(original["slos"], key=lambda slo: slo["name"])
     assert {k: v for k, v in back.items() if k != "slos"} == {k: v for k, v in original.items() if k != "slos"}
+
+
+def test_malformed_sloth_fields_are_reported_not_crashed_on(tmp_path: Path, run_cli) -> None:
+    source = tmp_path / "odd.yml"
+    source.write_text(
+        "version: prometheus/v1\n"
+        "service: odd\n"
+        "labels: [a, b]\n"
+        "slos:\n"
+        "  - name: one\n"
+        "    objective: 99.5\n"
+        "    sli: {events: {error_query: 'sum(rate(e_total[{{.window}}]))', total_query: 'sum(rate(t_total[{{.window}}]))'}}\n"
+        "    alerting: {page_alert: off, ticket_alert: {labels: {bad-label: x}}}\n"
+        "  - name: two\n"
+        "    objective: 99.5\n"
+        "    sli: [1]\n")
+    code, _out, err = run_cli("import", "sloth", str(source), "--into", str(tmp_path / "s"), "--team", "t")
+    assert code == 0
+    assert err.splitlines() == [
+        f"{source}:2:10: /service: warning: team 't' assumed (from --team): the source names no team",
+        f"{source}:2:10: /service: warning: tier 2 assumed (--tier, default 2): the source has no tier",
+        f"{source}:3:9: /labels: warning: 'labels' not imported because it is not a mapping",
+        f"{source}:8:28: /slos/0/alerting/page_alert: warning: 'page_alert' not imported because it is not a mapping",
+        f"{source}:8:68: /slos/0/alerting/ticket_alert/labels/bad-label: warning: label 'bad-label' not imported "
+        "because it is not a Prometheus label name with a text value",
+        f"{source}:11:10: /slos/1/sli: warning: 'sli' not imported because it is not a mapping",
+        f"{source}:11:10: /slos/1/sli: warning: SLO 'two' not imported because its SLI needs exactly one of events, "
+        "raw or plugin (found: none)",
+    ]
+    assert "events:\n    bad: e_total\n    total: t_total\n" in (tmp_path / "s" / "odd.yaml").read_text()

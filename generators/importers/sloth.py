@@ -48,10 +48,17 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _checked_mapping(located: Located, pointer: str, value: Any, warnings: list[SpecError]) -> dict[str, Any]:
+    """``value`` when it is a mapping; anything else but absent is reported (and read as empty)."""
+    if value is not None and not isinstance(value, dict):
+        warnings.append(lossy(located, pointer, f"'{pointer.rsplit('/', 1)[-1]}'", "it is not a mapping"))
+    return _mapping(value)
+
+
 def _string_map(located: Located, pointer: str, value: Any, what: str, warnings: list[SpecError]) -> dict[str, str]:
     """A Sloth label/annotation map, keeping entries that are valid Prometheus label names with text values."""
     kept: dict[str, str] = {}
-    for key, item in _mapping(value).items():
+    for key, item in _checked_mapping(located, pointer, value, warnings).items():
         if not label_name_ok(key) or not isinstance(item, (str, int, float)) or isinstance(item, bool):
             warnings.append(lossy(located, f"{pointer}/{key}", f"{what} '{key}'",
                                   "it is not a Prometheus label name with a text value"))
@@ -120,7 +127,7 @@ def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecErro
     """The SLI kind entry (``{events: …}`` or ``{ratio_query: …}``) of a Sloth SLI, or None (reported)."""
     from generators.slo_spec import query_problem
 
-    sli = _mapping(sli)
+    sli = _checked_mapping(located, f"{at}/sli", sli, warnings)
     kinds = [kind for kind in ("events", "raw", "plugin") if kind in sli]
     if len(kinds) != 1:
         found = ", ".join(kinds) if kinds else "none"
@@ -128,7 +135,7 @@ def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecErro
                                                            f"(found: {found})"))
         return None
     kind = kinds[0]
-    body = _mapping(sli[kind])
+    body = _checked_mapping(located, f"{at}/sli/{kind}", sli[kind], warnings)
     if kind == "plugin":
         warnings.append(lossy(located, f"{at}/sli/plugin", f"{what} (SLI plugin {body.get('id', '?')!r})",
                               "Sloth plugins are Go code nthlayer cannot run; declare the SLI's queries "
@@ -169,8 +176,8 @@ def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecErro
 def _alert_side(located: Located, at: str, side: str, alerting: dict[str, Any],
                 warnings: list[SpecError]) -> tuple[bool, dict[str, str], dict[str, str]]:
     """(enabled, labels, annotations) of ``page_alert`` or ``ticket_alert``."""
-    body = _mapping(alerting.get(side))
     pointer = f"{at}/alerting/{side}"
+    body = _checked_mapping(located, pointer, alerting.get(side), warnings)
     for key in body:
         if key not in _ALERT_KEYS:
             warnings.append(lossy(located, f"{pointer}/{key}", f"field '{key}'", "Sloth does not define it"))
@@ -204,7 +211,7 @@ def _shared(located: Located, at: str, what: str, sides: dict[str, tuple[bool, d
 
 def _alerting(located: Located, at: str, alerting: Any, slo_labels: dict[str, str],
               warnings: list[SpecError]) -> dict[str, Any]:
-    alerting = _mapping(alerting)
+    alerting = _checked_mapping(located, f"{at}/alerting", alerting, warnings)
     for key in alerting:
         if key not in _ALERTING_KEYS:
             warnings.append(lossy(located, f"{at}/alerting/{key}", f"field '{key}'", "Sloth does not define it"))
