@@ -14,7 +14,6 @@ from functools import lru_cache
 
 from generators.model import SLO, Service
 from generators.promql import le_matcher, selector
-from generators.promql_scope import rate_selectors
 from generators.slo_spec import WINDOW_PLACEHOLDER
 
 BAD_SLICE_SERIES = "slo:sli_bad_slice:bool"
@@ -39,6 +38,8 @@ def good_or_bad_selector(service: Service, slo: SLO) -> str:
 @lru_cache(maxsize=4096)  # the same expression is rated for every window of every evaluation text
 def rated(expr: str, window: str) -> str:
     """``sum(expr)`` with each of its counter selectors rated over ``window``: events per second."""
+    from generators.promql_scope import rate_selectors  # the parser only where an events SLO needs it
+
     return f"sum({rate_selectors(expr, window)})"
 
 

@@ -299,6 +299,8 @@ def slo_rule_documents(service: Service) -> dict[str, tuple[Any, bool]]:
     """The rule file, its promtool test files and the scrape snippet: file name → (document, multi)."""
     from generators.slo_tests import burst_promtool_tests, promtool_tests
 
+    if not service.slos:  # `slos: []`: no SLO artifacts, only what Prometheus needs to scrape the service
+        return {SCRAPE_FILE: (scrape_config(service), False)}
     return {
         RULES_FILE: (rule_groups(service), False),
         TEST_FILE: (promtool_tests(service, RULES_FILE), False),

@@ -306,16 +306,18 @@ class FileSummary(NamedTuple):
     technologies: tuple[Ref, ...]
     errors: tuple[SpecError, ...]
     warnings: tuple[SpecError, ...]
+    # The names of the SLOs a `slos:` block declares (they name output files); None: no `slos:` block.
+    slos: tuple[str, ...] | None = None
 
     def to_json(self) -> list:
-        return [self.path, self.name, self.upstream, self.technologies, self.errors, self.warnings]
+        return [self.path, self.name, self.upstream, self.technologies, self.errors, self.warnings, self.slos]
 
     @classmethod
     def from_json(cls, data: list) -> "FileSummary":
-        path, name, upstream, techs, errors, warnings = data
+        path, name, upstream, techs, errors, warnings, slos = data
         return cls(path, Ref(*name) if name else None, tuple(Ref(*r) for r in upstream),
                    tuple(Ref(*r) for r in techs), tuple(SpecError(*e) for e in errors),
-                   tuple(SpecError(*w) for w in warnings))
+                   tuple(SpecError(*w) for w in warnings), None if slos is None else tuple(slos))
 
 
 def _ref(located: Located, value: str, pointer: str) -> Ref:
@@ -340,6 +342,7 @@ def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedS
               for i, t in enumerate(service.technologies)),
         (),
         tuple(spec_warnings(spec)),
+        tuple(slo.name for slo in service.slos) if "slos" in located.data else None,
     )
     return summary, spec
 
