@@ -178,11 +178,12 @@ def test_imported_specs_validate(tmp_path: Path, run_cli, monkeypatch: pytest.Mo
 
 @requires_promtool
 def test_imported_specs_build_rules_promtool_accepts(tmp_path: Path) -> None:
-    """Every imported golden spec's SLO recording rules and alerts pass `promtool check rules`."""
-    from generators.render import write_all, yaml_bytes
-    from generators.slo_rules import rule_groups
+    """Every imported golden spec builds SLO rules `promtool check rules` accepts, and the promtool tests
+    generated for them (a burst pages where paging is on, steady traffic is silent) pass."""
+    from generators.render import write_all
+    from generators.slo_rules import slo_rule_files
     from generators.spec import load_spec
-    from nthlayer.promtool import check_rules
+    from nthlayer.promtool import check_rules, test_rules
 
     files: dict[str, bytes] = {}
     kinds: set[str] = set()
@@ -190,12 +191,16 @@ def test_imported_specs_build_rules_promtool_accepts(tmp_path: Path) -> None:
         for path in sorted((GOLDEN / source / "expected").glob("*.yaml")):
             service = load_spec(str(path)).service
             kinds |= {slo.kind for slo in service.slos}
-            files[str(tmp_path / f"{service.name}.rules.yaml")] = yaml_bytes(rule_groups(service), str(path))
+            files.update(slo_rule_files(service, str(tmp_path / service.name)))
     assert kinds == {"events", "ratio_query", "threshold"}
     write_all(files)
-    result = check_rules(sorted(files))
-    assert result.ok, result.output
-
+    rules = sorted(p for p in files if p.endswith(".rules.yaml"))
+    tests = sorted(p for p in files if p.endswith(".test.yaml"))
+    assert len(rules) == 5 and tests
+    checked = check_rules(rules)
+    assert checked.ok, checked.output
+    tested = test_rules(tests)
+    assert tested.ok, tested.output
 
 def test_openslo_round_trip_of_every_sli_kind(tmp_path: Path, run_cli) -> None:
     """A spec with every SLI kind, per-SLO windows and alerting switches: export → import → export is identical,
