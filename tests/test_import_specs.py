@@ -255,3 +255,17 @@ def test_malformed_sloth_fields_are_reported_not_crashed_on(tmp_path: Path, run_
         "raw or plugin (found: none)",
     ]
     assert "events:\n    bad: e_total\n    total: t_total\n" in (tmp_path / "s" / "odd.yaml").read_text()
+
+
+def test_tier_option_and_labels(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tier fills in for a source without a tier label; a tier label wins over it (checkout's tier: "1")."""
+    monkeypatch.chdir(ROOT)
+    code, _out, err = run_cli("import", "sloth", *_inputs("sloth"), "--into", str(tmp_path), "--team", "imaging",
+                              "--tier", "low")
+    assert code == 0
+    assert "tests/golden/imports/sloth/input/many.yml:4:10: /service: warning: tier low assumed (--tier, default 2): " \
+           "the source has no tier" in err.splitlines()
+    assert "tier: low\n" in (tmp_path / "search.yaml").read_text()
+    assert "tier: 1\n" in (tmp_path / "checkout.yaml").read_text()
+    code, _out, err = run_cli("import", "sloth", *_inputs("sloth"), "--into", str(tmp_path), "--tier", "4")
+    assert code == 64 and "invalid choice: '4'" in err

@@ -89,6 +89,19 @@ def as_decimal(value: Any) -> Decimal | None:
     return result if result.is_finite() else None
 
 
+MAX_DESCRIPTION = 500  # the spec schema's limit
+MAX_LABEL_VALUE = 200
+
+
+def description(located: Located, pointer: str, text: str, warnings: list[SpecError]) -> str:
+    """A description on one line, cut to the spec's limit (the cut reported)."""
+    flat = " ".join(text.split())
+    if len(flat) > MAX_DESCRIPTION:
+        warnings.append(lossy(located, pointer, f"description past {MAX_DESCRIPTION} characters",
+                              "the spec's descriptions are at most that long"))
+    return flat[:MAX_DESCRIPTION]
+
+
 def label_name_ok(name: Any) -> bool:
     return isinstance(name, str) and bool(_LABEL_NAME.match(name))
 
@@ -212,5 +225,5 @@ def spec_bytes(spec: dict[str, Any], tool: str, sources: list[str]) -> bytes:
     return (head + to_yaml(spec)).encode("utf-8")
 
 
-__all__ = ["DEFAULT_TIER", "Defaults", "Draft", "Imported", "warn", "lossy", "dns_name", "percent_to_ratio",
+__all__ = ["DEFAULT_TIER", "MAX_LABEL_VALUE", "description", "Defaults", "Draft", "Imported", "warn", "lossy", "dns_name", "percent_to_ratio",
            "as_decimal", "label_name_ok", "selector_spec", "window_days", "finish", "spec_bytes"]

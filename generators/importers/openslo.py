@@ -25,6 +25,7 @@ from generators.importers.common import (
     Draft,
     Imported,
     as_decimal,
+    description as clean_description,
     dns_name,
     finish,
     lossy,
@@ -189,7 +190,7 @@ def _slo_entries(index: Index, draft: Draft, slos: list[Located], tier: Any, war
                                                                         "(Timeslices), not occurrences"))
             entry: dict[str, Any] = {"name": name, "objective": target}
             if description and not _GENERATED_DESCRIPTION.match(description):
-                entry["description"] = " ".join(description.split())[:500]
+                entry["description"] = clean_description(located, "/spec/description", description, warnings)
             entry.update(kind)
             if alerting:
                 entry["alerting"] = dict(alerting)
@@ -304,7 +305,7 @@ def import_openslo(documents: list[Located], defaults: Defaults) -> Imported:
         _metadata_warnings(located, warnings)
         description = located.data["spec"].get("description", "")
         if description and not re.match(rf"^{re.escape(name)}, owned by \S+ \(tier [123]\)$", description):
-            draft.description = " ".join(description.split())[:500]
+            draft.description = clean_description(located, "/spec/description", description, warnings)
     for name, located in index.by_kind.get("SLO", {}).items():
         index.used.add(("SLO", name))
         draft = draft_of(located.data["spec"]["service"], located, "/spec/service")

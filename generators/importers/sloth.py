@@ -20,9 +20,11 @@ from typing import Any
 
 from generators.errors import SpecError
 from generators.importers.common import (
+    MAX_LABEL_VALUE,
     Defaults,
     Draft,
     Imported,
+    description,
     dns_name,
     finish,
     label_name_ok,
@@ -62,6 +64,10 @@ def _string_map(located: Located, pointer: str, value: Any, what: str, warnings:
         if not label_name_ok(key) or not isinstance(item, (str, int, float)) or isinstance(item, bool):
             warnings.append(lossy(located, f"{pointer}/{key}", f"{what} '{key}'",
                                   "it is not a Prometheus label name with a text value"))
+            continue
+        if what == "label" and len(str(item)) > MAX_LABEL_VALUE:
+            warnings.append(lossy(located, f"{pointer}/{key}", f"{what} '{key}'",
+                                  f"its value is longer than {MAX_LABEL_VALUE} characters"))
             continue
         kept[key] = str(item)
     return kept
@@ -284,7 +290,7 @@ def _slo(located: Located, at: str, raw: Any, warnings: list[SpecError]) -> dict
                               "nthlayer puts per-SLO labels on alerts only (imported as alerting labels)"))
     entry: dict[str, Any] = {"name": slug, "objective": objective}
     if isinstance(raw.get("description"), str) and raw["description"].strip():
-        entry["description"] = " ".join(raw["description"].split())[:500]
+        entry["description"] = description(located, f"{at}/description", raw["description"], warnings)
     entry.update(sli)
     alerting = _alerting(located, at, raw.get("alerting"), slo_labels, warnings)
     if alerting:
