@@ -93,6 +93,21 @@ def test_sloth_events_shape(query: str, selector: str | None) -> None:
     assert _rated_selector(query) == selector
 
 
+@pytest.mark.parametrize(("error", "latency"), [
+    ('sum(rate(h_count{job="a"}[{{.window}}])) - sum(rate(h_bucket{job="a",le="0.5"}[{{.window}}]))',
+     {"threshold": Decimal("0.5"), "histogram": "h", "selector": {"job": "a"}}),
+    ('sum(rate(h_count{job="a"}[{{.window}}])) - sum(rate(h_bucket{job="b",le="0.5"}[{{.window}}]))', None),
+    ('sum(rate(h_count{job="a"}[{{.window}}])) - sum(rate(g_bucket{job="a",le="0.5"}[{{.window}}]))', None),
+    ('sum(rate(h_count{job="a"}[{{.window}}])) - sum(rate(h_bucket{job="a",le=~"0.5"}[{{.window}}]))', None),
+    ('sum(rate(h_count{job="a"}[{{.window}}])) + sum(rate(h_bucket{job="a",le="0.5"}[{{.window}}]))', None),
+])
+def test_sloth_histogram_shape_is_a_latency_sli(error: str, latency: dict | None) -> None:
+    from generators.importers.sloth import _latency
+
+    found = _latency(error, 'sum(rate(h_count{job="a"}[{{.window}}]))')
+    assert found == (None if latency is None else {"latency": latency})
+
+
 def test_openslo_round_trip_of_every_example(tmp_path: Path, run_cli) -> None:
     """Our OpenSLO output of each example service → import → a spec that generates the same OpenSLO again."""
     from generators.openslo import openslo_files
@@ -192,7 +207,7 @@ def test_imported_specs_build_rules_promtool_accepts(tmp_path: Path) -> None:
             service = load_spec(str(path)).service
             kinds |= {slo.kind for slo in service.slos}
             files.update(slo_rule_files(service, str(tmp_path / service.name)))
-    assert kinds == {"events", "ratio_query", "threshold"}
+    assert kinds == {"events", "latency", "ratio_query", "threshold"}
     write_all(files)
     rules = sorted(p for p in files if p.endswith(".rules.yaml"))
     tests = sorted(p for p in files if p.endswith(".test.yaml"))
@@ -269,3 +284,14 @@ def test_tier_option_and_labels(tmp_path: Path, run_cli, monkeypatch: pytest.Mon
     assert "tier: 1\n" in (tmp_path / "checkout.yaml").read_text()
     code, _out, err = run_cli("import", "sloth", *_inputs("sloth"), "--into", str(tmp_path), "--tier", "4")
     assert code == 64 and "invalid choice: '4'" in err
+
+
+def test_spec_file_has_no_yaml_aliases() -> None:
+    """A value used twice (a latency threshold that is also one of the buckets) is written twice, not as an
+    anchor and alias."""
+    from generators.importers.common import buckets_with, spec_bytes
+
+    threshold = Decimal("0.4")
+    spec = {"service": "s", "slos": [{"latency": {"threshold": threshold, "buckets": buckets_with(threshold)}}]}
+    text = spec_bytes(spec, "sloth", ["x.yml"]).decode()
+    assert "&" not in text and "*" not in text and "threshold: 0.4\n" in text and "  - 0.4\n" in text

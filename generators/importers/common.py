@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, NamedTuple
 
 from generators.errors import SpecError
-from generators.model import DEFAULT_WINDOW_DAYS, Matcher
+from generators.model import DEFAULT_BUCKETS, DEFAULT_WINDOW_DAYS, Matcher
 from generators.render import to_yaml
 from generators.tiers import TIER_ALIASES, TIERS
 from generators.yamlload import Located
@@ -100,6 +100,12 @@ def description(located: Located, pointer: str, text: str, warnings: list[SpecEr
         warnings.append(lossy(located, pointer, f"description past {MAX_DESCRIPTION} characters",
                               "the spec's descriptions are at most that long"))
     return flat[:MAX_DESCRIPTION]
+
+
+def buckets_with(threshold: Decimal) -> list[Decimal]:
+    """The default histogram buckets plus ``threshold``: what an import assumes when the source names a
+    bucket boundary but not the buckets."""
+    return sorted(set(DEFAULT_BUCKETS) | {threshold})
 
 
 def label_name_ok(name: Any) -> bool:
@@ -217,13 +223,25 @@ def finish(drafts: dict[str, Draft], team_candidates: dict[str, list[tuple[str, 
     return Imported(specs, sources, warnings, errors)
 
 
+def _fresh(value: Any) -> Any:
+    """A copy sharing no object between two places: the YAML writer turns a repeated object into an
+    anchor and alias (``&id001``), which a spec a person edits should not have."""
+    if isinstance(value, dict):
+        return {key: _fresh(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fresh(item) for item in value]
+    if isinstance(value, Decimal):
+        return Decimal(str(value))
+    return value
+
+
 def spec_bytes(spec: dict[str, Any], tool: str, sources: list[str]) -> bytes:
     """The spec file: a comment saying where it came from (it is the user's to edit from now on), then YAML."""
     origin = ", ".join(sources)
     head = (f"# Imported by nthlayer from {tool} ({origin}).\n"
             "# Review the warnings the import printed; from now on this file is the source: edit it freely.\n")
-    return (head + to_yaml(spec)).encode("utf-8")
+    return (head + to_yaml(_fresh(spec))).encode("utf-8")
 
 
-__all__ = ["DEFAULT_TIER", "MAX_LABEL_VALUE", "description", "Defaults", "Draft", "Imported", "warn", "lossy", "dns_name", "percent_to_ratio",
+__all__ = ["DEFAULT_TIER", "buckets_with", "MAX_LABEL_VALUE", "description", "Defaults", "Draft", "Imported", "warn", "lossy", "dns_name", "percent_to_ratio",
            "as_decimal", "label_name_ok", "selector_spec", "window_days", "finish", "spec_bytes"]

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from generators.errors import SpecError
-from generators.importers.common import as_decimal, lossy, selector_spec, warn
+from generators.importers.common import as_decimal, buckets_with, lossy, selector_spec, warn
 from generators.model import DEFAULT_BUCKETS, SLI_DEFAULTS, THRESHOLD_OPS
 from generators.openslo import CONDITION_ANNOTATION
 from generators.yamlload import Located
@@ -127,7 +127,7 @@ def _counter_kind(service: str, good: str | None, bad: str | None, total: str) -
             if selector_spec(total_sel[1]) != {"job": service}:
                 body["selector"] = selector_spec(total_sel[1])
             if threshold not in DEFAULT_BUCKETS:
-                body["buckets"] = sorted(set(DEFAULT_BUCKETS) | {threshold})
+                body["buckets"] = buckets_with(threshold)
             return {"latency": body}
     events: dict[str, str] = {"bad": bad} if bad is not None else {"good": good or ""}
     events["total"] = total

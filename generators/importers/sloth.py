@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from decimal import Decimal
 from typing import Any
 
 from generators.errors import SpecError
@@ -24,14 +25,17 @@ from generators.importers.common import (
     Defaults,
     Draft,
     Imported,
+    buckets_with,
     description,
     dns_name,
     finish,
     label_name_ok,
     lossy,
     percent_to_ratio,
+    selector_spec,
     warn,
 )
+from generators.model import DEFAULT_BUCKETS
 from generators.spec import RESERVED_LABELS
 from generators.yamlload import Located
 
@@ -73,6 +77,48 @@ def _string_map(located: Located, pointer: str, value: Any, what: str, warnings:
     return kept
 
 
+def _unparen(node: Any) -> Any:
+    import promql_parser as pq
+
+    while isinstance(node, pq.ParenExpr):
+        node = node.expr
+    return node
+
+
+def _rated_node(node: Any) -> Any:
+    """The vector selector of ``sum(rate(SELECTOR[range]))`` (or ``increase``), else None."""
+    import promql_parser as pq
+
+    node = _unparen(node)
+    if not isinstance(node, pq.AggregateExpr) or str(node.op) != "sum" or node.modifier is not None:
+        return None
+    inner = _unparen(node.expr)
+    if not isinstance(inner, pq.Call) or str(inner.func.name) not in ("rate", "increase") or len(inner.args) != 1:
+        return None
+    matrix = inner.args[0]
+    if not isinstance(matrix, pq.MatrixSelector):
+        return None
+    vector = matrix.vector_selector
+    return vector if vector.offset is None and vector.at is None else None
+
+
+def _parsed(query: str) -> Any:
+    """The syntax tree of a Sloth query with its window filled in (any duration parses), else None."""
+    from generators.promql_scope import PromQLError, parse
+
+    try:
+        return parse(_WINDOW.sub("7m", query))
+    except PromQLError:
+        return None
+
+
+def _selector_text(vector: Any) -> str:
+    from generators.promql_scope import render
+
+    text = render(vector)
+    return text[:-2] if text.endswith("{}") else text  # a bare metric name reads better
+
+
 def _rated_selector(query: str) -> str | None:
     """The counter selector of ``sum(rate(SELECTOR[{{.window}}]))`` (or ``increase``), else None.
 
@@ -80,33 +126,44 @@ def _rated_selector(query: str) -> str | None:
     such as ``sum(rate(a[w])) - sum(rate(b[w]))`` must stay a ratio query (``rate(a) - rate(b)``
     inside one sum would match series label by label, which is not what the query says).
     """
-    import promql_parser as pq
-
-    from generators.promql_scope import PromQLError, parse, render
-
     if len(_WINDOW.findall(query)) != 1:
         return None
-    try:
-        tree = parse(_WINDOW.sub("7m", query))  # any duration parses; the shape is what matters
-    except PromQLError:
+    tree = _parsed(query)
+    vector = _rated_node(tree) if tree is not None else None
+    return _selector_text(vector) if vector is not None else None
+
+
+def _latency(error_query: str, total_query: str) -> dict[str, Any] | None:
+    """A `latency` SLI for Sloth's histogram shape: errors ``sum(rate(H_count{S}[w])) -
+    sum(rate(H_bucket{S,le="X"}[w]))`` over ``sum(rate(H_count{S}[w]))``, else None."""
+    import promql_parser as pq
+
+    from generators.promql_scope import matchers_of, metric_name
+
+    error, total = _parsed(error_query), _parsed(total_query)
+    error = _unparen(error) if error is not None else None
+    if not isinstance(error, pq.BinaryExpr) or str(error.op) != "-" or error.modifier is not None or total is None:
         return None
-    while isinstance(tree, pq.ParenExpr):
-        tree = tree.expr
-    if not isinstance(tree, pq.AggregateExpr) or str(tree.op) != "sum" or tree.modifier is not None:
+    count, bucket, whole = _rated_node(error.lhs), _rated_node(error.rhs), _rated_node(total)
+    if count is None or bucket is None or whole is None:
         return None
-    inner = tree.expr
-    while isinstance(inner, pq.ParenExpr):
-        inner = inner.expr
-    if not isinstance(inner, pq.Call) or str(inner.func.name) not in ("rate", "increase") or len(inner.args) != 1:
+    name = metric_name(count)
+    if not name or not name.endswith("_count") or metric_name(whole) != name:
         return None
-    matrix = inner.args[0]
-    if not isinstance(matrix, pq.MatrixSelector):
+    histogram = name[: -len("_count")]
+    if metric_name(bucket) != f"{histogram}_bucket":
         return None
-    vector = matrix.vector_selector
-    if vector.offset is not None or vector.at is not None:
+    own = sorted(m for m in matchers_of(count) if m[0] != "__name__")
+    le = [m for m in matchers_of(bucket) if m[0] == "le"]
+    rest = sorted(m for m in matchers_of(bucket) if m[0] not in ("__name__", "le"))
+    if own != rest or own != sorted(m for m in matchers_of(whole) if m[0] != "__name__") or len(le) != 1 \
+            or le[0][1] != "=" or not re.match(r"^[0-9]+(\.[0-9]+)?$", le[0][2]) or float(le[0][2]) <= 0:
         return None
-    text = render(vector)
-    return text[:-2] if text.endswith("{}") else text  # a bare metric name reads better
+    threshold = Decimal(le[0][2]).normalize()
+    body: dict[str, Any] = {"threshold": threshold, "histogram": histogram, "selector": selector_spec(own)}
+    if threshold not in DEFAULT_BUCKETS:
+        body["buckets"] = buckets_with(threshold)
+    return {"latency": body}
 
 
 def _window_query(query: str) -> str:
@@ -166,6 +223,13 @@ def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecErro
         bad, total = _rated_selector(queries["error_query"]), _rated_selector(queries["total_query"])
         if bad is not None and total is not None:
             return {"events": {"bad": bad, "total": total}}
+        latency = _latency(queries["error_query"], queries["total_query"])
+        if latency is not None:
+            if "buckets" in latency["latency"]:
+                warnings.append(warn(located, f"{at}/sli/events/error_query", "histogram buckets assumed: the "
+                                     f"default ones plus the threshold {latency['latency']['threshold']} (Sloth "
+                                     "does not list them)"))
+            return latency
         ratio = f"{_grouped(queries['error_query'])}\n/\n{_grouped(queries['total_query'])}"
         pointer = f"{at}/sli/events"
     else:
