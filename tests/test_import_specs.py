@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from generators.importers.common import percent_to_ratio
-from generators.importers.sloth import _rated_selector
+from generators.importers.sloth_queries import rated_selector
 from tests.conftest import ROOT, UPDATE_GOLDEN, requires_promtool
 
 GOLDEN = ROOT / "tests" / "golden" / "imports"
@@ -90,7 +90,7 @@ def test_sloth_objective_is_exact() -> None:
     ("sum(rate(a_total[5m]))", None),
 ])
 def test_sloth_events_shape(query: str, selector: str | None) -> None:
-    assert _rated_selector(query) == selector
+    assert rated_selector(query) == selector
 
 
 @pytest.mark.parametrize(("error", "latency"), [
@@ -102,9 +102,9 @@ def test_sloth_events_shape(query: str, selector: str | None) -> None:
     ('sum(rate(h_count{job="a"}[{{.window}}])) + sum(rate(h_bucket{job="a",le="0.5"}[{{.window}}]))', None),
 ])
 def test_sloth_histogram_shape_is_a_latency_sli(error: str, latency: dict | None) -> None:
-    from generators.importers.sloth import _latency
+    from generators.importers.sloth_queries import latency_sli
 
-    found = _latency(error, 'sum(rate(h_count{job="a"}[{{.window}}]))')
+    found = latency_sli(error, 'sum(rate(h_count{job="a"}[{{.window}}]))')
     assert found == (None if latency is None else {"latency": latency})
 
 
@@ -251,7 +251,8 @@ def test_malformed_sloth_fields_are_reported_not_crashed_on(tmp_path: Path, run_
         "slos:\n"
         "  - name: one\n"
         "    objective: 99.5\n"
-        "    sli: {events: {error_query: 'sum(rate(e_total[{{.window}}]))', total_query: 'sum(rate(t_total[{{.window}}]))'}}\n"
+        "    sli: {events: {error_query: 'sum(rate(e_total[{{.window}}]))',\n"
+        "                   total_query: 'sum(rate(t_total[{{.window}}]))'}}\n"
         "    alerting: {page_alert: off, ticket_alert: {labels: {bad-label: x}}}\n"
         "  - name: two\n"
         "    objective: 99.5\n"
@@ -262,11 +263,11 @@ def test_malformed_sloth_fields_are_reported_not_crashed_on(tmp_path: Path, run_
         f"{source}:2:10: /service: warning: team 't' assumed (from --team): the source names no team",
         f"{source}:2:10: /service: warning: tier 2 assumed (--tier, default 2): the source has no tier",
         f"{source}:3:9: /labels: warning: 'labels' not imported because it is not a mapping",
-        f"{source}:8:28: /slos/0/alerting/page_alert: warning: 'page_alert' not imported because it is not a mapping",
-        f"{source}:8:68: /slos/0/alerting/ticket_alert/labels/bad-label: warning: label 'bad-label' not imported "
+        f"{source}:9:28: /slos/0/alerting/page_alert: warning: 'page_alert' not imported because it is not a mapping",
+        f"{source}:9:68: /slos/0/alerting/ticket_alert/labels/bad-label: warning: label 'bad-label' not imported "
         "because it is not a Prometheus label name with a text value",
-        f"{source}:11:10: /slos/1/sli: warning: 'sli' not imported because it is not a mapping",
-        f"{source}:11:10: /slos/1/sli: warning: SLO 'two' not imported because its SLI needs exactly one of events, "
+        f"{source}:12:10: /slos/1/sli: warning: 'sli' not imported because it is not a mapping",
+        f"{source}:12:10: /slos/1/sli: warning: SLO 'two' not imported because its SLI needs exactly one of events, "
         "raw or plugin (found: none)",
     ]
     assert "events:\n    bad: e_total\n    total: t_total\n" in (tmp_path / "s" / "odd.yaml").read_text()

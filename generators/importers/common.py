@@ -15,9 +15,13 @@ from typing import Any, Callable, NamedTuple
 from generators.errors import SpecError
 from generators.model import DEFAULT_BUCKETS, DEFAULT_WINDOW_DAYS, Matcher
 from generators.render import to_yaml
+from generators.slo_spec import WINDOW_PLACEHOLDER
 from generators.tiers import TIER_ALIASES, TIERS
 from generators.yamlload import Located
 
+# Sloth's window template (Go template syntax, spaces allowed inside the braces); OpenSLO documents written
+# for Sloth carry it too. Imports turn it into the spec's own placeholder.
+TEMPLATE_WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
 DEFAULT_TIER = 2  # "standard": neither Sloth nor OpenSLO has tiers; the middle one pages least by surprise
 _TEAM = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -243,5 +247,6 @@ def spec_bytes(spec: dict[str, Any], tool: str, sources: list[str]) -> bytes:
     return (head + to_yaml(_fresh(spec))).encode("utf-8")
 
 
-__all__ = ["DEFAULT_TIER", "buckets_with", "MAX_LABEL_VALUE", "description", "Defaults", "Draft", "Imported", "warn", "lossy", "dns_name", "percent_to_ratio",
-           "as_decimal", "label_name_ok", "selector_spec", "window_days", "finish", "spec_bytes"]
+__all__ = ["TEMPLATE_WINDOW", "WINDOW_PLACEHOLDER", "DEFAULT_TIER", "MAX_LABEL_VALUE", "Defaults", "Draft", "Imported",
+           "warn", "lossy", "description", "dns_name", "percent_to_ratio", "as_decimal", "buckets_with",
+           "label_name_ok", "selector_spec", "window_days", "finish", "spec_bytes"]

@@ -195,7 +195,8 @@ def _slo_entries(index: Index, draft: Draft, slos: list[Located], tier: Any, war
             if alerting:
                 entry["alerting"] = dict(alerting)
             if any(e["name"] == name for e in entries):
-                warnings.append(lossy(located, "/metadata/name", f"SLO '{name}'", f"service '{draft.name}' already has an SLO "
+                warnings.append(lossy(located, "/metadata/name", f"SLO '{name}'",
+                                      f"service '{draft.name}' already has an SLO "
                                       f"named '{name}'"))
                 continue
             entries.append(entry)

@@ -10,14 +10,20 @@ from decimal import Decimal
 from typing import Any
 
 from generators.errors import SpecError
-from generators.importers.common import as_decimal, buckets_with, lossy, selector_spec, warn
+from generators.importers.common import (
+    TEMPLATE_WINDOW,
+    WINDOW_PLACEHOLDER,
+    as_decimal,
+    buckets_with,
+    lossy,
+    selector_spec,
+    warn,
+)
 from generators.model import DEFAULT_BUCKETS, SLI_DEFAULTS, THRESHOLD_OPS
 from generators.openslo import CONDITION_ANNOTATION
 from generators.yamlload import Located
 
 _OPS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
-_WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
-WINDOW_PLACEHOLDER = "$window"
 _NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 _LE_INTEGRAL = re.compile(r"^([0-9]+)\(\\\.0\)\?$")  # generators.promql.le_matcher's regex for 1, 2, …
 
@@ -64,7 +70,7 @@ def _query(index: Index, located: Located, pointer: str, source: Any) -> tuple[s
 
 
 def _windowed(query: str) -> str | None:
-    text = _WINDOW.sub(WINDOW_PLACEHOLDER, query)
+    text = TEMPLATE_WINDOW.sub(WINDOW_PLACEHOLDER, query)
     return text if WINDOW_PLACEHOLDER in text else None
 
 

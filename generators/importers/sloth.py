@@ -14,34 +14,34 @@ events SLI becomes a `ratio_query` ``(error) / (total)``, and a raw SLI its quer
 """
 from __future__ import annotations
 
-import re
-import textwrap
-from decimal import Decimal
 from typing import Any
 
 from generators.errors import SpecError
 from generators.importers.common import (
+    TEMPLATE_WINDOW,
+    WINDOW_PLACEHOLDER,
     MAX_LABEL_VALUE,
     Defaults,
     Draft,
     Imported,
-    buckets_with,
     description,
     dns_name,
     finish,
     label_name_ok,
     lossy,
     percent_to_ratio,
-    selector_spec,
     warn,
 )
-from generators.model import DEFAULT_BUCKETS
+from generators.importers.sloth_queries import (
+    grouped,
+    latency_sli,
+    rated_selector,
+    window_query,
+)
 from generators.spec import RESERVED_LABELS
 from generators.yamlload import Located
 
 VERSION = "prometheus/v1"
-_WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
-WINDOW_PLACEHOLDER = "$window"  # generators.slo_spec's, for ratio_query
 _SLO_KEYS = ("name", "objective", "description", "labels", "plugins", "sli", "alerting")
 _ALERTING_KEYS = ("name", "labels", "annotations", "page_alert", "ticket_alert")
 _ALERT_KEYS = ("disable", "labels", "annotations")
@@ -77,115 +77,6 @@ def _string_map(located: Located, pointer: str, value: Any, what: str, warnings:
     return kept
 
 
-def _unparen(node: Any) -> Any:
-    import promql_parser as pq
-
-    while isinstance(node, pq.ParenExpr):
-        node = node.expr
-    return node
-
-
-def _rated_node(node: Any) -> Any:
-    """The vector selector of ``sum(rate(SELECTOR[range]))`` (or ``increase``), else None."""
-    import promql_parser as pq
-
-    node = _unparen(node)
-    if not isinstance(node, pq.AggregateExpr) or str(node.op) != "sum" or node.modifier is not None:
-        return None
-    inner = _unparen(node.expr)
-    if not isinstance(inner, pq.Call) or str(inner.func.name) not in ("rate", "increase") or len(inner.args) != 1:
-        return None
-    matrix = inner.args[0]
-    if not isinstance(matrix, pq.MatrixSelector):
-        return None
-    vector = matrix.vector_selector
-    return vector if vector.offset is None and vector.at is None else None
-
-
-def _parsed(query: str) -> Any:
-    """The syntax tree of a Sloth query with its window filled in (any duration parses), else None."""
-    from generators.promql_scope import PromQLError, parse
-
-    try:
-        return parse(_WINDOW.sub("7m", query))
-    except PromQLError:
-        return None
-
-
-def _selector_text(vector: Any) -> str:
-    from generators.promql_scope import render
-
-    text = render(vector)
-    return text[:-2] if text.endswith("{}") else text  # a bare metric name reads better
-
-
-def _rated_selector(query: str) -> str | None:
-    """The counter selector of ``sum(rate(SELECTOR[{{.window}}]))`` (or ``increase``), else None.
-
-    Only that shape is a plain events count: nthlayer sums each selector's rate, so an expression
-    such as ``sum(rate(a[w])) - sum(rate(b[w]))`` must stay a ratio query (``rate(a) - rate(b)``
-    inside one sum would match series label by label, which is not what the query says).
-    """
-    if len(_WINDOW.findall(query)) != 1:
-        return None
-    tree = _parsed(query)
-    vector = _rated_node(tree) if tree is not None else None
-    return _selector_text(vector) if vector is not None else None
-
-
-def _latency(error_query: str, total_query: str) -> dict[str, Any] | None:
-    """A `latency` SLI for Sloth's histogram shape: errors ``sum(rate(H_count{S}[w])) -
-    sum(rate(H_bucket{S,le="X"}[w]))`` over ``sum(rate(H_count{S}[w]))``, else None."""
-    import promql_parser as pq
-
-    from generators.promql_scope import matchers_of, metric_name
-
-    error, total = _parsed(error_query), _parsed(total_query)
-    error = _unparen(error) if error is not None else None
-    if not isinstance(error, pq.BinaryExpr) or str(error.op) != "-" or error.modifier is not None or total is None:
-        return None
-    count, bucket, whole = _rated_node(error.lhs), _rated_node(error.rhs), _rated_node(total)
-    if count is None or bucket is None or whole is None:
-        return None
-    name = metric_name(count)
-    if not name or not name.endswith("_count") or metric_name(whole) != name:
-        return None
-    histogram = name[: -len("_count")]
-    if metric_name(bucket) != f"{histogram}_bucket":
-        return None
-    own = sorted(m for m in matchers_of(count) if m[0] != "__name__")
-    le = [m for m in matchers_of(bucket) if m[0] == "le"]
-    rest = sorted(m for m in matchers_of(bucket) if m[0] not in ("__name__", "le"))
-    if own != rest or own != sorted(m for m in matchers_of(whole) if m[0] != "__name__") or len(le) != 1 \
-            or le[0][1] != "=" or not re.match(r"^[0-9]+(\.[0-9]+)?$", le[0][2]) or float(le[0][2]) <= 0:
-        return None
-    threshold = Decimal(le[0][2]).normalize()
-    body: dict[str, Any] = {"threshold": threshold, "histogram": histogram, "selector": selector_spec(own)}
-    if threshold not in DEFAULT_BUCKETS:
-        body["buckets"] = buckets_with(threshold)
-    return {"latency": body}
-
-
-def _window_query(query: str) -> str:
-    return _WINDOW.sub(WINDOW_PLACEHOLDER, textwrap.dedent(query).strip())
-
-
-def _grouped(query: str) -> str:
-    """``query`` with ``$window``, in parentheses unless the whole of it already is one parenthesised expression."""
-    import promql_parser as pq
-
-    from generators.promql_scope import PromQLError, parse
-
-    text = _window_query(query)
-    try:
-        whole = isinstance(parse(text.replace(WINDOW_PLACEHOLDER, "5m")), pq.ParenExpr)
-    except PromQLError:
-        whole = False  # reported when the whole ratio is checked
-    if whole:
-        return text
-    return f"({text})" if "\n" not in text else "(\n" + textwrap.indent(text, "  ") + "\n)"
-
-
 def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecError]) -> dict[str, Any] | None:
     """The SLI kind entry (``{events: …}`` or ``{ratio_query: …}``) of a Sloth SLI, or None (reported)."""
     from generators.slo_spec import query_problem
@@ -211,7 +102,7 @@ def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecErro
         if not isinstance(query, str) or not query.strip():
             warnings.append(lossy(located, f"{at}/sli/{kind}", what, f"its {kind} SLI has no {key}"))
             return None
-        if not _WINDOW.search(query):
+        if not TEMPLATE_WINDOW.search(query):
             warnings.append(lossy(located, f"{at}/sli/{kind}/{key}", what,
                                   f"{key} does not use {{{{.window}}}} for its range"))
             return None
@@ -220,20 +111,20 @@ def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecErro
         if key not in keys:
             warnings.append(lossy(located, f"{at}/sli/{kind}/{key}", f"field '{key}'", "Sloth does not define it"))
     if kind == "events":
-        bad, total = _rated_selector(queries["error_query"]), _rated_selector(queries["total_query"])
+        bad, total = rated_selector(queries["error_query"]), rated_selector(queries["total_query"])
         if bad is not None and total is not None:
             return {"events": {"bad": bad, "total": total}}
-        latency = _latency(queries["error_query"], queries["total_query"])
+        latency = latency_sli(queries["error_query"], queries["total_query"])
         if latency is not None:
             if "buckets" in latency["latency"]:
                 warnings.append(warn(located, f"{at}/sli/events/error_query", "histogram buckets assumed: the "
                                      f"default ones plus the threshold {latency['latency']['threshold']} (Sloth "
                                      "does not list them)"))
             return latency
-        ratio = f"{_grouped(queries['error_query'])}\n/\n{_grouped(queries['total_query'])}"
+        ratio = f"{grouped(queries['error_query'])}\n/\n{grouped(queries['total_query'])}"
         pointer = f"{at}/sli/events"
     else:
-        ratio = _window_query(queries["error_ratio_query"])
+        ratio = window_query(queries["error_ratio_query"])
         pointer = f"{at}/sli/raw/error_ratio_query"
     problem = query_problem(ratio.replace(WINDOW_PLACEHOLDER, "5m"), counters=False)
     if problem:
@@ -336,7 +227,8 @@ def _slo(located: Located, at: str, raw: Any, warnings: list[SpecError]) -> dict
                                                     "(nthlayer names are DNS labels)"))
     objective = percent_to_ratio(raw.get("objective"))
     if objective is None:
-        warnings.append(lossy(located, f"{at}/objective", f"SLO '{name}'", f"objective {raw.get('objective')!r} is not a "
+        warnings.append(lossy(located, f"{at}/objective", f"SLO '{name}'",
+                              f"objective {raw.get('objective')!r} is not a "
                               "percentage above 0 and below 100 (100 % leaves no error budget)"))
         return None
     sli = _sli(located, at, raw.get("sli"), f"SLO '{name}'", warnings)
@@ -406,7 +298,8 @@ def import_sloth(documents: list[Located], defaults: Defaults) -> Imported:
         if "owner" in labels and "team" not in labels:
             warnings.append(warn(located, "/labels/owner", f"team '{labels['owner']}' assumed from the owner label"))
         if TIER_LABEL in labels:
-            tiers.setdefault(name, []).append((f"label {TIER_LABEL}", labels[TIER_LABEL], located, f"/labels/{TIER_LABEL}"))
+            tiers.setdefault(name, []).append((f"label {TIER_LABEL}", labels[TIER_LABEL], located,
+                                               f"/labels/{TIER_LABEL}"))
         for key, value in sorted(labels.items()):
             if key in RESERVED_LABELS:
                 if key not in ("team", "tier"):  # those two became the spec's team and tier

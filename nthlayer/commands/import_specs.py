@@ -100,6 +100,6 @@ def run(args: argparse.Namespace) -> int:
         write_if_changed(path, data)
         print(f"wrote {path}")
     warned = len(set(result.warnings))
-    print(f"imported {len(planned)} service(s) from {len(args.files)} file(s); {warned} warning(s)" + (f", {len(set(errors))} error(s)" if errors else ""),
-          file=sys.stderr if errors else sys.stdout)
+    summary = f"imported {len(planned)} service(s) from {len(args.files)} file(s); {warned} warning(s)"
+    print(summary + (f", {len(set(errors))} error(s)" if errors else ""), file=sys.stderr if errors else sys.stdout)
     return 1 if errors else 0
