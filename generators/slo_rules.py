@@ -1,6 +1,7 @@
 """Prometheus SLO rules for a service: recording rules, burn-rate and budget alerts, scrape config.
 
-Recorded series (labels service, slo, team, tier on every one):
+Recorded series (labels service, slo, team, tier and Sloth's sloth_id, sloth_service,
+sloth_slo on every one; names follow Sloth's so its Grafana dashboards work unchanged):
 
 - ``slo:sli_requests:rate5m`` / ``slo:sli_errors:rate5m`` — events per second.
 - ``slo:sli_error:ratio_rate<W>`` — share of bad events over W. Windows below a
@@ -8,10 +9,13 @@ Recorded series (labels service, slo, team, tier on every one):
   above, summing numerator and denominator *separately* over the window (a
   ratio of sums, never an average of ratios), so a 30-day ratio reads one
   aggregated series instead of every raw counter of the service.
-- ``slo:objective:ratio``, ``slo:error_budget:ratio`` — constants.
-- ``slo:current_burn_rate:ratio`` (1h) and ``slo:period_burn_rate:ratio``
+- ``slo:objective:ratio``, ``slo:error_budget:ratio``, ``slo:time_period:days`` — constants.
+- ``slo:current_burn_rate:ratio`` (5m) and ``slo:period_burn_rate:ratio``
   (whole SLO window): error ratio ÷ error budget.
-- ``slo:error_budget_remaining:ratio`` — 1 − period burn rate.
+- ``slo:sli_requests:timestamp`` — dates the history (see budget_remaining_expr).
+- ``slo:error_budget_remaining:ratio`` (and Sloth's ``slo:period_error_budget_remaining:ratio``) —
+  1 − the share of the whole window's budget spent so far.
+- ``sloth_slo_info`` — an info series (plus objective and sloth_objective labels).
 
 Alerts: one multi-window burn-rate alert per burn window that the tier table
 enables (generators.tiers.Tier.burn_alerts), page alerts guarded by a minimum
@@ -36,7 +40,10 @@ LONG_WINDOW_SECONDS = 86400
 # stay in range for up to the whole window, and keeping team/tier would yield two series that the
 # rule's labels then make identical (an evaluation error, so every long-window rule goes silent).
 IDENTITY_LABELS = ("service", "slo")
-CURRENT_BURN_WINDOW = "1h"
+# Sloth's slo:current_burn_rate:ratio is the 5m error ratio over the budget; its dashboards expect that.
+CURRENT_BURN_WINDOW = "5m"
+# Sloth's info series; its dashboards list services and SLOs from it.
+INFO_SERIES = "sloth_slo_info"
 ABSENT_FOR = "10m"
 BUDGET_ALERT_FOR = "15m"
 # Remaining-budget thresholds (percent) with an alert, loudest last; the tier table
@@ -77,6 +84,13 @@ def alert_labels(service: Service, slo: SLO, severity: str) -> dict[str, str]:
     return {**series_labels(service, slo), **dict(slo.alerting.labels), "severity": severity}
 
 
+def record_labels(service: Service, slo: SLO) -> dict[str, str]:
+    """The labels of every recorded series: ours plus Sloth's identity labels, which Sloth's Grafana
+    dashboards select on (sloth_id is Sloth's ``<service>-<slo>``)."""
+    return {**series_labels(service, slo), "sloth_id": f"{service.name}-{slo.name}",
+            "sloth_service": service.name, "sloth_slo": slo.name}
+
+
 def recorded(name: str, service: Service, slo: SLO) -> str:
     """A selector for one of this SLO's recorded series (service + slo identify it)."""
     return selector(name, (("service", "=", service.name), ("slo", "=", slo.name)))
@@ -108,8 +122,33 @@ def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
     return raw_ratio(service, slo, window)
 
 
+def history_series(slo: SLO) -> str:
+    """The recorded series whose samples date an SLO's history: its first record of each evaluation."""
+    if slo.counted:
+        return "slo:sli_requests:rate5m"
+    return BAD_SLICE_SERIES if slo.kind == "threshold" else "slo:sli_error:ratio_rate5m"
+
+
+def budget_remaining_expr(service: Service, slo: SLO) -> str:
+    """1 − the share of the whole window's error budget spent so far.
+
+    The period error ratio covers only the history Prometheus has (rules loaded 20 minutes ago: 20
+    minutes). Judged as is, 20 minutes at 30x the budget would read as 30 budgets spent. The budget
+    is an allowance for the whole window, so the spend is scaled by the share of the window that
+    the history covers (the requests of the missing part assumed at the recorded average rate):
+    spent = period burn rate × history ÷ window. History is measured from the oldest recorded
+    request-rate sample in the window; once it covers the window the factor is 1, up to one rule
+    evaluation interval (a rounding of under 0.003 % for a 30-day window evaluated every minute).
+    """
+    seconds = duration_seconds(slo.window)
+    identity = ", ".join(IDENTITY_LABELS)
+    oldest = f"min by ({identity}) (min_over_time({recorded('slo:sli_requests:timestamp', service, slo)}[{slo.window}]))"
+    return (f"1 - (\n{recorded('slo:period_burn_rate:ratio', service, slo)}\n"
+            f"* on ({identity}) group_left\nclamp_max((time() - {oldest}) / {seconds}, 1)\n)")
+
+
 def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
-    labels = series_labels(service, slo)
+    labels = record_labels(service, slo)
     budget = num(error_budget(slo.objective))
     rules: list[dict[str, Any]] = []
     if slo.counted:
@@ -125,15 +164,23 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
     rules += [
         {"record": "slo:objective:ratio", "expr": f"vector({num(slo.objective)})"},
         {"record": "slo:error_budget:ratio", "expr": f"vector({budget})"},
+        {"record": "slo:time_period:days", "expr": f"vector({slo.window_days})"},
         {"record": "slo:current_burn_rate:ratio",
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{CURRENT_BURN_WINDOW}', service, slo)} / {budget}"},
         {"record": "slo:period_burn_rate:ratio",
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{slo.window}', service, slo)} / {budget}"},
-        {"record": "slo:error_budget_remaining:ratio",
-         "expr": f"1 - {recorded('slo:period_burn_rate:ratio', service, slo)}"},
+        {"record": "slo:sli_requests:timestamp",
+         "expr": f"max by ({', '.join(IDENTITY_LABELS)}) (timestamp({recorded(history_series(slo), service, slo)}))"},
+        {"record": "slo:error_budget_remaining:ratio", "expr": budget_remaining_expr(service, slo)},
+        # The same figure under Sloth's name, for its dashboards.
+        {"record": "slo:period_error_budget_remaining:ratio",
+         "expr": recorded("slo:error_budget_remaining:ratio", service, slo)},
     ]
     # A copy per rule: a shared dict would be written as a YAML anchor and aliases.
-    return [{**rule, "labels": dict(labels)} for rule in rules]
+    rules = [{**rule, "labels": dict(labels)} for rule in rules]
+    rules.append({"record": INFO_SERIES, "expr": "vector(1)",
+                  "labels": {**labels, "objective": num(slo.objective), "sloth_objective": num(slo.objective * 100)}})
+    return rules
 
 
 def _allowed(slo: SLO, severity: str) -> bool:
@@ -209,7 +256,8 @@ def absent_alert(service: Service, slo: SLO) -> dict[str, Any] | None:
         "alert": ABSENT_ALERT,
         "expr": f"absent({metric})",
         "for": ABSENT_FOR,
-        "labels": alert_labels(service, slo, severity),
+        # The other SLO alerts get Sloth's identity labels from the recorded series they read.
+        "labels": {**record_labels(service, slo), **dict(slo.alerting.labels), "severity": severity},
         "annotations": _annotations(
             service, slo,
             f"{service.name} {slo.name}: SLI metrics are missing",
@@ -315,4 +363,4 @@ def slo_rule_files(service: Service, out_dir: str) -> dict[str, bytes]:
 
 
 __all__ = ["slo_rule_files", "slo_rule_documents", "rule_groups", "scrape_config", "alert_names",
-           "enabled_burn_windows", "burn_alert_name", "series_labels", "num"]
+           "enabled_burn_windows", "burn_alert_name", "series_labels", "record_labels", "num"]

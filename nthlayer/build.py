@@ -604,8 +604,7 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
         # build creates its folder whole; later ones replace the changed files one by one.
         if len(kinds) < len(PER_SERVICE) or not write_new_tree(f"{plan.out_dir}/{service.name}", files):
             write_all(files)
-            if entry.summary.slos is not None:
-                _remove_former_slo_files(f"{plan.out_dir}/{service.name}", kinds, files)
+            _remove_former_slo_files(f"{plan.out_dir}/{service.name}", kinds, files)
         return None
 
     action.__name__ = "build_service"
@@ -613,7 +612,7 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
 
 
 def _remove_former_slo_files(base: str, kinds: list[str], files: dict[str, bytes]) -> None:
-    """Remove the SLO files a renamed or removed SLO of a `slos:` block left behind."""
+    """Remove the SLO files a renamed or removed SLO left behind (a `slos:` block edited, added or removed)."""
     candidates: list[str] = []
     if "openslo" in kinds and os.path.isdir(f"{base}/openslo"):
         candidates += [f"{base}/openslo/{name}" for name in os.listdir(f"{base}/openslo") if name.endswith(".yaml")]

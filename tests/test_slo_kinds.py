@@ -167,3 +167,13 @@ def test_generated_tests_catch_a_wrong_rule(tmp_path: Path, case: str, wrong: tu
                             cwd=tmp_path, capture_output=True, text=True, check=False)
     assert result.returncode == 1, result.stdout
     assert "FAILED" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("doc, heading", [("README.md", "**Your own SLOs.**"),
+                                          ("docs/slo-alerts.md", "## Your own SLOs")])
+def test_documented_slos_examples_validate(doc: str, heading: str) -> None:
+    text = (ROOT / doc).read_text()
+    start = text.index("```yaml", text.index(heading)) + len("```yaml\n")
+    block = text[start:text.index("```", start)]
+    service = load_spec("example.yaml", raw=f"service: example\ntier: 1\nteam: t\n{block}".encode()).service
+    assert {slo.kind for slo in service.slos} == {"availability", "latency", "events", "ratio_query", "threshold"}

@@ -78,3 +78,84 @@ def test_budget_alert_severities_come_from_the_tier_table() -> None:
         expected = {f"SLOErrorBudgetBelow{percent}Percent": severity
                     for percent, severity in service.tier.budget_alerts.items() if severity}
         assert _budget_severities(service) == expected, spec
+
+
+def _availability_traffic(minutes_and_error_shares: list[tuple[int, float]], per_second: int = 10) -> list[dict]:
+    """payment-api's request counters: per_second requests, the given share failing, phase after phase."""
+    good, bad = ["0"], ["0"]
+    good_total = bad_total = 0.0
+    for minutes, share in minutes_and_error_shares:
+        good_step, bad_step = per_second * 60 * (1 - share), per_second * 60 * share
+        good.append(f"{good_total + good_step:g}+{good_step:g}x{minutes - 1}")
+        bad.append(f"{bad_total + bad_step:g}+{bad_step:g}x{minutes - 1}")
+        good_total += good_step * minutes
+        bad_total += bad_step * minutes
+    return [{"series": 'http_requests_total{job="payment-api",code="200"}', "values": " ".join(good)},
+            {"series": 'http_requests_total{job="payment-api",code="500"}', "values": " ".join(bad)}]
+
+
+def _budget_checks(service, minute: int, firing: set[str]) -> list[dict[str, Any]]:
+    """Expect exactly the budget alerts in ``firing`` (availability SLO) at ``minute``."""
+    group = next(g for g in rule_groups(service)["groups"] if g["name"].endswith(":availability"))
+    recorded_labels = next(r["labels"] for r in group["rules"] if r.get("record") == "slo:error_budget_remaining:ratio")
+    checks = []
+    for rule in group["rules"]:
+        if rule.get("alert", "").startswith("SLOErrorBudget"):
+            expected = [{"exp_labels": {**recorded_labels, **rule["labels"]}, "exp_annotations": rule["annotations"]}]
+            checks.append({"eval_time": f"{minute}m", "alertname": rule["alert"],
+                           "exp_alerts": expected if rule["alert"] in firing else []})
+    return checks
+
+
+@requires_promtool
+def test_a_short_incident_right_after_loading_does_not_fire_budget_alerts(tmp_path: Path) -> None:
+    """20 minutes of 1.5 % errors (30x the 0.05 % budget) spend 1.4 % of a 30-day budget: no budget alert."""
+    service = _service()
+    series = _availability_traffic([(20, 0.015), (60, 0.0)])
+    checks = [check for minute in (20, 35, 60, 79) for check in _budget_checks(service, minute, set())]
+    _promtool(tmp_path, service, [{"interval": "1m", "input_series": series, "alert_rule_test": checks}])
+
+
+@requires_promtool
+def test_budget_alerts_fire_when_the_window_allowance_is_spent(tmp_path: Path) -> None:
+    """10 % errors (200x the budget) spend the 30-day budget in 3.6 h: under 25 % left after 2.7 h,
+    under 10 % after 3.24 h, under 5 % after 3.42 h; each alert fires 15 minutes later."""
+    service = _service()
+    series = _availability_traffic([(250, 0.1)])
+    checks = (_budget_checks(service, 150, set())
+              + _budget_checks(service, 185, {"SLOErrorBudgetBelow25Percent"})
+              + _budget_checks(service, 240, {"SLOErrorBudgetBelow25Percent", "SLOErrorBudgetBelow10Percent",
+                                              "SLOErrorBudgetBelow5Percent"}))
+    _promtool(tmp_path, service, [{"interval": "1m", "input_series": series, "alert_rule_test": checks}])
+
+
+@requires_promtool
+def test_sloth_dashboard_series_exist_under_sloth_names_and_labels(tmp_path: Path) -> None:
+    """The series Sloth's Grafana dashboards read, selected the way they select them (sloth_* labels)."""
+    service = _service()
+    series = _availability_traffic([(31, 0.01)])  # 1 % errors: 20x the 0.05 % budget
+    identity = {"service": "payment-api", "slo": "availability", "team": "payments", "tier": "1",
+                "sloth_id": "payment-api-availability", "sloth_service": "payment-api", "sloth_slo": "availability"}
+    sloth = 'sloth_service="payment-api",sloth_slo="availability"'
+
+    def labels(**extra: str) -> str:
+        return "{" + ",".join(f'{k}="{v}"' for k, v in sorted({**identity, **extra}.items())) + "}"
+
+    checks = [
+        {"expr": f"slo:time_period:days{{{sloth}}}", "eval_time": "30m",
+         "exp_samples": [{"labels": "slo:time_period:days" + labels(), "value": 30}]},
+        {"expr": f"slo:objective:ratio{{{sloth}}}", "eval_time": "30m",
+         "exp_samples": [{"labels": "slo:objective:ratio" + labels(), "value": 0.9995}]},
+        {"expr": 'sloth_slo_info{sloth_id="payment-api-availability"}', "eval_time": "30m",
+         "exp_samples": [{"labels": "sloth_slo_info" + labels(objective="0.9995", sloth_objective="99.95"),
+                          "value": 1}]},
+        # Sloth's current burn rate is the 5m error ratio over the budget.
+        {"expr": f"round(slo:current_burn_rate:ratio{{{sloth}}}, 0.01)", "eval_time": "30m",
+         "exp_samples": [{"labels": labels(), "value": 20}]},
+        {"expr": f"round(slo:sli_error:ratio_rate5m{{{sloth}}}, 0.0001)", "eval_time": "30m",
+         "exp_samples": [{"labels": labels(), "value": 0.01}]},
+        # 29 minutes of history at 20x spend 20 x 29 / 43200 of the 30-day budget.
+        {"expr": f"count(slo:period_error_budget_remaining:ratio{{{sloth}}} > 0.986 < 0.987)", "eval_time": "30m",
+         "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]
+    _promtool(tmp_path, service, [{"interval": "1m", "input_series": series, "promql_expr_test": checks}])

@@ -153,9 +153,15 @@ def test_budget_and_burn_rate_records_use_exact_decimals() -> None:
     assert rules[("availability", "slo:period_burn_rate:ratio")]["expr"] == (
         'slo:sli_error:ratio_rate30d{service="payment-api",slo="availability"} / 0.0005')
     assert rules[("availability", "slo:current_burn_rate:ratio")]["expr"] == (
-        'slo:sli_error:ratio_rate1h{service="payment-api",slo="availability"} / 0.0005')
+        'slo:sli_error:ratio_rate5m{service="payment-api",slo="availability"} / 0.0005')
+    # The spend is judged against the whole window: scaled by the share of it the history covers.
     assert rules[("availability", "slo:error_budget_remaining:ratio")]["expr"] == (
-        '1 - slo:period_burn_rate:ratio{service="payment-api",slo="availability"}')
+        "1 - (\n"
+        'slo:period_burn_rate:ratio{service="payment-api",slo="availability"}\n'
+        "* on (service, slo) group_left\n"
+        "clamp_max((time() - min by (service, slo) (min_over_time("
+        'slo:sli_requests:timestamp{service="payment-api",slo="availability"}[30d]))) / 2592000, 1)\n'
+        ")")
     assert [rules[("latency", name)]["expr"] for name in
             ("SLOErrorBudgetBelow25Percent", "SLOErrorBudgetBelow10Percent", "SLOErrorBudgetBelow5Percent")] == [
         f'slo:error_budget_remaining:ratio{{service="payment-api",slo="latency"}} < {t}' for t in ("0.25", "0.1", "0.05")]
@@ -169,6 +175,9 @@ def test_every_recorded_series_and_alert_carries_the_slo_labels() -> None:
             labels = rule["labels"]
             assert {k: labels[k] for k in ("service", "slo", "team", "tier")} == {
                 "service": "checkout-worker", "slo": slo, "team": "commerce", "tier": "2"}
+            if "record" in rule:  # Sloth's identity labels, for its Grafana dashboards
+                assert {k: labels[k] for k in ("sloth_id", "sloth_service", "sloth_slo")} == {
+                    "sloth_id": f"checkout-worker-{slo}", "sloth_service": "checkout-worker", "sloth_slo": slo}
 
 
 def test_recorded_windows_include_the_slo_window_once() -> None:
