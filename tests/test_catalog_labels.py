@@ -238,7 +238,8 @@ def _target_down_rules() -> list[tuple[str, dict]]:
 def test_a_dependency_without_selector_gets_no_target_down_rule(run_cli, tmp_path: Path) -> None:
     path = tmp_path / "svc.yaml"
     path.write_text("service: svc\ntier: 1\nteam: core\nobservability:\n  slo_overrides:\n    latency: 1000\n"
-                    "dependencies:\n  technologies:\n    - {type: etcd, name: kv}\n")
+                    "dependencies:\n  technologies:\n    - {type: etcd, name: kv}\n"
+                    "pagerduty: {escalation_emails: [oncall@example.com]}\n")
     code, _out, err = run_cli("validate", "--catalog", str(CATALOG), str(path))
     assert code == 0
     assert err.splitlines() == [
