@@ -128,31 +128,47 @@ def selector_spec(matchers: list[Matcher] | tuple[Matcher, ...]) -> dict[str, st
     return dict(sorted(spec.items()))
 
 
-def resolve_team(draft: Draft, candidates: list[tuple[str, Any, Located, str]], defaults: Defaults,
-                 warnings: list[SpecError]) -> str | None:
-    """The team: the first valid ``(what, value, located, pointer)`` candidate from the source, else
-    ``--team``. Candidates that are not valid team names are reported."""
+Candidate = tuple[str, Any, Located, str]  # (what, value, where it is, its pointer)
+
+
+def _first_valid(candidates: list[Candidate], parse: Callable[[Any], Any], noun: str, invalid: str,
+                 warnings: list[SpecError]) -> Any:
+    """The parsed value of the first valid candidate (None if none). Invalid candidates, and valid ones
+    that say something else than the chosen one, are reported."""
+    chosen: tuple[Any, str] | None = None
     for what, value, located, pointer in candidates:
-        if isinstance(value, str) and _TEAM.match(value):
-            return value
-        warnings.append(lossy(located, pointer, f"{what} {value!r}", "it is not a valid team name "
-                              "(lowercase letters, digits, '-' and '_')"))
+        parsed = parse(value)
+        if parsed is None:
+            warnings.append(lossy(located, pointer, f"{what} {value!r}", invalid))
+        elif chosen is None:
+            chosen = (parsed, what)
+        elif parsed != chosen[0]:
+            warnings.append(warn(located, pointer, f"{what} {value!r} not used as the {noun} because "
+                                                   f"{chosen[1]} {chosen[0]!r} comes first"))
+    return chosen[0] if chosen else None
+
+
+def resolve_team(draft: Draft, candidates: list[Candidate], defaults: Defaults,
+                 warnings: list[SpecError]) -> str | None:
+    """The team: the first valid candidate from the source, else ``--team`` (reported as assumed)."""
+    team = _first_valid(candidates, lambda v: v if isinstance(v, str) and _TEAM.match(v) else None, "team",
+                        "it is not a valid team name (lowercase letters, digits, '-' and '_')", warnings)
+    if team is not None:
+        return str(team)
     if defaults.team is not None:
         warnings.append(warn(draft_located(draft), draft.origin.pointer,
                              f"team '{defaults.team}' assumed (from --team): the source names no team"))
     return defaults.team
 
 
-def resolve_tier(draft: Draft, candidates: list[tuple[str, Any, Located, str]], defaults: Defaults,
+def resolve_tier(draft: Draft, candidates: list[Candidate], defaults: Defaults,
                  warnings: list[SpecError]) -> int | str:
     """The tier: the first valid candidate from the source (1-3 or critical/standard/low, as number or
     text), else ``--tier`` (default 2), reported as assumed."""
-    for what, value, located, pointer in candidates:
-        tier = _tier_value(value)
-        if tier is not None:
-            return tier
-        warnings.append(lossy(located, pointer, f"{what} {value!r}", "it is not a tier (1, 2, 3, critical, "
-                              "standard or low)"))
+    found = _first_valid(candidates, _tier_value, "tier", "it is not a tier (1, 2, 3, critical, standard or low)",
+                         warnings)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
     tier = _tier_value(defaults.tier)
     assert tier is not None, "the command line checks --tier"
     warnings.append(warn(draft_located(draft), draft.origin.pointer,
@@ -204,8 +220,8 @@ def spec_dict(draft: Draft, team: str, tier: int | str) -> dict[str, Any]:
     return spec
 
 
-def finish(drafts: dict[str, Draft], team_candidates: dict[str, list[tuple[str, Any, Located, str]]],
-           tier_candidates: dict[str, list[tuple[str, Any, Located, str]]], defaults: Defaults,
+def finish(drafts: dict[str, Draft], team_candidates: dict[str, list[Candidate]],
+           tier_candidates: dict[str, list[Candidate]], defaults: Defaults,
            warnings: list[SpecError], shape: Callable[[Draft, int | str], None] | None = None) -> Imported:
     """Resolve each draft's team and tier and turn it into a spec dict; a service without a team is an error.
     ``shape(draft, tier)`` completes a draft whose SLOs depend on its tier (OpenSLO's alert policies)."""
