@@ -309,7 +309,8 @@ def test_documents_of_one_service_that_disagree_on_team_or_tier(tmp_path: Path, 
     code, _out, err = run_cli("import", "sloth", str(source), "--into", str(tmp_path / "s"))
     assert code == 0, err
     assert err.splitlines() == [
-        f"{source}:11:16: /labels/team: warning: label team 'b' not used as the team because label team 'a' comes first",
+        f"{source}:11:16: /labels/team: warning: label team 'b' not used as the team because label team 'a' comes "
+        "first",
         f"{source}:11:35: /labels/tier: warning: label tier '3' not used as the tier because label tier 1 comes first"]
     text = (tmp_path / "s" / "api.yaml").read_text()
     assert "tier: 1\nteam: a\nlabels:\n  owner: a\nslos:\n- name: one\n" in text and "- name: two\n" in text
