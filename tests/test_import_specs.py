@@ -91,7 +91,17 @@ def test_sloth_objective_is_exact() -> None:
     ("sum(rate(a_total[5m]))", None),
 ])
 def test_sloth_events_shape(query: str, selector: str | None) -> None:
-    assert rated_selector(query) == selector
+    function = "increase" if "increase" in query else "rate"
+    assert rated_selector(query, function) == selector
+
+
+def test_sloth_events_need_one_function_on_both_sides() -> None:
+    from generators.importers.sloth_queries import events_pair
+
+    rate, increase = "sum(rate(a_total[{{.window}}]))", "sum(increase(b_total[{{.window}}]))"
+    assert events_pair(rate, rate.replace("a_", "b_")) == ("a_total", "b_total")
+    assert events_pair(increase.replace("b_", "a_"), increase) == ("a_total", "b_total")
+    assert events_pair(rate, increase) is None  # errors per second over events per window: not a ratio of events
 
 
 @pytest.mark.parametrize(("error", "latency"), [

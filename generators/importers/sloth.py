@@ -33,9 +33,9 @@ from generators.importers.common import (
     warn,
 )
 from generators.importers.sloth_queries import (
+    events_pair,
     grouped,
     latency_sli,
-    rated_selector,
     window_query,
 )
 from generators.spec import RESERVED_LABELS
@@ -111,9 +111,9 @@ def _sli(located: Located, at: str, sli: Any, what: str, warnings: list[SpecErro
         if key not in keys:
             warnings.append(lossy(located, f"{at}/sli/{kind}/{key}", f"field '{key}'", "Sloth does not define it"))
     if kind == "events":
-        bad, total = rated_selector(queries["error_query"]), rated_selector(queries["total_query"])
-        if bad is not None and total is not None:
-            return {"events": {"bad": bad, "total": total}}
+        pair = events_pair(queries["error_query"], queries["total_query"])
+        if pair is not None:
+            return {"events": {"bad": pair[0], "total": pair[1]}}
         latency = latency_sli(queries["error_query"], queries["total_query"])
         if latency is not None:
             if "buckets" in latency["latency"]:

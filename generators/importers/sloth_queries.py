@@ -19,15 +19,18 @@ def _unparen(node: Any) -> Any:
     return node
 
 
-def _rated_node(node: Any) -> Any:
-    """The vector selector of ``sum(rate(SELECTOR[range]))`` (or ``increase``), else None."""
+_FUNCTIONS = ("rate", "increase")  # per second or per window: the ratio is the same when both sides use one
+
+
+def _rated_node(node: Any, function: str) -> Any:
+    """The vector selector of ``sum(FUNCTION(SELECTOR[range]))``, else None."""
     import promql_parser as pq
 
     node = _unparen(node)
     if not isinstance(node, pq.AggregateExpr) or str(node.op) != "sum" or node.modifier is not None:
         return None
     inner = _unparen(node.expr)
-    if not isinstance(inner, pq.Call) or str(inner.func.name) not in ("rate", "increase") or len(inner.args) != 1:
+    if not isinstance(inner, pq.Call) or str(inner.func.name) != function or len(inner.args) != 1:
         return None
     matrix = inner.args[0]
     if not isinstance(matrix, pq.MatrixSelector):
@@ -53,18 +56,29 @@ def _selector_text(vector: Any) -> str:
     return text[:-2] if text.endswith("{}") else text  # a bare metric name reads better
 
 
-def rated_selector(query: str) -> str | None:
-    """The counter selector of ``sum(rate(SELECTOR[{{.window}}]))`` (or ``increase``), else None.
-
-    Only that shape is a plain events count: nthlayer sums each selector's rate, so an expression
-    such as ``sum(rate(a[w])) - sum(rate(b[w]))`` must stay a ratio query (``rate(a) - rate(b)``
-    inside one sum would match series label by label, which is not what the query says).
-    """
+def rated_selector(query: str, function: str = "rate") -> str | None:
+    """The counter selector of ``sum(FUNCTION(SELECTOR[{{.window}}]))``, else None."""
     if len(TEMPLATE_WINDOW.findall(query)) != 1:
         return None
     tree = _parsed(query)
-    vector = _rated_node(tree) if tree is not None else None
+    vector = _rated_node(tree, function) if tree is not None else None
     return _selector_text(vector) if vector is not None else None
+
+
+def events_pair(error_query: str, total_query: str) -> tuple[str, str] | None:
+    """(bad, total) counter selectors when both queries are ``sum(rate(SELECTOR[{{.window}}]))`` (both
+    ``increase``, the same ratio), else None.
+
+    Only that shape is a plain events count: nthlayer sums each selector's rate, so an expression
+    such as ``sum(rate(a[w])) - sum(rate(b[w]))`` must stay a ratio query (``rate(a) - rate(b)``
+    inside one sum would match series label by label, which is not what the query says). A rate over
+    an increase is not a ratio of events at all: it stays the query it is.
+    """
+    for function in _FUNCTIONS:
+        bad, total = rated_selector(error_query, function), rated_selector(total_query, function)
+        if bad is not None and total is not None:
+            return bad, total
+    return None
 
 
 def latency_sli(error_query: str, total_query: str) -> dict[str, Any] | None:
@@ -78,8 +92,12 @@ def latency_sli(error_query: str, total_query: str) -> dict[str, Any] | None:
     error = _unparen(error) if error is not None else None
     if not isinstance(error, pq.BinaryExpr) or str(error.op) != "-" or error.modifier is not None or total is None:
         return None
-    count, bucket, whole = _rated_node(error.lhs), _rated_node(error.rhs), _rated_node(total)
-    if count is None or bucket is None or whole is None:
+    for function in _FUNCTIONS:
+        count, bucket, whole = (_rated_node(error.lhs, function), _rated_node(error.rhs, function),
+                                _rated_node(total, function))
+        if count is not None and bucket is not None and whole is not None:
+            break
+    else:
         return None
     name = metric_name(count)
     if not name or not name.endswith("_count") or metric_name(whole) != name:
@@ -120,4 +138,4 @@ def grouped(query: str) -> str:
     return f"({text})" if "\n" not in text else "(\n" + textwrap.indent(text, "  ") + "\n)"
 
 
-__all__ = ["rated_selector", "latency_sli", "window_query", "grouped"]
+__all__ = ["events_pair", "rated_selector", "latency_sli", "window_query", "grouped"]
