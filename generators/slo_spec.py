@@ -95,6 +95,9 @@ def slo_errors(located: Located, service: Service, reserved_labels: frozenset[st
 
 def _kind_errors(located: Located, at: str, entry: dict[str, Any], slo: SLO, service: Service) -> list[SpecError]:
     errors: list[SpecError] = []
+    if slo.kind == "availability" and entry["availability"].get("error_matchers") == {}:
+        errors.append(located.error(f"{at}/availability/error_matchers",
+                                    "no error matchers would count every request as failed; list at least one"))
     if slo.kind == "latency":
         problem = _bucket_problem(slo, service)
         if problem:

@@ -594,7 +594,8 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
             kinds = stale_kinds(entry.path, changed, stamps)
             for kind in kinds:
                 made = _generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
-                expected = set(targets(plan.out_dir, service.name, kind, entry.summary.slos))
+                # The SLO names decide the file names (the default pair's names give the default files).
+                expected = set(targets(plan.out_dir, service.name, kind, tuple(s.name for s in service.slos)))
                 if set(made) != expected:
                     raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")
                 files.update(made)
