@@ -1,7 +1,7 @@
 """The internal model: frozen dataclasses built from a validated spec, tier defaults applied."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -59,16 +59,47 @@ class SLI:
     latency_buckets: tuple[Decimal, ...]
 
 
+# The SLI kinds a `slos:` entry may declare (exactly one per SLO).
+SLI_KINDS = ("availability", "latency", "events", "ratio_query", "threshold")
+# Kinds whose SLI counts requests (events): they record request rates and can guard pages on traffic.
+COUNTED_KINDS = frozenset({"availability", "latency", "events"})
+THRESHOLD_OPS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """Per-SLO alerting switches: which alert families exist, and what they carry."""
+
+    page: bool = True
+    ticket: bool = True
+    budget: bool = True
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True)
 class SLO:
-    kind: str  # "availability" | "latency"
+    kind: str  # one of SLI_KINDS
     objective: Decimal
     window_days: int
-    threshold_ms: Decimal | None = None
+    threshold_ms: Decimal | None = None  # latency with the tier's / overrides' threshold in ms
+    name: str = ""  # "" → the kind (the two default SLOs are named after their kinds)
+    description: str = ""
+    sli: SLI | None = None  # availability / latency: this SLO's own SLI (None: the service's)
+    le: Decimal | None = None  # latency with an explicit threshold, in the histogram's unit
+    bad: str | None = None  # events: exactly one of bad / good, plus total
+    good: str | None = None
+    total: str | None = None
+    query: str | None = None  # ratio_query (with $window) or threshold's gauge expression
+    op: str | None = None  # threshold: the condition a good minute meets
+    value: Decimal | None = None
+    alerting: Alerting = Alerting()
+    # Requests per second below which pages stay silent; None: no guard. A default SLO takes the service's.
+    guard: Decimal | None = None
 
-    @property
-    def name(self) -> str:
-        return self.kind
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
 
     @property
     def error_budget(self) -> Decimal:
@@ -84,8 +115,20 @@ class SLO:
 
     @property
     def threshold_seconds(self) -> Decimal:
+        """The latency threshold as the histogram's ``le`` value."""
+        if self.le is not None:
+            return self.le
         assert self.threshold_ms is not None
         return (self.threshold_ms / 1000).normalize()
+
+    @property
+    def counted(self) -> bool:
+        """Whether the SLI counts requests (so request rates are recorded and pages can be guarded)."""
+        return self.kind in COUNTED_KINDS
+
+    def sli_of(self, service: "Service") -> SLI:
+        """The SLI an availability or latency SLO reads: its own, or the service's."""
+        return self.sli or service.sli
 
 
 @dataclass(frozen=True)
@@ -127,8 +170,9 @@ class Service:
     pagerduty: PagerDutyRef
     scrape: Scrape = Scrape(DEFAULT_SCRAPE_PORT, DEFAULT_SCRAPE_PATH, ())
 
-    def slo(self, kind: str) -> SLO:
-        return next(s for s in self.slos if s.kind == kind)
+    def slo(self, name: str) -> SLO:
+        """The SLO called ``name`` (the default SLOs are called availability and latency)."""
+        return next(s for s in self.slos if s.name == name)
 
     @property
     def technology_types(self) -> tuple[str, ...]:
@@ -138,6 +182,73 @@ class Service:
 def to_decimal(value: int | float) -> Decimal:
     # repr() of a float is the shortest text that round-trips: what the user wrote.
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _matchers(spec: dict[str, str]) -> tuple[Matcher, ...]:
+    return tuple(parse_matcher(k, v) for k, v in sorted(spec.items()))
+
+
+def _own_sli(kind: str, spec: dict[str, Any], sli: SLI) -> SLI | None:
+    """An availability/latency SLO's own SLI when its entry overrides any of the service's, else None."""
+    if not spec:
+        return None
+    if kind == "availability":
+        return replace(
+            sli,
+            selector=_matchers(spec["selector"]) if "selector" in spec else sli.selector,
+            requests_metric=spec.get("requests_metric", sli.requests_metric),
+            error_matchers=_matchers(spec["error_matchers"]) if "error_matchers" in spec else sli.error_matchers,
+        )
+    own = replace(
+        sli,
+        selector=_matchers(spec["selector"]) if "selector" in spec else sli.selector,
+        latency_histogram=spec.get("histogram", sli.latency_histogram),
+        latency_buckets=(tuple(sorted({to_decimal(b) for b in spec["buckets"]})) if "buckets" in spec
+                         else sli.latency_buckets),
+    )
+    return None if own == sli else own
+
+
+def _build_slo(entry: dict[str, Any], tier: Tier, sli: SLI, window_days: int, min_request_rate: Decimal) -> SLO:
+    """One `slos:` entry (schema-valid; generators.spec checks that it names exactly one SLI kind)."""
+    kind = next((k for k in SLI_KINDS if k in entry), "availability")
+    default_objective = tier.latency_target if kind == "latency" else tier.availability
+    alerting = entry.get("alerting", {})
+    guard: Decimal | None = None
+    if kind in COUNTED_KINDS:
+        rate = alerting.get("min_request_rate", min_request_rate)
+        guard = None if rate is None else to_decimal(rate)
+    fields: dict[str, Any] = {}
+    body = entry[kind] if kind in entry else {}
+    if kind in ("availability", "latency"):
+        fields["sli"] = _own_sli(kind, body, sli)
+    if kind == "latency":
+        if "threshold" in body:
+            fields["le"] = to_decimal(body["threshold"])
+        else:
+            fields["threshold_ms"] = to_decimal(tier.latency_ms)
+    elif kind == "events":
+        fields.update(bad=body.get("bad"), good=body.get("good"), total=body["total"])
+    elif kind == "ratio_query":
+        fields["query"] = body
+    elif kind == "threshold":
+        fields.update(query=body["query"], op=body["op"], value=to_decimal(body["value"]))
+    return SLO(
+        kind,
+        to_decimal(entry.get("objective", default_objective)),
+        int(entry["window"][:-1]) if "window" in entry else window_days,
+        name=entry["name"],
+        description=entry.get("description", ""),
+        alerting=Alerting(
+            page=alerting.get("page", True),
+            ticket=alerting.get("ticket", True),
+            budget=alerting.get("budget", True),
+            labels=tuple(sorted(alerting.get("labels", {}).items())),
+            annotations=tuple(sorted(alerting.get("annotations", {}).items())),
+        ),
+        guard=guard,
+        **fields,
+    )
 
 
 def build_service(data: dict[str, Any], source: str) -> Service:
@@ -163,15 +274,21 @@ def build_service(data: dict[str, Any], source: str) -> Service:
             if "latency_buckets" in sli_spec else DEFAULT_BUCKETS
         ),
     )
-    slos = (
-        SLO("availability", to_decimal(overrides.get("availability", tier.availability)), window_days),
-        SLO(
-            "latency",
-            to_decimal(overrides.get("latency_target", tier.latency_target)),
-            window_days,
-            threshold_ms=to_decimal(overrides.get("latency", tier.latency_ms)),
-        ),
-    )
+    min_request_rate = to_decimal(observability.get("min_request_rate", DEFAULT_MIN_REQUEST_RATE))
+    if "slos" in data:
+        slos = tuple(_build_slo(entry, tier, sli, window_days, min_request_rate) for entry in data["slos"])
+    else:
+        slos = (
+            SLO("availability", to_decimal(overrides.get("availability", tier.availability)), window_days,
+                guard=min_request_rate),
+            SLO(
+                "latency",
+                to_decimal(overrides.get("latency_target", tier.latency_target)),
+                window_days,
+                threshold_ms=to_decimal(overrides.get("latency", tier.latency_ms)),
+                guard=min_request_rate,
+            ),
+        )
     deps = data.get("dependencies", {})
     pd = data.get("pagerduty", {})
     return Service(
@@ -195,7 +312,7 @@ def build_service(data: dict[str, Any], source: str) -> Service:
         ),
         sli=sli,
         slos=slos,
-        min_request_rate=to_decimal(observability.get("min_request_rate", DEFAULT_MIN_REQUEST_RATE)),
+        min_request_rate=min_request_rate,
         scrape=Scrape(
             port=observability.get("scrape", {}).get("port", DEFAULT_SCRAPE_PORT),
             path=observability.get("scrape", {}).get("path", DEFAULT_SCRAPE_PATH),

@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from generators.model import SLO, Service
-from generators.promql import le_matcher, selector
+from generators.sli_queries import good_or_bad_selector, total_selector
 from generators.render import render_files
-from generators.slo_maths import burn_factor, burn_windows, clean
+from generators.slo_maths import burn_factor, clean
+from generators.slo_rules import enabled_burn_windows
 
 API_VERSION = "openslo/v1"
 
@@ -20,29 +21,39 @@ def _source(query: str) -> dict[str, Any]:
     return {"metricSource": {"type": "Prometheus", "spec": {"query": query}}}
 
 
-def indicator(service: Service, slo: SLO) -> dict[str, Any]:
-    """The SLI as a ratio of counters (OpenSLO's ``counter: true``: the tool takes the rates)."""
-    sli = service.sli
+def _ratio(slo: SLO, service: Service) -> tuple[dict[str, Any], str]:
+    """The SLI's ratioMetric (OpenSLO's ``counter: true``: the tool takes the rates) and its description."""
     if slo.kind == "availability":
-        ratio = {
-            "counter": True,
-            "bad": _source(selector(sli.requests_metric, sli.selector + sli.error_matchers)),
-            "total": _source(selector(sli.requests_metric, sli.selector)),
-        }
-        description = "Share of requests that did not fail with a server error"
+        return ({"counter": True, "bad": _source(good_or_bad_selector(service, slo)),
+                 "total": _source(total_selector(service, slo))},
+                "Share of requests that did not fail with a server error")
+    if slo.kind == "latency":
+        return ({"counter": True, "good": _source(good_or_bad_selector(service, slo)),
+                 "total": _source(total_selector(service, slo))},
+                f"Share of requests served within {_threshold_text(slo)}")
+    if slo.kind == "events":
+        side = "bad" if slo.bad is not None else "good"
+        return ({"counter": True, side: _source(slo.bad or slo.good or ""), "total": _source(slo.total or "")},
+                f"Share of {side} events")
+    # ratio_query: the spec's own ratio of bad events, `$window` left for the tool to fill in.
+    return ({"counter": False, "rawType": "failure", "raw": _source(slo.query or "")},
+            "Share of bad events, from a query over $window")
+
+
+def indicator(service: Service, slo: SLO) -> dict[str, Any]:
+    """The SLI: a ratio of counters, a raw failure ratio, or (threshold) a gauge judged per time slice."""
+    spec: dict[str, Any]
+    if slo.kind == "threshold":
+        spec = {"description": f"Minutes in which {slo.query} {slo.op} {format(slo.value, 'f')} holds",
+                "thresholdMetric": _source(slo.query or "")}
     else:
-        ratio = {
-            "counter": True,
-            "good": _source(selector(f"{sli.latency_histogram}_bucket",
-                                     sli.selector + (le_matcher(slo.threshold_seconds),))),
-            "total": _source(selector(f"{sli.latency_histogram}_count", sli.selector)),
-        }
-        description = f"Share of requests served within {slo.threshold_ms} ms"
+        ratio, description = _ratio(slo, service)
+        spec = {"description": description, "ratioMetric": ratio}
     return {
         "apiVersion": API_VERSION,
         "kind": "SLI",
-        "metadata": _meta(f"{service.name}-{slo.kind}", f"{service.name} {slo.kind}", service, slo=slo.kind),
-        "spec": {"description": description, "ratioMetric": ratio},
+        "metadata": _meta(f"{service.name}-{slo.name}", f"{service.name} {slo.name}", service, slo=slo.name),
+        "spec": spec,
     }
 
 
@@ -58,15 +69,12 @@ def alert_documents(service: Service, slo: SLO) -> list[dict[str, Any]]:
     """
     conditions: list[dict[str, Any]] = []
     policies: list[dict[str, Any]] = []
-    for window in burn_windows(slo.window_days):
-        severity = service.tier.burn_alerts.get(window.name)
-        if severity is None:
-            continue
-        name = f"{service.name}-{slo.kind}-{window.name}-burn"
+    for window, severity in enabled_burn_windows(service, slo):
+        name = f"{service.name}-{slo.name}-{window.name}-burn"
         conditions.append({
             "apiVersion": API_VERSION,
             "kind": "AlertCondition",
-            "metadata": _meta(name, f"{slo.kind} {window.name} burn", service, slo=slo.kind),
+            "metadata": _meta(name, f"{slo.name} {window.name} burn", service, slo=slo.name),
             "spec": {
                 "description": (f"{clean(window.budget_share * 100)}% of the {slo.window} error budget spent "
                                 f"within {window.long} (confirmed over {window.short})"),
@@ -83,10 +91,10 @@ def alert_documents(service: Service, slo: SLO) -> list[dict[str, Any]]:
         policies.append({
             "apiVersion": API_VERSION,
             "kind": "AlertPolicy",
-            "metadata": _meta(f"{service.name}-{slo.kind}-{window.name}-{severity}",
-                              f"{slo.kind} {window.name} burn {severity}", service, slo=slo.kind),
+            "metadata": _meta(f"{service.name}-{slo.name}-{window.name}-{severity}",
+                              f"{slo.name} {window.name} burn {severity}", service, slo=slo.name),
             "spec": {
-                "description": (f"{severity.capitalize()} {service.team} when the {slo.kind} budget burns "
+                "description": (f"{severity.capitalize()} {service.team} when the {slo.name} budget burns "
                                 f"{burn_factor(window, slo.window_days)}x too fast"),
                 "alertWhenNoData": severity == "page",
                 "alertWhenResolved": True,
@@ -100,30 +108,46 @@ def alert_documents(service: Service, slo: SLO) -> list[dict[str, Any]]:
 
 def slo_document(service: Service, slo: SLO, policies: list[str]) -> dict[str, Any]:
     objective: dict[str, Any] = {"displayName": _objective_name(slo), "target": slo.objective}
+    method = "Occurrences"
+    if slo.kind == "threshold":
+        # A slice is good when the condition holds at the rule evaluation (every minute by default).
+        method = "Timeslices"
+        if slo.op in OPENSLO_OPS:
+            objective.update(op=OPENSLO_OPS[slo.op], value=slo.value)
+        objective.update(timeSliceTarget=1, timeSliceWindow="1m")
     spec: dict[str, Any] = {
-        "description": _objective_name(slo),
+        "description": slo.description or _objective_name(slo),
         "service": service.name,
-        "indicatorRef": f"{service.name}-{slo.kind}",
+        "indicatorRef": f"{service.name}-{slo.name}",
         "timeWindow": [{"duration": slo.window, "isRolling": True}],
-        "budgetingMethod": "Occurrences",
+        "budgetingMethod": method,
         "objectives": [objective],
     }
     if policies:
         # OpenSLO v1 refers to a separate AlertPolicy object as {alertPolicyRef: name}.
         spec["alertPolicies"] = [{"alertPolicyRef": name} for name in policies]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "SLO",
-        "metadata": _meta(f"{service.name}-{slo.kind}", f"{service.name} {slo.kind}", service, slo=slo.kind),
-        "spec": spec,
-    }
+    metadata = _meta(f"{service.name}-{slo.name}", f"{service.name} {slo.name}", service, slo=slo.name)
+    if slo.kind == "threshold":
+        # OpenSLO's objective ops have no == or !=: the exact condition travels as an annotation.
+        metadata["annotations"] = {CONDITION_ANNOTATION: f"{slo.op} {format(slo.value, 'f')}"}
+    return {"apiVersion": API_VERSION, "kind": "SLO", "metadata": metadata, "spec": spec}
+
+
+def _threshold_text(slo: SLO) -> str:
+    if slo.threshold_ms is not None:
+        return f"{slo.threshold_ms} ms"
+    return f"le {format(slo.threshold_seconds, 'f')}"
 
 
 def _objective_name(slo: SLO) -> str:
     percent = format((slo.objective * 100).normalize(), "f")
     if slo.kind == "availability":
         return f"{percent}% of requests succeed over {slo.window}"
-    return f"{percent}% of requests complete within {slo.threshold_ms} ms over {slo.window}"
+    if slo.kind == "latency":
+        return f"{percent}% of requests complete within {_threshold_text(slo)} over {slo.window}"
+    if slo.kind == "threshold":
+        return f"{percent}% of minutes meet {slo.op} {format(slo.value, 'f')} over {slo.window}"
+    return f"{percent}% of events are good over {slo.window}"
 
 
 def service_documents(service: Service) -> list[dict[str, Any]]:
@@ -149,6 +173,9 @@ def service_documents(service: Service) -> list[dict[str, Any]]:
 
 # The Service fields openslo_documents reads (generators.shapes templates on these alone).
 READS = frozenset({"name", "source", "team", "tier", "sli", "slos", "description"})
+# OpenSLO objective ops for ours (it has no == or !=).
+OPENSLO_OPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+CONDITION_ANNOTATION = "nthlayer.dev/condition"
 
 
 def openslo_documents(service: Service) -> dict[str, tuple[Any, bool]]:
@@ -157,7 +184,7 @@ def openslo_documents(service: Service) -> dict[str, tuple[Any, bool]]:
     for slo in service.slos:
         alerts = alert_documents(service, slo)
         policies = [doc["metadata"]["name"] for doc in alerts if doc["kind"] == "AlertPolicy"]
-        files[f"{slo.kind}.yaml"] = ([indicator(service, slo), slo_document(service, slo, policies), *alerts], True)
+        files[f"{slo.name}.yaml"] = ([indicator(service, slo), slo_document(service, slo, policies), *alerts], True)
     return files
 
 

@@ -1,23 +1,18 @@
 """Validate a folder of OpenSLO v1 YAML files: schema, names and references.
 
-Files may hold several documents ('---'). Each document is cut out of the file
-and loaded on its own by generators.yamlload.load_yaml (which loads exactly one
-document), padded with the newlines that precede it so every reported
-line:col is the one in the real file.
+Files may hold several documents ('---'), each loaded with its line marks by
+generators.yamlload.load_yaml_documents, so every reported line:col is the one in the real file.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Iterator
 
-import yaml
-
 from generators.errors import SpecError, SpecErrors, sort_key
 from generators.spec import schema_errors
-from generators.yamlload import Located, load_yaml, read_bounded
+from generators.yamlload import Located, load_yaml_documents
 
 SCHEMA = "openslo-v1.schema.json"
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # kind → (kind it refers to, where the reference sits in spec, the key holding the name)
 _REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -44,41 +39,9 @@ def openslo_files(path: str) -> list[str]:
     return sorted(in_openslo or found)
 
 
-def _document_slices(path: str, text: str) -> Iterator[str]:
-    """Each document's text, preceded by newlines so its lines keep their numbers."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SpecErrors([SpecError(path, line, col, "", f"YAML syntax error: {exc.problem or exc.context}")]) from None
-    lines = text.splitlines(keepends=True)
-    for node in nodes:
-        if node is None:
-            continue
-        first = node.start_mark.line
-        # end_mark sits where the next token starts: the next '---' or the end of the stream.
-        last = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
-        yield "\n" * first + "".join(lines[first:last])
-
-
 def load_documents(path: str) -> list[Located]:
     """Every document of one file with line marks; raises SpecErrors on unreadable YAML."""
-    raw = read_bounded(path)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return [load_yaml(path, raw)]  # load_yaml reports the bad byte's position
-    documents: list[Located] = []
-    errors: list[SpecError] = []
-    for piece in _document_slices(path, text):
-        try:
-            documents.append(load_yaml(path, piece.encode("utf-8")))
-        except SpecErrors as exc:
-            errors += exc.errors
-    if errors:
-        raise SpecErrors(errors)
-    return documents
+    return load_yaml_documents(path)
 
 
 def _name(document: Located) -> str | None:

@@ -277,6 +277,41 @@ def _scope(expr: str, extra: tuple[Matcher, ...]) -> str:
     return result
 
 
+_RATED = "__nthlayer_rated_{}__"
+
+
+def rate_selectors(expr: str, window: str) -> str:
+    """``expr`` with every vector selector ``s`` replaced by ``rate(s[window])``: an `events` SLI's
+    expression over counters, as events per second over ``window``. Raises PromQLError when the result
+    is not valid PromQL (e.g. a selector with an ``offset``, which must follow the range)."""
+    if _RATED.format("")[:-2] in expr:
+        raise PromQLError("expression contains nthlayer's reserved placeholder text")
+    tree = parse(expr)
+    holder = _Placeholders(expr)
+    rated: list[str] = []
+
+    def pre(node: Any) -> Any:
+        # Each selector becomes a bare placeholder name (the transform visits what it is given back,
+        # so it cannot be handed a rate() holding the selector); the rate() goes in as text after.
+        if isinstance(node, pq.VectorSelector):
+            if node.name and str(node.name).startswith(_RATED.format("")[:-2]):
+                return None
+            held = str(holder.selector(node, ()))
+            rated.append(held[:-2] if held.endswith("{}") else held)
+            return parse(_RATED.format(len(rated) - 1))
+        if isinstance(node, pq.StringLiteral):
+            return holder.string(node)
+        return None
+
+    text = re.sub(r" {2,}", " ", str(pq.transform(tree, pre, None)))
+    for index in range(len(rated) - 1, -1, -1):
+        # The renderer writes a bare name with empty braces.
+        text = text.replace(_RATED.format(index) + "{}", _RATED.format(index))
+        text = text.replace(_RATED.format(index), f"rate({rated[index]}[{window}])")
+    result = holder.substitute(text)
+    parse(result)
+    return result
+
+
 __all__ = ["PromQLError", "COUNTER_SUFFIXES", "parse", "metric_names", "metric_name", "matchers_of", "walk",
-           "selectors", "raw_counters", "render", "scope",
-           "scoped_by_position"]
+           "selectors", "raw_counters", "render", "scope", "scoped_by_position", "rate_selectors"]

@@ -27,8 +27,9 @@ from decimal import Decimal
 from typing import Any
 
 from generators.model import SLO, Service
-from generators.promql import le_matcher, selector
+from generators.promql import selector
 from generators.render import render_files
+from generators.sli_queries import BAD_SLICE_SERIES, absent_target, bad_slice, raw_rates, raw_ratio
 from generators.slo_maths import (RATIO_WINDOWS, BurnWindow, burn_factor, burn_threshold, burn_windows, clean,
                                   duration_seconds, error_budget)
 
@@ -73,44 +74,26 @@ def ratio_windows(slo: SLO) -> tuple[str, ...]:
 
 
 def series_labels(service: Service, slo: SLO) -> dict[str, str]:
-    return {"service": service.name, "slo": slo.kind, "team": service.team, "tier": str(service.tier.number)}
+    """The labels of every rule of an SLO: nthlayer's identity labels, then the spec's `labels:`."""
+    return {"service": service.name, "slo": slo.name, "team": service.team, "tier": str(service.tier.number),
+            **dict(service.labels)}
+
+
+def alert_labels(service: Service, slo: SLO, severity: str) -> dict[str, str]:
+    """An alert's labels: the SLO's series labels, its `alerting.labels`, and the severity."""
+    return {**series_labels(service, slo), **dict(slo.alerting.labels), "severity": severity}
 
 
 def record_labels(service: Service, slo: SLO) -> dict[str, str]:
     """The labels of every recorded series: ours plus Sloth's identity labels, which Sloth's Grafana
     dashboards select on (sloth_id is Sloth's ``<service>-<slo>``)."""
-    return {**series_labels(service, slo), "sloth_id": f"{service.name}-{slo.kind}",
-            "sloth_service": service.name, "sloth_slo": slo.kind}
+    return {**series_labels(service, slo), "sloth_id": f"{service.name}-{slo.name}",
+            "sloth_service": service.name, "sloth_slo": slo.name}
 
 
 def recorded(name: str, service: Service, slo: SLO) -> str:
     """A selector for one of this SLO's recorded series (service + slo identify it)."""
-    return selector(name, (("service", "=", service.name), ("slo", "=", slo.kind)))
-
-
-def total_selector(service: Service, slo: SLO) -> str:
-    sli = service.sli
-    if slo.kind == "availability":
-        return selector(sli.requests_metric, sli.selector)
-    return selector(f"{sli.latency_histogram}_count", sli.selector)
-
-
-def _good_or_bad_selector(service: Service, slo: SLO) -> str:
-    sli = service.sli
-    if slo.kind == "availability":
-        return selector(sli.requests_metric, sli.selector + sli.error_matchers)
-    return selector(f"{sli.latency_histogram}_bucket", sli.selector + (le_matcher(slo.threshold_seconds),))
-
-
-def raw_rates(service: Service, slo: SLO, window: str) -> tuple[str, str]:
-    """(errors per second, requests per second) over ``window`` from the raw counters."""
-    total = f"sum(rate({total_selector(service, slo)}[{window}]))"
-    if slo.kind == "availability":
-        # Without `or vector(0)` a service that never failed would have no error ratio at all.
-        errors = f"(sum(rate({_good_or_bad_selector(service, slo)}[{window}])) or vector(0))"
-    else:
-        errors = f"({total} - sum(rate({_good_or_bad_selector(service, slo)}[{window}])))"
-    return errors, total
+    return selector(name, (("service", "=", service.name), ("slo", "=", slo.name)))
 
 
 def _long_sum(series: str, window: str) -> str:
@@ -118,17 +101,32 @@ def _long_sum(series: str, window: str) -> str:
     return f"sum by ({', '.join(IDENTITY_LABELS)}) (sum_over_time({series}[{window}]))"
 
 
+def _time_mean(series: str, window: str) -> str:
+    """The mean of a recorded ratio over ``window`` (each evaluation weighs the same), across its old
+    and new team/tier labels."""
+    by = ", ".join(IDENTITY_LABELS)
+    return f"sum by ({by}) (sum_over_time({series}[{window}]))\n/\nsum by ({by}) (count_over_time({series}[{window}]))"
+
+
 def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
+    if slo.kind == "threshold":
+        # Time slices: the share of bad evaluations, from the slice recorded once per evaluation.
+        return _time_mean(recorded(BAD_SLICE_SERIES, service, slo), window)
     if duration_seconds(window) >= LONG_WINDOW_SECONDS:
+        if not slo.counted:
+            # A ratio_query has no event counts to weigh by: the long windows average its 5m ratio.
+            return _time_mean(recorded("slo:sli_error:ratio_rate5m", service, slo), window)
         errors = _long_sum(recorded('slo:sli_errors:rate5m', service, slo), window)
         total = _long_sum(recorded('slo:sli_requests:rate5m', service, slo), window)
         return f"{errors}\n/\n{total}"
-    errors, total = raw_rates(service, slo, window)
-    if slo.kind == "latency":
-        # 1 - good/total reads the counters twice, (total - good)/total three times.
-        good = f"sum(rate({_good_or_bad_selector(service, slo)}[{window}]))"
-        return f"1 - (\n{good}\n/\n{total}\n)"
-    return f"{errors}\n/\n{total}"
+    return raw_ratio(service, slo, window)
+
+
+def history_series(slo: SLO) -> str:
+    """The recorded series whose samples date an SLO's history: its first record of each evaluation."""
+    if slo.counted:
+        return "slo:sli_requests:rate5m"
+    return BAD_SLICE_SERIES if slo.kind == "threshold" else "slo:sli_error:ratio_rate5m"
 
 
 def budget_remaining_expr(service: Service, slo: SLO) -> str:
@@ -151,12 +149,16 @@ def budget_remaining_expr(service: Service, slo: SLO) -> str:
 
 def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
     labels = record_labels(service, slo)
-    errors5m, total5m = raw_rates(service, slo, "5m")
     budget = num(error_budget(slo.objective))
-    rules: list[dict[str, Any]] = [
-        {"record": "slo:sli_requests:rate5m", "expr": total5m},
-        {"record": "slo:sli_errors:rate5m", "expr": errors5m},
-    ]
+    rules: list[dict[str, Any]] = []
+    if slo.counted:
+        errors5m, total5m = raw_rates(service, slo, "5m")
+        rules += [
+            {"record": "slo:sli_requests:rate5m", "expr": total5m},
+            {"record": "slo:sli_errors:rate5m", "expr": errors5m},
+        ]
+    elif slo.kind == "threshold":
+        rules.append({"record": BAD_SLICE_SERIES, "expr": bad_slice(slo)})
     for window in ratio_windows(slo):
         rules.append({"record": f"slo:sli_error:ratio_rate{window}", "expr": error_ratio_expr(service, slo, window)})
     rules += [
@@ -168,7 +170,7 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
         {"record": "slo:period_burn_rate:ratio",
          "expr": f"{recorded(f'slo:sli_error:ratio_rate{slo.window}', service, slo)} / {budget}"},
         {"record": "slo:sli_requests:timestamp",
-         "expr": f"max by ({', '.join(IDENTITY_LABELS)}) (timestamp({recorded('slo:sli_requests:rate5m', service, slo)}))"},
+         "expr": f"max by ({', '.join(IDENTITY_LABELS)}) (timestamp({recorded(history_series(slo), service, slo)}))"},
         {"record": "slo:error_budget_remaining:ratio", "expr": budget_remaining_expr(service, slo)},
         # The same figure under Sloth's name, for its dashboards.
         {"record": "slo:period_error_budget_remaining:ratio",
@@ -181,12 +183,19 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
     return rules
 
 
+def _allowed(slo: SLO, severity: str) -> bool:
+    """Whether the SLO's `alerting` switches keep alerts of ``severity`` (page/critical pages, the rest
+    are tickets)."""
+    return slo.alerting.page if severity in ("page", "critical") else slo.alerting.ticket
+
+
 def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, str]]:
-    """(window, severity) for every burn alert this service's tier generates for the SLO's window."""
+    """(window, severity) for every burn alert this service's tier generates for the SLO's window,
+    less those the SLO's `alerting` switches off."""
     result = []
     for window in burn_windows(slo.window_days):
         severity = service.tier.burn_alerts.get(window.name)
-        if severity is not None:
+        if severity is not None and _allowed(slo, severity):
             result.append((window, severity))
     return result
 
@@ -206,12 +215,18 @@ def printed_text(template: str) -> str:
     return template.replace(_LITERAL_BRACES, "{{") if _LITERAL_BRACES in template else template
 
 
-def _annotations(service: Service, summary: str, description: str) -> dict[str, str]:
+def _annotations(service: Service, slo: SLO, summary: str, description: str) -> dict[str, str]:
     # The runbook URL needs no escaping: validation refuses '{{' in it (generators.spec_values).
     annotations = {"summary": template_literal(summary), "description": template_literal(description)}
     if service.runbook_url:
         annotations["runbook_url"] = service.runbook_url
+    annotations.update(slo.alerting.annotations)
     return annotations
+
+
+def _events(slo: SLO) -> str:
+    """What an SLO's ratio counts, for alert text."""
+    return {"events": "events", "ratio_query": "events", "threshold": "time slices"}.get(slo.kind, "requests")
 
 
 def burn_alert(service: Service, slo: SLO, window: BurnWindow, severity: str) -> dict[str, Any]:
@@ -219,40 +234,50 @@ def burn_alert(service: Service, slo: SLO, window: BurnWindow, severity: str) ->
     factor = num(burn_factor(window, slo.window_days))
     expr = (f"(\n  {recorded(f'slo:sli_error:ratio_rate{window.long}', service, slo)} > {threshold}\n"
             f"and\n  {recorded(f'slo:sli_error:ratio_rate{window.short}', service, slo)} > {threshold}\n)")
-    if severity == "page":
+    if severity == "page" and slo.guard is not None:
         # Too few requests make the ratio meaningless (1 failure in 3 requests is 33 %): no page then.
         expr += (f"\nand\n  avg_over_time({recorded('slo:sli_requests:rate5m', service, slo)}[{window.long}])"
-                 f" >= {num(service.min_request_rate)}")
+                 f" >= {num(slo.guard)}")
     share = num(window.budget_share * 100)
     return {
         "alert": burn_alert_name(window),
         "expr": expr,
         "for": window.for_,
         # The SLO's labels again: identical rules (name + labels) in one file fail promtool's lint.
-        "labels": {**series_labels(service, slo), "severity": severity},
+        "labels": alert_labels(service, slo, severity),
         "annotations": _annotations(
-            service,
-            f"{service.name} {slo.kind}: error budget burning {factor}x too fast",
-            (f"{service.name} {slo.kind} errors are above {threshold} of requests over both {window.long} and "
+            service, slo,
+            f"{service.name} {slo.name}: error budget burning {factor}x too fast",
+            (f"{service.name} {slo.name} errors are above {threshold} of {_events(slo)} over both {window.long} and "
              f"{window.short}: at this rate {share}% of the {slo.window} error budget is spent within "
              f"{window.long}."),
         ),
     }
 
 
-def absent_alert(service: Service, slo: SLO) -> dict[str, Any]:
+def absent_severity(service: Service, slo: SLO) -> str | None:
+    """The absent-metrics alert's severity: the fast burn alert's, within the SLO's switches (None: no alert)."""
     severity = service.tier.burn_alerts.get("fast") or "ticket"
-    metric = total_selector(service, slo)
+    if not _allowed(slo, severity):
+        severity = "ticket"
+    return severity if _allowed(slo, severity) else None
+
+
+def absent_alert(service: Service, slo: SLO) -> dict[str, Any] | None:
+    severity = absent_severity(service, slo)
+    if severity is None:
+        return None
+    metric = absent_target(service, slo)
     return {
         "alert": ABSENT_ALERT,
         "expr": f"absent({metric})",
         "for": ABSENT_FOR,
         # The other SLO alerts get Sloth's identity labels from the recorded series they read.
-        "labels": {**record_labels(service, slo), "severity": severity},
+        "labels": {**record_labels(service, slo), **dict(slo.alerting.labels), "severity": severity},
         "annotations": _annotations(
-            service,
-            f"{service.name} {slo.kind}: SLI metrics are missing",
-            f"No {metric} series for {ABSENT_FOR}: the {slo.kind} SLO cannot be measured.",
+            service, slo,
+            f"{service.name} {slo.name}: SLI metrics are missing",
+            f"No {metric} series for {ABSENT_FOR}: the {slo.name} SLO cannot be measured.",
         ),
     }
 
@@ -261,25 +286,29 @@ def budget_alert_name(percent: int) -> str:
     return f"SLOErrorBudgetBelow{percent}Percent"
 
 
-def enabled_budget_alerts(service: Service) -> list[tuple[int, str]]:
-    """(remaining percent, severity) for every budget alert the service's tier generates."""
+def enabled_budget_alerts(service: Service, slo: SLO) -> list[tuple[int, str]]:
+    """(remaining percent, severity) for every budget alert the service's tier generates for the SLO,
+    less those its `alerting` switches off."""
+    if not slo.alerting.budget:
+        return []
     policy = service.tier.budget_alerts
-    return [(percent, policy[percent]) for percent in BUDGET_ALERT_PERCENTS if policy.get(percent)]
+    return [(percent, policy[percent]) for percent in BUDGET_ALERT_PERCENTS
+            if policy.get(percent) and _allowed(slo, policy[percent])]
 
 
 def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
     alerts = []
-    for percent, severity in enabled_budget_alerts(service):
+    for percent, severity in enabled_budget_alerts(service, slo):
         threshold = Decimal(percent) / 100
         alerts.append({
             "alert": budget_alert_name(percent),
             "expr": f"{recorded('slo:error_budget_remaining:ratio', service, slo)} < {num(threshold)}",
             "for": BUDGET_ALERT_FOR,
-            "labels": {**series_labels(service, slo), "severity": severity},
+            "labels": alert_labels(service, slo, severity),
             "annotations": _annotations(
-                service,
-                f"{service.name} {slo.kind}: less than {percent}% of the error budget left",
-                f"Less than {percent}% of the {slo.window} {slo.kind} error budget of {service.name} remains.",
+                service, slo,
+                f"{service.name} {slo.name}: less than {percent}% of the error budget left",
+                f"Less than {percent}% of the {slo.window} {slo.name} error budget of {service.name} remains.",
             ),
         })
     return alerts
@@ -287,9 +316,12 @@ def budget_alerts(service: Service, slo: SLO) -> list[dict[str, Any]]:
 
 def alert_names(service: Service) -> list[str]:
     """Every alert name the rule file of a service defines, sorted."""
-    names = {ABSENT_ALERT, *(budget_alert_name(percent) for percent, _ in enabled_budget_alerts(service))}
+    names = set()
     for slo in service.slos:
         names.update(burn_alert_name(w) for w, _ in enabled_burn_windows(service, slo))
+        names.update(budget_alert_name(percent) for percent, _ in enabled_budget_alerts(service, slo))
+        if absent_severity(service, slo) is not None:
+            names.add(ABSENT_ALERT)
     return sorted(names)
 
 
@@ -299,9 +331,11 @@ def rule_groups(service: Service) -> dict[str, Any]:
     for slo in service.slos:
         rules = recording_rules(service, slo)
         rules += [burn_alert(service, slo, w, sev) for w, sev in enabled_burn_windows(service, slo)]
-        rules.append(absent_alert(service, slo))
+        absent = absent_alert(service, slo)
+        if absent is not None:
+            rules.append(absent)
         rules += budget_alerts(service, slo)
-        groups.append({"name": f"slo:{service.name}:{slo.kind}", "rules": rules})
+        groups.append({"name": f"slo:{service.name}:{slo.name}", "rules": rules})
     return {"groups": groups}
 
 
@@ -322,13 +356,15 @@ def scrape_config(service: Service) -> dict[str, Any]:
 
 
 # The Service fields slo_rule_documents reads (generators.shapes templates on these alone).
-READS = frozenset({"name", "source", "team", "tier", "sli", "slos", "min_request_rate", "scrape", "runbook_url"})
+READS = frozenset({"name", "source", "team", "tier", "sli", "slos", "scrape", "runbook_url", "labels"})
 
 
 def slo_rule_documents(service: Service) -> dict[str, tuple[Any, bool]]:
     """The rule file, its promtool test files and the scrape snippet: file name → (document, multi)."""
     from generators.slo_tests import burst_promtool_tests, promtool_tests
 
+    if not service.slos:  # `slos: []`: no SLO artifacts, only what Prometheus needs to scrape the service
+        return {SCRAPE_FILE: (scrape_config(service), False)}
     return {
         RULES_FILE: (rule_groups(service), False),
         TEST_FILE: (promtool_tests(service, RULES_FILE), False),

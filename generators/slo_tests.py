@@ -21,11 +21,12 @@ Prometheus' rate/sum_over_time then measure over what is there, so 4 hours of
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
 from functools import lru_cache
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from generators.model import SLO, Matcher, Service
 from generators.promql import quote
@@ -33,6 +34,7 @@ from generators.slo_maths import burn_threshold, duration_seconds, error_budget
 from generators.slo_rules import (ABSENT_ALERT, ABSENT_FOR, BUDGET_ALERT_FOR, absent_alert,
                                   alert_names, burn_alert, burn_alert_name, enabled_burn_windows,
                                   num, printed_text, record_labels)
+from generators.slo_test_inputs import Driver, Phase, driver, read_metrics
 
 STEP_SECONDS = 60
 # The 3-4 hour scenarios sample every 2 minutes: half the samples for the raw
@@ -51,7 +53,6 @@ LOW_TRAFFIC_SHARE = Decimal("0.2")  # of min_request_rate
 FAST_ALERT = "SLOBurnRateFast"
 _FALLBACK_VALUES = ("200", "OK", "500", "nthlayer", "x")
 
-Phase = tuple[int, Decimal, Decimal]  # (minutes, requests per minute, share of bad requests)
 
 
 def _matches(matcher: Matcher, value: str) -> bool:
@@ -126,7 +127,7 @@ def input_series(service: Service, slo: SLO, phases: list[Phase], step: int = 1)
     Callers give every SLO of the service the same traffic (requests per minute in each phase): only
     the share of bad requests differs, so SLIs sharing a counter agree on its total.
     """
-    sli = service.sli
+    sli = slo.sli_of(service)
     good = [(m, rate * (1 - bad)) for m, rate, bad in phases]
     total = [(m, rate) for m, rate, _ in phases]
     if slo.kind == "availability":
@@ -140,22 +141,22 @@ def input_series(service: Service, slo: SLO, phases: list[Phase], step: int = 1)
     labels = concrete_labels(sli.selector)
     bucket = {**labels, "le": format(slo.threshold_seconds.normalize(), "f")}
     series = [{"series": _series_name(f"{sli.latency_histogram}_bucket", bucket), "values": _counter_values(good, step)}]
-    if not _count_is_requests_metric(service):
+    if not _count_is_requests_metric(service, slo):
         series.append({"series": _series_name(f"{sli.latency_histogram}_count", labels),
                        "values": _counter_values(total, step)})
     return series
 
 
-def _count_is_requests_metric(service: Service) -> bool:
+def _count_is_requests_metric(service: Service, latency: SLO) -> bool:
     """Whether availability counts requests on the latency histogram's ``_count`` (Sloth's getting-started).
 
     Then the availability SLO's good and bad series already are the histogram's total: a second
     ``_count`` series would double every request the latency SLI reads. Every scenario drives all
     SLOs with the same traffic, so those series carry the right totals for the latency SLO too.
     """
-    sli = service.sli
-    return (sli.requests_metric == f"{sli.latency_histogram}_count"
-            and any(slo.kind == "availability" for slo in service.slos))
+    sli = latency.sli_of(service)
+    return any(slo.kind == "availability" and slo.sli_of(service).requests_metric == f"{sli.latency_histogram}_count"
+               and slo.sli_of(service).selector == sli.selector for slo in service.slos)
 
 
 def series_problem(service: Service) -> str | None:
@@ -181,8 +182,9 @@ def _series_problem(selector: tuple[Matcher, ...], error_matchers: tuple[Matcher
 
 
 def requests_per_minute(service: Service) -> Decimal:
-    """Test traffic: at least 1 req/s and 10x the page guard, in whole requests per second."""
-    per_second = max(Decimal(1), Decimal(math.ceil(service.min_request_rate * 10)))
+    """Test traffic: at least 1 req/s and 10x the highest page guard, in whole requests per second."""
+    guard = max((slo.guard for slo in service.slos if slo.guard is not None), default=Decimal(0))
+    per_second = max(Decimal(1), Decimal(math.ceil(guard * 10)))
     return per_second * STEP_SECONDS
 
 
@@ -200,8 +202,14 @@ def _burn_expectations(service: Service, slo: SLO, window_name: str) -> dict[str
 
 
 def _check(minutes: int, alerts: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [{"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": alerts.get(name, [])}
+    # Expectations checked twice are copied: a shared object would make the YAML writer fall back to
+    # PyYAML (and anchors); shared empty lists it writes itself.
+    return [{"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": _copy(alerts.get(name, []))}
             for name in sorted(alerts)]
+
+
+def _copy(expected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return copy.deepcopy(expected) if expected else expected
 
 
 def _after_eval(minute: int, every: int = EVAL_MINUTES) -> int:
@@ -209,40 +217,121 @@ def _after_eval(minute: int, every: int = EVAL_MINUTES) -> int:
     return -(-minute // every) * every
 
 
-def _fast_fire_minutes(service: Service, slo: SLO, every: int = BURST_EVAL_MINUTES) -> tuple[int, int]:
+class _Conflict(Exception):
+    """Two SLOs' test inputs disagree on one series: the scenarios cannot feed both."""
+
+
+class _Plan(NamedTuple):
+    """How each SLO takes part in the scenarios: driven (its inputs synthesized) or not (no input at all:
+    only its absent-metrics alert is expected to fire)."""
+
+    drivers: dict[str, Driver]
+    undriven: tuple[SLO, ...]
+
+    def driven(self, service: Service) -> list[SLO]:
+        return [slo for slo in service.slos if slo.name in self.drivers]
+
+    def events(self, slo: SLO) -> bool:
+        """Driven with any share of bad events (not time slices, which are good or bad as a whole)."""
+        found = self.drivers.get(slo.name)
+        return found is not None and not found.slices
+
+
+def _plan(service: Service) -> _Plan:
+    drivers: dict[str, Driver] = {}
+    undriven: list[SLO] = []
+    for slo in service.slos:
+        found = driver(service, slo)
+        if found is None:
+            undriven.append(slo)
+        else:
+            drivers[slo.name] = found
+    fed = frozenset().union(*(d.metrics for d in drivers.values()))
+    if any(read_metrics(service, slo) & fed for slo in undriven):
+        raise _Conflict  # an undriven SLO would read another's inputs: its alerts could not be predicted
+    return _Plan(drivers, tuple(undriven))
+
+
+def _inputs(service: Service, plan: _Plan, phases: Callable[[SLO], list[Phase]], step: int = 1
+            ) -> list[dict[str, str]]:
+    """Every driven SLO's series for its phases; a series two SLOs share must agree."""
+    merged: dict[str, str] = {}
+    for slo in plan.driven(service):
+        for item in plan.drivers[slo.name].series(phases(slo), step):
+            if merged.setdefault(item["series"], item["values"]) != item["values"]:
+                raise _Conflict
+    return [{"series": name, "values": values} for name, values in merged.items()]
+
+
+def _absent_labels(service: Service, slo: SLO) -> dict[str, str]:
+    """The labels absent() gives: its selector's equality matchers."""
+    if slo.kind in ("availability", "latency"):
+        return {label: value for label, op, value in slo.sli_of(service).selector if op == "="}
+    return {"service": service.name, "slo": slo.name}
+
+
+def _undriven_absent(service: Service, plan: _Plan) -> list[dict[str, Any]]:
+    """The absent alerts of the SLOs without input: firing from the first check of any scenario on."""
+    found = []
+    for slo in plan.undriven:
+        rule = absent_alert(service, slo)
+        if rule is not None:
+            found.append(_expected(_absent_labels(service, slo), rule))
+    return found
+
+
+def _quiet(service: Service, plan: _Plan) -> dict[str, list[dict[str, Any]]]:
+    alerts: dict[str, list[dict[str, Any]]] = {name: [] for name in alert_names(service)}
+    absent = _undriven_absent(service, plan)
+    if absent:
+        alerts[ABSENT_ALERT] = absent
+    return alerts
+
+
+def _has_fast(service: Service, slo: SLO) -> bool:
+    return any(w.name == "fast" for w, _ in enabled_burn_windows(service, slo))
+
+
+def _fast_fire_minutes(service: Service, slo: SLO, slices: bool = False,
+                       every: int = BURST_EVAL_MINUTES) -> tuple[int, int]:
     """(earliest, certain) minute after a 100 % burst starts at which the fast alert fires.
 
     With 1h of clean history the 1h error ratio k minutes into the burst is
     k/60, so the alert turns pending at the first evaluation with k/60 above
     the threshold and fires the first evaluation ``for`` later. 'earliest'
-    allows for float rounding when 60 x threshold is a whole number.
+    allows for float rounding when 60 x threshold is a whole number. Time
+    slices count the evaluations in the hour: k+1 bad of 61 (60 if the
+    range left out its first instant), so both bound the minute.
     """
     window = next(w for w, _ in enabled_burn_windows(service, slo) if w.name == "fast")
     threshold = burn_threshold(window, slo.objective, slo.window_days)
-    crossing = int(threshold * 60)  # floor: k/60 <= threshold up to here
+    # The last k at which the ratio may still be at or under the threshold.
+    early = int(threshold * 60) - 1 if slices else int(threshold * 60)
+    late = int(threshold * 61) - 1 if slices else early
     hold = _after_eval(duration_seconds(window.for_) // 60, every)
-    earliest = _after_eval(HEALTHY_MINUTES + crossing, every) + hold - HEALTHY_MINUTES
-    certain = _after_eval(HEALTHY_MINUTES + crossing + 1, every) + hold - HEALTHY_MINUTES
-    return earliest, certain
+    earliest = _after_eval(HEALTHY_MINUTES + early, every) + hold - HEALTHY_MINUTES
+    certain = _after_eval(HEALTHY_MINUTES + late + 1, every) + hold - HEALTHY_MINUTES
+    return max(earliest, 0), certain
 
 
-def burst_test(service: Service) -> dict[str, Any]:
+def burst_test(service: Service, plan: _Plan) -> dict[str, Any] | None:
+    """Every driven SLO bursts; those with a fast (page) alert must page, those without stay silent."""
     rate = requests_per_minute(service)
-    timing = {slo.kind: _fast_fire_minutes(service, slo) for slo in service.slos}
+    paging = [slo for slo in plan.driven(service) if _has_fast(service, slo)]
+    if not paging:
+        return None
+    timing = {slo.name: _fast_fire_minutes(service, slo, not plan.events(slo)) for slo in paging}
     times = sorted({BURST_DEADLINE_MINUTES} | {certain for _, certain in timing.values()})
     # Skip times at which some SLO may or may not have fired yet (float rounding at its threshold).
     times = [t for t in times if not any(early <= t < certain for early, certain in timing.values())]
     length = max(times) + 5
-    series = []
-    for slo in service.slos:
-        series += input_series(service, slo, [(HEALTHY_MINUTES, rate, Decimal(0)), (length, rate, Decimal(1))])
+    series = _inputs(service, plan, lambda slo: [(HEALTHY_MINUTES, rate, Decimal(0)), (length, rate, Decimal(1))])
     name = FAST_ALERT
     checks = _check(HEALTHY_MINUTES, {name: []})
     for minutes in times:
-        firing = [_burn_expectations(service, slo, "fast") for slo in service.slos
-                  if timing[slo.kind][1] <= minutes]
+        firing = [_burn_expectations(service, slo, "fast") for slo in paging if timing[slo.name][1] <= minutes]
         checks += _check(HEALTHY_MINUTES + minutes, {name: firing})
-    detail = ", ".join(f"{kind} by minute {certain}" for kind, (_, certain) in timing.items())
+    detail = ", ".join(f"{name} by minute {certain}" for name, (_, certain) in timing.items())
     return _test(f"burst: 100% errors after 1h of clean traffic page fast ({detail})", series, checks)
 
 
@@ -253,13 +342,13 @@ def _longest_for_minutes(service: Service) -> int:
     return -(-longest // unit) * unit
 
 
-def steady_test(service: Service) -> dict[str, Any]:
+def steady_test(service: Service, plan: _Plan) -> dict[str, Any]:
     rate = requests_per_minute(service)
     minutes = _longest_for_minutes(service) + STEADY_MARGIN_MINUTES
-    series = []
-    for slo in service.slos:
-        series += input_series(service, slo, [(minutes, rate, error_budget(slo.objective) / 2)], LONG_STEP_MINUTES)
-    nothing = {name: [] for name in alert_names(service)}
+    # Time slices cannot be half a budget bad in a few hours: they stay good.
+    series = _inputs(service, plan, lambda slo: [(minutes, rate, error_budget(slo.objective) / 2 if plan.events(slo)
+                                                  else Decimal(0))], LONG_STEP_MINUTES)
+    nothing = _quiet(service, plan)
     checks = _check(60, nothing) + _check(minutes, nothing)
     return _test(f"steady: a 0.5x budget burn for {minutes}m fires nothing", series, checks, LONG_STEP_MINUTES)
 
@@ -274,40 +363,47 @@ def sustained_share(service: Service, slo: SLO) -> Decimal:
     return 2 * lowest if 2 * lowest < above[0] else (lowest + above[0]) / 2
 
 
-def sustained_test(service: Service) -> dict[str, Any]:
+def sustained_test(service: Service, plan: _Plan) -> dict[str, Any] | None:
     rate = requests_per_minute(service)
-    shares = {slo.kind: sustained_share(service, slo) for slo in service.slos}
+    burning = [slo for slo in service.slos if plan.events(slo) and enabled_burn_windows(service, slo)]
+    if not burning:
+        return None
+    shares = {slo.name: sustained_share(service, slo) for slo in burning}
     # Ratios are at their final value from the first evaluation with two samples (5m).
     minutes = _longest_for_minutes(service) + STEADY_MARGIN_MINUTES
-    series = []
-    alerts: dict[str, list[dict[str, Any]]] = {name: [] for name in alert_names(service)}
-    for slo in service.slos:
-        series += input_series(service, slo, [(minutes, rate, shares[slo.kind])], LONG_STEP_MINUTES)
+    series = _inputs(service, plan, lambda slo: [(minutes, rate, shares.get(slo.name, Decimal(0)))],
+                     LONG_STEP_MINUTES)
+    alerts = _quiet(service, plan)
+    for slo in burning:
         labels = record_labels(service, slo)
         for window, severity in enabled_burn_windows(service, slo):
-            if burn_threshold(window, slo.objective, slo.window_days) < shares[slo.kind]:
+            if burn_threshold(window, slo.objective, slo.window_days) < shares[slo.name]:
                 alerts[burn_alert_name(window)].append(_expected(labels, burn_alert(service, slo, window, severity)))
         # The budget alerts stay silent: a few hours at a few times the budget spend a small share of
         # the whole window's allowance (tests/test_slo_rule_defects.py proves them on an exhaustion).
-    detail = ", ".join(f"{kind} {num(shares[kind] / error_budget(slo.objective))}x"
-                       for kind, slo in ((s.kind, s) for s in service.slos))
+    detail = ", ".join(f"{slo.name} {num(shares[slo.name] / error_budget(slo.objective))}x" for slo in burning)
     return _test(f"sustained: a burn above the slowest alert's factor fires it ({detail})", series,
                  _check(minutes, alerts), LONG_STEP_MINUTES)
 
 
-def low_traffic_test(service: Service) -> dict[str, Any]:
+def low_traffic_test(service: Service, plan: _Plan) -> dict[str, Any] | None:
+    """The SLOs whose pages are guarded fail every request at low traffic: no page until traffic rises.
+    The other driven SLOs stay healthy."""
+    guarded = [slo for slo in service.slos if plan.events(slo) and slo.guard is not None and _has_fast(service, slo)
+               and enabled_burn_windows(service, slo)[0][1] == "page"]
+    if not guarded:
+        return None
     rate = requests_per_minute(service)
-    low = service.min_request_rate * LOW_TRAFFIC_SHARE * STEP_SECONDS
-    series = []
-    for slo in service.slos:
-        series += input_series(service, slo, [(LOW_TRAFFIC_MINUTES, low, Decimal(1)), (LOW_TRAFFIC_MINUTES // 2, rate, Decimal(1))])
+    low = min(slo.guard for slo in guarded if slo.guard is not None) * LOW_TRAFFIC_SHARE * STEP_SECONDS
+    names = {slo.name for slo in guarded}
+    series = _inputs(service, plan, lambda slo: [(LOW_TRAFFIC_MINUTES, low, Decimal(slo.name in names)),
+                                                 (LOW_TRAFFIC_MINUTES // 2, rate, Decimal(slo.name in names))])
     pages = {burn_alert_name(w): [] for slo in service.slos
              for w, severity in enabled_burn_windows(service, slo) if severity == "page"}
     fast = FAST_ALERT
     checks = _check(LOW_TRAFFIC_MINUTES, pages)
     # The guard (1h average of the 5m request rate) passes 5-10 minutes after traffic rises.
-    checks += _check(LOW_TRAFFIC_MINUTES + 20,
-                     {fast: [_burn_expectations(service, slo, "fast") for slo in service.slos]})
+    checks += _check(LOW_TRAFFIC_MINUTES + 20, {fast: [_burn_expectations(service, slo, "fast") for slo in guarded]})
     return _test(f"low traffic: every request failing at {num(low / STEP_SECONDS)} req/s does not page; "
                  "normal traffic does", series, checks)
 
@@ -316,9 +412,8 @@ def absent_test(service: Service) -> dict[str, Any]:
     alerts: dict[str, list[dict[str, Any]]] = {name: [] for name in alert_names(service)}
     for slo in service.slos:
         rule = absent_alert(service, slo)
-        # absent() returns the selector's equality matchers as labels.
-        matched = {label: value for label, op, value in service.sli.selector if op == "="}
-        alerts[ABSENT_ALERT].append(_expected(matched, rule))
+        if rule is not None:
+            alerts[ABSENT_ALERT].append(_expected(_absent_labels(service, slo), rule))
     minutes = _after_eval(duration_seconds(ABSENT_FOR) // 60) + 2 * EVAL_MINUTES
     return _test("absent: no SLI series at all fires the absent-metrics alert", [], _check(minutes, alerts))
 
@@ -329,28 +424,34 @@ def _test(name: str, series: list[dict[str, str]], checks: list[dict[str, Any]],
 
 
 def promtool_tests(service: Service, rule_file: str) -> dict[str, Any]:
-    """The promtool test document; ``rule_file`` is relative to the test file."""
-    tests = []
-    # SLO windows of 1-2 days have no fast burn alert (its factor would be below 1).
-    has_fast = all(any(w.name == "fast" for w, _ in enabled_burn_windows(service, slo)) for slo in service.slos)
-    has_burn = all(enabled_burn_windows(service, slo) for slo in service.slos)
-    tests.append(steady_test(service))
-    if has_burn:
-        tests.append(sustained_test(service))
-    if has_fast:
-        tests.append(low_traffic_test(service))
+    """The promtool test document; ``rule_file`` is relative to the test file.
+
+    When the SLOs' inputs cannot be synthesized without disagreeing (two SLOs feeding one series
+    differently, or an SLO whose queries are not driven reading another's inputs), only the absent
+    scenario is generated."""
+    tests: list[dict[str, Any] | None] = []
+    try:
+        plan = _plan(service)
+        tests += [steady_test(service, plan), sustained_test(service, plan), low_traffic_test(service, plan)]
+    except _Conflict:
+        tests = []
     tests.append(absent_test(service))
-    return {"rule_files": [rule_file], "evaluation_interval": f"{EVAL_MINUTES}m", "tests": tests}
+    return {"rule_files": [rule_file], "evaluation_interval": f"{EVAL_MINUTES}m",
+            "tests": [test for test in tests if test is not None]}
 
 
 def burst_promtool_tests(service: Service, rule_file: str) -> dict[str, Any]:
     """The burst scenario alone, with rules evaluated every minute: it proves minutes-to-page.
 
-    SLO windows of 1-2 days have no fast burn alert; their file holds no test.
+    SLO windows of 1-2 days have no fast burn alert, nor do SLOs whose paging is off; a file whose SLOs
+    all lack it holds no test.
     """
-    has_fast = all(any(w.name == "fast" for w, _ in enabled_burn_windows(service, slo)) for slo in service.slos)
+    try:
+        test = burst_test(service, _plan(service))
+    except _Conflict:
+        test = None
     return {"rule_files": [rule_file], "evaluation_interval": f"{BURST_EVAL_MINUTES}m",
-            "tests": [burst_test(service)] if has_fast else []}
+            "tests": [test] if test is not None else []}
 
 
 __all__ = ["promtool_tests", "series_problem", "burst_promtool_tests", "input_series", "sample_value", "concrete_labels", "sustained_share"]

@@ -20,6 +20,7 @@ from generators.schema_messages import describe, type_name, unknown_key
 from generators.model import Service, build_service, to_decimal
 from generators.paging import paging_problems
 from generators.slo_maths import burn_threshold, burn_windows
+from generators.slo_spec import objective_pointer, slo_errors
 from generators.spec_values import sli_errors, value_errors
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
@@ -173,6 +174,27 @@ def _ms(seconds: Decimal) -> str:
     return format((seconds * 1000).normalize(), "f")
 
 
+def _default_latency_errors(located: Located, service: Service) -> list[SpecError]:
+    """The default latency SLO's threshold must be a bucket boundary of the service's histogram."""
+    data = located.data
+    threshold = service.slo("latency").threshold_seconds
+    buckets = service.sli.latency_buckets
+    if threshold in buckets:
+        return []
+    overrides = data.get("observability", {}).get("slo_overrides", {})
+    if "latency" in overrides:
+        pointer = "/observability/slo_overrides/latency"
+        origin = f"latency threshold {_ms(threshold)} ms"
+    else:
+        pointer = "/tier"
+        origin = f"tier {service.tier.number}'s default latency threshold {_ms(threshold)} ms"
+    where = "the declared" if "latency_buckets" in data.get("observability", {}).get("sli", {}) else "the default"
+    return [located.error(pointer, (
+        f"{origin} is not a bucket boundary of {where} latency buckets "
+        f"(nearest: {_nearest(buckets, threshold)}); set observability.slo_overrides.latency "
+        "to a boundary or declare observability.sli.latency_buckets"))]
+
+
 def semantic_errors(located: Located, service: Service) -> list[SpecError]:
     """Checks a schema cannot express, on one spec."""
     errors: list[SpecError] = []
@@ -182,30 +204,18 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
     for key, _ in service.labels:
         if key in RESERVED_LABELS:
             errors.append(located.error(f"/labels/{key}", f"label '{key}' is set by nthlayer and cannot be overridden", key=True))
-    latency = service.slo("latency")
-    threshold = latency.threshold_seconds
-    buckets = service.sli.latency_buckets
-    if threshold not in buckets:
-        overrides = data.get("observability", {}).get("slo_overrides", {})
-        if "latency" in overrides:
-            pointer = "/observability/slo_overrides/latency"
-            origin = f"latency threshold {_ms(threshold)} ms"
-        else:
-            pointer = "/tier"
-            origin = f"tier {service.tier.number}'s default latency threshold {_ms(threshold)} ms"
-        where = "the declared" if "latency_buckets" in data.get("observability", {}).get("sli", {}) else "the default"
-        errors.append(located.error(pointer, (
-            f"{origin} is not a bucket boundary of {where} latency buckets "
-            f"(nearest: {_nearest(buckets, threshold)}); set observability.slo_overrides.latency "
-            "to a boundary or declare observability.sli.latency_buckets")))
-    for slo in service.slos:
+    if "slos" in data:
+        errors += slo_errors(located, service, RESERVED_LABELS)
+    else:
+        errors += _default_latency_errors(located, service)
+    for index, slo in enumerate(service.slos):
         # A burn-rate alert whose threshold error ratio exceeds 100 % can never fire.
         for window in burn_windows(slo.window_days):
             threshold = burn_threshold(window, slo.objective, slo.window_days)
             if threshold > 1:
-                field = "availability" if slo.kind == "availability" else "latency_target"
-                errors.append(located.error(f"/observability/slo_overrides/{field}", (
-                    f"{slo.kind} objective {slo.objective} over {slo.window}: the {window.name} burn-rate alert "
+                pointer = objective_pointer(located, index if "slos" in data else None, slo)
+                errors.append(located.error(pointer, (
+                    f"{slo.name} objective {slo.objective} over {slo.window}: the {window.name} burn-rate alert "
                     f"would need an error ratio of {threshold} and can never fire; use a stricter objective"),
                     warning=True))
     seen: dict[tuple[str, str], int] = {}
@@ -276,16 +286,18 @@ class FileSummary(NamedTuple):
     technologies: tuple[Ref, ...]
     errors: tuple[SpecError, ...]
     warnings: tuple[SpecError, ...]
+    # The names of the SLOs a `slos:` block declares (they name output files); None: no `slos:` block.
+    slos: tuple[str, ...] | None = None
 
     def to_json(self) -> list:
-        return [self.path, self.name, self.upstream, self.technologies, self.errors, self.warnings]
+        return [self.path, self.name, self.upstream, self.technologies, self.errors, self.warnings, self.slos]
 
     @classmethod
     def from_json(cls, data: list) -> "FileSummary":
-        path, name, upstream, techs, errors, warnings = data
+        path, name, upstream, techs, errors, warnings, slos = data
         return cls(path, Ref(*name) if name else None, tuple(Ref(*r) for r in upstream),
                    tuple(Ref(*r) for r in techs), tuple(SpecError(*e) for e in errors),
-                   tuple(SpecError(*w) for w in warnings))
+                   tuple(SpecError(*w) for w in warnings), None if slos is None else tuple(slos))
 
 
 def _ref(located: Located, value: str, pointer: str) -> Ref:
@@ -310,6 +322,7 @@ def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedS
               for i, t in enumerate(service.technologies)),
         (),
         tuple(spec_warnings(spec) + _file_name_warnings(located, service.name)),
+        tuple(slo.name for slo in service.slos) if "slos" in located.data else None,
     )
     return summary, spec
 

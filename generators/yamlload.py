@@ -240,31 +240,57 @@ def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
     return raw
 
 
-def load_yaml(path: str, raw: bytes | None = None, max_bytes: int = MAX_FILE_BYTES) -> Located:
-    """Load one YAML document from ``path`` (or from ``raw``) with line marks.
-
-    Raises SpecErrors for anything that is not a single, well-formed document.
-    """
+def _compose(path: str, raw: bytes | None, max_bytes: int, many: bool) -> list[Any]:
+    """The composed YAML node(s) of a file: one document, or (``many``) every document in it."""
     if raw is None:
         raw = read_bounded(path, max_bytes)
     elif len(raw) > max_bytes:
         raise SpecErrors([SpecError(path, 1, 1, "",
                                     f"file is {len(raw)} bytes; files larger than {max_bytes} bytes are refused")])
     text = _decode(path, raw)
-    located = Located(path, None)
     yaml, loader, _ = _pyyaml()
     try:
-        node = yaml.compose(text, Loader=loader)
+        nodes = list(yaml.compose_all(text, Loader=loader)) if many else [yaml.compose(text, Loader=loader)]
     except yaml.MarkedYAMLError as exc:
         raise SpecErrors([_mark_error(path, exc, text)]) from None
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         raise SpecErrors([SpecError(path, 1, 1, "", f"YAML error: {exc}")]) from None
     except RecursionError:
         raise SpecErrors([SpecError(path, 1, 1, "", "document is nested too deeply")]) from None
-    if node is None:
+    nodes = [node for node in nodes if node is not None]
+    if not nodes:
         raise SpecErrors([SpecError(path, 1, 1, "", "file is empty; expected a mapping")])
+    return nodes
+
+
+def _located(path: str, node: Any, max_bytes: int) -> Located:
+    located = Located(path, None)
     walker = _Walker(located, max(MAX_NODES, max_bytes // 8))
     located.data = walker.walk(node, "", 0)
     if walker.errors:
         raise SpecErrors(walker.errors)
+    return located
+
+
+def load_yaml(path: str, raw: bytes | None = None, max_bytes: int = MAX_FILE_BYTES) -> Located:
+    """Load one YAML document from ``path`` (or from ``raw``) with line marks.
+
+    Raises SpecErrors for anything that is not a single, well-formed document.
+    """
+    return _located(path, _compose(path, raw, max_bytes, many=False)[0], max_bytes)
+
+
+def load_yaml_documents(path: str, raw: bytes | None = None, max_bytes: int = MAX_FILE_BYTES) -> list[Located]:
+    """Every document of a ``---``-separated YAML file (OpenSLO, Sloth's multi-service files), each with
+    its line marks (pointers are relative to its own document; lines count from the file's start).
+    Empty documents are skipped; raises SpecErrors when there is none, or for any malformed one."""
+    located: list[Located] = []
+    errors: list[SpecError] = []
+    for node in _compose(path, raw, max_bytes, many=True):
+        try:
+            located.append(_located(path, node, max_bytes))
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise SpecErrors(errors)
     return located

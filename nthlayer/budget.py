@@ -72,12 +72,14 @@ class BudgetReport:
 
 @dataclass(frozen=True)
 class QueryGroup:
-    """One query answering one SLO kind for every service that shares its metric, matchers and window."""
-    slo: str
+    """One query answering one SLO for every service that shares its metric, matchers and window; or
+    (``recorded``) the SLOs whose queries are the spec's own, read from their recorded ratios."""
+    slo: str  # the SLO's name ("" for a recorded group: each sample's labels name its SLO)
     window_days: int
     key_label: str | None  # None: the selector has no equality matcher; one service per query
     services: dict[str, str]  # key label value → service name
     promql: str
+    recorded: frozenset[tuple[str, str]] = frozenset()  # (service, SLO name) read from recorded series
 
 
 def load_services(directory: str, names: Iterable[str] | None = None) -> list[Service]:
@@ -164,32 +166,44 @@ def _ratio(slo: str, key: str | None, values: list[str], others: tuple[Matcher, 
 
 
 def plan_queries(services: Iterable[Service]) -> list[QueryGroup]:
-    """Group every (service, SLO) into as few queries as their metrics allow."""
+    """Group every (service, SLO) into as few queries as their metrics allow.
+
+    Availability and latency SLOs read their raw counters (services sharing metric, matchers and window
+    share a query); the SLOs whose queries are the spec's own (events, ratio_query, threshold) read the
+    ratios their recording rules keep, ``slo:sli_error:ratio_rate<W>{service, slo}``, one query per window.
+    """
     buckets: dict[tuple[Any, ...], dict[str, str]] = {}
-    singles: list[tuple[str, int, tuple[Any, ...], tuple[Matcher, ...], str]] = []
+    singles: list[tuple[str, str, int, tuple[Any, ...], tuple[Matcher, ...], str]] = []
+    recorded: dict[int, set[tuple[str, str]]] = {}
     for service in sorted(services, key=lambda s: s.name):
-        key, value, others = _split_selector(service.sli.selector)
         for slo in service.slos:
+            if slo.kind not in ("availability", "latency"):
+                recorded.setdefault(slo.window_days, set()).add((service.name, slo.name))
+                continue
+            sli = slo.sli_of(service)
+            key, value, others = _split_selector(sli.selector)
             sli_parts: tuple[Any, ...] = (
-                (service.sli.requests_metric, service.sli.error_matchers) if slo.kind == "availability"
-                else (service.sli.latency_histogram, slo.threshold_seconds))
-            signature = (slo.kind, slo.window_days, sli_parts, key, others)
+                (sli.requests_metric, sli.error_matchers) if slo.kind == "availability"
+                else (sli.latency_histogram, slo.threshold_seconds))
+            signature = (slo.name, slo.kind, slo.window_days, sli_parts, key, others)
             members = buckets.setdefault(signature, {}) if key is not None and value is not None else None
             if members is None or value in members:
                 # No equality matcher to group by, or two specs select the same series: the
                 # service gets a query of its own over its full selector.
-                singles.append((slo.kind, slo.window_days, sli_parts, service.sli.selector, service.name))
+                singles.append((slo.name, slo.kind, slo.window_days, sli_parts, sli.selector, service.name))
                 continue
             members[value] = service.name  # type: ignore[index]
     groups: list[QueryGroup] = []
-    for (kind, window_days, sli_parts, key, others), members in buckets.items():
-        groups.append(_group(kind, window_days, sli_parts, key, others, members))
-    for kind, window_days, sli_parts, full_selector, name in singles:
-        groups.append(_group(kind, window_days, sli_parts, None, full_selector, {"": name}))
+    for (name, kind, window_days, sli_parts, key, others), members in buckets.items():
+        groups.append(_group(name, kind, window_days, sli_parts, key, others, members))
+    for name, kind, window_days, sli_parts, full_selector, service_name in singles:
+        groups.append(_group(name, kind, window_days, sli_parts, None, full_selector, {"": service_name}))
+    for window_days, pairs in recorded.items():
+        groups.append(_recorded_group(window_days, frozenset(pairs)))
     return sorted(groups, key=lambda g: (g.slo, g.window_days, g.promql))
 
 
-def _group(kind: str, window_days: int, sli_parts: tuple[Any, ...], key: str | None,
+def _group(name: str, kind: str, window_days: int, sli_parts: tuple[Any, ...], key: str | None,
            others: tuple[Matcher, ...], members: dict[str, str]) -> QueryGroup:
     values = sorted(members)
     window = _ratio(kind, key, values, others, sli_parts, f"{window_days}d")
@@ -197,7 +211,21 @@ def _group(kind: str, window_days: int, sli_parts: tuple[Any, ...], key: str | N
     src = key or ""
     promql = (f'label_replace({window}, "{RANGE_LABEL}", "window", "{src}", ".*") or '
               f'label_replace({burn}, "{RANGE_LABEL}", "{BURN_RANGE}", "{src}", ".*")')
-    return QueryGroup(kind, window_days, key, dict(members), promql)
+    return QueryGroup(name, window_days, key, dict(members), promql)
+
+
+def _recorded_group(window_days: int, pairs: frozenset[tuple[str, str]]) -> QueryGroup:
+    """One query for the recorded window and 1h ratios of ``pairs`` (service, SLO name)."""
+    scope = ((("service", "=~", "|".join(regex_escape(s) for s in sorted({s for s, _ in pairs}))),
+              ("slo", "=~", "|".join(regex_escape(n) for n in sorted({n for _, n in pairs})))))
+
+    def ratio(window: str) -> str:
+        # max: the series of an SLO recorded under its old team/tier labels too, just after a change.
+        return f"max by (service, slo) ({selector(f'slo:sli_error:ratio_rate{window}', scope)})"
+
+    promql = (f'label_replace({ratio(f"{window_days}d")}, "{RANGE_LABEL}", "window", "", "") or '
+              f'label_replace({ratio(BURN_RANGE)}, "{RANGE_LABEL}", "{BURN_RANGE}", "", "")')
+    return QueryGroup("", window_days, None, {}, promql, pairs)
 
 
 def _finite(value: Decimal) -> Decimal | None:
@@ -209,6 +237,11 @@ def evaluate(client: PrometheusClient, services: list[Service], at: datetime) ->
     ratios: dict[tuple[str, str, str], Decimal | None] = {}
     for group in plan_queries(services):
         for sample in client.query(group.promql, at=at):
+            if group.recorded:
+                pair = (sample.labels.get("service", ""), sample.labels.get("slo", ""))
+                if pair in group.recorded:
+                    ratios[(*pair, sample.labels.get(RANGE_LABEL, ""))] = _finite(sample.value)
+                continue
             name = group.services.get(sample.labels.get(group.key_label, "") if group.key_label else "")
             if name is None:
                 continue
@@ -216,8 +249,8 @@ def evaluate(client: PrometheusClient, services: list[Service], at: datetime) ->
     reports: list[BudgetReport] = []
     for service in sorted(services, key=lambda s: s.name):
         for slo in service.slos:
-            ratio = ratios.get((service.name, slo.kind, "window"))
-            burn_ratio = ratios.get((service.name, slo.kind, BURN_RANGE))
+            ratio = ratios.get((service.name, slo.name, "window"))
+            burn_ratio = ratios.get((service.name, slo.name, BURN_RANGE))
             budget = ((Decimal(1) - slo.objective) * slo.window_days * 1440).quantize(MINUTES)
             consumed = remaining = percent = None
             if ratio is not None:
@@ -225,7 +258,7 @@ def evaluate(client: PrometheusClient, services: list[Service], at: datetime) ->
             burn = None
             if burn_ratio is not None and slo.objective < 1:
                 burn = (burn_ratio / (Decimal(1) - slo.objective)).quantize(RATE)
-            reports.append(BudgetReport(service.name, service.tier.number, slo.kind, slo.objective,
+            reports.append(BudgetReport(service.name, service.tier.number, slo.name, slo.objective,
                                         slo.window_days, at, budget, ratio, consumed, remaining, percent,
                                         burn, status_of(percent)))
     return reports

@@ -36,11 +36,12 @@ GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
 # Every artifact kind: the generator modules its output depends on (besides the
 # spec-loading core) and the files it writes, relative to out/<service>/.
 CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "spec_values.py", "schema_messages.py", "model.py", "tiers.py",
-             "render.py", "promql.py", "slo_maths.py", "paging.py", "schemas/service.schema.json")
+             "render.py", "promql.py", "slo_maths.py", "paging.py", "slo_spec.py", "promql_scope.py",
+             "schemas/service.schema.json")
 ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "openslo": (("openslo.py", "shapes.py"),
+    "openslo": (("openslo.py", "shapes.py", "slo_rules.py", "sli_queries.py"),
                 ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml")),
-    "slo_rules": (("slo_rules.py", "slo_tests.py", "shapes.py"),
+    "slo_rules": (("slo_rules.py", "slo_tests.py", "slo_test_inputs.py", "sli_queries.py", "shapes.py"),
                   ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
                    "prometheus/scrape.yaml")),
     "alerts": (("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
@@ -49,6 +50,22 @@ ARTIFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alertmanager": (("alertmanager.py",), ()),
 }
 PER_SERVICE = ("openslo", "slo_rules", "alerts", "pagerduty")
+# The files of a kind that exist once per SLO, or only when the service has SLOs at all.
+SLO_FILES = frozenset({"openslo/availability.yaml", "openslo/latency.yaml", "prometheus/slo.rules.yaml",
+                       "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml"})
+
+
+def artifact_files(kind: str, slos: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The files of ``kind`` under out/<service>/, for a spec declaring SLOs ``slos`` (None: the default
+    availability and latency SLOs): an OpenSLO file per SLO, and no SLO rules or tests without SLOs."""
+    files = ARTIFACTS[kind][1]
+    if slos is None:
+        return files
+    if kind == "openslo":
+        return ("openslo/service.yaml", *(f"openslo/{name}.yaml" for name in slos))
+    if not slos:
+        return tuple(name for name in files if name not in SLO_FILES)
+    return files
 SHARED_DIRS = frozenset({"alertmanager", "reports", "prometheus"})  # out/ folders not of one service
 
 
@@ -132,7 +149,7 @@ class BuildPlan:
 # warnings (generators.catalog_labels, which read the catalog files: each entry keeps their stamps too).
 INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "catalog_labels.py", "catalog.py", "promql_scope.py",
               "tech_alerts.py", "slo_tests.py", "schemas/catalog.schema.json")
-INDEX_FORMAT = "4"  # [size/mtime, summary, routing, upstream, catalog stamps] per file
+INDEX_FORMAT = "5"  # [size/mtime, summary, routing, upstream, catalog stamps] per file; summary with its SLO names
 
 
 def _code_fingerprint() -> str:
@@ -399,8 +416,8 @@ def code_fingerprint(kind: str) -> str:
     return _CODE_HASH[kind]
 
 
-def targets(out_dir: str, service: str, kind: str) -> list[str]:
-    return [f"{out_dir}/{service}/{name}" for name in ARTIFACTS[kind][1]]
+def targets(out_dir: str, service: str, kind: str, slos: tuple[str, ...] | None = None) -> list[str]:
+    return [f"{out_dir}/{service}/{name}" for name in artifact_files(kind, slos)]
 
 
 def _generate(kind: str, service: Service, out_dir: str, catalog_dir: str,
@@ -500,7 +517,10 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
     if service is not None:
         deps += plan.catalog_files(entry)
         base = f"{plan.out_dir}/{service}/"
-        outputs = [base + name for name in _SERVICE_FILES]  # every kind's targets (a thousand tasks are made a run)
+        slos = entry.summary.slos
+        # Every kind's targets (a thousand tasks are made a run: the default SLOs' list is made once).
+        outputs = [base + name for name in (_SERVICE_FILES if slos is None else
+                                            [f for kind in PER_SERVICE for f in artifact_files(kind, slos)])]
 
     def title(task: Any) -> str:
         kinds = stale_kinds(entry.path, task.dep_changed or (), stamps)
@@ -591,7 +611,8 @@ def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_
     files: dict[str, bytes] = {}
     for kind in kinds:
         made = _generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
-        expected = set(targets(plan.out_dir, service.name, kind))
+        # The SLO names decide the file names (the default pair's names give the default files).
+        expected = set(targets(plan.out_dir, service.name, kind, tuple(s.name for s in service.slos)))
         if set(made) != expected:
             raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")
         files.update(made)
@@ -615,10 +636,23 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
         if len(kinds) < len(PER_SERVICE) or not write_new_tree(f"{plan.out_dir}/{service.name}", files):
             remove_leftovers(sorted({os.path.dirname(path) for path in files}))  # a killed build's temp files
             write_all(files)
+            _remove_former_slo_files(f"{plan.out_dir}/{service.name}", kinds, files)
         return None
 
     action.__name__ = "build_service"
     return action
+
+
+def _remove_former_slo_files(base: str, kinds: list[str], files: dict[str, bytes]) -> None:
+    """Remove the SLO files a renamed or removed SLO left behind (a `slos:` block edited, added or removed)."""
+    candidates: list[str] = []
+    if "openslo" in kinds and os.path.isdir(f"{base}/openslo"):
+        candidates += [f"{base}/openslo/{name}" for name in os.listdir(f"{base}/openslo") if name.endswith(".yaml")]
+    if "slo_rules" in kinds:
+        candidates += [f"{base}/{name}" for name in SLO_FILES if name.startswith("prometheus/")]
+    for path in candidates:
+        if path not in files and os.path.isfile(path):
+            os.remove(path)
 
 
 def clean_targets(paths: Iterable[str], stop_at: str) -> None:

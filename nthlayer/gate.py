@@ -83,6 +83,11 @@ def decide(service: Service, budgets: list[BudgetReport] | None, unavailable: st
     if suspects or blocked_by_budget:
         decision.result = "block"
         return decision
+    if not service.slos:
+        # `slos: []`: nothing to judge by but the open-incident check above.
+        decision.reasons.append(f"{service.name} has no SLOs (slos: []): no error budget judges its deploys")
+        if state_problem is None:
+            return decision
     unknown_reasons = []
     if state_problem is not None:
         unknown_reasons.append(f"cannot read recent deploys and incidents: {state_problem}")

@@ -316,3 +316,29 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
     haproxy.write_text(original)
     fourth = _doit(workspace, env=env)
     assert both in fourth.stderr.splitlines()
+
+
+def test_named_slos_name_their_files_and_renames_leave_nothing_behind(tmp_path: Path) -> None:
+    services = tmp_path / "services"
+    services.mkdir()
+    spec = services / "lag-worker.yaml"
+    spec.write_text("service: lag-worker\ntier: 2\nteam: t\nslos:\n  - name: consumer-lag\n"
+                    "    threshold: {query: 'max(lag{group=\"a\"})', op: '<', value: 10}\n")
+    (services / "exporter.yaml").write_text("service: exporter\ntier: 3\nteam: t\nslos: []\n")
+    first = _doit(tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    files = lambda name: sorted(str(p.relative_to(tmp_path / "out" / name)) for p in (tmp_path / "out" / name).rglob("*"))  # noqa: E731
+    assert files("lag-worker") == ["openslo", "openslo/consumer-lag.yaml", "openslo/service.yaml", "pagerduty.json",
+                                   "prometheus", "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml",
+                                   "prometheus/slo-burst.test.yaml", "prometheus/slo-rules.test.yaml",
+                                   "prometheus/slo.rules.yaml"]
+    # slos: [] — no SLO artifacts: no OpenSLO SLO, no SLO rules or tests.
+    assert files("exporter") == ["openslo", "openslo/service.yaml", "pagerduty.json", "prometheus",
+                                 "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml"]
+    spec.write_text(spec.read_text().replace("consumer-lag", "lag"))
+    assert _doit(tmp_path).returncode == 0
+    assert "openslo/lag.yaml" in files("lag-worker") and "openslo/consumer-lag.yaml" not in files("lag-worker")
+    spec.write_text(spec.read_text().replace("slos:\n  - name: lag\n    threshold: {query: 'max(lag{group=\"a\"})', "
+                                             "op: '<', value: 10}\n", "slos: []\n"))
+    assert _doit(tmp_path).returncode == 0
+    assert files("lag-worker") == files("exporter")

@@ -141,7 +141,7 @@ spec:
 
 def test_reports_yaml_errors_at_their_line(tmp_path: Path) -> None:
     assert _lines(tmp_path, SLI_DOC + "---\nkind: [SLO\n") == [
-        "slo.yaml:20:1: /: YAML syntax error: did not find expected ',' or ']'"]
+        "slo.yaml:20:1: /: YAML syntax error: while parsing a flow sequence: did not find expected ',' or ']'"]
     assert _lines(tmp_path, SLI_DOC + "---\n- 1\n") == [
         "slo.yaml:19:1: /: expected an OpenSLO document (a mapping with apiVersion, kind, metadata and spec)"]
 

@@ -147,7 +147,10 @@ def test_shapes_differ_when_any_read_field_differs() -> None:
     base = EXAMPLES[0]
     slo = dataclasses.replace(base.slos[0], objective=Decimal("0.9"))
     variants = [base, renamed(base, "v-1"), dataclasses.replace(renamed(base, "v-2"), slos=(slo, *base.slos[1:])),
-                dataclasses.replace(renamed(base, "v-3"), min_request_rate=Decimal("7"))]
+                # The low-traffic guard is the SLOs' own (observability.min_request_rate is their default).
+                dataclasses.replace(renamed(base, "v-3"), slos=tuple(dataclasses.replace(s, guard=Decimal("7"))
+                                                                     for s in base.slos)),
+                dataclasses.replace(renamed(base, "v-4"), labels=(("env", "prod"),))]
     for service in variants:
         assert shaped(documents, reads, service) == direct(documents, service)
     assert shapes.stats["templated"] == 1
@@ -160,10 +163,26 @@ def test_equal_numbers_written_differently_are_different_shapes() -> None:
     assert latency.threshold_ms is not None
     wider = dataclasses.replace(latency, threshold_ms=Decimal(f"{latency.threshold_ms}.0"))
     variants = [base, renamed(base, "w-1"), dataclasses.replace(renamed(base, "w-2"), slos=(base.slos[0], wider)),
-                dataclasses.replace(renamed(base, "w-3"), min_request_rate=Decimal("0.050"))]
+                dataclasses.replace(renamed(base, "w-3"), slos=tuple(dataclasses.replace(s, guard=Decimal("0.050"))
+                                                                     for s in base.slos))]
     for service in variants:
         assert shaped(documents, reads, service) == direct(documents, service)
     assert shapes.stats["templated"] == 1
+
+
+KIND_SPECS = sorted(glob.glob(os.path.join(ROOT, "tests", "golden", "slo-kinds", "*", "spec.yaml")))
+
+
+@pytest.mark.parametrize("path", KIND_SPECS, ids=lambda p: p.split(os.sep)[-2])
+def test_every_slo_kind_is_templated_byte_identical(path: str) -> None:
+    """A `slos:` block is part of the shape: twins of a spec share a template, and its bytes are theirs."""
+    service = load_spec(os.path.relpath(path, ROOT), open(path, "rb").read()).service
+    twins = [service, renamed(service, f"{service.name}-two"), renamed(service, f"x{service.name}", "other-team")]
+    for documents, reads in KINDS:
+        for twin in twins:
+            assert shaped(documents, reads, twin) == direct(documents, twin)
+    assert shapes.stats["not_in_shape"] == 0
+    assert shapes.stats["templated"] == 2 * len(KINDS)
 
 
 def test_technology_alerts_are_templated_per_shape_and_byte_identical() -> None:

@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list-templates": ("list_templates", "list the templates 'init' can use"),
     "generate-slo": ("generate_slo", "write a service's OpenSLO documents or Prometheus SLO rules"),
     "generate-alerts": ("generate_alerts", "write a service's technology alerts from the rules catalog"),
+    "import": ("import_specs", "write service specs from Sloth specs or OpenSLO documents (lossy fields reported)"),
     "catalog": ("catalog", "browse, test and import the technology rules catalog"),
     "setup-prometheus": ("setup_prometheus", "write a prometheus.yml fragment for out/ and check it with promtool"),
     "setup-pagerduty": ("setup_pagerduty", "plan and apply a service's PagerDuty team, policy, service, integration"),
