@@ -52,3 +52,12 @@ def test_readme_pre_commit_example_is_a_marked_placeholder_for_this_repository()
     assert "# placeholder" in block.splitlines()[1]
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     assert [h["id"] for h in repo["hooks"]] == [hooks[0]["id"]]
+
+
+def test_every_python_package_of_the_checkout_is_in_the_wheel_list() -> None:
+    # The wheel test (tests/test_wheel.py) finds a forgotten package only through a command that imports
+    # it; this names it at once (generators.importers was left out of the list once).
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("generators", "nthlayer") for init in (ROOT / top).rglob("__init__.py")}
+    assert found - listed == set()
