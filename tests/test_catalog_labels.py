@@ -39,7 +39,7 @@ def test_proxy_selector_names_the_haproxy_alerts_it_silences(run_cli, tmp_path: 
         "puts no 'proxy' label on the metrics of HaproxyProcessConnectionsNearLimit, HaproxyStickTableNearlyFull: "
         "these alerts can never fire for this dependency, unless your scrape config adds 'proxy' to every target; "
         "select it by instance, job or a label your scrape config adds"]
-    assert out == "1 spec valid (1 services, 1 warning)\n"
+    assert out == "1 spec valid (1 service, 1 warning)\n"
 
 
 @pytest.mark.parametrize("selector", [
@@ -50,7 +50,7 @@ def test_proxy_selector_names_the_haproxy_alerts_it_silences(run_cli, tmp_path: 
 ])
 def test_selectors_that_reach_every_alert_pass(run_cli, tmp_path: Path, selector: str) -> None:
     path = _inventory(tmp_path, selector)
-    assert run_cli("validate", "--catalog", str(CATALOG), str(path)) == (0, "1 spec valid (1 services)\n", "")
+    assert run_cli("validate", "--catalog", str(CATALOG), str(path)) == (0, "1 spec valid (1 service)\n", "")
 
 
 def test_the_examples_validate_without_warnings(run_cli) -> None:
