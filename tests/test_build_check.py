@@ -86,8 +86,9 @@ def test_a_build_restores_a_hand_edited_file(tmp_path: Path) -> None:
 
 def test_outside_a_project_nothing_is_created(tmp_path: Path) -> None:
     hints = {"build": "pass --services DIR", "validate": "name the spec files or folders to validate",
-             "setup-prometheus": "pass --out with a built output folder"}
-    for args in (["build"], ["build", "--check"], ["build", "list"], ["validate"], ["setup-prometheus"]):
+             "setup-prometheus": "pass --out with a built output folder", "track-budget": "pass --services DIR"}
+    for args in (["build"], ["build", "--check"], ["build", "list"], ["validate"], ["setup-prometheus"],
+                 ["track-budget", "--all", "--prometheus", "http://127.0.0.1:9"]):
         result = _nthlayer(tmp_path, *args)
         assert (result.returncode, result.stdout) == (1, "")
         assert result.stderr == (f"nthlayer {args[0]}: error: no 'services' folder here ({tmp_path}): run it in a "
