@@ -21,8 +21,8 @@ examples:
   nthlayer build                        build every services/*.yaml into out/ (only what changed)
   nthlayer build service:payment-api    build one service
   nthlayer build list --all             list the tasks, one per service included
-  nthlayer build clean                  remove the outputs
   nthlayer build --check                write nothing; list out/ files that differ from what the specs produce
+  nthlayer build clean                  remove the outputs
   nthlayer build -- -n 0                doit options go after '--' (here: one process)
   nthlayer build --services services --out out
 """
