@@ -100,9 +100,13 @@ def test_build_warns_and_strict_fails_even_on_a_no_op_run(tmp_path: Path) -> Non
                                          "pagerduty:\n  escalation_emails: [oncall@example.com]\n")
     (services / "quiet.yaml").write_text("service: quiet-svc\ntier: 2\nteam: ops\n")
     line = f"services/quiet.yaml:1:1: /pagerduty: {UNROUTED.format(name='quiet-svc')}"
+    # The file is not named after its service on purpose (its outputs must still be kept): item 16's warning.
+    named = ("services/quiet.yaml:1:10: /service: the file is named 'quiet' but defines service 'quiet-svc'; "
+             "name it quiet-svc.yaml so the service is found by its name")
     first = _build(tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stderr.splitlines() == [line.replace(": no PagerDuty", ": warning: no PagerDuty")]
+    assert first.stderr.splitlines() == [line.replace(": no PagerDuty", ": warning: no PagerDuty"),
+                                         named.replace(": the file", ": warning: the file")]
     built = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "quiet-svc").rglob("*"))
     assert built
 
@@ -112,7 +116,7 @@ def test_build_warns_and_strict_fails_even_on_a_no_op_run(tmp_path: Path) -> Non
         result = _build(tmp_path, *strict, env=env)
         assert result.returncode not in (0, 4), result.stderr
         assert result.stderr.splitlines() == [
-            line, "nthlayer: services with invalid inputs (specs or catalog files) were not built; "
+            line, named, "nthlayer: services with invalid inputs (specs or catalog files) were not built; "
                   "the other services' outputs are up to date"], strict
         # Not built, and its last outputs kept (its file is not named after the service).
         assert sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "quiet-svc").rglob("*")) == built
