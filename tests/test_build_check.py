@@ -55,8 +55,16 @@ def test_check_lists_every_difference_and_writes_nothing(tmp_path: Path) -> None
                              "out/search-api/openslo/.service.yaml.999999-0.tmp: extra\n"
                              "out/search-api/pagerduty.json: edited\n")
     assert result.stderr == "nthlayer build --check: 4 files of out/ differ from what services/ produces; " \
-                            "run 'nthlayer build'\n"
+                            "run 'nthlayer build' and remove the extra files (a build leaves them)\n"
     assert _tree(tmp_path / "state") == state and _tree(out) == outputs
+
+    # A build restores the missing and edited files (and removes the dead writer's temp file); what is
+    # left is the extra file it did not write, which it keeps.
+    assert _nthlayer(tmp_path, "build").returncode == 0
+    extra = _nthlayer(tmp_path, "build", "--check")
+    assert extra.stdout == "out/search-api/notes.txt: extra\n"
+    assert extra.stderr == "nthlayer build --check: 1 file of out/ differs from what services/ produces; " \
+                           "remove the extra file (a build leaves it)\n"
 
 
 def test_check_reports_a_broken_spec(tmp_path: Path) -> None:

@@ -125,6 +125,11 @@ def _check(services: str, out: str, state: str, catalog: str | None, secrets_dir
     if differences:
         count = len(differences)
         files, differ = ("file", "differs") if count == 1 else ("files", "differ")
-        print(f"nthlayer build --check: {count} {files} of {out}/ {differ} from what {services}/ produces; "
-              "run 'nthlayer build'", file=sys.stderr)
+        # A build restores missing and edited files but keeps files it did not write (docs/build.md).
+        extra = sum(problem == "extra" for _, problem in differences)
+        remove = ("remove the extra file (a build leaves it)" if extra == 1
+                  else "remove the extra files (a build leaves them)")
+        todo = " and ".join(["run 'nthlayer build'"] * (count > extra) + [remove] * (extra > 0))
+        print(f"nthlayer build --check: {count} {files} of {out}/ {differ} from what {services}/ produces; {todo}",
+              file=sys.stderr)
     return 1 if differences or errors else 0
