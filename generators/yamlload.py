@@ -177,7 +177,9 @@ def allow_external_links(allowed: bool) -> None:
     _EXTERNAL_LINKS[:] = [allowed]
 
 
-def _external_links_allowed() -> bool:
+def external_links_allowed() -> bool:
+    """Whether symbolic links leaving the project are read (the flag, else $NTHLAYER_ALLOW_EXTERNAL_LINKS);
+    cached validation results depend on it (nthlayer/build.py)."""
     return _EXTERNAL_LINKS[0] if _EXTERNAL_LINKS else os.environ.get("NTHLAYER_ALLOW_EXTERNAL_LINKS") == "1"
 
 
@@ -207,7 +209,7 @@ def _link_problem(path: str) -> SpecErrors | None:
             return _error(path, "symbolic link that loops (it leads back to itself)")
         return _error(path, f"symbolic link to {clip(target)}, which does not exist")
     root = project_root(path)
-    if not _external_links_allowed() and not target.startswith(os.path.join(root, "")):
+    if not external_links_allowed() and not target.startswith(os.path.join(root, "")):
         return _error(path, f"symbolic link to {clip(target)}, outside the project {clip(root)}; refused "
                             "(--allow-external-links, or NTHLAYER_ALLOW_EXTERNAL_LINKS=1 for a build, reads it)")
     return None

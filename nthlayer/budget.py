@@ -86,7 +86,9 @@ def load_services(directory: str, names: Iterable[str] | None = None) -> list[Se
     """The services specified under ``directory`` (all, or those named); unknown names are a UserError."""
     from generators.errors import SpecErrors, UserError
     from generators.spec import expand_paths, validate_specs
+    from nthlayer.project import require_services_dir
 
+    require_services_dir(directory, "pass --services DIR")  # not 'services:1:1: no such file' (issue 14 item 13)
     files = expand_paths([directory])
     if not files:
         raise UserError(f"no service specs (*.yaml) in {directory}")

@@ -28,7 +28,7 @@ from generators.render import write_all, write_if_changed, write_new_tree
 from generators.shapes import shaped_files
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
                              keep_validators_in, load_spec, summarize)
-from generators.yamlload import load_yaml
+from generators.yamlload import external_links_allowed, load_yaml
 from nthlayer.outputs import remove_leftovers, targets_unedited
 
 GENERATORS_DIR = Path(__file__).resolve().parent.parent / "generators"
@@ -157,6 +157,9 @@ def _code_fingerprint() -> str:
     for name in INDEX_CODE:
         stat = (GENERATORS_DIR / name).stat()
         parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    # A link leaving the project is refused or read depending on this setting: a cached verdict made
+    # under the other one must not be reused (allowing it, or revoking it, takes effect on the next build).
+    parts.append(f"external-links:{int(external_links_allowed())}")
     return "|".join(parts)
 
 

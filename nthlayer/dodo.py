@@ -39,7 +39,7 @@ def namespace() -> dict[str, Any]:
     secrets = secrets_dir(given.get("secrets_dir"))  # the variable, else $NTHLAYER_SECRETS_DIR, else state/secrets
     # strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
     strict = is_on(build_setting(given, "strict", "NTHLAYER_STRICT"))
-    os.makedirs(state, exist_ok=True)
+    os.makedirs(state, mode=0o700, exist_ok=True)  # it will hold the state database (docs/state.md: 0700)
     remove_leftovers([out, state])  # what a killed build left: hidden staging folders and temp files
 
     config = {

@@ -42,6 +42,7 @@ AHEAD = 2  # tasks queued per worker: the one it runs and the next
 
 STOP_GRACE = 10.0  # seconds the running tasks get to finish after a stop signal
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOPPED: list[int] = []  # the stop signal that ended this process's build, if any (nthlayer build's exit code)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -131,6 +132,7 @@ class PrefetchMRunner(MRunner):
             self._run_tasks(task_dispatcher)
         except _Stop:
             self.final_result = ERROR
+            STOPPED[:] = [self._stop_signal]
             name = signal.Signals(self._stop_signal).name
             print(f"nthlayer: build stopped by {name}: finished tasks are recorded, the others did not run",
                   file=sys.stderr)

@@ -55,8 +55,16 @@ def test_check_lists_every_difference_and_writes_nothing(tmp_path: Path) -> None
                              "out/search-api/openslo/.service.yaml.999999-0.tmp: extra\n"
                              "out/search-api/pagerduty.json: edited\n")
     assert result.stderr == "nthlayer build --check: 4 files of out/ differ from what services/ produces; " \
-                            "run 'nthlayer build'\n"
+                            "run 'nthlayer build' and remove the extra files (a build leaves them)\n"
     assert _tree(tmp_path / "state") == state and _tree(out) == outputs
+
+    # A build restores the missing and edited files (and removes the dead writer's temp file); what is
+    # left is the extra file it did not write, which it keeps.
+    assert _nthlayer(tmp_path, "build").returncode == 0
+    extra = _nthlayer(tmp_path, "build", "--check")
+    assert extra.stdout == "out/search-api/notes.txt: extra\n"
+    assert extra.stderr == "nthlayer build --check: 1 file of out/ differs from what services/ produces; " \
+                           "remove the extra file (a build leaves it)\n"
 
 
 def test_check_reports_a_broken_spec(tmp_path: Path) -> None:
@@ -86,8 +94,9 @@ def test_a_build_restores_a_hand_edited_file(tmp_path: Path) -> None:
 
 def test_outside_a_project_nothing_is_created(tmp_path: Path) -> None:
     hints = {"build": "pass --services DIR", "validate": "name the spec files or folders to validate",
-             "setup-prometheus": "pass --out with a built output folder"}
-    for args in (["build"], ["build", "--check"], ["build", "list"], ["validate"], ["setup-prometheus"]):
+             "setup-prometheus": "pass --out with a built output folder", "track-budget": "pass --services DIR"}
+    for args in (["build"], ["build", "--check"], ["build", "list"], ["validate"], ["setup-prometheus"],
+                 ["track-budget", "--all", "--prometheus", "http://127.0.0.1:9"]):
         result = _nthlayer(tmp_path, *args)
         assert (result.returncode, result.stdout) == (1, "")
         assert result.stderr == (f"nthlayer {args[0]}: error: no 'services' folder here ({tmp_path}): run it in a "

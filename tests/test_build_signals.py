@@ -26,11 +26,12 @@ def _synthesize(folder: Path) -> None:
     synthesize(folder, SERVICES)
 
 
-def _start(work: Path) -> subprocess.Popen[bytes]:
+def _start(work: Path, command: tuple[str, ...] = ("doit", "-f", str(ROOT / "dodo.py"), "-d")) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
     env["NTHLAYER_CATALOG"] = str(ROOT / "rules_catalog")
     env["NTHLAYER_STATE"] = str(work / "state" / "nthlayer.duckdb")
-    return subprocess.Popen([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(work)],
+    args = [str(work)] if command[-1] == "-d" else []
+    return subprocess.Popen([sys.executable, "-m", *command, *args],
                             cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -156,6 +157,20 @@ def test_a_stop_signal_stops_the_build_cleanly(tmp_path: Path, signum: int) -> N
     assert f"service:svc-{0:05d}" not in ran  # recorded as built: not built again
     complete = _files(out)
     assert {path: complete[path] for path in stopped} == stopped  # every file the stopped build left was whole
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_nthlayer_build_stopped_by_a_signal_exits_interrupted(tmp_path: Path, signum: int) -> None:
+    """The exit-code table's 130 (interrupted), not 1 (a failed build): CI tells a cancelled run apart."""
+    _synthesize(tmp_path)
+    build = _start(tmp_path, ("nthlayer", "build"))
+    workers = _workers_at_work(build, tmp_path / "out")
+    build.send_signal(signum)
+    _stdout, stderr = build.communicate(timeout=60)
+    _end([pid for pid in workers if _running(pid)])
+    assert build.returncode == 130, stderr.decode()
+    assert stderr.decode().endswith(f"nthlayer: build stopped by {signal.Signals(signum).name}: finished tasks "
+                                    "are recorded, the others did not run\n")
 
 
 WATCHED = '''

@@ -100,7 +100,7 @@ def test_build_warns_and_strict_fails_even_on_a_no_op_run(tmp_path: Path) -> Non
                                          "pagerduty:\n  escalation_emails: [oncall@example.com]\n")
     (services / "quiet.yaml").write_text("service: quiet-svc\ntier: 2\nteam: ops\n")
     line = f"services/quiet.yaml:1:1: /pagerduty: {UNROUTED.format(name='quiet-svc')}"
-    # The file is not named after its service on purpose (strict must not prune its folder): a warning too.
+    # The file is not named after its service on purpose (its outputs must still be kept): item 16's warning.
     named = ("services/quiet.yaml:1:10: /service: the file is named 'quiet' but defines service 'quiet-svc'; "
              "name it quiet-svc.yaml so the service is found by its name")
     first = _build(tmp_path)

@@ -302,6 +302,17 @@ def test_generate_slo_reports_spec_errors(tmp_path: Path, run_cli) -> None:
 
 
 @requires_promtool
+def test_setup_prometheus_counts_one_service_in_the_singular(tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "out"
+    service = _service(GOLDEN / "tier1-payment-api" / "spec.yaml")
+    for path, data in slo_rule_files(service, str(out / service.name / "prometheus")).items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    code, stdout, stderr = run_cli("setup-prometheus", "--out", str(out))
+    assert code == 0, stderr
+    assert stdout.splitlines()[0] == f"wrote {out}/prometheus/prometheus.yml: 1 rule file, 1 scrape job"
+
+
 def test_setup_prometheus_writes_a_checked_fragment(tmp_path: Path, run_cli) -> None:
     out = tmp_path / "out"
     for case in ("tier1-payment-api", "window-7d"):

@@ -91,6 +91,15 @@ def test_new_database_and_folder_are_private(run_cli, tmp_path: Path) -> None:
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
 
 
+def test_a_first_build_creates_the_state_folder_private(tmp_path: Path) -> None:
+    """The build, usually the first command of a project, creates state/ before the database: 0700 too."""
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "a.yaml").write_text("service: a\ntier: 3\nteam: t\n")
+    result = _doit(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+
+
 _HOLDER = textwrap.dedent("""
     import sys, time
     import duckdb

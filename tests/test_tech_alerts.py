@@ -217,6 +217,20 @@ def test_cli_generate_alerts(run_cli, tmp_path: Path) -> None:
     assert "runbook_url: https://rb.example/x/RedisDown" in (tmp_path / "alerts.rules.yaml").read_text()
 
 
+def test_cli_generate_alerts_to_stdout(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'--output -' writes the rule file to stdout (as generate-slo does), not into a folder named '-'."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("generate-alerts", str(GOLDEN_SPEC), "--catalog", FIXTURE, "--output", "-")
+    assert (code, err) == (0, "")
+    run_cli("generate-alerts", str(GOLDEN_SPEC), "--catalog", FIXTURE, "--output", str(tmp_path / "file"))
+    assert out == (tmp_path / "file" / "alerts.rules.yaml").read_text()
+    assert not (tmp_path / "-").exists()
+    code, out, err = run_cli("generate-alerts", str(GOLDEN_SPEC), "--output", "-", "--check")
+    assert (code, out) == (64, "")
+    assert err.splitlines()[-1] == ("nthlayer generate-alerts: error: --check runs promtool on the written file; "
+                                    "with --output - nothing is written")
+
+
 @requires_promtool
 def test_cli_generate_alerts_check(run_cli, tmp_path: Path) -> None:
     code, out, _ = run_cli("generate-alerts", str(GOLDEN_SPEC), "--catalog", FIXTURE, "--output", str(tmp_path),

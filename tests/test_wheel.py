@@ -79,7 +79,7 @@ def test_an_installed_wheel_validates_and_builds_outside_the_checkout(tmp_path: 
         assert built.returncode == 0, built.stderr
         venv = tmp_path / "venv"
         assert _run([sys.executable, "-m", "venv", str(venv)], tmp_path).returncode == 0
-        wheel = next(wheels.glob("*.whl"))
+        wheel = next(wheels.glob("nthlayer_slo-*.whl"))  # the distribution is nthlayer-slo (item 18)
         installed = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", str(wheel)],
                          tmp_path, env, timeout=600)
         assert installed.returncode == 0, installed.stderr
@@ -103,8 +103,11 @@ def test_an_installed_wheel_validates_and_builds_outside_the_checkout(tmp_path: 
 
         # The same files as this checkout builds: the packaged catalog and build definition are these.
         here = _monorepo(tmp_path / "here")
-        local = _run([sys.executable, "-m", "nthlayer", "build"], here,  # the same settings: none of the suite's
-                     {**env, "PATH": os.environ["PATH"]})                  # NTHLAYER_* variables
+        # The same settings as the installed run: the suite's own NTHLAYER_SECRETS_DIR (conftest) would
+        # change alertmanager.yml's routing_key_file paths.
+        local_env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+        local = _run([sys.executable, "-m", "nthlayer", "build"], here,
+                     {**local_env, "NTHLAYER_STATE": str(here / "state" / "nthlayer.duckdb")})
         assert local.returncode == 0, local.stderr
         assert _tree(monorepo / "out") == _tree(here / "out")
         assert "postgres" in (monorepo / "out" / "user-service" / "prometheus" / "alerts.rules.yaml").read_text()

@@ -49,9 +49,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def doit_exit_code(code: int | None) -> int:
     """doit's exit status in nthlayer's table: 1 and 2 (a task failed, or could not run after one did)
-    are a failed build (1); 3 (doit refused its command line: unknown task, bad option) is a usage error."""
+    are a failed build (1), unless a stop signal ended it (130, interrupted); 3 (doit refused its command
+    line: unknown task, bad option) is a usage error."""
     from nthlayer.argparsing import EXIT_USAGE
+    from nthlayer.cli import EXIT_INTERRUPTED
+    from nthlayer.runner import STOPPED
 
+    if STOPPED:
+        return EXIT_INTERRUPTED
     if not code:  # doit's clean and some other commands return None on success
         return 0
     return EXIT_USAGE if code == 3 else 1
@@ -120,6 +125,11 @@ def _check(services: str, out: str, state: str, catalog: str | None, secrets_dir
     if differences:
         count = len(differences)
         files, differ = ("file", "differs") if count == 1 else ("files", "differ")
-        print(f"nthlayer build --check: {count} {files} of {out}/ {differ} from what {services}/ produces; "
-              "run 'nthlayer build'", file=sys.stderr)
+        # A build restores missing and edited files but keeps files it did not write (docs/build.md).
+        extra = sum(problem == "extra" for _, problem in differences)
+        remove = ("remove the extra file (a build leaves it)" if extra == 1
+                  else "remove the extra files (a build leaves them)")
+        todo = " and ".join(["run 'nthlayer build'"] * (count > extra) + [remove] * (extra > 0))
+        print(f"nthlayer build --check: {count} {files} of {out}/ {differ} from what {services}/ produces; {todo}",
+              file=sys.stderr)
     return 1 if differences or errors else 0

@@ -20,6 +20,7 @@ from generators.catalog import (
 )
 from generators.errors import SpecErrors, UserError
 from generators.render import write_all, yaml_bytes
+from generators.schema_messages import plural
 from nthlayer.promtool import ToolResult
 
 IMPORT_MAX_BYTES = 16 * 1024 * 1024  # the whole public awesome-prometheus-alerts file is far smaller
@@ -60,17 +61,13 @@ def run(args: argparse.Namespace) -> int:
     raise UserError(f"unknown action {args.action}")
 
 
-def _plural(count: int, noun: str, plural: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
-
-
 def summary_line(catalog: dict[str, Technology]) -> str:
     """``48 technologies, 412 rules, 830 test cases`` (+ imported rules when there are any)."""
     rules = sum(len(t.rules) for t in catalog.values())
     imported = sum(len(t.rules) for t in catalog.values() if t.imported)
     cases = sum(t.test_cases for t in catalog.values())
-    line = f"{_plural(len(catalog), 'technology', 'technologies')}, {_plural(rules, 'rule')}, " \
-           f"{_plural(cases, 'test case')}"
+    line = f"{plural(len(catalog), 'technology', 'technologies')}, {plural(rules, 'rule')}, " \
+           f"{plural(cases, 'test case')}"
     return line + (f" ({imported} imported, untested)" if imported else "")
 
 
@@ -80,8 +77,8 @@ def _list(catalog_dir: str, summary: bool) -> int:
         width = max((len(name) for name in catalog), default=10)
         for name, tech in sorted(catalog.items()):
             flag = "  imported" if tech.imported else ""
-            print(f"{name:<{width}}  {tech.data['category']:<13}  {_plural(len(tech.rules), 'rule'):>9}  "
-                  f"{_plural(tech.test_cases, 'test'):>10}  {tech.data['display_name']}{flag}")
+            print(f"{name:<{width}}  {tech.data['category']:<13}  {plural(len(tech.rules), 'rule'):>9}  "
+                  f"{plural(tech.test_cases, 'test'):>10}  {tech.data['display_name']}{flag}")
     print(summary_line(catalog))
     return 0
 
@@ -105,7 +102,7 @@ def _show(catalog_dir: str, name: str) -> int:
         tiers = ",".join(str(t) for t in sorted(rule["tiers"]))
         print()
         print(f"{rule['name']}  {rule['severity']}  tiers {tiers}  for {rule['for']}  "
-              f"{_plural(len(rule.get('tests', [])), 'test')}")
+              f"{plural(len(rule.get('tests', [])), 'test')}")
         for line in rule["expr"].strip().splitlines():
             print(f"    {line}")
         print(f"  {rule['summary']}")
@@ -218,13 +215,13 @@ def _import(catalog_dir: str, path: str, into: str, strict: bool) -> int:
     for problem in SpecErrors(problems).errors:
         print(problem.format(), file=sys.stderr)
     if problems and strict:
-        print(f"catalog import: {_plural(len(problems), 'problem')}; nothing written", file=sys.stderr)
+        print(f"catalog import: {plural(len(problems), 'problem')}; nothing written", file=sys.stderr)
         return 1
     written = write_all(result.files)
     for tech, count in sorted(result.rules.items()):
-        print(f"{tech}: {_plural(count, 'rule')}")
+        print(f"{tech}: {plural(count, 'rule')}")
     skipped = len({p.pointer for p in problems})
-    print(f"imported {_plural(sum(result.rules.values()), 'rule')} into "
-          f"{_plural(len(result.files), 'technology', 'technologies')} in {into} "
-          f"({_plural(len(written), 'file')} changed)" + (f"; {skipped} skipped (listed above)" if skipped else ""))
+    print(f"imported {plural(sum(result.rules.values()), 'rule')} into "
+          f"{plural(len(result.files), 'technology', 'technologies')} in {into} "
+          f"({plural(len(written), 'file')} changed)" + (f"; {skipped} skipped (listed above)" if skipped else ""))
     return 0

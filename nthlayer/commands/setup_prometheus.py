@@ -23,6 +23,7 @@ import yaml
 
 from generators.errors import UserError
 from generators.render import write_if_changed, yaml_bytes
+from generators.schema_messages import plural
 from nthlayer.project import require_services_dir
 
 RULES_GLOB = "*.rules.yaml"
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     state = "wrote" if write_if_changed(output, data) else "unchanged"
     base = os.path.dirname(os.path.abspath(output))
     rule_files = [p for pattern in fragment["rule_files"] for p in glob.glob(os.path.join(base, pattern))]
-    print(f"{state} {output}: {len(rule_files)} rule files, {len(fragment['scrape_configs'])} scrape jobs")
+    print(f"{state} {output}: {plural(len(rule_files), 'rule file')}, "
+          f"{plural(len(fragment['scrape_configs']), 'scrape job')}")
     if args.no_check:
         return 0
     from nthlayer.promtool import run_tool
