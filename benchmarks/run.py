@@ -122,6 +122,7 @@ def synthesize(folder: Path, count: int, seed: int = 7) -> list[str]:
                 deps += [f"    - type: {tech}", f"      name: {name}-{tech}", f"      selector: {{service_instance: {name}}}"]
         if deps:
             lines += ["dependencies:", *deps]
+        lines += ["pagerduty:", f"  escalation_emails: [oncall-{index % 40:02d}@example.com]"]  # pages reach someone
         (services / f"{name}.yaml").write_text("\n".join(lines) + "\n")
     return names
 
