@@ -198,3 +198,62 @@ def test_sli_regex_python_reads_differently_gets_test_series_prometheus_matches(
         Path(path).write_bytes(data)
     result = test_rules(sorted(p for p in files if p.endswith(".test.yaml")))
     assert result.ok, result.output
+
+
+HOSTILE_SLOS = """\
+service: x
+tier: 1
+team: t
+pagerduty: {escalation_emails: [a@b.c]}
+slos:
+  - name: avail
+    availability:
+      selector: {job: "=~(?!foo).*"}
+  - name: lat
+    latency:
+      threshold: 0.5
+      selector: {job: "=~foo(["}
+  - name: ev
+    description: "{{ $value }}"
+    events:
+      bad: 'errs_total{job=~"ab"}'
+      total: 'reqs_total'
+    alerting:
+      labels: {route: "{{x}}"}
+      annotations: {dash: "{{ query \\"up\\" }}"}
+  - name: rq
+    ratio_query: 'sum(rate(a_total{x=~"(?<n>a)"}[$window])) / sum(rate(b_total[$window]))'
+"""
+
+
+def test_build_refuses_hostile_slo_fields_with_spec_errors_not_a_traceback(run_cli, project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (project / "services" / "x.yaml").write_text(HOSTILE_SLOS)
+    _code, _out, validated = _run_validate(run_cli, "services")
+    not_re2 = ("is not a regular expression Prometheus accepts (Go's RE2 syntax, which has no lookaround, "
+               "backreferences or possessive quantifiers)")
+    template = ("Prometheus reads alert labels and annotations as templates, so this would break the rule file "
+                "or run a query; remove it")
+    expected = [
+        f"services/x.yaml:8:23: /slos/0/availability/selector/job: '(?!foo).*' {not_re2}: invalid perl operator: (?!",
+        f"services/x.yaml:12:23: /slos/1/latency/selector/job: 'foo([' {not_re2}: missing ]: [",
+        f"services/x.yaml:14:18: /slos/2/description: '{{{{ $value }}}}' contains '{{{{' and '}}}}': {template}",
+        f"services/x.yaml:19:23: /slos/2/alerting/labels/route: '{{{{x}}}}' contains '{{{{' and '}}}}': {template}",
+        f"services/x.yaml:20:27: /slos/2/alerting/annotations/dash: '{{{{ query \"up\" }}}}' contains '{{{{' and "
+        f"'}}}}': {template}",
+        f"services/x.yaml:22:18: /slos/3/ratio_query: matcher x=~'(?<n>a)' {not_re2}: named groups are written "
+        "(?P<name>...) in Go's regexp",
+    ]
+    assert validated.splitlines() == expected + ["6 errors in 1 file"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(project)],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.splitlines()[:-1] == expected
+    assert (project / "out" / "ok" / "prometheus" / "slo.rules.yaml").is_file()
+    assert not (project / "out" / "x").exists()
