@@ -257,3 +257,30 @@ def test_build_refuses_hostile_slo_fields_with_spec_errors_not_a_traceback(run_c
     assert result.stderr.splitlines()[:-1] == expected
     assert (project / "out" / "ok" / "prometheus" / "slo.rules.yaml").is_file()
     assert not (project / "out" / "x").exists()
+
+
+@pytest.mark.parametrize("spec", [
+    {"observability": {"sli": {"selector": {"job": "a\u2028b", "env": "c\u2029d\x85"}}}},
+    {"slos": [{"name": "g", "threshold": {"query": 'max(up{job="a\u2028b"})', "op": "<", "value": 1}},
+              {"name": "r", "ratio_query": 'sum(rate(e_total{job="\\\\\u2028{{"}[$window])) / sum(rate(t_total[$window]))'}]},
+], ids=["sli-selector", "slo-queries"])
+def test_unicode_line_separators_in_user_text_keep_rule_files_readable(tmp_path: Path, spec: dict) -> None:
+    """U+2028, U+2029 and NEL are line breaks to PyYAML's literal blocks and not to Prometheus' YAML reader;
+    the property test met them in a query: the rule file must read back as written, and promtool accept it."""
+    import yaml
+
+    from generators.spec import load_spec
+    from nthlayer.build import _generate
+    from nthlayer.promtool import check_rules
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_dump({"service": "s", "tier": 1, "team": "t", **spec}, allow_unicode=True).encode("utf-8")
+    files = _generate("slo_rules", load_spec("services/s.yaml", raw).service, str(tmp_path), str(ROOT / "rules_catalog"))
+    rules = sorted(path for path in files if path.endswith(".rules.yaml"))
+    for path, data in files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    exprs = [rule["expr"] for path in rules for group in yaml.safe_load(files[path])["groups"] for rule in group["rules"]]
+    assert any("\u2028" in expr for expr in exprs)
+    result = check_rules(rules)
+    assert result.ok, result.output
