@@ -18,9 +18,17 @@ def _represent_decimal(dumper: Any, value: Decimal) -> Any:
     return dumper.represent_scalar("tag:yaml.org,2002:float", text)
 
 
+_UNICODE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
 def _represent_str(dumper: Any, value: str) -> Any:
-    # Multi-line strings (PromQL, descriptions) read best as literal blocks.
-    style = "|" if "\n" in value else None
+    # Multi-line strings (PromQL, descriptions) read best as literal blocks. PyYAML writes NEL, U+2028 and
+    # U+2029 raw as line breaks in any style but double quotes, which escape them (\N, \L, \P): Go's YAML
+    # reader (Prometheus) does not break lines there, and even PyYAML does not read such a block back.
+    if any(mark in value for mark in _UNICODE_BREAKS):
+        style: str | None = '"'
+    else:
+        style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -65,7 +73,7 @@ _STRS: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 _OTHERS: dict[tuple[type, Any], tuple[str, tuple[str, ...] | None]] = {}
 _KEYS: dict[str, str] = {}
 _STR_TAG = "tag:yaml.org,2002:str"
-_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+_BREAKS = ("\n", "\r") + _UNICODE_BREAKS
 
 
 def _plain_ok(text: str) -> bool:

@@ -159,10 +159,13 @@ def _count_is_requests_metric(service: Service, latency: SLO) -> bool:
                and slo.sli_of(service).selector == sli.selector for slo in service.slos)
 
 
-def series_problem(service: Service) -> str | None:
+def series_problem(service: Service, slo: SLO | None = None) -> str | None:
     """Why no test series can be made for this service's SLI matchers (a selector and error matchers
-    that contradict each other, say), or None: validation asks, so a build never meets it."""
-    sli = service.sli
+    that contradict each other, say), or None: validation asks, so a build never meets it. With ``slo``
+    (an availability or latency SLO), its own SLI's: a latency SLO's series use its selector alone."""
+    sli = service.sli if slo is None else slo.sli_of(service)
+    if slo is not None and slo.kind == "latency":
+        return _series_problem(sli.selector, ())
     return _series_problem(sli.selector, sli.error_matchers)
 
 
@@ -171,8 +174,9 @@ def _series_problem(selector: tuple[Matcher, ...], error_matchers: tuple[Matcher
     import re2
 
     try:  # the label sets input_series makes: failed and good requests, and the latency histogram's
-        concrete_labels(selector + error_matchers)
-        concrete_labels(selector + error_matchers[1:], violate=error_matchers[0])
+        if error_matchers:  # none: a latency SLI's histogram series only
+            concrete_labels(selector + error_matchers)
+            concrete_labels(selector + error_matchers[1:], violate=error_matchers[0])
         concrete_labels(selector)
     except ValueError as exc:
         return str(exc)

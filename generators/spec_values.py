@@ -19,11 +19,12 @@ from functools import lru_cache
 from typing import Any, Iterator
 
 from generators.errors import SpecError, clip, excerpt
-from generators.model import Service
+from generators.model import SLO, Service
 from generators.yamlload import Located, escape_pointer_token
 
 TEMPLATE_MARKS = ("{{", "}}")
 _SELECTORS = ("/observability/sli/selector", "/observability/sli/error_matchers")  # besides the technologies
+_SLO_SELECTORS = (("availability", "selector"), ("availability", "error_matchers"), ("latency", "selector"))
 
 
 def _text_fields(data: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -36,6 +37,13 @@ def _text_fields(data: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for index, tech in enumerate(data.get("dependencies", {}).get("technologies", ())):
         if "runbook_url" in tech:
             yield f"/dependencies/technologies/{index}/runbook_url", tech["runbook_url"]
+    for index, entry in enumerate(data.get("slos", ())):
+        if "description" in entry:
+            yield f"/slos/{index}/description", entry["description"]
+        alerting = entry.get("alerting", {})
+        for field in ("labels", "annotations"):
+            for key, value in alerting.get(field, {}).items():
+                yield f"/slos/{index}/alerting/{field}/{escape_pointer_token(key)}", value
 
 
 def template_errors(located: Located) -> list[SpecError]:
@@ -59,6 +67,24 @@ def _selectors(data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for index, tech in enumerate(data.get("dependencies", {}).get("technologies", ())):
         if "selector" in tech:
             yield f"/dependencies/technologies/{index}/selector", tech["selector"]
+    for index, entry in enumerate(data.get("slos", ())):
+        for kind, key in _SLO_SELECTORS:
+            if key in entry.get(kind, ()):
+                yield f"/slos/{index}/{kind}/{key}", entry[kind][key]
+
+
+def _slo_queries(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(pointer, PromQL) of every query of the spec's `slos:` entries, ``$window`` set as validation sets it."""
+    from generators.slo_spec import CHECK_WINDOWS, WINDOW_PLACEHOLDER
+
+    for index, entry in enumerate(data.get("slos", ())):
+        for key in ("bad", "good", "total"):
+            if key in entry.get("events", ()):
+                yield f"/slos/{index}/events/{key}", entry["events"][key]
+        if "ratio_query" in entry:
+            yield f"/slos/{index}/ratio_query", entry["ratio_query"].replace(WINDOW_PLACEHOLDER, CHECK_WINDOWS[0])
+        if "query" in entry.get("threshold", ()):
+            yield f"/slos/{index}/threshold/query", entry["threshold"]["query"]
 
 
 def _go_only_problem(regex: str) -> str | None:
@@ -137,7 +163,7 @@ def regex_errors(located: Located) -> list[SpecError]:
             if label.startswith("__"):
                 errors.append(_reserved(located, pointer, label))
                 continue
-            if label == "le" and pointer == _SELECTORS[0]:
+            if label == "le" and (pointer == _SELECTORS[0] or pointer.endswith("/latency/selector")):
                 errors.append(located.error(f"{pointer}/le", (
                     "'le' is the histogram's bucket label, which nthlayer sets to the latency threshold; "
                     "the SLI selector cannot match on it"), key=True))
@@ -151,32 +177,68 @@ def regex_errors(located: Located) -> list[SpecError]:
     return errors
 
 
+def query_regex_errors(located: Located) -> list[SpecError]:
+    """Regex matchers inside the `slos:` queries that Prometheus would not compile, at the query's line:col.
+    A query that does not parse is left to generators.slo_spec, which reports it."""
+    from generators.promql_scope import PromQLError, matchers_of, parse, selectors
+
+    errors = []
+    for pointer, query in _slo_queries(located.data):
+        try:
+            found = [m for node in selectors(parse(query)) for m in matchers_of(node)]
+        except PromQLError:
+            continue
+        for label, op, value in found:
+            problem = regex_problem(value) if op in ("=~", "!~") else None
+            if problem:
+                errors.append(located.error(pointer, f"matcher {label}{op}{excerpt(value)} {problem}"))
+    return errors
+
+
 def sli_errors(located: Located, service: Service) -> list[SpecError]:
     """SLI matchers the generated promtool tests cannot be made for (checked only when the spec sets them:
     the defaults always work)."""
-    sli = located.data.get("observability", {}).get("sli", {})
+    data = located.data
+    sli = data.get("observability", {}).get("sli", {})
     if sli.get("error_matchers") == {}:
         return [located.error("/observability/sli/error_matchers", (
             "error_matchers needs at least one matcher: with none, every request would count as an error"))]
-    if "selector" not in sli and "error_matchers" not in sli:
+    checked: list[tuple[str, SLO | None]] = []
+    if "selector" in sli or "error_matchers" in sli:
+        checked.append(("/observability/sli", None))
+    for index, (entry, slo) in enumerate(zip(data.get("slos", ()), service.slos)):
+        # An empty error_matchers is generators.slo_spec's to report; a shape error, its SLI-kind check's.
+        own = entry.get(slo.kind) if slo.kind in ("availability", "latency") else None
+        if isinstance(own, dict) and own.get("error_matchers") != {} and {"selector", "error_matchers"} & set(own):
+            checked.append((f"/slos/{index}/{slo.kind}", slo))
+    if not checked:
         return []
     from generators.slo_tests import series_problem
 
-    problem = series_problem(service)
-    if problem is None:
-        return []
-    return [located.error("/observability/sli", (
-        f"the generated promtool tests need label values that match the selector and error matchers, for good "
-        f"and for failed requests, and nthlayer finds none ({clip(problem)}): use matchers that do not "
-        "contradict each other, and regexes that offer a literal alternative (such as 'prod|prod-.*')"))]
+    errors = []
+    for pointer, one in checked:
+        problem = series_problem(service, one)
+        if problem is not None:
+            what = ("the selector" if one is not None and one.kind == "latency"
+                    else "the selector and error matchers, for good and for failed requests,")
+            errors.append(located.error(pointer, (
+                f"the generated promtool tests need label values that match {what} and nthlayer finds none "
+                f"({clip(problem)}): use matchers that do not contradict each other, and regexes that offer a "
+                "literal alternative (such as 'prod|prod-.*')")))
+    return errors
 
 
 def value_errors(located: Located) -> list[SpecError]:
     """Every problem of this module's checks on one schema-valid spec."""
-    reserved = [_reserved(located, "/labels", label) for label in located.data.get("labels", {})
-                if label.startswith("__")]
-    return reserved + template_errors(located) + regex_errors(located)
+    data = located.data
+    reserved = [_reserved(located, "/labels", label) for label in data.get("labels", {}) if label.startswith("__")]
+    if "slos" not in data:  # the 1000-service hot path: most specs have none
+        return reserved + template_errors(located) + regex_errors(located)
+    for index, entry in enumerate(data["slos"]):
+        reserved += [_reserved(located, f"/slos/{index}/alerting/labels", label)
+                     for label in entry.get("alerting", {}).get("labels", {}) if label.startswith("__")]
+    return reserved + template_errors(located) + regex_errors(located) + query_regex_errors(located)
 
 
-__all__ = ["TEMPLATE_MARKS", "re2_options", "template_errors", "regex_problem", "regex_errors", "sli_errors",
-           "value_errors"]
+__all__ = ["TEMPLATE_MARKS", "re2_options", "template_errors", "regex_problem", "regex_errors", "query_regex_errors",
+           "sli_errors", "value_errors"]

@@ -229,3 +229,89 @@ def test_allowing_external_links_takes_effect_on_the_next_build_and_revoking_it_
     assert refused not in allowed.stderr and rules.is_file()
     again = build()
     assert again.returncode != 0 and refused in again.stderr
+
+
+HOSTILE_SLOS = """\
+service: x
+tier: 1
+team: t
+pagerduty: {escalation_emails: [a@b.c]}
+slos:
+  - name: avail
+    availability:
+      selector: {job: "=~(?!foo).*"}
+  - name: lat
+    latency:
+      threshold: 0.5
+      selector: {job: "=~foo(["}
+  - name: ev
+    description: "{{ $value }}"
+    events:
+      bad: 'errs_total{job=~"ab"}'
+      total: 'reqs_total'
+    alerting:
+      labels: {route: "{{x}}"}
+      annotations: {dash: "{{ query \\"up\\" }}"}
+  - name: rq
+    ratio_query: 'sum(rate(a_total{x=~"(?<n>a)"}[$window])) / sum(rate(b_total[$window]))'
+"""
+
+
+def test_build_refuses_hostile_slo_fields_with_spec_errors_not_a_traceback(run_cli, project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (project / "services" / "x.yaml").write_text(HOSTILE_SLOS)
+    _code, _out, validated = _run_validate(run_cli, "services")
+    not_re2 = ("is not a regular expression Prometheus accepts (Go's RE2 syntax, which has no lookaround, "
+               "backreferences or possessive quantifiers)")
+    template = ("Prometheus reads alert labels and annotations as templates, so this would break the rule file "
+                "or run a query; remove it")
+    expected = [
+        f"services/x.yaml:8:23: /slos/0/availability/selector/job: '(?!foo).*' {not_re2}: invalid perl operator: (?!",
+        f"services/x.yaml:12:23: /slos/1/latency/selector/job: 'foo([' {not_re2}: missing ]: [",
+        f"services/x.yaml:14:18: /slos/2/description: '{{{{ $value }}}}' contains '{{{{' and '}}}}': {template}",
+        f"services/x.yaml:19:23: /slos/2/alerting/labels/route: '{{{{x}}}}' contains '{{{{' and '}}}}': {template}",
+        f"services/x.yaml:20:27: /slos/2/alerting/annotations/dash: '{{{{ query \"up\" }}}}' contains '{{{{' and "
+        f"'}}}}': {template}",
+        f"services/x.yaml:22:18: /slos/3/ratio_query: matcher x=~'(?<n>a)' {not_re2}: named groups are written "
+        "(?P<name>...) in Go's regexp",
+    ]
+    assert validated.splitlines() == expected + ["6 errors in 1 file"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(project)],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.splitlines()[:-1] == expected
+    assert (project / "out" / "ok" / "prometheus" / "slo.rules.yaml").is_file()
+    assert not (project / "out" / "x").exists()
+
+
+@pytest.mark.parametrize("spec", [
+    {"observability": {"sli": {"selector": {"job": "a\u2028b", "env": "c\u2029d\x85"}}}},
+    {"slos": [{"name": "g", "threshold": {"query": 'max(up{job="a\u2028b"})', "op": "<", "value": 1}},
+              {"name": "r", "ratio_query": 'sum(rate(e_total{job="\\\\\u2028{{"}[$window])) / sum(rate(t_total[$window]))'}]},
+], ids=["sli-selector", "slo-queries"])
+def test_unicode_line_separators_in_user_text_keep_rule_files_readable(tmp_path: Path, spec: dict) -> None:
+    """U+2028, U+2029 and NEL are line breaks to PyYAML's literal blocks and not to Prometheus' YAML reader;
+    the property test met them in a query: the rule file must read back as written, and promtool accept it."""
+    import yaml
+
+    from generators.spec import load_spec
+    from nthlayer.build import _generate
+    from nthlayer.promtool import check_rules
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_dump({"service": "s", "tier": 1, "team": "t", **spec}, allow_unicode=True).encode("utf-8")
+    files = _generate("slo_rules", load_spec("services/s.yaml", raw).service, str(tmp_path), str(ROOT / "rules_catalog"))
+    rules = sorted(path for path in files if path.endswith(".rules.yaml"))
+    for path, data in files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    exprs = [rule["expr"] for path in rules for group in yaml.safe_load(files[path])["groups"] for rule in group["rules"]]
+    assert any("\u2028" in expr for expr in exprs)
+    result = check_rules(rules)
+    assert result.ok, result.output

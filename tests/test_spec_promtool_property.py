@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generators.errors import SpecErrors
+from generators.promql import quote
 from generators.spec import load_spec
 from nthlayer.promtool import check_rules
 from nthlayer.promtool import test_rules as promtool_unit_tests
@@ -29,6 +30,48 @@ pieces = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=6))
 hostile_text = st.lists(pieces, min_size=1, max_size=4).map("".join)
 matcher_value = st.tuples(st.sampled_from(["", "=~", "!~", "!=", "="]), hostile_text).map("".join)
 label_names = st.sampled_from(["env", "instance", "job", "cluster", "code", "env\n", "__name__", "le", "a_b"])
+
+# `slos:` entries of every SLI kind, with hostile selectors, queries (regexes written into their matchers,
+# quoted or not) and alert text. Each value is hostile about half the time: a spec is valid only when all of
+# its values are, and the property needs valid specs with SLOs to build.
+# (HOSTILE's templates and non-RE2 regexes also stand alone, as most mixtures fail some other check first.)
+slo_text = st.one_of(st.sampled_from(["Checkout works", "p99 under 500 ms", "https://dash.example/d/1"]),
+                     st.sampled_from(["{{ $value }}", "{{ query \"up\" }}", "x }}", "{{"]), hostile_text)
+slo_regex = st.one_of(st.sampled_from(["api", "5..", "a|b", "prod|prod-.*"]),
+                      st.sampled_from(["(?!x).*", "a++", "(?<n>x)", "x{1001}", "foo([", "\\C"]), hostile_text)
+slo_selectors = st.dictionaries(st.sampled_from(["job", "code", "env", "le", "__name__"]),
+                                st.tuples(st.sampled_from(["", "=~", "!~", "!=", "="]), slo_regex).map("".join),
+                                min_size=1, max_size=2)
+query_matcher = st.tuples(st.sampled_from(["job", "code", "__name__"]), st.sampled_from(["=~", "!~", "="]),
+                          slo_regex, st.sampled_from([True, True, True, False]))
+query_matchers = st.lists(query_matcher, min_size=1, max_size=2).map(
+    lambda found: ",".join(f"{label}{op}{quote(value) if quoted else value}" for label, op, value, quoted in found))
+counter = st.tuples(st.sampled_from(["errs_total", "reqs_total", ""]), query_matchers).map(
+    lambda parts: f"{parts[0]}{{{parts[1]}}}")
+query = st.one_of(counter, counter.map(lambda text: f"sum({text})"), hostile_text)
+slo_entry = st.fixed_dictionaries(
+    {"name": st.sampled_from([""] * 6 + ["a\n", "{{x}}"])},  # "": a unique name (duplicates are refused)
+    optional={
+        "description": slo_text,
+        "alerting": st.fixed_dictionaries({}, optional={
+            "labels": st.dictionaries(st.sampled_from(["route", "owner", "__x", "severity"]), slo_text, max_size=2),
+            "annotations": st.dictionaries(st.sampled_from(["dash", "summary", "__y"]), slo_text, max_size=2),
+        }),
+    },
+).flatmap(lambda entry: st.one_of(
+    st.fixed_dictionaries({}, optional={"selector": slo_selectors, "error_matchers": slo_selectors}).map(
+        lambda body: {**entry, "availability": body}),
+    st.fixed_dictionaries({"threshold": st.sampled_from([0.5, 0.25, 1])}, optional={"selector": slo_selectors}).map(
+        lambda body: {**entry, "latency": body}),
+    st.tuples(st.sampled_from(["bad", "good"]), query, query).map(
+        lambda qs: {**entry, "events": {qs[0]: qs[1], "total": qs[2]}}),
+    st.tuples(query, query).map(
+        lambda qs: {**entry, "ratio_query": f"sum(rate({qs[0]}[$window])) / sum(rate({qs[1]}[$window]))"}),
+    st.tuples(query, st.sampled_from(["<", ">=", "!="]), st.sampled_from([0, 0.5, 100])).map(
+        lambda parts: {**entry, "threshold": {"query": parts[0], "op": parts[1], "value": parts[2]}}),
+))
+slo_lists = st.lists(slo_entry, min_size=1, max_size=3).map(
+    lambda entries: [{**entry, "name": entry["name"] or f"s{index}"} for index, entry in enumerate(entries)])
 
 hostile_specs = st.fixed_dictionaries(
     {"service": st.sampled_from(["hostile"] * 4 + ["hostile\n"]), "tier": st.sampled_from([1, 2, 3]),
@@ -46,19 +89,34 @@ hostile_specs = st.fixed_dictionaries(
             optional={"selector": st.dictionaries(label_names, matcher_value, min_size=1, max_size=2),
                       "runbook_url": hostile_text.map(lambda text: "https://x.example/" + text)}),
             max_size=1)}),
+        "slos": slo_lists,
     },
 )
 
 
+# Specs whose only hostile part is their `slos:`, so that many of them are valid and build.
+hostile_slo_specs = st.fixed_dictionaries(
+    {"service": st.just("hostile"), "tier": st.sampled_from([1, 2, 3]), "team": st.just("t"), "slos": slo_lists})
+
+
 def test_valid_hostile_specs_build_rule_files_promtool_accepts(tmp_path: Path) -> None:
+    _build_and_check(tmp_path, hostile_specs, 50)
+
+
+def test_valid_hostile_slos_build_rule_files_promtool_accepts(tmp_path: Path) -> None:
+    _build_and_check(tmp_path, hostile_slo_specs, 40)
+
+
+def _build_and_check(tmp_path: Path, specs: st.SearchStrategy[dict], examples: int) -> None:
+    """The property over ``examples`` specs drawn from ``specs``."""
     from nthlayer.build import _generate
 
     written: dict[str, dict] = {}  # rule file → the spec it came from
     unit_tests: dict[str, dict] = {}  # the SLO rules' generated promtool tests, likewise
     outcomes = {"valid": 0, "refused": 0}
 
-    @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(spec=hostile_specs)
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(spec=specs)
     def build(spec: dict) -> None:
         raw = yaml.safe_dump(spec, allow_unicode=True).encode("utf-8")
         try:
