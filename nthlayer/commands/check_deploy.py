@@ -5,18 +5,15 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
-from typing import Any
+from functools import partial
 
 from generators.errors import UserError
 from generators.model import Service
 from nthlayer import prometheus as prom
 from nthlayer.argparsing import UsageError
-from nthlayer.budget import BudgetReport, evaluate, json_default, load_services
-from nthlayer.correlation import Correlation, dependency_edges, open_incident_suspects
-from nthlayer.gate import RECENT_DEPLOY_SECONDS, Decision, decide, render
-from nthlayer.state import (StateUnavailable, add_state_argument, connect, format_time, insert_audit, parse_time,
-                            utc_now)
+from nthlayer.budget import json_default, load_services
+from nthlayer.ops.gate import check_gate
+from nthlayer.state import add_state_argument, connect, parse_time, utc_now
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,38 +55,12 @@ def run(args: argparse.Namespace) -> int:
     service, everyone = _service(args)
     at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
     client = prom.client_from_args(args)
-    budgets: list[BudgetReport] | None = None
-    unavailable = None
-    try:
-        budgets = evaluate(client, [service], at)
-    except prom.PrometheusError as exc:
-        unavailable = str(exc)
-    edges = dependency_edges(everyone)
-    suspects: list[Correlation] = []
-    try:
-        with connect(args.state) as con:
-            suspects = open_incident_suspects(con, service.name, edges, at, RECENT_DEPLOY_SECONDS)
-            decision = decide(service, budgets, unavailable, suspects, args.on_unknown)
-            insert_audit(con, "check-deploy", service.name, decision.result, _audit_details(args, decision, at, client))
-    except StateUnavailable as exc:
-        # Without the state no open incident can be ruled out: "cannot decide" (exit 3, or --on-unknown),
-        # unless the budget alone blocks. There is nowhere to record the decision.
-        suspects = []
-        decision = decide(service, budgets, unavailable, [], args.on_unknown, state_problem=str(exc))
+    outcome = check_gate(service, everyone, at, client, args.on_unknown, partial(connect, args.state),
+                         version=args.deploy_version)
+    if not outcome.recorded:
         print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
     if args.json:
-        print(json.dumps(decision.as_dict(budgets or [], suspects), indent=2, default=json_default))
+        print(json.dumps(outcome.as_dict(), indent=2, default=json_default))
     else:
-        print(render(decision), file=sys.stdout)
-    return decision.exit_code
-
-
-def _audit_details(args: argparse.Namespace, decision: Decision, at: datetime, client: prom.PrometheusClient
-                   ) -> dict[str, Any]:
-    return {
-        "version": args.deploy_version, "at": format_time(at), "exit_code": decision.exit_code,
-        "reasons": decision.reasons, "warnings": decision.warnings, "on_unknown": decision.on_unknown,
-        "worst_slo": decision.worst.slo if decision.worst else None,
-        "worst_remaining_percent": str(decision.worst.remaining_percent) if decision.worst else None,
-        "prometheus": client.display_url,
-    }
+        print(outcome.text(), file=sys.stdout)
+    return outcome.exit_code
