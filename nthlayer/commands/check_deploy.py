@@ -11,9 +11,11 @@ from generators.errors import UserError
 from generators.model import Service
 from nthlayer import prometheus as prom
 from nthlayer.argparsing import UsageError
+from nthlayer.api import client as api_client
 from nthlayer.budget import json_default, load_services
-from nthlayer.ops.gate import check_gate
-from nthlayer.state import add_state_argument, connect, parse_time, utc_now
+from nthlayer.gate import EXIT_UNKNOWN
+from nthlayer.ops.gate import check_gate, service_and_graph
+from nthlayer.state import add_state_argument, connect, format_time, parse_time, utc_now
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,17 +34,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "apply the tier table's default (tier 1: block, tiers 2-3: approve); "
                              "without it the exit code is 3")
     add_state_argument(parser)
+    api_client.add_argument(parser)
 
 
 def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
     if bool(args.spec) == bool(args.service):
         raise UsageError("give either SPEC or --service NAME")
-    everyone = load_services(args.services) if os.path.isdir(args.services) else []
     if args.service:
-        matches = [s for s in everyone if s.name == args.service]
-        if not matches:
-            raise UserError(f"no spec for service '{args.service}' in {args.services}")
-        return matches[0], everyone
+        return service_and_graph(args.services, args.service)
+    everyone = load_services(args.services) if os.path.isdir(args.services) else []
     from generators.spec import load_spec
 
     if not os.path.isfile(args.spec):
@@ -51,7 +51,30 @@ def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
     return service, [s for s in everyone if s.name != service.name] + [service]
 
 
+def _run_remote(args: argparse.Namespace) -> int:
+    if args.spec or not args.service:
+        raise UsageError("with --api, name the service with --service (the server reads its own specs)")
+    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    try:
+        answer = api_client.post(args.api, "/api/v1/deploys/check", {
+            "service": args.service, "version": args.deploy_version, "at": format_time(at),
+            "on_unknown": args.on_unknown}, "check-deploy")
+    except api_client.ApiUnreachable as exc:
+        # No server, no decision: the same "cannot decide" as an unreachable Prometheus.
+        print(f"nthlayer check-deploy: {exc}; cannot decide", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if not answer["recorded"]:
+        print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
+    if args.json:
+        api_client.print_json(answer, "recorded", "text")
+    else:
+        print(answer["text"])
+    return int(answer["exit_code"])
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.api:
+        return _run_remote(args)
     service, everyone = _service(args)
     at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
     client = prom.client_from_args(args)

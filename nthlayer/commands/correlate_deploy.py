@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+from functools import partial
 
-from nthlayer.budget import json_default, load_services
-from nthlayer.correlation import dependency_edges
-from nthlayer.ops.deploys import correlate, window_seconds
+from nthlayer.budget import json_default
+from nthlayer.api import client as api_client
+from nthlayer.ops.deploys import correlate_deploy, window_seconds
 from nthlayer.state import add_state_argument, connect
 
 
@@ -21,13 +21,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="specs giving the dependency graph (default: services/)")
     parser.add_argument("--json", action="store_true", help="JSON output")
     add_state_argument(parser)
+    api_client.add_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    window_seconds(args.time_window)  # a bad duration is refused before any spec is read
-    edges = dependency_edges(load_services(args.services)) if os.path.isdir(args.services) else []
-    with connect(args.state) as con:
-        outcome = correlate(con, args.service, args.deploy, args.time_window, edges)
+    if args.api:
+        window_seconds(args.time_window)
+        answer = api_client.post(args.api, "/api/v1/deploys/correlate", {
+            "service": args.service, "version": args.deploy, "time_window": args.time_window}, "correlate-deploy")
+        if args.json:
+            api_client.print_json(answer, "exit_code", "text")
+        else:
+            print(answer["text"])
+        return int(answer["exit_code"])
+    outcome = correlate_deploy(partial(connect, args.state), args.services, args.service, args.deploy,
+                               args.time_window)
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2, default=json_default))
     else:

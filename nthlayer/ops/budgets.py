@@ -6,7 +6,7 @@ from datetime import datetime
 from generators.model import Service
 from nthlayer import prometheus as prom
 from nthlayer.budget import BudgetReport, evaluate, record_budgets
-from nthlayer.ops.gate import Opener
+from nthlayer.ops.deploys import Opener
 
 
 def track_budget(client: prom.PrometheusClient, services: list[Service], at: datetime, opener: Opener

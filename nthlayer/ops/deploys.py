@@ -2,13 +2,16 @@
 and ``POST /api/v1/deploys[/correlate]`` do."""
 from __future__ import annotations
 
+import os
 import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from generators.errors import UserError
 from generators.slo_maths import duration_seconds
-from nthlayer.correlation import BLOCK_ABOVE, Correlation, correlations_of, deploys_of, score
+from nthlayer.budget import load_services
+from nthlayer.correlation import BLOCK_ABOVE, Correlation, correlations_of, dependency_edges, deploys_of, score
 from nthlayer.events import Deploy, insert_deploys
 from nthlayer.gate import EXIT_APPROVE, EXIT_BLOCK
 from nthlayer.state import format_time, insert_audit, to_db
@@ -16,6 +19,7 @@ from nthlayer.state import format_time, insert_audit, to_db
 if TYPE_CHECKING:
     import duckdb
 
+Opener = Callable[[], AbstractContextManager["duckdb.DuckDBPyConnection"]]
 DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
 
 
@@ -112,3 +116,12 @@ def correlate(con: duckdb.DuckDBPyConnection, service: str, version: str, time_w
                  {"version": version, "time_window": time_window,
                   "top_confidence": str(found[0].confidence) if found else None}, actor=actor)
     return CorrelationOutcome(service, version, time_window, found, blocked)
+
+
+def correlate_deploy(opener: Opener, services_dir: str, service: str, version: str, time_window: str,
+                     actor: str | None = None) -> CorrelationOutcome:
+    """:func:`correlate` with the dependency graph of the specs in ``services_dir`` (none: no graph)."""
+    window_seconds(time_window)  # a bad duration is refused before any spec is read
+    edges = dependency_edges(load_services(services_dir)) if os.path.isdir(services_dir) else []
+    with opener() as con:
+        return correlate(con, service, version, time_window, edges, actor=actor)

@@ -1,22 +1,28 @@
 """The deploy gate: ``check-deploy`` and ``POST /api/v1/deploys/check``."""
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
+from generators.errors import UserError
 from generators.model import Service
 from nthlayer import prometheus as prom
-from nthlayer.budget import BudgetReport, evaluate
+from nthlayer.budget import BudgetReport, evaluate, load_services
 from nthlayer.correlation import Correlation, dependency_edges, open_incident_suspects
 from nthlayer.gate import RECENT_DEPLOY_SECONDS, Decision, decide, render
+from nthlayer.ops.deploys import Opener
 from nthlayer.state import StateUnavailable, format_time, insert_audit
 
-if TYPE_CHECKING:
-    import duckdb
 
-Opener = Callable[[], AbstractContextManager["duckdb.DuckDBPyConnection"]]
+def service_and_graph(services_dir: str, name: str) -> tuple[Service, list[Service]]:
+    """The named service and every service of the folder (the dependency graph the gate looks at)."""
+    everyone = load_services(services_dir) if os.path.isdir(services_dir) else []
+    matches = [s for s in everyone if s.name == name]
+    if not matches:
+        raise UserError(f"no spec for service '{name}' in {services_dir}")
+    return matches[0], everyone
 
 
 @dataclass
