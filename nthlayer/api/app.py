@@ -356,7 +356,7 @@ def _budgets(call: Call, names: list[str] | None, at: Any) -> list[Any]:
 
 async def error_budgets(call: Call) -> Response:
     name = call.request.query_params.get("service")
-    reports = await call.run(_budgets, call, [name] if name else None, _at(None, call.request.query_params.get("at")))
+    reports = await call.run(_budgets, call, None if name is None else [name], _at(None, call.request.query_params.get("at")))
     return reply({"budgets": [r.as_dict() for r in reports]})
 
 

@@ -147,10 +147,16 @@ def _op(summary: str, scope: str | None, ok: tuple[int, str] | None, body: str |
     if body is not None:
         content = _json(body)
         if yaml_body:
-            content["application/yaml"] = {"schema": {"type": "string"}}
+            content["application/yaml"] = {"schema": _ref(body)}  # the spec file's text, written as sent
         operation["requestBody"] = {"required": True, "content": content}
     if parameters:
         operation["parameters"] = parameters
+    return operation
+
+
+def _also(operation: dict[str, Any], status: int, schema: str) -> dict[str, Any]:
+    """A second success status with its own body."""
+    operation["responses"][str(status)] = {"description": operation["summary"], "content": _json(schema)}
     return operation
 
 
@@ -225,8 +231,9 @@ def document() -> dict[str, Any]:
                            parameters=[_path_param("slo", {"type": "string",
                                                            "pattern": "^[a-z0-9][a-z0-9-]*-(availability|latency)$"}),
                                        _AT])},
-            "/api/v1/deploys": {
-                "post": _op("record a deploy", "deploys:write", (201, "DeployRecorded"), "Deploy")},
+            "/api/v1/deploys": {"post": _also(
+                _op("record a deploy (201; 200 when it was already recorded)", "deploys:write",
+                    (201, "DeployRecorded"), "Deploy"), 200, "DeployRecorded")},
             "/api/v1/deploys/check": {
                 "post": _op("the deploy gate's verdict (exit_code as check-deploy's)", "deploys:write",
                             (200, "GateVerdict"), "GateRequest")},
