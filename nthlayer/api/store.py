@@ -3,7 +3,8 @@ deploys written in batches.
 
 DuckDB lets one process open a file; the server is that process for as long as it runs (CLI commands
 and pipelines talk to it instead of opening the file). An anchor connection keeps the database open
-between requests: reopening it costs ~0.2 s here, a unit of work on an open instance milliseconds.
+between requests (reopening it costs ~0.2 s here, a unit of work on an open instance milliseconds), and
+migrations run once, at start.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from nthlayer.events import Deploy
 from nthlayer.ops.deploys import record_deploys
-from nthlayer.state import connect, state_path
+from nthlayer.state import RECOVERY_HINT, StateDamaged, _rollback, connect, damage, state_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -55,9 +56,31 @@ class StateStore:
 
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction, alone: the server's threads take turns (no write-write conflicts)."""
-        with self._lock, connect(self.path) as con:
-            yield con
+        """One transaction, alone: the server's threads take turns (no write-write conflicts).
+
+        A cursor of the anchor, not :func:`nthlayer.state.connect`: the database was opened and migrated
+        once, and connect() narrows the process umask while it runs, which would make files that other
+        threads (spec writes) or child processes (builds) create meanwhile private."""
+        import duckdb
+
+        with self._lock:
+            con = self._anchor.cursor()
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    _rollback(con)
+                    raise
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                problem = damage(exc)
+                if problem is None:
+                    raise
+                raise StateDamaged(f"state database {self.path} is {problem}; {RECOVERY_HINT}") from None
+            finally:
+                con.close()
 
     def record_deploy(self, deploy: Deploy, actor: str | None) -> bool:
         """Queue a deploy for the writer and wait for its commit; whether it was new."""
