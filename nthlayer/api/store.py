@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from nthlayer.events import Deploy
 from nthlayer.ops.deploys import record_deploys
-from nthlayer.state import RECOVERY_HINT, StateDamaged, _rollback, connect, damage, state_path
+from nthlayer.state import connect, state_path, transaction
 
 if TYPE_CHECKING:
     import duckdb
@@ -61,24 +61,12 @@ class StateStore:
         A cursor of the anchor, not :func:`nthlayer.state.connect`: the database was opened and migrated
         once, and connect() narrows the process umask while it runs, which would make files that other
         threads (spec writes) or child processes (builds) create meanwhile private."""
-        import duckdb
-
         with self._lock:
             con = self._anchor.cursor()
             try:
                 con.execute("SET TimeZone = 'UTC'")
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with transaction(con, self.path):
                     yield con
-                except BaseException:
-                    _rollback(con)
-                    raise
-                con.execute("COMMIT")
-            except duckdb.Error as exc:
-                problem = damage(exc)
-                if problem is None:
-                    raise
-                raise StateDamaged(f"state database {self.path} is {problem}; {RECOVERY_HINT}") from None
             finally:
                 con.close()
 
