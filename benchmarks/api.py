@@ -77,7 +77,7 @@ def measure(server: ApiServer, request: Callable[[ApiServer, requests.Session, i
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=2000, help="per endpoint, at the maximum")
     parser.add_argument("--paced-seconds", type=float, default=30.0)
