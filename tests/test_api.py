@@ -13,8 +13,6 @@ import pytest
 import requests
 
 from api_fixture import ApiServer, start_api
-from prom_fixture import (PrometheusServer, fixture_specs, prometheus, prometheus_blocks,  # noqa: F401
-                          requires_prometheus)
 
 SEED = ("service: payment-api\ntier: 1\nteam: payments\ntype: api\ntech_stack:\n  metrics: prometheus\n"
         "observability:\n  slo_overrides:\n    availability: 0.9995\n")

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api_fixture import start_api
