@@ -22,12 +22,12 @@ def test_api_key_create_list_revoke(run_cli, tmp_path: Path) -> None:
     code, out, _ = run_cli("api-key", "list", "--state", state)
     assert out.startswith(f"{key_id}  ci  budgets:read,deploys:write  created ")
     assert out.endswith("  last used never\n")
-    assert secret.split("_")[2] not in out
+    assert secret.split("_", 2)[2] not in out
     code, out, _ = run_cli("api-key", "revoke", "ci", "--state", state)
     assert code == 0 and out.startswith(f"revoked API key {key_id} (ci) at ")
     assert " REVOKED " in run_cli("api-key", "list", "--state", state)[1]
     # Only the hash is stored: the secret appears nowhere in the database file.
-    assert secret.split("_")[2].encode() not in Path(state).read_bytes()
+    assert secret.split("_", 2)[2].encode() not in Path(state).read_bytes()
 
 
 def test_api_key_errors(run_cli, tmp_path: Path) -> None:
