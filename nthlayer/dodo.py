@@ -113,3 +113,18 @@ def namespace() -> dict[str, Any]:
 
     return {"DOIT_CONFIG": config, "task_alertmanager": task_alertmanager,
             "task_correlate": task_correlate, "task_prune": task_prune, "task_service": task_service}
+
+
+def doit_exit_code(code: int | None) -> int:
+    """doit's exit status in nthlayer's table: 1 and 2 (a task failed, or could not run after one did)
+    are a failed build (1); 3 (doit refused its command line: unknown task, bad option) is a usage error."""
+    from nthlayer.argparsing import EXIT_USAGE
+
+    if not code:  # doit's clean and some other commands return None on success
+        return 0
+    return EXIT_USAGE if code == 3 else 1
+
+
+DODO_FILE = __file__  # this file as doit's -f argument (a child build process: nthlayer.ops.services)
+if __name__ != "nthlayer.dodo":  # loaded by doit from its path (doit -f DODO_FILE): define the tasks
+    globals().update(namespace())

@@ -25,7 +25,7 @@ import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn
 
 from generators.errors import UserError
 from nthlayer.state_schema import MIGRATIONS
@@ -202,23 +202,41 @@ def connect(path: str | None = None, timeout: float | None = None) -> Iterator[d
                 _rewrite_file(con, resolved)
                 con = _open(resolved, wait)
                 con.execute("SET TimeZone = 'UTC'")
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(con, resolved):
                 yield con
-            except BaseException:
-                _rollback(con)
-                raise
-            con.execute("COMMIT")
         finally:
             con.close()
     except duckdb.Error as exc:
-        problem = damage(exc)
-        if problem is None:
-            raise
-        raise StateDamaged(f"state database {resolved} is {problem}; {RECOVERY_HINT}") from None
+        _raise_damage(exc, resolved)
     finally:
         if private is not None:
             os.umask(private)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection, path: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction on an open connection (of the database at ``path``): committed when the body
+    returns, rolled back if it raises; DuckDB failing to read the file raises :class:`StateDamaged`."""
+    import duckdb
+
+    try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+        except BaseException:
+            _rollback(con)
+            raise
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        _raise_damage(exc, path)
+
+
+def _raise_damage(exc: BaseException, path: str) -> NoReturn:
+    """Re-raise ``exc``, as :class:`StateDamaged` when it is DuckDB failing to read the file."""
+    problem = damage(exc)
+    if problem is None:
+        raise exc
+    raise StateDamaged(f"state database {path} is {problem}; {RECOVERY_HINT}") from None
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

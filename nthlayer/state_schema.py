@@ -101,4 +101,16 @@ MIGRATIONS: list[tuple[int, Migration]] = [
         CREATE INDEX audit_service ON audit (service);
     """),
     (2, _routing_keys_out),
+    # API keys for `nthlayer serve` (nthlayer.ops.api_keys): only a hash of each secret is kept.
+    (3, """
+        CREATE TABLE api_keys (
+            id VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            secret_sha256 VARCHAR NOT NULL,
+            scopes VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            last_used_at TIMESTAMP,
+            revoked_at TIMESTAMP
+        );
+    """),
 ]

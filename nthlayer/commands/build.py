@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from nthlayer.dodo import doit_exit_code
 from nthlayer.project import build_setting, is_on, require_services_dir
 
 DOIT_COMMANDS = {"run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep",
@@ -45,21 +46,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("doit_args", nargs=argparse.REMAINDER, metavar="DOIT ARGS",
                         help="a doit command and its arguments (list, clean, info TASK, a task name such as "
                              "service:NAME), or doit options after '--'")
-
-
-def doit_exit_code(code: int | None) -> int:
-    """doit's exit status in nthlayer's table: 1 and 2 (a task failed, or could not run after one did)
-    are a failed build (1), unless a stop signal ended it (130, interrupted); 3 (doit refused its command
-    line: unknown task, bad option) is a usage error."""
-    from nthlayer.argparsing import EXIT_USAGE
-    from nthlayer.cli import EXIT_INTERRUPTED
-    from nthlayer.runner import STOPPED
-
-    if STOPPED:
-        return EXIT_INTERRUPTED
-    if not code:  # doit's clean and some other commands return None on success
-        return 0
-    return EXIT_USAGE if code == 3 else 1
 
 
 def _task_loader() -> Any:

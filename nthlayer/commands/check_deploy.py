@@ -5,18 +5,17 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
-from typing import Any
+from functools import partial
 
 from generators.errors import UserError
 from generators.model import Service
 from nthlayer import prometheus as prom
 from nthlayer.argparsing import UsageError
-from nthlayer.budget import BudgetReport, evaluate, json_default, load_services
-from nthlayer.correlation import Correlation, dependency_edges, open_incident_suspects
-from nthlayer.gate import RECENT_DEPLOY_SECONDS, Decision, decide, render
-from nthlayer.state import (StateUnavailable, add_state_argument, connect, format_time, insert_audit, parse_time,
-                            utc_now)
+from nthlayer.api import client as api_client
+from nthlayer.budget import json_default, load_services
+from nthlayer.gate import EXIT_UNKNOWN
+from nthlayer.ops.gate import check_gate, service_and_graph
+from nthlayer.state import add_state_argument, connect, format_time, parse_time, utc_now
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,17 +34,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "apply the tier table's default (tier 1: block, tiers 2-3: approve); "
                              "without it the exit code is 3")
     add_state_argument(parser)
+    api_client.add_argument(parser)
 
 
 def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
     if bool(args.spec) == bool(args.service):
         raise UsageError("give either SPEC or --service NAME")
-    everyone = load_services(args.services) if os.path.isdir(args.services) else []
     if args.service:
-        matches = [s for s in everyone if s.name == args.service]
-        if not matches:
-            raise UserError(f"no spec for service '{args.service}' in {args.services}")
-        return matches[0], everyone
+        return service_and_graph(args.services, args.service)
+    everyone = load_services(args.services) if os.path.isdir(args.services) else []
     from generators.spec import load_spec
 
     if not os.path.isfile(args.spec):
@@ -54,42 +51,39 @@ def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
     return service, [s for s in everyone if s.name != service.name] + [service]
 
 
+def _run_remote(args: argparse.Namespace) -> int:
+    if args.spec or not args.service:
+        raise UsageError("with --api, name the service with --service (the server reads its own specs)")
+    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    try:
+        answer = api_client.post(args.api, "/api/v1/deploys/check", {
+            "service": args.service, "version": args.deploy_version, "at": format_time(at),
+            "on_unknown": args.on_unknown}, "check-deploy")
+    except api_client.ApiUnreachable as exc:
+        # No server, no decision: the same "cannot decide" as an unreachable Prometheus.
+        print(f"nthlayer check-deploy: {exc}; cannot decide", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if not answer["recorded"]:
+        print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
+    if args.json:
+        api_client.print_json(answer, "recorded", "text")
+    else:
+        print(answer["text"])
+    return int(answer["exit_code"])
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.api:
+        return _run_remote(args)
     service, everyone = _service(args)
     at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
     client = prom.client_from_args(args)
-    budgets: list[BudgetReport] | None = None
-    unavailable = None
-    try:
-        budgets = evaluate(client, [service], at)
-    except prom.PrometheusError as exc:
-        unavailable = str(exc)
-    edges = dependency_edges(everyone)
-    suspects: list[Correlation] = []
-    try:
-        with connect(args.state) as con:
-            suspects = open_incident_suspects(con, service.name, edges, at, RECENT_DEPLOY_SECONDS)
-            decision = decide(service, budgets, unavailable, suspects, args.on_unknown)
-            insert_audit(con, "check-deploy", service.name, decision.result, _audit_details(args, decision, at, client))
-    except StateUnavailable as exc:
-        # Without the state no open incident can be ruled out: "cannot decide" (exit 3, or --on-unknown),
-        # unless the budget alone blocks. There is nowhere to record the decision.
-        suspects = []
-        decision = decide(service, budgets, unavailable, [], args.on_unknown, state_problem=str(exc))
+    outcome = check_gate(service, everyone, at, client, args.on_unknown, partial(connect, args.state),
+                         version=args.deploy_version)
+    if not outcome.recorded:
         print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
     if args.json:
-        print(json.dumps(decision.as_dict(budgets or [], suspects), indent=2, default=json_default))
+        print(json.dumps(outcome.as_dict(), indent=2, default=json_default))
     else:
-        print(render(decision), file=sys.stdout)
-    return decision.exit_code
-
-
-def _audit_details(args: argparse.Namespace, decision: Decision, at: datetime, client: prom.PrometheusClient
-                   ) -> dict[str, Any]:
-    return {
-        "version": args.deploy_version, "at": format_time(at), "exit_code": decision.exit_code,
-        "reasons": decision.reasons, "warnings": decision.warnings, "on_unknown": decision.on_unknown,
-        "worst_slo": decision.worst.slo if decision.worst else None,
-        "worst_remaining_percent": str(decision.worst.remaining_percent) if decision.worst else None,
-        "prometheus": client.display_url,
-    }
+        print(outcome.text(), file=sys.stdout)
+    return outcome.exit_code

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from nthlayer.events import Deploy, insert_deploys
-from nthlayer.state import add_state_argument, connect, format_time, insert_audit, parse_time, utc_now
+from nthlayer.api import client as api_client
+from nthlayer.events import Deploy
+from nthlayer.ops.deploys import deploy_text, record_deploys
+from nthlayer.state import add_state_argument, connect, format_time, parse_time, utc_now
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -13,15 +15,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--commit", metavar="SHA", help="the commit deployed")
     parser.add_argument("--at", metavar="TIME", help="when (RFC 3339 or unix seconds; default: now)")
     add_state_argument(parser)
+    api_client.add_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    if args.api:
+        answer = api_client.post(args.api, "/api/v1/deploys", {
+            "service": args.service, "version": args.version, "commit": args.commit, "at": format_time(at)},
+            "record-deploy")
+        print(answer["text"])
+        return 0
     deploy = Deploy(args.service, args.version, at, args.commit, source="cli")
     with connect(args.state) as con:
-        added = insert_deploys(con, [deploy])
-        insert_audit(con, "record-deploy", args.service, "recorded" if added else "already recorded",
-                     {"version": args.version, "commit": args.commit, "deployed_at": format_time(at)})
-    state = "recorded" if added else "already recorded"
-    print(f"{state}: {args.service} {args.version} at {format_time(at)}")
+        added = record_deploys(con, [deploy])[0]
+    print(deploy_text(deploy, added))
     return 0

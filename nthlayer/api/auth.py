@@ -1,0 +1,130 @@
+"""Who is calling, may they, and how often: API keys, OIDC bearer tokens, scopes, rate limits."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from generators.errors import UserError
+from nthlayer.ops.api_keys import ApiKey, key_id_of, list_keys, matches, touch_keys
+from nthlayer.state import utc_now
+
+LAST_USED_FLUSH_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str  # what the rate limit counts by: "key:<id>" or "oidc:<subject>"
+    name: str  # what the audit trail says did it
+    scopes: frozenset[str]
+
+
+class KeyRing:
+    """The API keys, held in memory (the server owns the state file, so only it changes them).
+
+    Last-used times are kept here and written at most once a minute per key, not on every request."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._keys: dict[str, ApiKey] = {}
+        self._used: dict[str, datetime] = {}
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+
+    def reload(self) -> None:
+        with self.store.connection() as con:
+            keys = {k.id: k for k in list_keys(con)}
+        with self._lock:
+            self._keys = keys
+
+    def authenticate(self, text: str) -> Principal | None:
+        key_id = key_id_of(text)
+        key = self._keys.get(key_id) if key_id else None
+        if key is None or key.revoked_at is not None or not matches(key, text):
+            return None
+        with self._lock:
+            self._used[key.id] = utc_now().replace(microsecond=0)
+            self._dirty.add(key.id)
+        return Principal(f"key:{key.id}", f"api-key:{key.name}", frozenset(key.scopes))
+
+    def last_used(self, key: ApiKey) -> ApiKey:
+        from dataclasses import replace
+
+        used = self._used.get(key.id)
+        return replace(key, last_used_at=used) if used else key
+
+    def due(self) -> bool:
+        return bool(self._dirty) and time.monotonic() - self._flushed >= LAST_USED_FLUSH_SECONDS
+
+    def flush(self) -> None:
+        """Write the pending last-used times (called off the event loop, and at shutdown)."""
+        with self._lock:
+            pending = {k: self._used[k] for k in self._dirty}
+            self._dirty.clear()
+            self._flushed = time.monotonic()
+        if pending:
+            with self.store.connection() as con:
+                touch_keys(con, pending)
+
+
+class OidcVerifier:
+    """OAuth2/OIDC access tokens (JWTs) checked against a JWKS file: signature, issuer, audience, expiry.
+    Scopes come from the ``scope`` claim (space-separated) or ``scp`` (a list)."""
+
+    ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+    def __init__(self, jwks_path: str, issuer: str | None, audience: str | None) -> None:
+        import jwt
+
+        try:
+            with open(jwks_path, encoding="utf-8") as handle:
+                self.keys = jwt.PyJWKSet.from_dict(json.load(handle))
+        except (OSError, ValueError, jwt.exceptions.PyJWKSetError) as exc:
+            raise UserError(f"cannot use the JWKS file {jwks_path}: {exc}") from None
+        self.issuer = issuer
+        self.audience = audience
+
+    def verify(self, token: str) -> Principal | None:
+        import jwt
+
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            candidates = [k for k in self.keys.keys if kid is None or k.key_id == kid]
+            if not candidates:
+                return None
+            claims = jwt.decode(token, key=candidates[0].key, algorithms=self.ALGORITHMS,
+                                audience=self.audience, issuer=self.issuer,
+                                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None})
+        except jwt.PyJWTError:
+            return None
+        raw = claims.get("scope", claims.get("scp", []))
+        scopes = raw.split() if isinstance(raw, str) else [s for s in raw if isinstance(s, str)]
+        return Principal(f"oidc:{claims['sub']}", f"oidc:{claims['sub']}", frozenset(scopes))
+
+
+class RateLimiter:
+    """A fixed window per principal: ``limit`` requests per ``window`` seconds."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._counts: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, who: str) -> tuple[bool, int, int]:
+        """(allowed, remaining, seconds until the window resets)."""
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._counts.get(who, (now, 0))
+            if now - start >= self.window:
+                start, count = now, 0
+            count += 1
+            self._counts[who] = (start, count)
+            if len(self._counts) > 100_000:  # forget idle principals rather than grow without bound
+                self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
+        reset = max(1, int(round(start + self.window - now + 0.4999)))
+        return count <= self.limit, max(0, self.limit - count), reset
