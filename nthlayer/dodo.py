@@ -117,9 +117,14 @@ def namespace() -> dict[str, Any]:
 
 def doit_exit_code(code: int | None) -> int:
     """doit's exit status in nthlayer's table: 1 and 2 (a task failed, or could not run after one did)
-    are a failed build (1); 3 (doit refused its command line: unknown task, bad option) is a usage error."""
+    are a failed build (1), unless a stop signal ended it (130, interrupted); 3 (doit refused its command
+    line: unknown task, bad option) is a usage error."""
     from nthlayer.argparsing import EXIT_USAGE
+    from nthlayer.cli import EXIT_INTERRUPTED
+    from nthlayer.runner import STOPPED
 
+    if STOPPED:
+        return EXIT_INTERRUPTED
     if not code:  # doit's clean and some other commands return None on success
         return 0
     return EXIT_USAGE if code == 3 else 1
