@@ -13,6 +13,7 @@ from generators.openslo import openslo_files
 from generators.openslo_validate import validate_openslo_dir
 from generators.slo_rules import slo_rule_files
 from generators.spec import load_spec
+from nthlayer import promtool
 from tests.conftest import ROOT, UPDATE_GOLDEN, requires_promtool
 
 GOLDEN = ROOT / "tests" / "golden" / "slo-kinds"
@@ -70,12 +71,10 @@ def test_no_slos_means_no_slo_artifacts() -> None:
 @pytest.mark.parametrize("case", WITH_SLOS)
 def test_promtool_checks_and_runs_the_generated_tests(case: str) -> None:
     folder = GOLDEN / case / "prometheus"
-    checked = subprocess.run(["promtool", "check", "rules", "slo.rules.yaml"], cwd=folder,
-                             capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = subprocess.run(["promtool", "test", "rules", "slo-rules.test.yaml", "slo-burst.test.yaml"],
-                            cwd=folder, capture_output=True, text=True, check=False)
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    checked = promtool.check_rules(["slo.rules.yaml"], cwd=str(folder))
+    assert checked.ok, checked.output
+    tested = promtool.test_rules(["slo-rules.test.yaml", "slo-burst.test.yaml"], cwd=str(folder))
+    assert tested.ok, tested.output
 
 
 @pytest.mark.parametrize("case", WITH_SLOS)

@@ -16,6 +16,7 @@ from generators.slo_rules import (alert_names, enabled_burn_windows, ratio_windo
                                   slo_rule_files)
 from generators.slo_tests import concrete_labels, promtool_tests, sample_value, sustained_share
 from generators.spec import load_spec
+from nthlayer import promtool
 from tests.conftest import ROOT, UPDATE_GOLDEN, requires_promtool
 
 GOLDEN = ROOT / "tests" / "golden" / "slo"
@@ -61,12 +62,10 @@ def test_golden(case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_promtool_checks_and_runs_the_generated_tests(case: str) -> None:
     case_dir = GOLDEN / case
-    checked = subprocess.run(["promtool", "check", "rules", "slo.rules.yaml"], cwd=case_dir,
-                             capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = subprocess.run(["promtool", "test", "rules", "slo-rules.test.yaml", "slo-burst.test.yaml"],
-                            cwd=case_dir, capture_output=True, text=True, check=False)
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    checked = promtool.check_rules(["slo.rules.yaml"], cwd=str(case_dir))
+    assert checked.ok, checked.output
+    tested = promtool.test_rules(["slo-rules.test.yaml", "slo-burst.test.yaml"], cwd=str(case_dir))
+    assert tested.ok, tested.output
 
 
 def _promtool_test(tmp_path: Path, rules_text: str, case: str = "tier1-payment-api") -> subprocess.CompletedProcess:
