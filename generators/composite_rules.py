@@ -26,7 +26,8 @@ from typing import Any
 from generators.composite import COMPOSITE_LABEL, Composite, Member
 from generators.promql import selector
 from generators.render import render_files
-from generators.slo_maths import BurnWindow, burn_factor, burn_threshold, duration_seconds
+from generators.slo_maths import BurnWindow, burn_factor, burn_threshold
+from generators.tiers import Tier
 from generators.slo_rules import (BUDGET_ALERT_FOR, budget_alert_name, budget_rules, burn_alert_name, burn_expr,
                                   labelled, num, ratio_windows, summed_ratio, template_literal, tier_budget_alerts,
                                   tier_burn_windows)
@@ -38,7 +39,7 @@ TEST_FILE = "composite.test.yaml"
 OUT_DIR = "composites"
 
 
-def tier_of(composite: Composite) -> Any:
+def tier_of(composite: Composite) -> Tier:
     """The composite's tier (bound: generators.composite.bind resolves the default)."""
     assert composite.tier is not None, "bind() the composite first"
     return composite.tier
@@ -165,8 +166,21 @@ def rule_groups(composite: Composite, members: tuple[Member, ...]) -> dict[str, 
     return {"groups": [{"name": f"slo-composite:{composite.name}", "rules": rules}]}
 
 
-def longest_window_seconds(composite: Composite) -> int:
-    return max(duration_seconds(w) for w in ratio_windows(composite.slo()))
+def raw_ratio_expr(members: tuple[Member, ...], window: str) -> str:
+    """The composite's bad-event ratio over ``window`` straight from the components' raw counters (what
+    ``track-budget`` asks Prometheus, with no rules loaded): Σ weight × bad events/s ÷ Σ weight × events/s,
+    both rated over the same ``window``, so the rate's division by the window cancels and this is exactly
+    the ratio of the weighted event counts."""
+    from generators.sli_queries import raw_rates
+
+    bad: list[str] = []
+    total: list[str] = []
+    for member in members:
+        errors, events = raw_rates(member.service, member.slo, window)
+        weight = "" if member.weight == 1 else f"{num(member.weight)} * "
+        bad.append(f"{weight}({errors} or vector(0))")
+        total.append(f"{weight}({events} or vector(0))")
+    return "(\n" + "\n+\n".join(bad) + "\n)\n/\n(\n" + "\n+\n".join(total) + "\n)"
 
 
 def composite_documents(composite: Composite, members: tuple[Member, ...]) -> dict[str, tuple[Any, bool]]:
