@@ -16,7 +16,8 @@ from typing import Iterator
 import pytest
 
 from prom_fixture import PrometheusServer, build_tsdb, requires_prometheus, start_prometheus
-from nthlayer.ops.budget import evaluate, load_services, plan_queries
+from nthlayer.buildsys.project import load_services
+from nthlayer.ops.budget import evaluate, plan_queries
 from nthlayer.integrations.prometheus import PrometheusClient
 from nthlayer.state.db import connect
 

@@ -152,6 +152,16 @@ def generate(kind: str, service: Service, out_dir: str, catalog_dir: str,
     return KINDS[kind].generate(service, GenerateContext(out_dir, catalog_dir, catalog_cache))
 
 
+def import_generators() -> None:
+    """Import every kind's generator modules (the parent does it once before doit forks its workers)."""
+    import importlib
+
+    for kind in (*SERVICE_KINDS, *SHARED_KINDS):
+        for name in kind.code:
+            if name.endswith(".py"):
+                importlib.import_module(f"generators.{name[:-3]}")
+
+
 # --- shared kinds --------------------------------------------------------------------------------------
 
 def _alertmanager_inputs(plan: BuildPlan, settings: dict[str, str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from generators.render import write_if_changed
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import external_links_allowed, load_yaml
-from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS
+from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators
 
 
 @dataclass
@@ -223,8 +223,7 @@ class _Warmer:
         from generators.catalog import load_technology_cached
 
         if not self.seen:
-            from generators import openslo, pagerduty, slo_rules, tech_alerts  # noqa: F401
-
+            import_generators()
             enable_fast_validation("catalog.schema.json")
         files = technology_files(self.catalog_dir)
         for ref in summary.technologies:
