@@ -252,6 +252,16 @@ def composite_paths(services_dir: str) -> list[str]:
             if name.endswith((".yaml", ".yml")) and not name.startswith(".")]
 
 
+def is_composite_file(path: str) -> bool:
+    """Whether a file given to ``nthlayer validate`` is a composite (it sits in a ``composites`` folder)."""
+    return os.path.basename(os.path.dirname(os.path.abspath(path))) == COMPOSITES_DIR
+
+
+def services_dir_of(path: str) -> str:
+    """The services folder a composite file belongs to: the folder above its ``composites`` folder."""
+    return os.path.dirname(os.path.dirname(path)) or "."
+
+
 class CompositeResult(NamedTuple):
     composites: list[tuple[LoadedComposite, tuple[Member, ...]]]  # valid ones, bound
     errors: list[SpecError]
@@ -286,6 +296,6 @@ def validate_composites(paths: Iterable[str], services: Mapping[str, Service],
     return CompositeResult(valid, errors, warnings)
 
 
-__all__ = ["Component", "Composite", "Member", "LoadedComposite", "CompositeResult", "load_composite",
+__all__ = ["is_composite_file", "services_dir_of", "Component", "Composite", "Member", "LoadedComposite", "CompositeResult", "load_composite",
            "component_errors", "composite_warnings", "bind", "composite_paths", "validate_composites",
            "COMPOSITES_DIR", "COMPOSITE_LABEL", "SCHEMA"]
