@@ -9,6 +9,7 @@ per policy, as OpenSLO v1 requires) and the AlertNotificationTarget they notify.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from generators.composite import COMPOSITE_LABEL, Composite, Member
@@ -28,7 +29,8 @@ def _objective(composite: Composite, member: Member) -> dict[str, Any]:
     percent = format((composite.objective * 100).normalize(), "f")
     return {
         "displayName": f"{member.service.name} {member.slo.name}: {percent}% of its events good, pooled",
-        "target": composite.objective,
+        # A Decimal of its own per objective: one shared object would be written as a YAML anchor and aliases.
+        "target": Decimal(str(composite.objective)),
         "indicator": {"metadata": sli["metadata"], "spec": sli["spec"]},
         "compositeWeight": member.weight,
     }

@@ -177,6 +177,8 @@ def test_generation_is_deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyP
     first = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in _build(tmp_path / "a").rglob("*") if p.is_file()}
     second = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in _build(tmp_path / "b").rglob("*") if p.is_file()}
     assert first == second and len(first) == 3
+    # No YAML anchors or aliases (a shared object in a document would make them): every value written out.
+    assert not [name for name, data in first.items() if b"&id0" in data or b"*id0" in data]
 
 
 def test_a_component_slo_that_counts_no_events_is_refused(tmp_path: Path) -> None:
