@@ -110,3 +110,16 @@ def test_build_check_knows_the_composite_files(workspace: Path) -> None:
                            env={"PATH": "/usr/bin:/bin", "NTHLAYER_CATALOG": str(ROOT / "rules_catalog")})
     assert check.returncode == 1
     assert "out/composites/checkout/prometheus/composite.rules.yaml" in check.stdout + check.stderr
+
+
+def test_strict_build_fails_a_composite_that_pages_nobody(workspace: Path) -> None:
+    composite = workspace / "services" / "composites" / "checkout.yaml"
+    _edit(composite, "alerting:\n  route_via: checkout-web\n", "")
+    warning = ("services/composites/checkout.yaml:2:7: /name: warning: the composite's alerts carry no service "
+               "label, so Alertmanager routes them to nobody; set alerting.route_via to the service whose "
+               "on-call owns this journey")
+    relaxed = _doit(workspace)
+    assert relaxed.returncode == 0 and warning in relaxed.stderr.splitlines()
+    strict = _doit(workspace, "strict=1")
+    assert strict.returncode != 0
+    assert warning.replace("warning: ", "") in strict.stderr.splitlines()

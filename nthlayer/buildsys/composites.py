@@ -17,7 +17,7 @@ from typing import Any
 
 from generators.composite import (COMPOSITES_DIR, LoadedComposite, bind, component_errors, composite_paths,
                                   composite_warnings, load_composite)
-from generators.errors import SpecError, SpecErrors, sort_key
+from generators.errors import SpecError, SpecErrors, as_errors, sort_key
 from generators.model import Service
 from generators.render import write_all
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
@@ -107,9 +107,12 @@ def check_composite(path: str, plan: BuildPlan) -> tuple[LoadedComposite, Any] |
     services = PlanServices(plan)
     problems = component_errors(loaded, services, _invalid_services(plan))
     errors = [p for p in problems if not p.warning]
+    warnings = composite_warnings(loaded) + [p for p in problems if p.warning]
+    if plan.strict:
+        errors, warnings = errors + as_errors(warnings), []
     if errors:
         return sorted(errors, key=sort_key)
-    for warning in sorted(composite_warnings(loaded) + [p for p in problems if p.warning], key=sort_key):
+    for warning in sorted(warnings, key=sort_key):
         print(warning.format(), file=sys.stderr)
     composite, members = bind(loaded.composite, services)
     return LoadedComposite(loaded.located, composite), members
@@ -190,7 +193,8 @@ def composite_tasks(plan: BuildPlan) -> Iterator[dict[str, Any]]:
             "file_dep": deps,
             "targets": outputs,
             # A component spec deleted or added is a change too (doit notices edited deps, not removed ones).
-            "uptodate": [config_changed({"code": code_stamp, "components": found}), targets_unedited(outputs)],
+            "uptodate": [config_changed({"code": code_stamp, "components": found, "strict": plan.strict}),
+                         targets_unedited(outputs)],
             "clean": [(clean_targets, [outputs, plan.out_dir])],
         }
         if clash is not None:
