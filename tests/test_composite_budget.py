@@ -124,3 +124,25 @@ def test_a_broken_composite_is_reported_at_its_line(run_cli, prometheus: Prometh
                              prometheus.url, "--at", AT, "--state", str(tmp_path / "s.duckdb"))
     assert (code, out) == (1, "")
     assert err == f"{path}:6:15: /components/1/service: no spec defines service 'deltaa'; did you mean 'delta'?\n"
+
+
+def test_the_api_answers_what_the_commands_answer(run_cli, prometheus: PrometheusServer,  # noqa: F811
+                                                  specs: Path, tmp_path: Path) -> None:
+    from api_fixture import start_api
+
+    local = _budgets(run_cli, prometheus.url, specs, tmp_path / "local.duckdb", "--service", "gamma")
+    api = start_api(tmp_path / "api", specs, "--prometheus", prometheus.url)
+    try:
+        answer = api.get(f"/api/v1/error-budgets?service=gamma&at={AT}", key="ci")
+        assert answer.status_code == 200
+        assert answer.json()["budgets"] == local
+        assert [b["service"] for b in local if b["composite"]] == ["jam", "journey"]
+        # One SLO by name is the service's own, never a composite's.
+        one = api.get(f"/api/v1/error-budgets/gamma-availability?at={AT}", key="ci").json()["budgets"]
+        assert [(b["service"], b["slo"], b["composite"]) for b in one] == [("gamma", "availability", False)]
+        gate = api.send("POST", "/api/v1/deploys/check", key="ci",
+                        json={"service": "gamma", "version": "v2", "at": AT})
+        assert gate.status_code == 200
+        assert (gate.json()["decision"], gate.json()["worst_slo"]) == ("block", "jam")
+    finally:
+        api.stop()

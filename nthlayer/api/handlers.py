@@ -163,7 +163,7 @@ async def error_budgets(call: Call) -> Response:
 async def error_budget(call: Call) -> Response:
     service, _, kind = call.request.path_params["slo"].rpartition("-")
     reports = await call.run(_budgets, call, [service], _at(None, call.request.query_params.get("at")))
-    matching = [r.as_dict() for r in reports if r.slo == kind]
+    matching = [r.as_dict() for r in reports if r.service == service and r.slo == kind]  # not a composite's
     if not matching:
         raise svc.NotFound(f"service '{service}' has no {kind} SLO")
     return reply({"budgets": matching})
