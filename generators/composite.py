@@ -182,7 +182,6 @@ def _did_you_mean(value: str, known: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-# SLO kinds whose events a composite can pool: they record slo:sli_requests:rate5m / slo:sli_errors:rate5m.
 def component_errors(loaded: LoadedComposite, services: Mapping[str, Service],
                      missing_sources: Mapping[str, str] | None = None) -> list[SpecError]:
     """The components checked against the service specs (``services``: name → the valid specs).

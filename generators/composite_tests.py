@@ -53,14 +53,24 @@ def _fast(composite: Composite) -> tuple[Any, str] | None:
     return next(((w, s) for w, s in enabled_burn_windows(composite) if w.name == "fast"), None)
 
 
+def base_rate(composite: Composite, members: tuple[Member, ...]) -> Decimal:
+    """Requests per second of each component in the burst: BASE_RATE, or more when the page's traffic
+    guard (weighted events per second) asks for more, so the guard never silences the burst."""
+    if composite.guard is None:
+        return BASE_RATE
+    weights = sum((m.weight for m in members), Decimal(0))
+    return max(BASE_RATE, Decimal(math.ceil(2 * composite.guard / weights)))
+
+
 def burst_rate(composite: Composite, members: tuple[Member, ...]) -> Decimal:
-    """Requests per second of the bursting (first) component: the others serve BASE_RATE each, and the
-    burst's weighted share of the composite's events must be well above the fast threshold."""
+    """Requests per second of the bursting (first) component: the others serve :func:`base_rate` each, and
+    the burst's weighted share of the composite's events must be well above the fast threshold."""
+    base = base_rate(composite, members)
     threshold = burn_threshold(_fast_window(composite), composite.objective, composite.window_days)
-    target = (1 + min(threshold, Decimal("0.98"))) / 2  # halfway between the threshold and 100 %
-    others = sum((m.weight * BASE_RATE for m in members[1:]), Decimal(0))
+    target = (1 + threshold) / 2  # halfway between the threshold and 100 %
+    others = sum((m.weight * base for m in members[1:]), Decimal(0))
     needed = target * others / (members[0].weight * (1 - target))
-    return max(BASE_RATE, Decimal(math.ceil(needed)))
+    return max(base, Decimal(math.ceil(needed)))
 
 
 def _fast_window(composite: Composite) -> Any:
@@ -74,10 +84,13 @@ def burst_test(composite: Composite, members: tuple[Member, ...]) -> dict[str, A
     if fast is None:  # a 1-2 day window, or paging switched off: no fast alert to prove
         return None
     window, severity = fast
-    rate = burst_rate(composite, members)
-    share = members[0].weight * rate / sum((m.weight * (rate if i == 0 else BASE_RATE)
-                                            for i, m in enumerate(members)), Decimal(0))
     threshold = burn_threshold(window, composite.objective, composite.window_days)
+    if threshold >= 1:  # an objective so loose the alert can never fire (validation warns)
+        return None
+    base = base_rate(composite, members)
+    rate = burst_rate(composite, members)
+    share = members[0].weight * rate / sum((m.weight * (rate if i == 0 else base)
+                                            for i, m in enumerate(members)), Decimal(0))
     long_minutes = duration_seconds(window.long) // 60
     # The long window's ratio passes the threshold once the burst holds that share of its samples
     # (+1: the range holds both ends), then the alert's `for` must pass, evaluated every minute.
@@ -86,7 +99,7 @@ def burst_test(composite: Composite, members: tuple[Member, ...]) -> dict[str, A
     end = fire_at + 1
     series = []
     for index, member in enumerate(members):
-        requests = rate if index == 0 else BASE_RATE
+        requests = rate if index == 0 else base
         errors = f"0x{HEALTHY_MINUTES - 1} {_constant(requests, end - HEALTHY_MINUTES)}" if index == 0 \
             else _constant(Decimal(0), end)
         series += [_series("slo:sli_requests:rate5m", member, _constant(requests, end)),

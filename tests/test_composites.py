@@ -203,3 +203,30 @@ def test_tier_defaults_to_the_most_critical_component(tmp_path: Path, monkeypatc
     (loaded, _), = result.composites
     assert loaded.composite.tier is not None and loaded.composite.tier.number == 1
     assert result.warnings == []
+
+
+GUARDED = """\
+name: guarded
+team: t
+objective: 0.995
+window: 28d
+components:
+  - service: search-api
+    slo: availability
+    weight: 0.5
+  - service: order-worker
+    slo: latency
+alerting:
+  route_via: search-api
+  min_request_rate: 500
+"""
+
+
+def test_a_high_traffic_guard_and_another_window_still_prove_the_burst(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    prom = _build(tmp_path, GUARDED) / "prometheus"
+    assert ">= 500" in (prom / "composite.rules.yaml").read_text()
+    tested = _promtool("test", "rules", "composite.test.yaml", cwd=prom)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "- name: 'burst:" in (prom / "composite.test.yaml").read_text()
