@@ -117,11 +117,14 @@ def locate(text: str, pointer: str) -> tuple[int, int]:
             break
     if start is None or len(parts) < 2:
         return found
-    key = re.compile(r"^(\s*)" + re.escape(parts[1]) + r"\s*=")
-    for number in range(start + 1, len(lines)):
-        if re.match(r"^\s*\[", lines[number]):
-            break
-        match = key.match(lines[number])
-        if match:
-            return number + 1, len(match[1]) + 1
+    # The longest dotted key the pointer spells (``pagerduty.api_key =`` for /credentials/pagerduty/api_key),
+    # then shorter ones down to the first part.
+    for size in range(len(parts) - 1, 0, -1):
+        key = re.compile(r"^(\s*)" + r"\s*\.\s*".join(re.escape(p) for p in parts[1:1 + size]) + r"\s*[=.]")
+        for number in range(start + 1, len(lines)):
+            if re.match(r"^\s*\[", lines[number]):
+                break
+            match = key.match(lines[number])
+            if match:
+                return number + 1, len(match[1]) + 1
     return found

@@ -28,8 +28,8 @@ def _schema(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}", "components": OPENAPI["components"]}
 
 
-LOGIN_SCHEMA = _schema("AppRoleLoginRequest")
-READ_SCHEMA = _schema("KvV2ReadResponse")
+LOGIN = jsonschema.Draft4Validator(_schema("AppRoleLoginRequest"))
+READ = jsonschema.Draft4Validator(_schema("KvV2ReadResponse"))
 CREATED = "2026-01-02T03:04:05.000000Z"
 
 
@@ -109,7 +109,7 @@ class FakeVault:
         except ValueError:
             return 400, {"errors": ["failed to parse JSON input"]}
         try:
-            jsonschema.validate(payload, LOGIN_SCHEMA)
+            LOGIN.validate(payload)
         except jsonschema.ValidationError as exc:
             return 400, {"errors": [f"request body does not match AppRoleLoginRequest: {exc.message}"]}
         unknown = set(payload) - set(OPENAPI["components"]["schemas"]["AppRoleLoginRequest"]["properties"])
@@ -153,5 +153,5 @@ class FakeVault:
                            "metadata": {"created_time": CREATED, "custom_metadata": None, "deletion_time": "",
                                         "destroyed": False, "version": version}},
                   "wrap_info": None, "warnings": None, "auth": None}
-        jsonschema.validate(answer["data"], READ_SCHEMA)  # the fake holds itself to the published shape
+        READ.validate(answer["data"])  # the fake holds itself to the published shape
         return 200, answer
