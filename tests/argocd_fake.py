@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import jsonschema
 
-from tls_fake import TlsJsonServer
+from tls_fake import TlsFake
 
 SWAGGER = json.loads((Path(__file__).parent / "fixtures" / "argocd" / "swagger.json").read_text())
 
@@ -36,7 +36,7 @@ def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
 
 
 @dataclass
-class FakeArgoCD:
+class FakeArgoCD(TlsFake):
     cert_dir: str
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, set[str]] = field(default_factory=dict)  # token → apps it may get and sync
@@ -45,23 +45,8 @@ class FakeArgoCD:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.http = TlsJsonServer(self.handle, self.cert_dir, "nthlayer test ArgoCD")
-        self.url, self.ca_file = self.http.url, self.http.ca_file
+        self.serve(self.cert_dir, "nthlayer test ArgoCD")
 
-    def __enter__(self) -> "FakeArgoCD":
-        self.http.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.http.stop()
-
-    @property
-    def requests(self) -> list[tuple[str, str, int]]:
-        return self.http.requests
-
-    @property
-    def writes(self) -> int:
-        return self.http.writes
 
     # -- seeding
     def add_token(self, apps: set[str]) -> str:

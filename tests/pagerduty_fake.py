@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tls_fake import TlsJsonServer
+from tls_fake import TlsFake
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 INDEXES = ("teams", "escalation_policies", "services", "users", "schedules")
@@ -59,27 +59,15 @@ def _require(condition: bool, message: str) -> None:
         raise ApiError(400, "Invalid Input Provided", [message])
 
 
-class FakePagerDuty:
+class FakePagerDuty(TlsFake):
     def __init__(self, api_key: str, cert_dir: str) -> None:
         self.api_key = api_key
         self.store = Store()
         self.faults: list[Fault] = []
         self.forbid_writes = False
         self.lock = threading.Lock()
-        self.http = TlsJsonServer(self.handle, cert_dir, "nthlayer test PagerDuty")
-        self.url, self.ca_file = self.http.url, self.http.ca_file
+        self.serve(cert_dir, "nthlayer test PagerDuty")
 
-    def __enter__(self) -> "FakePagerDuty":
-        self.http.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.http.stop()
-
-    @property
-    def requests(self) -> list[tuple[str, str, int]]:
-        """(method, path, status) of every request answered."""
-        return self.http.requests
 
     # -- seeding and inspection
     def add_user(self, name: str, email: str) -> str:
@@ -97,10 +85,6 @@ class FakePagerDuty:
 
     def all_integrations(self) -> list[dict[str, Any]]:
         return [i for by_id in self.store.integrations.values() for i in by_id.values()]
-
-    @property
-    def writes(self) -> int:
-        return sum(1 for method, _, _ in self.requests if method != "GET")
 
     # -- request handling
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: Any,

@@ -116,3 +116,30 @@ def _handler(owner: TlsJsonServer, handle: Handle) -> type[BaseHTTPRequestHandle
             return
 
     return Handler
+
+
+class TlsFake:
+    """Base of the stateful fakes: ``serve`` starts a :class:`TlsJsonServer` on ``self.handle``; a fake is a
+    context manager, and ``requests``/``writes`` tell what it was asked."""
+
+    http: TlsJsonServer
+
+    def serve(self, cert_dir: str, name: str) -> None:
+        self.http = TlsJsonServer(self.handle, cert_dir, name)  # type: ignore[attr-defined]
+        self.url, self.ca_file = self.http.url, self.http.ca_file
+
+    def __enter__(self) -> Any:
+        self.http.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.http.stop()
+
+    @property
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request answered."""
+        return self.http.requests
+
+    @property
+    def writes(self) -> int:
+        return self.http.writes

@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-from tls_fake import TlsJsonServer
+from tls_fake import TlsFake
 
 OPENAPI = json.loads((Path(__file__).parent / "fixtures" / "vault" / "openapi-subset.json").read_text())
 
@@ -47,7 +47,7 @@ class Role:
 
 
 @dataclass
-class FakeVault:
+class FakeVault(TlsFake):
     cert_dir: str
     secrets: dict[tuple[str, str, str], list[dict[str, Any] | None]] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
@@ -56,19 +56,8 @@ class FakeVault:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.http = TlsJsonServer(self.handle, self.cert_dir, "nthlayer test Vault")
-        self.url, self.ca_file = self.http.url, self.http.ca_file
+        self.serve(self.cert_dir, "nthlayer test Vault")
 
-    def __enter__(self) -> "FakeVault":
-        self.http.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.http.stop()
-
-    @property
-    def requests(self) -> list[tuple[str, str, int]]:
-        return self.http.requests
 
     # -- seeding
     def put(self, mount: str, path: str, data: dict[str, Any], namespace: str = "") -> int:
