@@ -43,13 +43,15 @@ class Status:
     name: str
     reference: str | None
     in_use: str | None  # the source that wins: "$PAGERDUTY_API_KEY", the reference, or None
-    resolves: bool
+    resolves: bool | None  # None: not checked
     detail: str  # "pd…ef" when it resolves, else the reason (naming the source, never a value)
 
     def lines(self) -> list[str]:
         head = f"{self.name} = {self.reference}" if self.reference else f"{self.name}: no reference in the file"
         if self.in_use is None:
             return [head, "  not provided: " + self.detail]
+        if self.resolves is None:
+            return [head, f"  in use: {self.in_use}"]
         state = f"resolves ({self.detail})" if self.resolves else f"does not resolve: {self.detail}"
         return [head, f"  in use: {self.in_use}: {state}"]
 
@@ -154,7 +156,7 @@ def status(name: str, resolver: CredentialResolver | None = None, check: bool = 
         return Status(name, None, None, False, "set $" + spec.env + (f" or ${spec.file_env}" if spec.file_env
                                                                       else "") + ", or 'nthlayer config set'")
     if not check:
-        return Status(name, reference, in_use, False, "not checked")
+        return Status(name, reference, in_use, None, "")
     try:
         secret = resolver.get(name)
     except (CredentialError, ConfigError) as exc:
