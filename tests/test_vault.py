@@ -147,3 +147,28 @@ def test_vault_environment_is_not_needed_without_vault_references(tmp_path: Path
     os.environ.pop("VAULT_ADDR", None)
     config = write_config(tmp_path, '[credentials]\nargocd.token = "env:MY_ARGO"\n')
     assert CredentialResolver({"MY_ARGO": ARGO_TOKEN}, config).require("argocd.token").value == ARGO_TOKEN
+
+
+def test_prometheus_bearer_token_from_vault_is_sent_and_never_shown(vault: FakeVault, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from nthlayer.prometheus import PrometheusClient, PrometheusError
+    from test_prometheus_client import Scripted
+
+    prom_token = "prom-VAULT-token-0123456789"
+    vault.put("secret", "prometheus", {"token": prom_token})
+    token = vault.add_token(["secret/data/prometheus"])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nthlayer.toml").write_text('[credentials]\nprometheus.token = "vault://secret/prometheus"\n')
+    server = Scripted()
+    try:
+        server.answers = [(200, {"status": "success", "data": {"resultType": "vector", "result": []}}),
+                          (403, {"status": "error", "error": "forbidden"})]
+        client = PrometheusClient(server.url, environ=env_for(vault, VAULT_TOKEN=token), retries=0)
+        assert client.query("up") == []
+        with pytest.raises(PrometheusError) as failure:
+            client.query("up")
+        assert [seen["auth"] for seen in server.seen] == [f"Bearer {prom_token}"] * 2
+        assert prom_token not in str(failure.value)
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
