@@ -100,9 +100,10 @@ def rollback_service(service: str, app: str, opener: Opener, client: ArgoCDClien
             done = _rollback_row(con, "service = ? AND result <> 'failed'", [service])
         avoid = bad_revisions(con, app)
     if done is not None:
-        return RollbackOutcome([f"{service}: {_deploy_words(deploy)} was already rolled back (rollback #{done.id} "
-                                f"to revision {done.to_revision}, {format_time(done.requested_at)}); nothing to do."],
-                               False, 0)
+        what = f"{_deploy_words(deploy)} was already rolled back" if deploy else "already rolled back"
+        since = "" if deploy else ", and no deploy of it is recorded"
+        return RollbackOutcome([f"{service}: {what} (rollback #{done.id} to revision {done.to_revision}, "
+                                f"{format_time(done.requested_at)}){since}; nothing to do."], False, 0)
     verb = "would roll back" if dry_run else "rolling back"
     if client is None:
         return RollbackOutcome([f"{service}: {verb} ArgoCD application {app} ({_deploy_words(deploy)}) to its "
