@@ -89,4 +89,7 @@ def test_dry_run_client_cannot_write_and_url_must_be_https(argocd: FakeArgoCD) -
         client.rollback("checkout", 1)
     with pytest.raises(ArgoCDError, match="must be an https:// URL"):
         ArgoCDClient("http://argocd.example.com", "t")
+    with pytest.raises(ArgoCDError) as failure:
+        ArgoCDClient("https://admin:hunter2@argocd.example.com", "t")
+    assert "hunter2" not in str(failure.value)
     assert argocd.requests == []

@@ -91,6 +91,8 @@ class ArgoCDClient:
     def __init__(self, url: str, token: str | None, *, timeout: float = DEFAULT_TIMEOUT, read_only: bool = False,
                  token_source: str = "argocd.token") -> None:
         parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise ArgoCDError("--argocd-url must not carry credentials (user:password@): the token is argocd.token")
         if parts.scheme != "https" or not parts.hostname:
             raise ArgoCDError(f"--argocd-url must be an https:// URL (got {url!r})")
         self.url = url.rstrip("/")
