@@ -151,7 +151,7 @@ def test_vault_environment_is_not_needed_without_vault_references(tmp_path: Path
 
 def test_prometheus_bearer_token_from_vault_is_sent_and_never_shown(vault: FakeVault, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from nthlayer.prometheus import PrometheusClient, PrometheusError
+    from nthlayer.integrations.prometheus import PrometheusClient, PrometheusError
     from test_prometheus_client import Scripted
 
     prom_token = "prom-VAULT-token-0123456789"

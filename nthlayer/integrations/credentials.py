@@ -230,7 +230,7 @@ def missing_message(name: str, hint: str = "") -> str:
 
 
 def _read_file(path: str, what: str) -> str:
-    from nthlayer.secrets import read_secret_file
+    from nthlayer.integrations.secrets import read_secret_file
 
     try:
         return read_secret_file(path, what)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from nthlayer.integrations.argocd import ArgoCDClient, ArgoCDError, HistoryEntry
-from nthlayer.state import format_time, from_db, insert_audit, to_db, utc_now
+from nthlayer.state.db import format_time, from_db, insert_audit, to_db, utc_now
 
 if TYPE_CHECKING:
     import duckdb
