@@ -411,7 +411,7 @@ def test_a_database_with_routing_keys_has_them_moved_out_on_first_open(run_cli, 
     con.execute("INSERT INTO pagerduty_integrations VALUES ('checkout', 'PINT001', ?, TIMESTAMP '2024-05-01 10:00:00')",
                 [key])
     con.close()
-    assert key.encode() in db.read_bytes() and [version for version, _ in MIGRATIONS] == [1, 2, 3]
+    assert key.encode() in db.read_bytes() and [version for version, _ in MIGRATIONS][:3] == [1, 2, 3]
 
     code, _, err = run_cli("record-deploy", "--service", "checkout", "--version", "v1", "--state", str(db))
     assert (code, err) == (0, "")

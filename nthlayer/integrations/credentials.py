@@ -177,7 +177,7 @@ class CredentialResolver:
         """The credential ``name``, or None when nothing provides it (see the module docstring for the order)."""
         spec = credential(name)
         if file_override:
-            return Secret(name, f"file {file_override}", _read_file(file_override, f"{spec.what} file"))
+            return Secret(name, f"file {file_override}", _read_file(file_override, f"the {spec.what} file"))
         value = self.environ.get(spec.env, "").strip()
         from_file = self.environ.get(spec.file_env, "") if spec.file_env else ""
         if value and from_file and spec.exclusive_file:

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from nthlayer.integrations.argocd import ArgoCDClient, ArgoCDError, HistoryEntry
+from generators.errors import UserError
+from nthlayer.integrations.argocd import DEFAULT_TIMEOUT, ArgoCDClient, ArgoCDError, HistoryEntry
+from nthlayer.integrations.credentials import CredentialResolver
 from nthlayer.state.db import format_time, from_db, insert_audit, to_db, utc_now
 
 if TYPE_CHECKING:
     import duckdb
 
 Opener = Callable[[], AbstractContextManager["duckdb.DuckDBPyConnection"]]
+ARGOCD_URL_ENV = "ARGOCD_URL"
 
 
 @dataclass(frozen=True)
@@ -149,3 +152,23 @@ def rollback_service(service: str, app: str, opener: Opener, client: ArgoCDClien
         insert_audit(con, "rollback", service, "rolled back", {**details, "rollback_id": rollback_id})
     return RollbackOutcome([plan, f"Rollback #{rollback_id} accepted by ArgoCD ({client.writes} write request); "
                                   "ArgoCD now syncs the application to that revision."], True, client.writes)
+
+
+def roll_back(service: str, app: str, url: str | None, opener: Opener, *, reason: str, dry_run: bool,
+              timeout: float = DEFAULT_TIMEOUT) -> RollbackOutcome:
+    """:func:`rollback_service` with the ArgoCD token from the credential resolver (``argocd.token``). A dry
+    run without a token or URL plans without reading ArgoCD; a real one needs both."""
+    resolver = CredentialResolver()
+    token = resolver.get("argocd.token")
+    if token is None and not dry_run:
+        resolver.require("argocd.token")  # raises, saying every way to provide it
+    if not url and not (dry_run and token is None):
+        raise UserError(f"no ArgoCD URL: pass --argocd-url or set ${ARGOCD_URL_ENV}")
+    client = ArgoCDClient(url, token.value, timeout=timeout, read_only=dry_run, token_source=token.source) \
+        if token is not None and url else None
+    try:
+        return rollback_service(service, app, opener, client, dry_run=dry_run, reason=reason,
+                                argocd_url=url or "not contacted")
+    finally:
+        if client is not None:
+            client.close()
