@@ -181,7 +181,8 @@ def test_wrong_key_is_one_clear_line(fake: FakePagerDuty, run_cli, tmp_path: Pat
     code, out, err = _setup(run_cli, fake)
     assert code == 1 and out == ""
     assert err == ("nthlayer setup-pagerduty: error: PagerDuty rejected the API key (HTTP 401): check "
-                   "PAGERDUTY_API_KEY or --api-key-file, and --api-url for the account's region\n")
+                   "PAGERDUTY_API_KEY, --api-key-file or the pagerduty.api_key reference ('nthlayer config get "
+                   "pagerduty.api_key'), and --api-url for the account's region\n")
     assert "1234" not in err
 
 
