@@ -24,7 +24,7 @@ from generators.slo_spec import objective_pointer, slo_errors
 from generators.spec_values import sli_errors, value_errors
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
-RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus"})
+RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus", "composites"})
 RESERVED_LABELS = frozenset({"service", "team", "tier", "slo", "severity", "alertname", "technology", "dependency"})
 
 
@@ -40,7 +40,16 @@ def _validator(name: str) -> Any:
 
     # Not check_schema() here: that costs 0.1 s per process; tests/test_spec_errors.py checks every
     # shipped schema against the 2020-12 metaschema instead.
-    return Draft202012Validator(load_schema(name))
+    schema = load_schema(name)
+    if "service.schema.json#" not in json.dumps(schema):
+        return Draft202012Validator(schema)
+    from referencing import Registry, Resource
+
+    # The composite schema reuses the service schema's definitions (one source of truth for names,
+    # teams, objectives): resolve its references to the shipped file.
+    service = load_schema("service.schema.json")
+    registry = Registry().with_resource(service["$id"], Resource.from_contents(service))
+    return Draft202012Validator(schema, registry=registry)
 
 
 _FAST: dict[str, Any] = {}

@@ -92,6 +92,7 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
     """Every file a build of ``plan`` writes, with its bytes (made by the build's own functions), and the
     error lines of the inputs that stop it (a broken spec, a broken catalog file)."""
     from generators.errors import SpecErrors
+    from nthlayer.buildsys.composites import expected_composite_files
     from nthlayer.buildsys.kinds import SHARED_KINDS
     from nthlayer.buildsys.plan import load_service
     from nthlayer.buildsys.reports import correlation_report_files
@@ -106,6 +107,9 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
             errors += exc.lines()
     for kind in SHARED_KINDS:
         files.update(kind.generate(plan, {"secrets_dir": secrets_dir}))
+    composite_files, composite_errors = expected_composite_files(plan)
+    files.update(composite_files)
+    errors += composite_errors
     files.update(correlation_report_files(state_db, plan.out_dir, plan.edges()))
     return files, errors
 

@@ -55,6 +55,7 @@ class BuildPlan:
     catalog_dir: str
     entries: list[SpecEntry]
     catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
+    strict: bool = False  # --strict: warnings are errors (the composites' too: nthlayer/buildsys/composites.py)
 
     def task_names(self) -> dict[str, str]:
         """Each spec's doit sub-task name (file path → name): its service when valid; else its file's stem,
@@ -322,7 +323,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
         entry.errors.sort(key=sort_key)
         entry.warnings.sort(key=sort_key)
     cache = os.path.join(state_dir, "catalog") if state_dir else None
-    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache)
+    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict)
 
 
 _LOADED: dict[tuple[str, int, int], Service] = {}
