@@ -11,8 +11,8 @@ import pytest
 from generators.slo_merge import default_slo_entries, merge_slo_entries
 from generators.spec import load_spec
 from nthlayer.plugin import API_VERSION, SUPPORTED_API_VERSIONS
-from nthlayer.plugin_loader import (PluginError, _module_name, apply_slo_generators, configured_plugin_files,
-                                    load_file, load_plugins, render_output)
+from nthlayer.buildsys.plugin_calls import apply_slo_generators, render_output
+from nthlayer.buildsys.plugins import PluginError, _module_name, configured_plugin_files, load_file, load_plugins
 from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "examples" / "plugins"
