@@ -27,9 +27,12 @@ class EntryProblem(ValueError):
 def plain(value: Any) -> Any:
     """``value`` as the JSON-like data a YAML spec holds: mappings as dicts, sequences (not strings) as
     lists, Decimal as int or float; anything else as it is (the schema then says what is wrong)."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:  # most values: no ABC checks
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple or isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)

@@ -6,7 +6,8 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="each plugin: name, kind, plugin API version, file or distribution")
+    text = "each plugin: name, kind, plugin API version, file or distribution"
+    listing = sub.add_parser("list", help=text, description=text)
     listing.add_argument("--plugin", action="append", default=[], metavar="FILE",
                          help="a plugin file to load besides nthlayer.toml's and the installed ones (repeatable)")
 
