@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -332,3 +333,15 @@ def test_an_installed_package_is_found_by_its_entry_point(project: Path, tmp_pat
                              text=True, env=_env())
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert not list((project / "out").glob("*/inventory"))
+
+
+def test_budgets_and_the_gate_see_the_plugins_slos(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nthlayer.buildsys.project import load_services
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("NTHLAYER_PLUGINS", raising=False)
+    monkeypatch.delenv("NTHLAYER_CONFIG", raising=False)
+    services = {service.name: service for service in load_services("services")}
+    assert [slo.name for slo in services["payment-api"].slos] == ["availability", "latency", "latency-p99"]
+    assert services["payment-api"].slo("availability").objective == Decimal("0.9999")
+    assert [slo.name for slo in services["search-api"].slos] == ["availability", "latency"]
