@@ -244,7 +244,12 @@ class LoadedSpec(NamedTuple):
 
 def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     """Load, schema-check and model one spec; raise SpecErrors (errors only) on any problem."""
-    located = load_yaml(path, raw)
+    return validate_located(load_yaml(path, raw))
+
+
+def validate_located(located: Located) -> LoadedSpec:
+    """Schema-check and model a loaded spec document; raise SpecErrors (errors only) on any problem. A
+    document built in memory (an SLO plugin's merge) goes through the same checks as a file."""
     if not isinstance(located.data, dict):
         raise SpecErrors([located.error("", (
             f"expected a mapping with keys service, tier and team at the top level, "
@@ -252,7 +257,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     errors = schema_errors(located, "service.schema.json")
     if errors:
         raise SpecErrors(errors)
-    service = build_service(located.data, path)
+    service = build_service(located.data, located.path)
     problems = semantic_errors(located, service)
     hard = value_errors(located) + sli_errors(located, service) + [e for e in problems if not e.warning]
     if hard:
@@ -423,5 +428,5 @@ def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | Non
     return ValidationResult(specs, sorted(set(errors), key=sort_key), sorted(set(warnings), key=sort_key), len(files))
 
 
-__all__ = ["enable_fast_validation", "LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "summarize",
+__all__ = ["enable_fast_validation", "LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "validate_located", "summarize",
            "cross_file_problems", "validate_specs", "expand_paths", "to_decimal"]

@@ -21,6 +21,7 @@ from nthlayer.buildsys.correlation import correlation_action, correlation_code, 
 from nthlayer.buildsys.kinds import SHARED_KINDS
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
 from nthlayer.buildsys.plan import make_plan, worker_count
+from nthlayer.buildsys.plugin_kinds import activate as activate_plugins
 from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
@@ -64,6 +65,9 @@ def namespace() -> dict[str, Any]:
     }
     install_prefetch_runner()  # doit's parallel runner, keeping each worker one task ahead (nthlayer/runner.py)
 
+    # The plugins (nthlayer build --plugin / $NTHLAYER_PLUGINS, nthlayer.toml's [build] plugins, installed
+    # entry points), loaded here, in the main process, before the plan and doit's workers fork: they inherit them.
+    activate_plugins(state)
     plan = make_plan(services, out, get_var("catalog", None), index_path=os.path.join(state, "spec-index.json"),
                      strict=strict)
     def task_correlate() -> dict[str, Any]:

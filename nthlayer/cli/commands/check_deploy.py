@@ -13,7 +13,7 @@ from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.cli import api_client
 from nthlayer.cli.commands.rollback import add_argocd_arguments, rollback_from_args
-from nthlayer.buildsys.project import load_services
+from nthlayer.buildsys.project import load_services, with_slo_plugins
 from nthlayer.ops.budget import json_default
 from nthlayer.ops.composites import gate_composites
 from nthlayer.ops.gate import EXIT_BLOCK, EXIT_UNKNOWN
@@ -54,7 +54,7 @@ def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
 
     if not os.path.isfile(args.spec):
         raise UserError(f"no such spec file: {args.spec}")
-    service = load_spec(args.spec).service
+    service = with_slo_plugins(load_spec(args.spec)).service
     return service, [s for s in everyone if s.name != service.name] + [service]
 
 
