@@ -42,6 +42,8 @@ MAX_SHAPES = 256  # templates kept per kind (a few tens of kB each)
 MAX_SEEN = 100_000  # shapes remembered as seen once (16-byte digests)
 
 Documents = Callable[[Service], "dict[str, tuple[Any, bool]]"]
+# Renders documents as files (``render.render_files``' signature): a kind that writes JSON passes its own.
+Renderer = Callable[[Any, str, str], "dict[str, bytes]"]
 
 
 class _NotInShape(Exception):
@@ -235,8 +237,12 @@ def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
         found[(node, False)] = None
 
 
-def _template(documents: Documents, standin: Service, placeholders: tuple[str, ...]) -> _Template | None:
+def _template(documents: Documents, standin: Service, placeholders: tuple[str, ...],
+              renderer: Renderer | None = None) -> _Template | None:
     files = documents(standin)
+    if renderer is not None:
+        # JSON writes every string the same way, whatever inert text it holds: no style to check.
+        return _Template(renderer(files, SOURCE, "."), [], placeholders)
     rendered = render.render_files_direct(files, SOURCE, ".")
     if rendered is None:
         return None  # PyYAML would write a document: its choices are not checked here
@@ -284,11 +290,13 @@ def _same_style(checks: Iterable[_Check], subs: tuple[tuple[str, str], ...], ine
 
 
 def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service: Service, out_dir: str,
-                 context: tuple[Any, ...] = (), check: Callable[[Service], None] | None = None) -> dict[str, bytes]:
+                 context: tuple[Any, ...] = (), check: Callable[[Service], None] | None = None,
+                 renderer: Renderer | None = None) -> dict[str, bytes]:
     """``render_files(documents(service), service.source, out_dir)``, from the shape's template when
     another service of the same shape was seen before in this process. ``kind`` and ``context`` name the
     generator and whatever else its output depends on (the catalog files of the technology alerts);
-    ``check`` raises for a stand-in whose output could depend on the real text in other ways."""
+    ``check`` raises for a stand-in whose output could depend on the real text in other ways.
+    ``renderer`` replaces render_files for a kind that writes JSON (the Grafana dashboards)."""
     shape = _standin(service, reads)
     if shape is not None:
         key = (kind, context, *shape[0])
@@ -304,7 +312,8 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
             try:
                 if check is not None:
                     check(shape[1])
-                template = _template(documents, shape[1], tuple(placeholder for placeholder, _ in shape[2]))
+                template = _template(documents, shape[1], tuple(placeholder for placeholder, _ in shape[2]),
+                                     renderer)
             except _NotInShape:
                 stats["not_in_shape"] += 1
                 template = None
@@ -326,7 +335,7 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
                     result[out_dir + path[1:]] = data
                 return result
     stats["direct"] += 1
-    return render.render_files(documents(service), service.source, out_dir)
+    return (renderer or render.render_files)(documents(service), service.source, out_dir)
 
 
 __all__ = ["shaped_files", "UNUSED", "NAME", "TEAM", "SOURCE", "MAX_SHAPES", "stats"]
