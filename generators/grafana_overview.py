@@ -14,19 +14,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Iterable
 
-from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import prometheus, table
-from grafana_foundation_sdk.builders.common import TableSortByFieldState
-from grafana_foundation_sdk.models import dashboard as model
-from grafana_foundation_sdk.models.common import TableCellDisplayMode
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
-
-from generators.grafana import DATASOURCE, DATASOURCE_VAR, OVERVIEW_UID, TAG, dashboard_uid, plain
 from generators.promql import quote
 from generators.slo_maths import STATUS_CRITICAL_BELOW_PERCENT, STATUS_WARNING_BELOW_PERCENT
 
+# The SDK (and generators.grafana, which imports it) is imported by the functions that build: the build
+# definition reads the file names below without paying for it.
 OVERVIEW_FILE = "grafana/overview.json"
 PROVISIONING_FILE = "grafana/provisioning/dashboards.yaml"
+OVERVIEW_FILES = (OVERVIEW_FILE, PROVISIONING_FILE)
 OUT_VARIABLE = "NTHLAYER_OUT"  # where Grafana finds out/ (Grafana expands $VARS in provisioning files)
 FOLDER = "NthLayer"
 REMAINING = "Budget remaining"
@@ -36,6 +31,8 @@ STATUS = "Status"
 def budget_query(names: Iterable[str]) -> str:
     """Every SLO's remaining budget for the build's services, with a ``dashboard`` label holding the uid of
     the service's dashboard (its name, or the hashed uid of a name longer than Grafana allows)."""
+    from generators.grafana import dashboard_uid
+
     names = sorted(names)
     matcher = "|".join(names) if names else "^$"
     expr = (f'label_replace(slo:error_budget_remaining:ratio{{service=~{quote(matcher)}}}, '
@@ -51,10 +48,12 @@ def status_mappings() -> list[Any]:
     """Range mappings from the budget left to track-budget's status words. Grafana's range mappings
     include both ends and the first match wins, so the bands are listed with each boundary caught by the
     band it belongs to first: EXHAUSTED (at or below 0), HEALTHY (from 25 %), WARNING (from 10 %), CRITICAL."""
+    from grafana_foundation_sdk.models import dashboard as model
+
     critical = float(STATUS_CRITICAL_BELOW_PERCENT / 100)
     warning = float(STATUS_WARNING_BELOW_PERCENT / 100)
 
-    def band(low: float | None, high: float | None, text: str, colour: str, index: int) -> model.RangeMap:
+    def band(low: float | None, high: float | None, text: str, colour: str, index: int) -> Any:
         return model.RangeMap(model.DashboardRangeMapOptions(
             from_val=low, to=high, result=model.ValueMappingResult(text=text, color=colour, index=index)))
 
@@ -66,6 +65,15 @@ def status_mappings() -> list[Any]:
 
 def overview_dashboard(names: Iterable[str]) -> dict[str, Any]:
     """The overview of the services ``names``, as the JSON document Grafana loads."""
+    from grafana_foundation_sdk.builders import dashboard as dash
+    from grafana_foundation_sdk.builders import prometheus, table
+    from grafana_foundation_sdk.builders.common import TableSortByFieldState
+    from grafana_foundation_sdk.models import dashboard as model
+    from grafana_foundation_sdk.models.common import TableCellDisplayMode
+    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+    from generators.grafana import DATASOURCE, DATASOURCE_VAR, OVERVIEW_UID, TAG, plain
+
     expr = budget_query(names)
     colour = dash.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps([
         model.Threshold(value=None, color="dark-red"),
@@ -140,5 +148,5 @@ def overview_files(names: Iterable[str], out_dir: str, sources: str) -> dict[str
             f"{out_dir}/{PROVISIONING_FILE}": yaml_bytes(provisioning_document(names), sources)}
 
 
-__all__ = ["overview_dashboard", "overview_files", "provisioning_document", "budget_query", "status_mappings", "OVERVIEW_FILE", "PROVISIONING_FILE",
-           "OUT_VARIABLE"]
+__all__ = ["overview_dashboard", "overview_files", "provisioning_document", "budget_query", "status_mappings",
+           "OVERVIEW_FILE", "PROVISIONING_FILE", "OVERVIEW_FILES", "OUT_VARIABLE"]

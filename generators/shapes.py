@@ -23,7 +23,8 @@ back. The result is byte-identical to generating the service directly, by constr
   if one is not, that service is generated directly. Most strings need only their new length checked:
   :func:`render.substitution_keeps_style` proves, per string, that inert real text cannot change its style.
 * A shape is templated when it is seen the second time, so services of one-off shapes cost nothing
-  extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process.
+  extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process. A kind with its own
+  renderer (JSON: no style checks, so a template costs one generation) is templated when first seen.
 """
 from __future__ import annotations
 
@@ -304,6 +305,8 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
         # key, compared before use, so two shapes sharing a digest would only cost a direct generation.
         digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
         template = _seen.get(digest, _NEW)
+        if template is _NEW and renderer is not None:
+            template = None  # a JSON kind's template costs what one direct generation costs: make it at once
         if template is _NEW:
             if len(_seen) < MAX_SEEN:
                 _seen[digest] = None
