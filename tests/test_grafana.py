@@ -125,40 +125,64 @@ def _number_after(expr: str, op: str) -> Decimal:
     return Decimal(expr.split(f" {op} ", 1)[1].split()[0].rstrip(")"))
 
 
-def test_slo_rows_draw_the_thresholds_the_alerts_fire_at(examples: tuple[Path, list[Service]]) -> None:
+def _check_slo_rows(service: Service, document: dict[str, Any], groups: dict[str, dict[str, Any]]) -> int:
     """Burn-rate lines: each burn alert's threshold in the rule file, over the error budget, is a line of the
-    SLO's burn panel, coloured by its severity; the SLI panel's line is the objective."""
+    SLO's burn panel, coloured by its severity; the SLI panel's line is the objective. Returns the SLOs checked."""
+    rows = _rows(document)
+    assert [row["title"].split(":")[0] for row, _ in rows[:len(service.slos)]] == [
+        f"SLO {slo.name}" for slo in service.slos]
+    assert len(rows) == len(service.slos) + len(service.technologies)
+    for slo, (_row, panels) in zip(service.slos, rows):
+        titles = [panel["title"] for panel in panels]
+        assert titles == ["Objective", f"Error budget remaining ({slo.window})", "SLI (good share)",
+                          "Burn rate on the alert windows", f"Error budget burn-down ({slo.window})"]
+        burn = panels[3]
+        lines = {(Decimal(repr(step["value"])).normalize(), step["color"])
+                 for step in burn["fieldConfig"]["defaults"]["thresholds"]["steps"] if step["value"] is not None}
+        fired = set()
+        for rule in groups[f"slo:{service.name}:{slo.name}"]["rules"]:
+            if rule.get("alert", "").startswith("SLOBurnRate"):
+                factor = _number_after(rule["expr"], ">") / error_budget(slo.objective)
+                colour = "red" if rule["labels"]["severity"] == "page" else "orange"
+                fired.add((factor.normalize(), colour))
+        assert lines == fired, (service.name, slo.name)
+        assert len(fired) == len(enabled_burn_windows(service, slo))
+        windows = {target["legendFormat"] for target in burn["targets"]}
+        assert windows == {w for window, _ in enabled_burn_windows(service, slo) for w in (window.long, window.short)}
+        objective = panels[2]["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"]
+        assert Decimal(repr(objective)) == slo.objective
+        assert panels[4]["timeFrom"] == slo.window
+    return len(service.slos)
+
+
+def test_slo_rows_draw_the_thresholds_the_alerts_fire_at(examples: tuple[Path, list[Service]]) -> None:
     out, services = examples
     checked = 0
     for service in services:
         document = _load(out / service.name / "grafana" / "dashboard.json")
-        rows = _rows(document)
-        assert [row["title"].split(":")[0] for row, _ in rows[:len(service.slos)]] == [
-            f"SLO {slo.name}" for slo in service.slos]
-        assert len(rows) == len(service.slos) + len(service.technologies)
-        groups = {group["name"]: group for group in _alerts(out, service.name)}
-        for slo, (_row, panels) in zip(service.slos, rows):
-            titles = [panel["title"] for panel in panels]
-            assert titles == ["Objective", f"Error budget remaining ({slo.window})", "SLI (good share)",
-                              "Burn rate on the alert windows", f"Error budget burn-down ({slo.window})"]
-            burn = panels[3]
-            lines = {(Decimal(repr(step["value"])), step["color"])
-                     for step in burn["fieldConfig"]["defaults"]["thresholds"]["steps"] if step["value"] is not None}
-            fired = set()
-            for rule in groups[f"slo:{service.name}:{slo.name}"]["rules"]:
-                if rule.get("alert", "").startswith("SLOBurnRate"):
-                    factor = _number_after(rule["expr"], ">") / error_budget(slo.objective)
-                    colour = "red" if rule["labels"]["severity"] == "page" else "orange"
-                    fired.add((factor.normalize(), colour))
-            assert {(value.normalize(), colour) for value, colour in lines} == fired, (service.name, slo.name)
-            assert len(fired) == len(enabled_burn_windows(service, slo)) > 0
-            windows = {target["legendFormat"] for target in burn["targets"]}
-            assert windows == {w for window, _ in enabled_burn_windows(service, slo) for w in (window.long, window.short)}
-            objective = panels[2]["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"]
-            assert Decimal(repr(objective)) == slo.objective
-            assert panels[4]["timeFrom"] == slo.window
-            checked += 1
+        checked += _check_slo_rows(service, document, {group["name"]: group for group in _alerts(out, service.name)})
     assert checked >= 20
+
+
+SLO_KINDS = sorted(p.name for p in (ROOT / "tests" / "golden" / "slo-kinds").iterdir()
+                   if (p / "prometheus" / "slo.rules.yaml").exists())
+
+
+@pytest.mark.parametrize("case", SLO_KINDS)
+def test_every_slo_kind_and_alerting_switch_is_drawn_as_its_rules_alert(case: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SLI kind (events, ratio_query, threshold, 28-day windows) and alerting switch (pages off: no red
+    line; budget alerts off), against the rule files of the SLO kinds' goldens."""
+    folder = ROOT / "tests" / "golden" / "slo-kinds" / case
+    monkeypatch.chdir(folder)
+    service = load_spec("spec.yaml").service
+    document = grafana.service_dashboard(service, {})
+    groups = yaml.safe_load((folder / "prometheus" / "slo.rules.yaml").read_text())["groups"]
+    assert _check_slo_rows(service, document, {group["name"]: group for group in groups}) == len(service.slos)
+    assert series_problems(document, service, {}) == []
+    recorded = {rule.get("record", "ALERTS") for group in groups for rule in group["rules"]}
+    for _where, expr in expressions(document):
+        assert {metric_name(node) for node in selectors(parse(expr))} <= recorded | {grafana.RESTART_METRIC}
 
 
 def test_dependency_rows_draw_what_each_scoped_alert_compares(examples: tuple[Path, list[Service]]) -> None:
