@@ -380,7 +380,7 @@ def test_signals_of_alert_conditions() -> None:
 
 
 def test_overview_query_and_statuses() -> None:
-    from nthlayer.budget import status_of
+    from nthlayer.ops.budget import status_of
 
     query = budget_query(["b", "a", "x" * 50])
     assert 'service=~"a|b|' in query and grafana.dashboard_uid("x" * 50) in query
@@ -396,3 +396,15 @@ def test_overview_query_and_statuses() -> None:
 
     for value in (-0.5, 0, 1e-9, 0.05, 0.0999, 0.1, 0.1001, 0.2, 0.25, 0.2501, 0.9, 1):
         assert shown(value) == status_of(Decimal(repr(value)) * 100), value
+
+
+def test_the_build_registry_names_the_files_the_generators_write() -> None:
+    from generators.grafana_overview import OVERVIEW_FILES
+    from nthlayer.buildsys.kinds import KINDS, SHARED, SHARED_DIRS
+
+    overview = SHARED["grafana-overview"]
+    assert tuple(f"{overview.folder}/{name}" for name in overview.files) == OVERVIEW_FILES
+    from generators.spec import RESERVED_SERVICE_NAMES
+
+    assert "grafana" in SHARED_DIRS and SHARED_DIRS <= RESERVED_SERVICE_NAMES  # no service writes into out/grafana
+    assert KINDS["grafana"].files == ("grafana/dashboard.json",) and KINDS["grafana"].reads_catalog
