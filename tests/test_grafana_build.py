@@ -121,3 +121,25 @@ def test_build_dashboards_equal_direct_generation(tmp_path: Path, monkeypatch: p
         catalog = load_technologies(str(ROOT / "rules_catalog"), service.technology_types)
         for file, data in grafana.dashboard_files(service, catalog, f"out/{name}/grafana").items():
             assert Path(file).read_bytes() == data, file
+
+
+def test_build_check_judges_the_dashboards_and_a_rebuild_restores_them(workspace: Path) -> None:
+    import os
+    import subprocess
+
+    assert _doit(workspace).returncode == 0
+    out = workspace / "out"
+    dashboard = out / "user-service" / "grafana" / "dashboard.json"
+    good = dashboard.read_bytes()
+    dashboard.write_text("{}\n")
+    (out / "grafana" / "overview.json").unlink()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")},
+           "NTHLAYER_CATALOG": str(ROOT / "rules_catalog")}
+    check = subprocess.run([sys.executable, "-m", "nthlayer", "build", "--check"], cwd=workspace, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 1
+    assert check.stdout.splitlines() == ["out/grafana/overview.json: missing",
+                                         "out/user-service/grafana/dashboard.json: edited"]
+    rebuilt = _doit(workspace)
+    assert _ran(rebuilt) == ["grafana-overview", "service:user-service"]
+    assert dashboard.read_bytes() == good and (out / "grafana" / "overview.json").exists()
