@@ -408,3 +408,20 @@ def test_the_build_registry_names_the_files_the_generators_write() -> None:
 
     assert "grafana" in SHARED_DIRS and SHARED_DIRS <= RESERVED_SERVICE_NAMES  # no service writes into out/grafana
     assert KINDS["grafana"].files == ("grafana/dashboard.json",) and KINDS["grafana"].reads_catalog
+
+
+def test_an_sdk_upgrade_changes_the_dashboards_code_stamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK writes the files: another version of it regenerates every dashboard, as a code edit would."""
+    import importlib.metadata
+
+    from nthlayer.buildsys import kinds
+
+    monkeypatch.setattr(kinds, "_CODE_HASH", {})
+    stamps = lambda: tuple(kinds.code_fingerprint(kind) for kind in ("grafana", "grafana-overview", "openslo"))  # noqa: E731
+    before = stamps()
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "0!12.0.0" if name == "grafana-foundation-sdk" else real(name))
+    monkeypatch.setattr(kinds, "_CODE_HASH", {})
+    after = stamps()
+    assert after[0] != before[0] and after[1] != before[1] and after[2] == before[2]

@@ -65,6 +65,9 @@ class ServiceKind:
     files_for_slos: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
     owned_folder: str | None = None
     reads_catalog: bool = False  # regenerated when a catalog file of the service's technologies changes
+    # Distributions whose version is part of the code stamp (an upgrade of the library that writes the
+    # files regenerates them, like an edit of the kind's code).
+    packages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class SharedKind:
     files: tuple[str, ...]  # under out/<folder>/
     inputs: Callable[[BuildPlan, dict[str, str]], dict[str, Any]]
     generate: Callable[[BuildPlan, dict[str, str]], dict[str, bytes]]
+    packages: tuple[str, ...] = ()  # as ServiceKind.packages
 
 
 def _openslo(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
@@ -145,7 +149,7 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
     # Grafana dashboards (docs/dashboards.md): a row per SLO and per technology dependency (catalog signals).
     ServiceKind("grafana", ("grafana.py", "grafana_signals.py", "grafana_check.py", "tech_alerts.py", "catalog.py",
                             "slo_rules.py", "sli_queries.py", "shapes.py", "schemas/catalog.schema.json"),
-                ("grafana/dashboard.json",), _grafana, reads_catalog=True),
+                ("grafana/dashboard.json",), _grafana, reads_catalog=True, packages=("grafana-foundation-sdk",)),
 )
 KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
 PER_SERVICE: tuple[str, ...] = tuple(KINDS)
@@ -222,7 +226,8 @@ SHARED_KINDS: tuple[SharedKind, ...] = (
     # Rebuilt when a service is added, removed or renamed: the files name the services and nothing else.
     SharedKind("grafana-overview", "Grafana overview of every service and the provisioning file of the dashboards.",
                ("grafana_overview.py", "grafana.py"), "grafana", ("overview.json", "provisioning/dashboards.yaml"),
-               lambda plan, settings: {"services": _dashboard_names(plan)}, _grafana_overview),
+               lambda plan, settings: {"services": _dashboard_names(plan)}, _grafana_overview,
+               packages=("grafana-foundation-sdk",)),
 )
 SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
 
@@ -263,5 +268,9 @@ def code_fingerprint(kind: str) -> str:
         for path in code_deps(kind):
             with open(path, "rb") as handle:
                 digest.update(path.rsplit("/", 1)[-1].encode() + b"\0" + handle.read() + b"\0")
+        for package in (KINDS[kind] if kind in KINDS else SHARED[kind]).packages:
+            import importlib.metadata
+
+            digest.update(f"{package}={importlib.metadata.version(package)}\0".encode())
         _CODE_HASH[kind] = digest.hexdigest()
     return _CODE_HASH[kind]
