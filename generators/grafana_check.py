@@ -13,6 +13,7 @@ PromQL parser and each selector's metric name is checked against what the servic
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterator, Mapping
 
 from generators.catalog import Technology as CatalogTechnology
@@ -36,11 +37,20 @@ def expressions(document: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     yield from panels(document.get("panels", []))
 
 
+_RECORDED: dict[tuple[str, int], frozenset[str]] = {}
+
+
 def service_series(service: Service) -> frozenset[str]:
     """What the service's own rule file records, the alerts it raises, and what its scrape job collects."""
     from generators.grafana import RESTART_METRIC
 
-    names = {rule["record"] for slo in service.slos for rule in recording_rules(service, slo)}
+    names = set()
+    for slo in service.slos:
+        # The names a rule file records for an SLO depend on its SLI kind and window alone.
+        key = (slo.kind, slo.window_days)
+        if key not in _RECORDED:
+            _RECORDED[key] = frozenset(rule["record"] for rule in recording_rules(service, slo))
+        names |= _RECORDED[key]
     names.add("ALERTS")
     names.add(RESTART_METRIC)
     for slo in service.slos:
@@ -50,12 +60,29 @@ def service_series(service: Service) -> frozenset[str]:
     return frozenset(names)
 
 
+_CATALOG_SERIES: dict[int, tuple[CatalogTechnology, frozenset[str]]] = {}
+
+
 def catalog_series(tech: CatalogTechnology) -> frozenset[str]:
-    """The metrics the catalog knows a technology's exporter exposes."""
+    """The metrics the catalog knows a technology's exporter exposes (kept per loaded catalog file)."""
+    held = _CATALOG_SERIES.get(id(tech))
+    if held is not None and held[0] is tech:
+        return held[1]
     names = {name for name in tech.data.get("metric_labels", {}) if not name.endswith("*")}
     for rule in tech.rules:
         names.update(rule["metrics"])
-    return frozenset(names)
+    _CATALOG_SERIES[id(tech)] = (tech, frozenset(names))
+    return _CATALOG_SERIES[id(tech)][1]
+
+
+@lru_cache(maxsize=8192)  # dashboards of one build share most expressions (their stand-ins' above all)
+def _selectors(expr: str) -> tuple[tuple[str | None, frozenset[tuple[str, str, str]]], ...] | str:
+    """(metric name, matchers) of each selector of ``expr``, or why it does not parse."""
+    try:
+        tree = parse(expr)
+    except PromQLError as exc:
+        return f"not valid PromQL: {exc}"
+    return tuple((metric_name(node), frozenset(matchers_of(node))) for node in selectors(tree))
 
 
 def series_problems(document: Mapping[str, Any], service: Service,
@@ -63,23 +90,20 @@ def series_problems(document: Mapping[str, Any], service: Service,
     """Why expressions of ``document`` would draw nothing: unparseable, or reading a series that neither
     the service's rules and scrape job nor the scoped dependency's exporter provide. Empty when sound."""
     own = service_series(service)
-    dependencies = [(tuple(dep.selector), catalog_series(catalog[dep.type])) for dep in service.technologies]
+    dependencies = [(frozenset(dep.selector), catalog_series(catalog[dep.type])) for dep in service.technologies]
     problems = []
     for where, expr in expressions(document):
-        try:
-            tree = parse(expr)
-        except PromQLError as exc:
-            problems.append(f"{where}: not valid PromQL: {exc}: {expr}")
+        found = _selectors(expr)
+        if isinstance(found, str):
+            problems.append(f"{where}: {found}: {expr}")
             continue
-        for node in selectors(tree):
-            name = metric_name(node)
+        for name, matchers in found:
             if name is None:
                 problems.append(f"{where}: a selector without a fixed metric name: {expr}")
                 continue
             if name in own:
                 continue
-            matchers = set(matchers_of(node))
-            if not any(name in known and set(scope) <= matchers for scope, known in dependencies):
+            if not any(name in known and scope <= matchers for scope, known in dependencies):
                 problems.append(f"{where}: reads {name}, which no rule file of {service.name} records, its scrape "
                                 "job does not collect and no dependency's exporter (by its selector) exposes")
     return problems
