@@ -26,6 +26,7 @@ import duckdb
 
 from generators.model import Matcher, Service
 from generators.promql import le_matcher, selector
+from generators.slo_maths import STATUS_CRITICAL_BELOW_PERCENT, STATUS_WARNING_BELOW_PERCENT
 from generators.render import json_default  # noqa: F401  (the commands import it from here)
 from nthlayer.integrations.prometheus import PrometheusClient
 from nthlayer.state.db import Opener, format_time, to_db
@@ -33,8 +34,9 @@ from nthlayer.state.db import Opener, format_time, to_db
 if TYPE_CHECKING:
     from nthlayer.ops.composites import Bound
 
-WARNING_BELOW_PERCENT = Decimal(25)
-CRITICAL_BELOW_PERCENT = Decimal(10)
+# The status thresholds are shared with the Grafana overview (generators/grafana_overview.py).
+WARNING_BELOW_PERCENT = STATUS_WARNING_BELOW_PERCENT
+CRITICAL_BELOW_PERCENT = STATUS_CRITICAL_BELOW_PERCENT
 BURN_RANGE = "1h"
 RANGE_LABEL = "nthlayer_range"
 # Labels that name a service in most setups, in order of preference, for grouping results.
