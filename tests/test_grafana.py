@@ -312,7 +312,7 @@ from generators import grafana
 from generators.catalog import load_technologies
 from generators.grafana_overview import overview_files
 from generators.spec import load_spec
-for name in sorted(os.listdir("services")):
+for name in sorted(n for n in os.listdir("services") if n.endswith(".yaml")):
     service = load_spec(f"services/{name}").service
     files = grafana.dashboard_files(service, load_technologies("rules_catalog", service.technology_types), "o")
     sys.stdout.buffer.write(files["o/dashboard.json"])
