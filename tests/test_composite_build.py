@@ -72,11 +72,13 @@ def test_a_deleted_component_fails_the_composite_and_touches_nothing_else(worksp
            "'payment-api'" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     after = _snapshot(out)
-    # The composite's files are as they were; every other service's too (payment-api's folder is pruned, and
-    # the files listing every service — routing, the Grafana overview and its provisioning — drop it).
-    shared = ("payment-api/", "alertmanager/", "grafana/")
-    assert {p: v for p, v in after.items() if not p.startswith(shared)} == \
-        {p: v for p, v in before.items() if not p.startswith(shared)}
+    # The composite's files are as they were; every other service's too (payment-api's folder is pruned,
+    # and the shared kinds' files of all services, alertmanager.yml and the like, drop it).
+    from nthlayer.buildsys.kinds import SHARED_KINDS
+
+    changed = ("payment-api/", *(f"{kind.folder}/" for kind in SHARED_KINDS))
+    assert {p: v for p, v in after.items() if not p.startswith(changed)} == \
+        {p: v for p, v in before.items() if not p.startswith(changed)}
     # It keeps failing until the composite is fixed; fixed, it is rebuilt.
     assert _doit(workspace).returncode != 0
     composite = workspace / "services" / "composites" / "checkout.yaml"
