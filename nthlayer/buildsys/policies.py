@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from generators.errors import SpecError, sort_key
-from generators.model import Service
+from generators.model import Service, build_service
 from generators.policy import PolicyError, PolicySet, unknown_ids
 from generators.policy_input import policy_input
+from generators.spec import FileSummary
 from generators.yamlload import Located, load_yaml
 from nthlayer.config import ConfigError, ProjectConfig, load_config
 
@@ -142,10 +143,80 @@ class VerdictCache:
         self.dirty = False
 
 
-def load_located(path: str) -> Located:
-    """A spec's line marks, to place a finding (the build keeps no marks of unchanged specs)."""
-    return load_yaml(path)
+VERDICTS_FILE = "policy-verdicts.json"
+
+
+class Judged(Protocol):
+    """What :func:`apply_policies` reads and sets of a build plan's spec entry."""
+
+    path: str
+    summary: FileSummary
+    errors: list[SpecError]
+    warnings: list[SpecError]
+    verdict: str
+
+
+def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, Any]],
+                   stamp_of: Callable[[Judged], Any], catalog_dir: str, catalog_cache: str | None,
+                   verdicts_path: str | None, jobs: int = 1) -> str | None:
+    """Add each spec's policy findings to its entry (denies to ``errors``, ``warn`` to ``warnings``) and set
+    its ``verdict`` digest; return the lines of a configuration or policy error instead (every service
+    then fails with them).
+
+    Only specs valid on their own are judged. A verdict is reused from ``verdicts_path`` while the
+    policies' digest and the spec's ``stamp_of`` are what they were; the others are evaluated in one
+    engine run, from ``documents`` (the input documents the plan's validation made of the specs it
+    re-read) or, for an unchanged spec judged again (the policies changed), from its file.
+    """
+    try:
+        policies = project_policies()
+    except (ConfigError, PolicyError) as exc:
+        return str(exc)
+    cache = VerdictCache(verdicts_path, policies.digest())
+    judged = [entry for entry in entries if entry.summary.name is not None and not entry.summary.errors]
+    stamps = {entry.path: stamp_of(entry) for entry in judged}
+    lines: dict[str, list[SpecError]] = {}
+    stale: list[str] = []
+    for entry in judged:
+        hit = cache.get(entry.path, stamps[entry.path])
+        if hit is None:
+            stale.append(entry.path)
+        else:
+            lines[entry.path] = hit
+    if stale:
+        try:
+            results = policies.evaluate_all([documents.get(path) or _document(path, catalog_dir, catalog_cache)
+                                             for path in stale], jobs)
+        except PolicyError as exc:
+            return str(exc)
+        for path, findings in zip(stale, results):
+            located = load_yaml(path) if findings else None  # marks only where a finding needs a line
+            lines[path] = sorted((finding.error(located, path) for finding in findings), key=sort_key)
+            cache.put(path, stamps[path], lines[path])
+    cache.keep_only(stamps)
+    cache.save()
+    for entry in judged:
+        entry.errors += [line for line in lines[entry.path] if not line.warning]
+        entry.warnings += [line for line in lines[entry.path] if line.warning]
+        entry.verdict = verdict_digest(lines[entry.path])
+    return None
+
+
+def _document(path: str, catalog_dir: str, catalog_cache: str | None) -> dict[str, Any]:
+    """The input document of a spec the build's index says is valid (parsed and modelled, not re-checked)."""
+    located = load_yaml(path)
+    return input_document(located, build_service(located.data, path), catalog_dir, catalog_cache)
+
+
+def verdict_unchanged(digest: str) -> Callable[[Any, dict[str, Any]], bool]:
+    """doit uptodate: a service task depends on its spec's verdict, not on the policy files, so editing a
+    policy rebuilds only the services whose verdict it changed."""
+    def check(task: Any, values: dict[str, Any]) -> bool:
+        task.value_savers.append(lambda: {"policy_verdict": digest})
+        return values.get("policy_verdict", "") == digest
+
+    return check
 
 
 __all__ = ["project_policies", "technology_categories", "input_document", "verdicts", "verdict_digest",
-           "VerdictCache", "PolicyError", "ConfigError"]
+           "VerdictCache", "apply_policies", "verdict_unchanged", "VERDICTS_FILE", "PolicyError", "ConfigError"]
