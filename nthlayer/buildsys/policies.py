@@ -158,7 +158,7 @@ class Judged(Protocol):
 
 def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, Any]],
                    stamp_of: Callable[[Judged], Any], catalog_dir: str, catalog_cache: str | None,
-                   verdicts_path: str | None, jobs: int = 1) -> str | None:
+                   verdicts_path: str | None, jobs: int = 1, record: bool = True) -> str | None:
     """Add each spec's policy findings to its entry (denies to ``errors``, ``warn`` to ``warnings``) and set
     its ``verdict`` digest; return the lines of a configuration or policy error instead (every service
     then fails with them).
@@ -166,7 +166,8 @@ def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, 
     Only specs valid on their own are judged. A verdict is reused from ``verdicts_path`` while the
     policies' digest and the spec's ``stamp_of`` are what they were; the others are evaluated in one
     engine run, from ``documents`` (the input documents the plan's validation made of the specs it
-    re-read) or, for an unchanged spec judged again (the policies changed), from its file.
+    re-read) or, for an unchanged spec judged again (the policies changed), from its file. Without
+    ``record`` the verdicts file is read but not written (``nthlayer build --check``).
     """
     try:
         policies = project_policies()
@@ -193,8 +194,9 @@ def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, 
             located = load_yaml(path) if findings else None  # marks only where a finding needs a line
             lines[path] = sorted((finding.error(located, path) for finding in findings), key=sort_key)
             cache.put(path, stamps[path], lines[path])
-    cache.keep_only(stamps)
-    cache.save()
+    if record:
+        cache.keep_only(stamps)
+        cache.save()
     for entry in judged:
         entry.errors += [line for line in lines[entry.path] if not line.warning]
         entry.warnings += [line for line in lines[entry.path] if line.warning]

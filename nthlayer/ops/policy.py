@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from generators.errors import SpecError, sort_key
+from generators.policy import PolicySet
 from generators.spec import LoadedSpec
 from nthlayer.buildsys.policies import project_policies, verdicts
 
 
-def policy_problems(specs: list[LoadedSpec], catalog_dir: str) -> tuple[list[SpecError], list[SpecError]]:
+def policy_problems(specs: list[LoadedSpec], catalog_dir: str, policies: PolicySet | None = None
+                    ) -> tuple[list[SpecError], list[SpecError]]:
     """The project's policies (nthlayer.toml ``[policy]``) evaluated on ``specs``: (denies, warnings), each a
     ``file:line:col: policy <id>: message`` line. Raises ConfigError or PolicyError (one line per problem)
     when the configuration or a policy file cannot be used."""
-    policies = project_policies()
+    policies = policies or project_policies()
     if not specs:
         policies.compile()  # a broken policy is an error even with nothing to check
         return [], []
