@@ -9,7 +9,10 @@ from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, as_errors, sort_key
 from generators.schema_messages import plural
 from generators.spec import expand_paths, validate_specs
+from generators.policy import PolicyError
 from generators.yamlload import allow_external_links
+from nthlayer.config import ConfigError
+from nthlayer.ops.policy import policy_problems
 from nthlayer.buildsys.project import require_services_dir
 
 DEFAULT_PATH = "services"
@@ -63,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     result = validate_specs(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
     errors: list[SpecError] = list(result.errors)
     warnings: list[SpecError] = list(result.warnings)
+    try:  # the project's policies on every valid spec (docs/policies.md)
+        denies, findings = policy_problems(result.specs, catalog_dir)
+    except (ConfigError, PolicyError) as exc:  # lines of their own: file:line:col: message
+        print(str(exc), file=sys.stderr)
+        return 1
+    errors += denies
+    warnings += findings
     if args.strict:
         errors, warnings = errors + as_errors(warnings), []
     if args.output:
