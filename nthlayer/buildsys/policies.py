@@ -163,7 +163,7 @@ def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, 
     its ``verdict`` digest; return the lines of a configuration or policy error instead (every service
     then fails with them).
 
-    Only specs valid on their own are judged. A verdict is reused from ``verdicts_path`` while the
+    Only valid specs are judged. A verdict is reused from ``verdicts_path`` while the
     policies' digest and the spec's ``stamp_of`` are what they were; the others are evaluated in one
     engine run, from ``documents`` (the input documents the plan's validation made of the specs it
     re-read) or, for an unchanged spec judged again (the policies changed), from its file. Without
@@ -174,7 +174,9 @@ def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, 
     except (ConfigError, PolicyError) as exc:
         return str(exc)
     cache = VerdictCache(verdicts_path, policies.digest())
-    judged = [entry for entry in entries if entry.summary.name is not None and not entry.summary.errors]
+    # Specs without errors, its own or cross-file (a spec that fails anyway is not judged: an unknown
+    # technology has no catalog category, and a policy's line would only add noise to the error that matters).
+    judged = [entry for entry in entries if entry.summary.name is not None and not entry.errors]
     stamps = {entry.path: stamp_of(entry) for entry in judged}
     lines: dict[str, list[SpecError]] = {}
     stale: list[str] = []

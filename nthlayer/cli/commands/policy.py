@@ -59,7 +59,7 @@ def _check(args: argparse.Namespace) -> int:
     catalog_dir = args.catalog or default_catalog_dir()
     policies = project_policies()
     result = validate_specs(files, technology_files(catalog_dir))
-    denies, warnings = policy_problems(result.specs, catalog_dir, policies)
+    denies, warnings = policy_problems(result.specs, catalog_dir, policies, result.errors)
     errors = list(result.errors) + denies  # a spec that is not valid cannot be judged: say why
     if args.strict:
         errors, warnings = errors + as_errors(warnings), []

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     errors: list[SpecError] = list(result.errors)
     warnings: list[SpecError] = list(result.warnings)
     try:  # the project's policies on every valid spec (docs/policies.md)
-        denies, findings = policy_problems(result.specs, catalog_dir)
+        denies, findings = policy_problems(result.specs, catalog_dir, errors=result.errors)
     except (ConfigError, PolicyError) as exc:  # lines of their own: file:line:col: message
         print(str(exc), file=sys.stderr)
         return 1
