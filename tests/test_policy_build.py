@@ -120,6 +120,10 @@ def test_policy_edits_rebuild_only_the_services_whose_verdict_changed(workspace:
         "the other services' outputs are up to date"]
     assert "Traceback" not in broken.stdout + broken.stderr
     assert _snapshot(out) == before
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    check = subprocess.run([sys.executable, "-m", "nthlayer", "build", "--check"], cwd=workspace,
+                           env={**env, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog")}, capture_output=True, text=True)
+    assert (check.returncode, check.stderr.splitlines()[0]) == (1, "policies/acme.rego:6:5: Invalid assignment operator")
 
     # Back to the policy of the last successful build: the other services' verdicts are what their tasks
     # last built with, so only the two that failed since run (doit forgets a failed task's last success).

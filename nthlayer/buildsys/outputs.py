@@ -99,6 +99,8 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
 
     files: dict[str, bytes] = {}
     errors = [error.format() for entry in plan.entries for error in entry.errors]
+    if plan.policy_error:  # a policy file that cannot be used: no spec was judged (docs/policies.md)
+        errors += plan.policy_error.splitlines()
     for entry in plan.valid:
         try:
             files.update(service_files(load_service(entry.path), plan))
