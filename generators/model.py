@@ -169,6 +169,7 @@ class Service:
     min_request_rate: Decimal
     pagerduty: PagerDutyRef
     scrape: Scrape = Scrape(DEFAULT_SCRAPE_PORT, DEFAULT_SCRAPE_PATH, ())
+    argocd_app: str | None = None  # deploy.argocd_app: what `nthlayer rollback` rolls back
 
     def slo(self, name: str) -> SLO:
         """The SLO called ``name`` (the default SLOs are called availability and latency)."""
@@ -326,4 +327,5 @@ def build_service(data: dict[str, Any], source: str) -> Service:
             escalation_emails=tuple(pd.get("escalation_emails", ())),
             urgency=pd.get("urgency"),
         ),
+        argocd_app=data.get("deploy", {}).get("argocd_app"),
     )

@@ -1,8 +1,9 @@
 """``nthlayer setup-pagerduty SPEC... [--dry-run]``: plan, then apply, each service's PagerDuty objects.
 
 The API key comes from PAGERDUTY_API_KEY, or a file (--api-key-file /
-PAGERDUTY_API_KEY_FILE), never from the command line where ``ps`` would show
-it. Routing keys of the integrations go to key files in the secrets folder
+PAGERDUTY_API_KEY_FILE), or nthlayer.toml's reference (``nthlayer config set
+pagerduty.api_key --from-vault …``), never from the command line where ``ps``
+would show it. Routing keys of the integrations go to key files in the secrets folder
 (nthlayer.integrations.secrets: $NTHLAYER_SECRETS_DIR or state/secrets), never to the state
 database; --write-routing-keys DIR copies them to DIR/<service>.key as well.
 """
@@ -82,13 +83,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def api_key(args: argparse.Namespace) -> str | None:
-    path = args.api_key_file or (None if os.environ.get("PAGERDUTY_API_KEY") else
-                                 os.environ.get("PAGERDUTY_API_KEY_FILE"))
-    if path:
-        from nthlayer.integrations.secrets import read_secret_file
+    """The PagerDuty API key through the one credential resolver: --api-key-file, $PAGERDUTY_API_KEY,
+    $PAGERDUTY_API_KEY_FILE, then nthlayer.toml's pagerduty.api_key reference (docs/secrets.md)."""
+    from nthlayer.integrations.credentials import CredentialResolver
 
-        return read_secret_file(path, "the API key file")
-    return os.environ.get("PAGERDUTY_API_KEY", "").strip() or None
+    found = CredentialResolver().get("pagerduty.api_key", args.api_key_file)
+    return found.value if found else None
+
+
+NO_KEY = ("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, pass --api-key-file, or store a "
+          "reference with 'nthlayer config set pagerduty.api_key --from-vault vault://PATH#field'")
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -124,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--retries and --backoff must be >= 0 and --timeout > 0")
     key = api_key(args)
     if key is None and not args.dry_run:
-        raise UserError("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, "
-                        "or pass --api-key-file (or use --dry-run to plan without one)")
+        raise UserError(NO_KEY + " (or use --dry-run to plan without one)")
     settings = ClientSettings(api_url=args.api_url or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL,
                               retries=args.retries, backoff=args.backoff, timeout=args.timeout,
                               read_only=args.dry_run)
