@@ -14,8 +14,10 @@ import requests
 
 from api_fixture import ApiServer, start_api
 
+# The seed example without its upstream; with its PagerDuty reference, which a critical service needs to
+# be built (the default policy tier1-pagerduty, docs/policies.md).
 SEED = ("service: payment-api\ntier: 1\nteam: payments\ntype: api\ntech_stack:\n  metrics: prometheus\n"
-        "observability:\n  slo_overrides:\n    availability: 0.9995\n")
+        "observability:\n  slo_overrides:\n    availability: 0.9995\npagerduty:\n  service_id: PXXXXXX\n")
 AT = "2024-05-01T12:00:00Z"
 
 

@@ -139,7 +139,7 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     assert sorted(result.stderr.splitlines()[:2]) == [
         "services/composites/checkout.yaml:8:14: /components/0/service: service 'payment-api' has an invalid "
         "spec (services/payment-api.yaml); fix it first",
-        "services/payment-api.yaml:9:19: /observability/slo_overrides/availability: 1.5 is not a valid "
+        "services/payment-api.yaml:10:19: /observability/slo_overrides/availability: 1.5 is not a valid "
         "objective: it must be greater than 0 and less than 1 (e.g. 0.999)"]
     assert "Traceback" not in result.stdout + result.stderr
     after = _snapshot(out)

@@ -25,7 +25,7 @@ from nthlayer.buildsys.plugin_kinds import activate as activate_plugins
 from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
-from nthlayer.buildsys.tasks import clean_targets, code_stamps, prune_out, service_task, shared_task
+from nthlayer.buildsys.tasks import clean_targets, code_stamps, policies_task, prune_out, service_task, shared_task
 from nthlayer.integrations.secrets import secrets_dir
 
 
@@ -50,7 +50,7 @@ def namespace() -> dict[str, Any]:
 
     config = {
         # the shared tasks overlap the services
-        "default_tasks": [*(kind.name for kind in SHARED_KINDS), "composite", "correlate", "prune", "service"],
+        "default_tasks": [*(kind.name for kind in SHARED_KINDS), "composite", "correlate", "prune", "policies", "service"],
         "dep_file": os.path.join(state, "doit.json"),
         "backend": "nthlayer-json",  # nthlayer.buildsys.backend.StateJsonDB, registered by pyproject.toml
         "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
@@ -124,9 +124,13 @@ def namespace() -> dict[str, Any]:
         return creator
 
     shared = {f"task_{kind.name}": shared_creator(kind.name, kind.doc) for kind in SHARED_KINDS}
+    def task_policies() -> dict[str, Any]:
+        """The project's Rego policies (docs/policies.md): fails while one cannot be used."""
+        return policies_task(plan)
+
     return {"DOIT_CONFIG": config, **shared,
             "task_composite": task_composite, "task_correlate": task_correlate, "task_prune": task_prune,
-            "task_service": task_service}
+            "task_policies": task_policies, "task_service": task_service}
 
 
 def doit_exit_code(code: int | None) -> int:

@@ -100,6 +100,8 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
 
     files: dict[str, bytes] = {}
     errors = [error.format() for entry in plan.entries for error in entry.errors]
+    if plan.policy_error:  # a policy file that cannot be used: no spec was judged (docs/policies.md)
+        errors += plan.policy_error.splitlines()
     from nthlayer.buildsys.plugins import PluginError
     from nthlayer.buildsys.tasks import all_kinds
 

@@ -41,6 +41,7 @@ class SpecEntry:
     upstream: tuple[str, ...] = ()  # that version's dependencies.upstream
     changed: bool = False  # validated in this run: new, or edited since the last (state/spec-index.json)
     plugins: tuple[str, ...] = ()  # the keys of the plugins that apply to it (its task depends on their stamps)
+    verdict: str = ""  # digest of its policy findings ('' for none): its task depends on it (docs/policies.md)
 
     @property
     def name(self) -> str | None:
@@ -60,6 +61,8 @@ class BuildPlan:
     entries: list[SpecEntry]
     catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
     strict: bool = False  # --strict: warnings are errors (the composites' too: nthlayer/buildsys/composites.py)
+    # The lines of an nthlayer.toml or policy file that cannot be used: no service is built until it is fixed.
+    policy_error: str | None = None
 
     def task_names(self) -> dict[str, str]:
         """Each spec's doit sub-task name (file path → name): its service when valid; else its file's stem,
@@ -130,25 +133,29 @@ def _code_fingerprint() -> str:
 _CATALOG: list[tuple[str, str | None]] = []
 
 
-def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...]]:
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...], dict[str, Any] | None]:
     """A spec's summary and model (the build's SLO generators applied), where its dependency selectors
     are (for the selector warnings the parent adds: it holds the catalog files, which a worker would
-    otherwise read again), and the keys of the plugins that apply to it. A plugin that fails on the spec
-    makes it invalid, with the plugin's line as its error."""
+    otherwise read again), the keys of the plugins that apply to it, and its policy input document (the
+    parent evaluates the policies on every changed spec at once; the document is the spec as written, so
+    a finding's pointer is a place in the file). A plugin that fails on the spec makes it invalid, with the
+    plugin's line as its error."""
     summary, spec = summarize(path)
     if spec is None:
-        return summary, None, None, ()
+        return summary, None, None, (), None
     from generators.catalog_labels import SelectorMarks
+    from nthlayer.buildsys.policies import input_document
 
+    document = input_document(spec.located, spec.service, *_CATALOG[0]) if _CATALOG else None
     try:
         applied, keys = apply_plugins(spec)
     except PluginError as exc:
         # The spec itself is valid: its routing stays in alertmanager.yml while the plugin is fixed.
         failed = summary._replace(errors=(exc.as_spec_error(),))
-        return failed, spec.service, SelectorMarks.of(spec.located, spec.service), ()
+        return failed, spec.service, SelectorMarks.of(spec.located, spec.service), (), document
     if applied is not spec:  # an SLO generator changed its SLOs: their names name its files
         summary = summary._replace(slos=tuple(slo.name for slo in applied.service.slos))
-    return summary, applied.service, SelectorMarks.of(spec.located, applied.service), keys
+    return summary, applied.service, SelectorMarks.of(spec.located, applied.service), keys, document
 
 
 def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
@@ -198,7 +205,7 @@ def worker_count() -> int:
 
 
 def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | None = None
-                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...]]]:
+                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...], dict[str, Any] | None]]:
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
     is called with each summary as it arrives, while the pool works on the rest."""
@@ -285,7 +292,9 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
         upstream: list[str] = []
         plugins: tuple[str, ...] = ()
         if path in checked:
-            summary, service, marks, plugins = checked[path]
+            summary, service, marks, plugins, document = checked[path]
+            if document is not None:
+                _DOCUMENTS[path] = document
             if service is not None:
                 summary = _with_selector_warnings(summary, service, marks)
                 routing, upstream = Routing.of(service), list(service.upstream)
@@ -335,6 +344,13 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
         entries[error.path].errors.append(error)
     for warning in warnings:
         entries[warning.path].warnings.append(warning)
+    from nthlayer.buildsys.policies import VERDICTS_FILE, apply_policies
+
+    policy_error = apply_policies(entries.values(), _DOCUMENTS, _verdict_stamp, catalog_dir,
+                                  os.path.join(state_dir, "catalog") if state_dir else None,
+                                  os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
+                                  worker_count(), record)
+    _DOCUMENTS.clear()
     for entry in entries.values():
         if strict and entry.warnings:
             entry.errors += as_errors(entry.warnings)
@@ -342,7 +358,22 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
         entry.errors.sort(key=sort_key)
         entry.warnings.sort(key=sort_key)
     cache = os.path.join(state_dir, "catalog") if state_dir else None
-    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict)
+    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict,
+                     policy_error)
+
+
+_DOCUMENTS: dict[str, dict[str, Any]] = {}  # policy input documents of the specs validated by this plan
+
+
+def _verdict_stamp(entry: SpecEntry) -> list[Any]:
+    """What a cached policy verdict is valid for: the spec file's version and its technologies' catalog
+    files (their categories are in the input document)."""
+    try:
+        stat = os.stat(entry.path)
+        version: list[int] | None = [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        version = None
+    return [version, _entry_stamps(entry.summary)]
 
 
 _LOADED: dict[tuple[str, int, int, str], Service] = {}

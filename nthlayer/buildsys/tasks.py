@@ -20,6 +20,7 @@ from nthlayer.buildsys.plan import BuildPlan, SpecEntry, load_service
 from nthlayer.buildsys.plugin_kinds import (FORMAT_PREFIX, active, format_files, format_kinds,
                                             remove_stale_format_files, stale_plugin_kinds)
 from nthlayer.buildsys.plugins import PluginError
+from nthlayer.buildsys.policies import verdict_unchanged
 from nthlayer.buildsys.reporter import SpecFailure
 
 
@@ -89,11 +90,30 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
         "title": title,
         "clean": [(clean_targets, [outputs, plan.out_dir])],
     }
+    if plan.policy_error is None and entry.name is not None:
+        # It depends on its policy verdict, not on the policy files: a changed verdict re-runs it. (While a
+        # policy cannot be used there are no verdicts: only stale services run, to fail; see policies_task.)
+        task["uptodate"].append(verdict_unchanged(entry.verdict) if entry.verdict else _NO_VERDICT)
     if entry.errors or active().error is not None:
         # Its files may be unchanged since a successful run (a warning under --strict, a clash with
-        # another spec, a plugin that does not load): the task must still run, to fail and report the errors.
+        # another spec, a policy's deny, a plugin that does not load): the task must still run, to fail
+        # and report the errors.
         task["uptodate"] = [False]
     return task
+
+
+_NO_VERDICT = verdict_unchanged("")  # most specs: one check shared by their tasks
+
+
+def policies_task(plan: BuildPlan) -> dict[str, Any]:
+    """Fails, with the lines naming the file, while nthlayer.toml's [policy] or a policy file cannot be
+    used (no service is judged, so none is built); up to date otherwise. Services themselves stay up to
+    date meanwhile, so fixing the policy rebuilds only what its verdicts change."""
+    def action() -> Any:
+        return SpecFailure(plan.policy_error) if plan.policy_error else None
+
+    action.__name__ = "check_policies"
+    return {"actions": [action], "uptodate": [plan.policy_error is None], "verbosity": 2}
 
 
 def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_SERVICE) -> dict[str, bytes]:
@@ -117,6 +137,8 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
     def action(changed: list[str]) -> Any:  # doit passes the file_deps that changed
         if active().error is not None:  # a plugin that does not load: no service is built without it
             return SpecFailure(active().error.format())
+        if plan.policy_error:
+            return SpecFailure(plan.policy_error)
         if entry.errors or entry.name is None:
             return SpecFailure("\n".join(e.format() for e in entry.errors))
         for warning in entry.warnings:

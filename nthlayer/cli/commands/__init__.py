@@ -7,6 +7,7 @@ from __future__ import annotations
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "build every service's artifacts into out/ (runs doit; extra arguments go to doit)"),
     "validate": ("validate", "validate service specs (files or folders) and, with --output, generated OpenSLO"),
+    "policy": ("policy", "evaluate the Rego policies on specs (policy check), or show what they see (policy input)"),
     "init": ("init", "write services/NAME.yaml from a template"),
     "list-templates": ("list_templates", "list the templates 'init' can use"),
     "generate-slo": ("generate_slo", "write a service's OpenSLO documents or Prometheus SLO rules"),

@@ -11,8 +11,11 @@ from generators.errors import SpecError, as_errors, sort_key
 from generators.schema_messages import plural
 from generators.composite import (CompositeResult, composite_paths, is_composite_file, services_dir_of,
                                   validate_composites)
+from generators.policy import PolicyError
 from generators.spec import expand_paths, summarize, validate_specs
 from generators.yamlload import allow_external_links
+from nthlayer.config import ConfigError
+from nthlayer.ops.policy import policy_problems
 from nthlayer.buildsys.project import require_services_dir
 
 DEFAULT_PATH = "services"
@@ -72,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     checked = _composite_problems(args, composites, result.specs)
     errors += checked.errors
     warnings += checked.warnings
+    try:  # the project's policies on every valid spec (docs/policies.md)
+        denies, findings = policy_problems(result.specs, catalog_dir, errors=result.errors)
+    except (ConfigError, PolicyError) as exc:  # lines of their own: file:line:col: message
+        print(str(exc), file=sys.stderr)
+        return 1
+    errors += denies
+    warnings += findings
     if args.strict:
         errors, warnings = errors + as_errors(warnings), []
     if args.output:
