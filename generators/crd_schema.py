@@ -16,8 +16,9 @@ keyword (what the API server does → what the JSON Schema says):
 - ``pattern`` → matched with RE2 (Go's regexp, which the API server uses; ``^(?i)…`` is valid there and
   not in Python's ``re``), as the keyword :data:`RE2_PATTERN`.
 - ``format: int32/int64`` → the integer range; other formats (``date-time``…) are not checked.
-- ``x-kubernetes-validations`` (CEL rules): not evaluated here. :meth:`CrdValidator.problems` names every rule
-  whose field is present in the manifest, so a test can assert that none applies to what we emit.
+- ``x-kubernetes-validations`` (CEL rules): evaluated with ``cel-python`` (the test extra) on every field of
+  the manifest they sit on, ``self`` bound to it, as the API server does. A rule it cannot evaluate (a
+  Kubernetes CEL library function it lacks) is a problem line of its own, never a silent pass.
 
 ``metadata`` is checked as the API server's ObjectMeta validation does (name, namespace, labels,
 annotations, ownerReferences), since a CRD's schema leaves it to the server.
@@ -175,8 +176,8 @@ class CrdValidator:
             found.append(f"{pointer_of(error.absolute_path) or '/'}: {describe(error)}")
         found += _list_map_problems(manifest, self.list_maps)
         for rule in self.rules:
-            if any(True for _ in _present(manifest, rule.path)):
-                found.append(f"/{'/'.join(rule.path)}: CEL rule not evaluated here: {rule.rule}")
+            for where in _present(manifest, rule.path):
+                found += _cel_problems(rule, manifest, where)
         return sorted(set(found))
 
 
@@ -265,13 +266,42 @@ def _present(value: Any, path: tuple[str, ...], where: tuple[Any, ...] = ()) -> 
         yield from _present(value[head], rest, (*where, head))
 
 
+def _at(manifest: Any, where: tuple[Any, ...]) -> Any:
+    value = manifest
+    for part in where:
+        value = value[part]
+    return value
+
+
+@lru_cache(maxsize=None)
+def _cel_program(rule: str) -> Any:
+    import celpy
+
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule))
+
+
+def _cel_problems(rule: CelRule, manifest: Any, where: tuple[Any, ...]) -> list[str]:
+    """The rule's verdict on the field at ``where`` (``self``): its message when false."""
+    pointer = pointer_of(where) or "/"
+    try:
+        import celpy
+
+        verdict = _cel_program(rule.rule).evaluate({"self": celpy.json_to_cel(_at(manifest, where))})
+    except Exception as exc:  # noqa: BLE001 - any failure to evaluate is reported, never a pass
+        return [f"{pointer}: CEL rule not evaluated ({type(exc).__name__}): {rule.rule}"]
+    if isinstance(verdict, celpy.CELEvalError):
+        return [f"{pointer}: CEL rule not evaluated ({verdict.args[0] if verdict.args else 'error'}): {rule.rule}"]
+    if not bool(verdict):
+        return [f"{pointer}: {rule.message or 'failed CEL rule ' + rule.rule}"]
+    return []
+
+
 def _list_map_problems(manifest: Any, list_maps: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> list[str]:
     found = []
     for path, keys in list_maps:
         for where in _present(manifest, path):
-            value: Any = manifest
-            for part in where:
-                value = value[part]
+            value = _at(manifest, where)
             if not isinstance(value, list):
                 continue
             seen: set[tuple[Any, ...]] = set()

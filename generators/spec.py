@@ -25,7 +25,7 @@ from generators.slo_spec import objective_pointer, slo_errors
 from generators.spec_values import sli_errors, value_errors
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
-RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus"})
+RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus", "k8s"})  # out/<name>/ is shared output
 RESERVED_LABELS = frozenset({"service", "team", "tier", "slo", "severity", "alertname", "technology", "dependency"})
 
 

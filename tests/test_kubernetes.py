@@ -120,18 +120,15 @@ def test_openapi_extensions_become_json_schema() -> None:
     assert schema["additionalProperties"] is False
 
 
-def test_cel_rules_are_named_when_a_manifest_reaches_them() -> None:
+def test_cel_rules_are_evaluated_where_a_manifest_reaches_them() -> None:
     validator = validator_for("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig")
-    assert validator.rules, "the vendored CRD has CEL rules this module cannot evaluate"
-    rule = validator.rules[0]
+    (rule,) = validator.rules  # externalId needs roleArn, on an SNS receiver's sigv4
     manifest: dict = {"apiVersion": "monitoring.coreos.com/v1alpha1", "kind": "AlertmanagerConfig",
-                      "metadata": {"name": "x", "namespace": "monitoring"}, "spec": {}}
-    assert not any("CEL rule" in line for line in manifest_problems(manifest))
-    node: object = {}
-    for part in reversed(rule.path[1:]):  # the path the rule sits on, innermost first
-        node = [node] if part == "*" else {part: node}
-    manifest["spec"] = node
-    assert f"/{'/'.join(rule.path)}: CEL rule not evaluated here: {rule.rule}" in manifest_problems(manifest)
+                      "metadata": {"name": "x", "namespace": "monitoring"},
+                      "spec": {"receivers": [{"name": "sns", "snsConfigs": [{"sigv4": {"externalId": "e"}}]}]}}
+    assert manifest_problems(manifest) == [f"/spec/receivers/0/snsConfigs/0/sigv4: {rule.message}"]
+    manifest["spec"]["receivers"][0]["snsConfigs"][0]["sigv4"]["roleArn"] = "arn:aws:iam::1:role/r"
+    assert manifest_problems(manifest) == []
 
 
 def test_the_vendored_crds_are_the_versions_we_target() -> None:
