@@ -2,26 +2,31 @@
 
 There is no cluster here. This serves the calls nthlayer's operator makes — list (with a label selector),
 get, create, replace, delete, and merge-patch of the status subresource of namespaced custom objects —
-with the API server's semantics where they matter to a controller:
+and what kopf's watch loop needs around them (discovery, watch streams, merge and JSON patches,
+finalizers, events), with the API server's semantics where they matter to a controller:
 
 - a bearer token is required (401 otherwise);
 - every body is validated against its kind's CRD (the vendored Prometheus Operator CRDs and our
   deploy/crd.yaml, through generators.crd_schema): 422 ``Invalid`` as the server would answer;
 - names are unique per kind and namespace (409 ``AlreadyExists``); a replace must carry the
   ``resourceVersion`` it read (409 ``Conflict`` on a lost update); ``generation`` grows on spec changes;
-- with a status subresource, the main endpoint ignores ``status`` and ``/status`` changes only it.
+- with a status subresource, the main endpoint ignores ``status`` and ``/status`` changes only it;
+- a delete of an object with finalizers only marks it (``deletionTimestamp``); it goes when they are gone;
+- watches stream every change after the ``resourceVersion`` they start from, as JSON lines.
 
-Not served: watches, discovery, and the garbage collector (a separate controller in a real cluster; the
-operator deletes what it owns itself, and the tests check it does).
+Not served: other API groups, field selectors, and the garbage collector (a separate controller in a real
+cluster; the operator deletes what it owns itself, and the tests check it does).
 """
 from __future__ import annotations
 
 import copy
 import itertools
 import json
+import queue
 import re
 import ssl
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,6 +52,35 @@ def _status(code: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
                   "message": message, "code": code}
 
 
+def _json_patch(document: Any, ops: Any) -> Any:
+    """RFC 6902 (test, add, remove, replace): the patched copy; ValueError when an op does not apply."""
+    result = copy.deepcopy(document)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent: Any = result
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1] if parts else ""
+        if op["op"] == "test":
+            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if current != op["value"]:
+                raise ValueError(f"test failed at {op['path']}")
+        elif op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if op["op"] == "add":
+                    parent.insert(index, op["value"])
+                else:
+                    parent[index] = op["value"]
+            else:
+                parent[last] = op["value"]
+        elif op["op"] == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        else:
+            raise ValueError(f"unsupported op {op['op']}")
+    return result
+
+
 def _merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386."""
     if not isinstance(patch, dict):
@@ -63,18 +97,25 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 class FakeKubernetes:
     """``with FakeKubernetes(token, tmp_dir, crds) as fake:`` serves at ``fake.url`` (CA: ``fake.ca_file``)."""
 
-    def __init__(self, token: str, cert_dir: str, crds: list[tuple[dict[str, Any], str]]) -> None:
+    def __init__(self, token: str, cert_dir: str, crds: list[tuple[dict[str, Any], str]],
+                 namespaces: tuple[str, ...] = ("default",)) -> None:
         self.token = token
+        self.namespaces = namespaces
         self.kinds: dict[tuple[str, str, str], _Kind] = {}
         for crd, version in crds:
             self.kinds[(crd["spec"]["group"], version, crd["spec"]["names"]["plural"])] = _Kind(crd, version)
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str, int]] = []
+        self.events: list[dict[str, Any]] = []  # Kubernetes Events posted (kopf's logs)
+        self.log: list[tuple[int, tuple[str, str, str], dict[str, Any]]] = []  # (rv, where, watch event)
+        self.watchers: list[tuple[tuple[str, str, str], queue.Queue[Any]]] = []
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
         self._versions = itertools.count(1)
         cert, key = make_certificate(cert_dir)
         self.ca_file = cert
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
@@ -86,6 +127,7 @@ class FakeKubernetes:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -109,9 +151,18 @@ class FakeKubernetes:
 
     # --- the API ----------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: dict[str, list[str]], auth: str | None,
-               body: bytes) -> tuple[int, Any]:
+               body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
         if auth != f"Bearer {self.token}":
             return _status(401, "Unauthorized", "Unauthorized")
+        payload: Any = None
+        if body:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                return _status(400, "BadRequest", "the body is not JSON")
+        discovered = self._discovery(method, path, payload)
+        if discovered is not None:
+            return discovered
         match = _PATH.match(path)
         if match is None:
             return _status(404, "NotFound", "the server could not find the requested resource")
@@ -120,17 +171,56 @@ class FakeKubernetes:
         kind = self.kinds.get((group, version, plural))
         if kind is None:
             return _status(404, "NotFound", "the server could not find the requested resource")
-        payload: Any = None
-        if body:
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                return _status(400, "BadRequest", "the body is not JSON")
         with self.lock:
-            return self._route(method, kind, f"{group}/{version}", plural, ns, name, match["sub"], query, payload)
+            return self._route(method, kind, f"{group}/{version}", plural, ns, name, match["sub"], query, payload,
+                               content_type)
+
+    def _discovery(self, method: str, path: str, payload: Any) -> tuple[int, Any] | None:
+        """/version, /api, /apis and each group version's resources; Events (kopf posts them)."""
+        if method == "GET" and path == "/version":
+            return 200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-nthlayer-fake"}
+        if method == "GET" and path == "/api":
+            return 200, {"kind": "APIVersions", "versions": ["v1"]}
+        if method == "GET" and path == "/api/v1":
+            return 200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event",
+                 "verbs": ["create", "get", "list"]},
+                {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
+                 "verbs": ["get", "list", "watch"]}]}
+        if method == "GET" and path == "/api/v1/namespaces":  # kopf lists them (watch: _stream, no events)
+            return 200, {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": "0"},
+                         "items": [{"metadata": {"name": name}} for name in self.namespaces]}
+        if method == "POST" and re.fullmatch(r"/api/v1/namespaces/[^/]+/events", path):
+            with self.lock:
+                self.events.append(payload)
+            return 201, payload
+        groups: dict[str, list[str]] = {}
+        for group, version, _ in self.kinds:
+            groups.setdefault(group, []).append(version)
+        if method == "GET" and path == "/apis":
+            return 200, {"kind": "APIGroupList", "groups": [
+                {"name": group, "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+                 "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]}}
+                for group, versions in sorted(groups.items())]}
+        match = re.fullmatch(r"/apis/([^/]+)/([^/]+)", path)
+        if method == "GET" and match:
+            resources = []
+            for (group, version, plural), kind in sorted(self.kinds.items()):
+                if (group, version) != match.groups():
+                    continue
+                verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+                resources.append({"name": plural, "singularName": kind.kind.lower(), "namespaced": True,
+                                  "kind": kind.kind, "verbs": verbs})
+                if kind.has_status:
+                    resources.append({"name": f"{plural}/status", "singularName": "", "namespaced": True,
+                                      "kind": kind.kind, "verbs": ["get", "patch", "update"]})
+            if not resources:
+                return _status(404, "NotFound", "the server could not find the requested resource")
+            return 200, {"kind": "APIResourceList", "groupVersion": "/".join(match.groups()), "resources": resources}
+        return None
 
     def _route(self, method: str, kind: _Kind, api_version: str, plural: str, ns: str, name: str | None,
-               sub: str | None, query: dict[str, list[str]], payload: Any) -> tuple[int, Any]:
+               sub: str | None, query: dict[str, list[str]], payload: Any, content_type: str) -> tuple[int, Any]:
         key = (api_version, plural, ns, name or "")
         if name is None:
             if method == "GET":
@@ -144,20 +234,89 @@ class FakeKubernetes:
         if method == "GET":
             return 200, copy.deepcopy(current)
         if method == "DELETE":
-            del self.objects[key]
+            if current["metadata"].get("finalizers"):  # marked; it goes when the finalizers are gone
+                if "deletionTimestamp" not in current["metadata"]:
+                    updated = copy.deepcopy(current)
+                    updated["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:01Z"
+                    self._store(key, updated)
+                return 200, copy.deepcopy(self.objects[key])
+            self._remove(key)
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         if method == "PUT" and sub is None:
             return self._replace(kind, key, current, payload)
-        if method == "PATCH" and sub == "status" and kind.has_status:
-            updated = copy.deepcopy(current)
-            updated["status"] = _merge_patch(current.get("status", {}), (payload or {}).get("status", {}))
-            problems = kind.validator.problems(updated)
-            if problems:
-                return _status(422, "Invalid", "; ".join(problems))
-            updated["metadata"]["resourceVersion"] = str(next(self._versions))
-            self.objects[key] = updated
-            return 200, copy.deepcopy(updated)
+        if method == "PATCH" and (sub is None or (sub == "status" and kind.has_status)):
+            return self._patch(kind, key, current, payload, content_type, sub == "status")
         return _status(405, "MethodNotAllowed", method)
+
+    def _store(self, key: tuple[str, str, str, str], obj: dict[str, Any], created: bool = False) -> dict[str, Any]:
+        """Keep ``obj`` under a new resourceVersion and tell the watchers; an object marked for deletion
+        whose finalizers are all gone is deleted instead."""
+        meta = obj["metadata"]
+        if "deletionTimestamp" in meta and not meta.get("finalizers"):
+            self.objects[key] = obj
+            self._remove(key)
+            return obj
+        version = next(self._versions)
+        meta["resourceVersion"] = str(version)
+        self.objects[key] = obj
+        self._event(version, key, "ADDED" if created else "MODIFIED", obj)
+        return obj
+
+    def _remove(self, key: tuple[str, str, str, str]) -> None:
+        obj = self.objects.pop(key)
+        version = next(self._versions)
+        obj["metadata"]["resourceVersion"] = str(version)
+        self._event(version, key, "DELETED", obj)
+
+    def _event(self, version: int, key: tuple[str, str, str, str], kind: str, obj: dict[str, Any]) -> None:
+        event = {"type": kind, "object": copy.deepcopy(obj)}
+        self.log.append((version, key[:3], event))
+        for where, inbox in self.watchers:
+            if where == key[:3]:
+                inbox.put(event)
+
+    def watch(self, where: tuple[str, str, str], since: int) -> queue.Queue[Any]:
+        """A queue of the watch events at ``where`` after resourceVersion ``since`` (past ones first)."""
+        inbox: queue.Queue[Any] = queue.Queue()
+        with self.lock:
+            for version, place, event in self.log:
+                if place == where and version > since:
+                    inbox.put(event)
+            self.watchers.append((where, inbox))
+        return inbox
+
+    def unwatch(self, inbox: queue.Queue[Any]) -> None:
+        with self.lock:
+            self.watchers = [(w, q) for w, q in self.watchers if q is not inbox]
+
+    def _patch(self, kind: _Kind, key: tuple[str, str, str, str], current: dict[str, Any], payload: Any,
+               content_type: str, status: bool) -> tuple[int, Any]:
+        try:
+            if content_type == "application/merge-patch+json":
+                updated = _merge_patch(current, payload)
+            elif content_type == "application/json-patch+json":
+                updated = _json_patch(current, payload)
+            else:
+                return _status(415, "UnsupportedMediaType", f"{content_type} is not served")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            return _status(422, "Invalid", f"the patch does not apply: {exc}")
+        if kind.has_status:  # each endpoint changes its own part only
+            if status:
+                updated = {**copy.deepcopy(current), "status": updated.get("status")}
+                if updated["status"] is None:
+                    updated.pop("status")
+            else:
+                updated["status"] = copy.deepcopy(current.get("status"))
+                if updated["status"] is None:
+                    updated.pop("status")
+        for field in ("uid", "creationTimestamp", "generation", "name", "namespace"):
+            updated["metadata"][field] = current["metadata"][field]
+        problems = kind.validator.problems(updated)
+        if problems:
+            return _status(422, "Invalid", "; ".join(problems))
+        if updated.get("spec") != current.get("spec"):
+            updated["metadata"]["generation"] = current["metadata"]["generation"] + 1
+        return 200, copy.deepcopy(self._store(key, updated))
 
     def _list(self, kind: _Kind, api_version: str, plural: str, ns: str, query: dict[str, list[str]]) -> dict[str, Any]:
         wanted: dict[str, str] = {}
@@ -168,7 +327,8 @@ class FakeKubernetes:
         items = [copy.deepcopy(o) for (v, p, n, _), o in sorted(self.objects.items())
                  if (v, p, n) == (api_version, plural, ns)
                  and all(o["metadata"].get("labels", {}).get(k) == val for k, val in wanted.items())]
-        return {"apiVersion": api_version, "kind": f"{kind.kind}List", "metadata": {"resourceVersion": "1"},
+        latest = self.log[-1][0] if self.log else 0
+        return {"apiVersion": api_version, "kind": f"{kind.kind}List", "metadata": {"resourceVersion": str(latest)},
                 "items": items}
 
     def _checked(self, kind: _Kind, api_version: str, ns: str, payload: Any) -> tuple[int, Any] | None:
@@ -194,10 +354,8 @@ class FakeKubernetes:
         obj = copy.deepcopy(payload)
         if kind.has_status:
             obj.pop("status", None)
-        obj["metadata"].update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._versions)), generation=1,
-                               creationTimestamp="2026-01-01T00:00:00Z")
-        self.objects[key] = obj
-        return 201, copy.deepcopy(obj)
+        obj["metadata"].update(uid=str(uuid.uuid4()), generation=1, creationTimestamp="2026-01-01T00:00:00Z")
+        return 201, copy.deepcopy(self._store(key, obj, created=True))
 
     def _replace(self, kind: _Kind, key: tuple[str, str, str, str], current: dict[str, Any],
                  payload: Any) -> tuple[int, Any]:
@@ -219,9 +377,7 @@ class FakeKubernetes:
             obj["metadata"][field] = current["metadata"][field]
         if obj.get("spec") != current.get("spec"):
             obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
-        obj["metadata"]["resourceVersion"] = str(next(self._versions))
-        self.objects[key] = obj
-        return 200, copy.deepcopy(obj)
+        return 200, copy.deepcopy(self._store(key, obj))
 
 
 def _handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
@@ -231,13 +387,15 @@ def _handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, method: str) -> None:
             url = urlsplit(self.path)
+            query = parse_qs(url.query)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            if method == "PATCH" and self.headers.get("Content-Type") != "application/merge-patch+json":
-                status, answer = _status(415, "UnsupportedMediaType", "only merge patches are served")
-            else:
-                status, answer = fake.handle(method, url.path, parse_qs(url.query), self.headers.get("Authorization"),
-                                             body)
+            if method == "GET" and query.get("watch") == ["true"] and (_PATH.match(url.path) or url.path == "/api/v1/namespaces") \
+                    and self.headers.get("Authorization") == f"Bearer {fake.token}":
+                self._stream(url.path, query)
+                return
+            status, answer = fake.handle(method, url.path, query, self.headers.get("Authorization"), body,
+                                         self.headers.get("Content-Type", "application/json"))
             with fake.lock:
                 fake.requests.append((method, url.path, status))
             data = json.dumps(answer).encode()
@@ -246,6 +404,40 @@ def _handler(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _stream(self, path: str, query: dict[str, list[str]]) -> None:
+            """A watch: one JSON line per event, chunked, until timeoutSeconds or the server stops."""
+            match = _PATH.match(path)
+            if match is not None and match["name"]:
+                self.send_error(404)
+                return
+            # Namespaces never change here: their watch gets no events.
+            where = (f"{match['group']}/{match['version']}", match["plural"], unquote(match["ns"])) if match \
+                else ("v1", "namespaces", "")
+            since = int((query.get("resourceVersion") or ["0"])[0] or 0)
+            deadline = time.monotonic() + float((query.get("timeoutSeconds") or ["60"])[0])
+            inbox = fake.watch(where, since)
+            with fake.lock:
+                fake.requests.append(("WATCH", path, 200))
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                while not fake.stopping.is_set() and time.monotonic() < deadline:
+                    try:
+                        event = inbox.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    line = json.dumps(event).encode() + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+                pass
+            finally:
+                fake.unwatch(inbox)
+                self.close_connection = True
 
         def do_GET(self) -> None:
             self._serve("GET")

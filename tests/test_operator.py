@@ -38,7 +38,7 @@ def fake(tmp_path: Path) -> Iterator[FakeKubernetes]:
     crds = [(load_crd("monitoring.coreos.com_prometheusrules.yaml"), "v1"),
             (load_crd("monitoring.coreos.com_alertmanagerconfigs.yaml"), "v1alpha1"),
             (our_crd(), "v1alpha1")]  # the committed file, as `kubectl apply -f deploy/crd.yaml` installs it
-    with FakeKubernetes(TOKEN, str(tmp_path), crds) as server:
+    with FakeKubernetes(TOKEN, str(tmp_path), crds, namespaces=("default", NS)) as server:
         yield server
 
 
@@ -311,3 +311,63 @@ def test_example_resource_in_deploy_is_valid() -> None:
 def test_structural_translation_is_deterministic() -> None:
     schema = load_schema("service.schema.json")
     assert service_reliability_crd(schema) == service_reliability_crd(copy.deepcopy(schema))
+
+
+# --- kopf itself, against the fake ---------------------------------------------------------------------
+
+def _wait(check: Any, what: str, timeout: float = 30.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kopf_runs_the_handlers_end_to_end(fake: FakeKubernetes, api: KubernetesApi) -> None:
+    """`nthlayer operator`'s registry under kopf's real watch loop: create, spec change, delete."""
+    import threading
+
+    import kopf
+
+    from nthlayer.commands.operator import make_registry, operator_settings
+
+    registry = make_registry(api, DEFAULTS, CATALOG, resync=3600)
+    stop, ready = threading.Event(), threading.Event()
+    settings = operator_settings()
+    settings.watching.server_timeout = 5  # reconnect often: a stop is noticed quickly
+    thread = threading.Thread(target=kopf.run, kwargs=dict(
+        registry=registry, settings=settings, standalone=True, namespaces=[NS], stop_flag=stop, ready_flag=ready))
+    thread.start()
+    try:
+        assert ready.wait(30), "kopf did not start"
+        create_resource(api, SPEC)
+        body = _wait(lambda: (b := current(api)).get("status", {}).get("conditions") and b, "the first reconcile")
+        assert conditions(body)["Ready"][0] == "True"
+        assert "nthlayer.dev/owned-objects" in body["metadata"]["finalizers"]  # kopf's, for the delete handler
+        assert [r["metadata"]["name"] for r in fake.all("PrometheusRule")] == ["payment-api"]
+
+        body["spec"] = {**SPEC, "tier": 3}
+        api.replace(body)
+        _wait(lambda: fake.all("PrometheusRule")[0]["metadata"]["labels"]["nthlayer.dev/tier"] == "3",
+              "the update")
+        _wait(lambda: current(api)["status"]["observedGeneration"] == 2, "the status of generation 2")
+
+        body = current(api)
+        body["spec"] = {**SPEC, "tierr": 3}
+        api.replace(body)
+        _wait(lambda: current(api)["status"]["observedGeneration"] == 3, "the status of generation 3")
+        assert conditions(current(api))["InvalidSpec"][:2] == ("True", "InvalidSpec")
+        assert conditions(current(api))["InvalidSpec"][2].startswith("/tierr: unknown key 'tierr'; did you mean 'tier'?")
+        assert fake.all("PrometheusRule")[0]["metadata"]["labels"]["nthlayer.dev/tier"] == "3"  # kept as it was
+
+        api.delete(API_VERSION, KIND, NS, "payment-api")
+        _wait(lambda: api.get(API_VERSION, KIND, NS, "payment-api") is None, "the finalizer to be released")
+        assert fake.all("PrometheusRule") == [] and fake.all("AlertmanagerConfig") == []
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
