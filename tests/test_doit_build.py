@@ -107,7 +107,8 @@ def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) ->
 
 
 def test_stale_kinds() -> None:
-    from nthlayer.build import PER_SERVICE, stale_kinds
+    from nthlayer.buildsys.kinds import PER_SERVICE
+    from nthlayer.buildsys.tasks import stale_kinds
 
     stamps = {kind: f"state/code/{kind}.sha256" for kind in PER_SERVICE}
     assert stale_kinds("s/a.yaml", [], stamps) == list(PER_SERVICE)  # doit ran it for no file: do all
@@ -118,7 +119,7 @@ def test_stale_kinds() -> None:
 
 
 def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nthlayer.build import make_plan
+    from nthlayer.buildsys.plan import make_plan
 
     assert _doit(workspace).returncode == 0
     monkeypatch.chdir(workspace)
@@ -172,8 +173,8 @@ def test_outputs_are_deterministic(tmp_path: Path) -> None:
 
 def test_build_plan_graph_matches_the_correlation_graph() -> None:
     from generators.spec import validate_specs
-    from nthlayer.build import make_plan
-    from nthlayer.correlation import dependency_edges
+    from nthlayer.buildsys.plan import make_plan
+    from nthlayer.state.correlation import dependency_edges
 
     plan = make_plan(str(ROOT / "services"), "out", str(ROOT / "rules_catalog"))
     specs = validate_specs([str(ROOT / "services")], None).specs
@@ -182,7 +183,7 @@ def test_build_plan_graph_matches_the_correlation_graph() -> None:
 
 
 def test_plan_validates_in_parallel_with_the_same_result(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from nthlayer import build
+    from nthlayer.buildsys import plan as build
 
     services = tmp_path / "services"
     shutil.copytree(ROOT / "services", services)
@@ -258,7 +259,7 @@ def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_pat
 def test_dependency_db_is_rewritten_only_when_an_entry_changes(tmp_path: Path) -> None:
     from doit.dependency import JSONCodec
 
-    from nthlayer.build import StateJsonDB
+    from nthlayer.buildsys.backend import StateJsonDB
 
     path = tmp_path / "doit.json"
     db = StateJsonDB(str(path), JSONCodec())

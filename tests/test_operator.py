@@ -333,7 +333,7 @@ def test_kopf_runs_the_handlers_end_to_end(fake: FakeKubernetes, api: Kubernetes
 
     import kopf
 
-    from nthlayer.commands.operator import make_registry, operator_settings
+    from nthlayer.cli.commands.operator import make_registry, operator_settings
 
     registry = make_registry(api, DEFAULTS, CATALOG, resync=3600)
     stop, ready = threading.Event(), threading.Event()

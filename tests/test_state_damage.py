@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nthlayer import state
+from nthlayer.state import db as state
 from prom_fixture import PrometheusServer, fixture_specs, prometheus, prometheus_blocks, requires_prometheus  # noqa: F401
 from test_doit_build import _doit, _ran
 
