@@ -54,18 +54,25 @@ class CelRule(NamedTuple):
     message: str
 
 
-def load_yaml_text(text: str) -> Any:
-    """YAML as the Kubernetes tools read it. PyYAML follows YAML 1.1, where a plain ``=`` is the "value"
-    type it cannot build (an enum of matchTypes holds one): read it as the string it is in YAML 1.2."""
+@lru_cache(maxsize=None)
+def kubernetes_loader() -> Any:
+    """A safe PyYAML loader that reads YAML as the Kubernetes tools write it. PyYAML follows YAML 1.1, where
+    a plain ``=`` is the "value" type it cannot build (an enum of matchTypes holds one, and kubectl writes
+    ``matchType: =``): it is read as the string it is in YAML 1.2."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class _Loader(loader):  # type: ignore[misc, valid-type]
+    class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
         pass
 
     _Loader.add_constructor("tag:yaml.org,2002:value", lambda self, node: self.construct_scalar(node))
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader with one more scalar type
+    return _Loader
+
+
+def load_yaml_text(text: str) -> Any:
+    """One YAML document read with :func:`kubernetes_loader`."""
+    import yaml
+
+    return yaml.load(text, Loader=kubernetes_loader())  # noqa: S506 - a safe loader with one more scalar type
 
 
 @lru_cache(maxsize=None)
@@ -315,5 +322,5 @@ def _list_map_problems(manifest: Any, list_maps: list[tuple[tuple[str, ...], tup
     return found
 
 
-__all__ = ["CRD_FILES", "CelRule", "CrdValidator", "crd_version", "load_crd", "load_yaml_text", "manifest_problems",
+__all__ = ["CRD_FILES", "CelRule", "CrdValidator", "crd_version", "kubernetes_loader", "load_crd", "load_yaml_text", "manifest_problems",
            "metadata_problems", "to_json_schema", "validator_for"]

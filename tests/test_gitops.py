@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generators.crd_schema import manifest_problems, validator_for
+from generators.crd_schema import kubernetes_loader, manifest_problems, validator_for
 from tests.conftest import ROOT
 
 FLUX = ROOT / "deploy" / "flux"
@@ -107,7 +107,7 @@ def test_kustomize_builds_the_project_kustomization(tmp_path: Path) -> None:
     assert _run(["nthlayer", "build"], project, env).returncode == 0
     built = _run(["kubectl", "kustomize", "out/k8s"], project, env)
     assert built.returncode == 0, built.stderr
-    objects = list(yaml.safe_load_all(built.stdout))
+    objects = list(yaml.load_all(built.stdout, Loader=kubernetes_loader()))
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
         (kind, name) for name in ("payment-api", "search-api", "user-service")
         for kind in ("AlertmanagerConfig", "PrometheusRule"))
@@ -135,9 +135,12 @@ def test_publish_script_publishes_proven_output_only(tmp_path: Path) -> None:
     assert _run(["git", "rev-parse", "nthlayer-out"], remote, env).stdout.strip() == head
     # A spec edit: one new commit on top of the last.
     spec = project / "services" / "search-api.yaml"
-    spec.write_text(spec.read_text().replace("tier: 2", "tier: 1"))
+    text = spec.read_text()
+    assert "availability: 0.998" in text
+    spec.write_text(text.replace("availability: 0.998", "availability: 0.997"))
     edited = _run([str(SCRIPT)], project, env)
     assert edited.returncode == 0, edited.stderr
+    assert "is now" in edited.stdout
     log = _run(["git", "log", "--format=%P", "-1", "nthlayer-out"], remote, env).stdout.strip()
     assert log == head
     newest = _run(["git", "rev-parse", "nthlayer-out"], remote, env).stdout.strip()

@@ -20,7 +20,7 @@ from generators.render import render_files
 from generators.slo_rules import slo_rule_files
 from generators.spec import load_spec
 from generators.tech_alerts import service_alert_files
-from nthlayer.promtool import check_rules
+from nthlayer.integrations.promtool import check_rules
 from tests.conftest import ROOT, UPDATE_GOLDEN, requires_promtool
 
 EXAMPLES = sorted(glob.glob(str(ROOT / "services" / "*.yaml")))

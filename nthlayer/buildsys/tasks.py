@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable
 
 from generators.alertmanager import Routing
 from generators.errors import SpecErrors
+from nthlayer.config import ConfigError
 from generators.model import Service
 from generators.render import write_all, write_if_changed, write_new_tree
 from nthlayer.buildsys.kinds import (KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files, code_fingerprint,
@@ -107,6 +108,8 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
             files = service_files(service, plan, kinds)
         except SpecErrors as exc:
             return SpecFailure("\n".join(exc.lines()))
+        except ConfigError as exc:  # nthlayer.toml does not parse: its one `file:line:col:` line
+            return SpecFailure(str(exc))
         # Only after every kind was generated: an error leaves all files as they were. A service's first
         # build creates its folder whole; later ones replace the changed files one by one.
         if len(kinds) < len(PER_SERVICE) or not write_new_tree(f"{plan.out_dir}/{service.name}", files):

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("the operator needs kopf: pip install 'nthlayer-slo[k8s]'") from None
     from generators.catalog import default_catalog_dir
     from nthlayer.integrations.kubernetes import KubernetesApi, login
-    from nthlayer.k8s_settings import kubernetes_defaults
+    from nthlayer.buildsys.project import kubernetes_defaults
 
     defaults = kubernetes_defaults()  # a broken [kubernetes] table stops it here, with its line
     api = KubernetesApi(login())
