@@ -38,7 +38,7 @@ def test_incremental_build(workspace: Path) -> None:
     first = _doit(workspace)
     assert first.returncode == 0, first.stdout + first.stderr
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
-    assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
+    assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "k8s", "prune"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.json").exists()
@@ -101,9 +101,11 @@ def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) ->
     redis.write_text(redis.read_text().replace('description: "redis_exporter', 'description: "Edited. redis_exporter', 1))
     result = _doit(workspace, env=env)
     assert result.returncode == 0, result.stderr
-    assert _ran(result) == [f"service:{name} (alerts)" for name in users]
+    # The PrometheusRule holds the alerts too: the kubernetes kind follows the catalog.
+    assert _ran(result) == [f"service:{name} (alerts, kubernetes)" for name in users]
     after = _snapshot(out)
-    assert sorted(p for p in after if after[p] != before[p]) == [f"{n}/prometheus/alerts.rules.yaml" for n in users]
+    assert sorted(p for p in after if after[p] != before[p]) == sorted(
+        [f"{n}/prometheus/alerts.rules.yaml" for n in users] + [f"{n}/k8s/prometheusrule.yaml" for n in users])
 
 
 def test_stale_kinds() -> None:
@@ -113,7 +115,7 @@ def test_stale_kinds() -> None:
     stamps = {kind: f"state/code/{kind}.sha256" for kind in PER_SERVICE}
     assert stale_kinds("s/a.yaml", [], stamps) == list(PER_SERVICE)  # doit ran it for no file: do all
     assert stale_kinds("s/a.yaml", ["s/a.yaml", "cat/redis.yaml"], stamps) == list(PER_SERVICE)
-    assert stale_kinds("s/a.yaml", ["cat/redis.yaml"], stamps) == ["alerts"]
+    assert stale_kinds("s/a.yaml", ["cat/redis.yaml"], stamps) == ["alerts", "kubernetes"]
     assert stale_kinds("s/a.yaml", ["state/code/openslo.sha256", "state/code/pagerduty.sha256"], stamps) == \
         ["openslo", "pagerduty"]
 
@@ -303,7 +305,7 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
     haproxy.write_text(original.replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
     second = _doit(workspace, env=env)
     assert second.returncode == 0, second.stderr
-    assert _ran(second) == ["service:inventory-api (alerts)"]
+    assert _ran(second) == ["service:inventory-api (alerts, kubernetes)"]
     assert [line for line in second.stderr.splitlines() if "warning:" in line] == [
         warning.format(rules="HaproxyStickTableNearlyFull", they="this alert")]
 
@@ -311,7 +313,7 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
                                         "  haproxy_sticktable_*: [name, proxy, type]\n")
                        .replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
     third = _doit(workspace, env=env)
-    assert third.returncode == 0 and _ran(third) == ["service:inventory-api (alerts)"]
+    assert third.returncode == 0 and _ran(third) == ["service:inventory-api (alerts, kubernetes)"]
     assert "warning:" not in third.stderr
 
     haproxy.write_text(original)
@@ -329,12 +331,13 @@ def test_named_slos_name_their_files_and_renames_leave_nothing_behind(tmp_path: 
     first = _doit(tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     files = lambda name: sorted(str(p.relative_to(tmp_path / "out" / name)) for p in (tmp_path / "out" / name).rglob("*"))  # noqa: E731
-    assert files("lag-worker") == ["openslo", "openslo/consumer-lag.yaml", "openslo/service.yaml", "pagerduty.json",
+    k8s = ["k8s", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml", "k8s/prometheusrule.yaml"]
+    assert files("lag-worker") == [*k8s, "openslo", "openslo/consumer-lag.yaml", "openslo/service.yaml", "pagerduty.json",
                                    "prometheus", "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml",
                                    "prometheus/slo-burst.test.yaml", "prometheus/slo-rules.test.yaml",
                                    "prometheus/slo.rules.yaml"]
     # slos: [] — no SLO artifacts: no OpenSLO SLO, no SLO rules or tests.
-    assert files("exporter") == ["openslo", "openslo/service.yaml", "pagerduty.json", "prometheus",
+    assert files("exporter") == [*k8s, "openslo", "openslo/service.yaml", "pagerduty.json", "prometheus",
                                  "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml"]
     spec.write_text(spec.read_text().replace("consumer-lag", "lag"))
     assert _doit(tmp_path).returncode == 0
