@@ -262,9 +262,14 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         redis = catalog / "redis.yaml"
         redis.write_text(redis.read_text() + "\n# edited\n")
         cat = measure(doit_cmd(), work, env)
-        dependants = sorted(f"service:{names[i]} (alerts)" for i in range(count) if "redis" in TECH_MIXES[i % len(TECH_MIXES)])
+        from nthlayer.buildsys.kinds import SERVICE_KINDS
+
+        # The kinds that read the catalog: the alerts, and the PrometheusRule that holds them.
+        readers = ", ".join(kind.name for kind in SERVICE_KINDS if kind.reads_catalog)
+        dependants = sorted(f"service:{names[i]} ({readers})" for i in range(count)
+                            if "redis" in TECH_MIXES[i % len(TECH_MIXES)])
         ran = ran_tasks(cat.stdout)
-        check = f"exactly the {len(dependants)} dependants' alerts were regenerated" if ran == dependants \
+        check = f"exactly the {len(dependants)} dependants' {readers} were regenerated" if ran == dependants \
             else f"UNEXPECTED: {len(ran)} tasks ran, {len(dependants)} dependants"
         rows.append(("catalog file edited (redis)", cat, note("", cat, None, check)))
         validate = measure([sys.executable, "-m", "nthlayer", "validate", "-q", "services"], work, env)

@@ -371,3 +371,28 @@ def test_kopf_runs_the_handlers_end_to_end(fake: FakeKubernetes, api: Kubernetes
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
+
+
+# --- the command ----------------------------------------------------------------------------------------
+
+def test_print_crd_is_the_committed_crd(run_cli: Any) -> None:
+    code, out, err = run_cli("operator", "--print-crd")
+    assert (code, err) == (0, "")
+    assert out.encode() == (ROOT / "deploy" / "crd.yaml").read_bytes()
+
+
+def test_operator_needs_namespaces_and_credentials(run_cli: Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_cli("operator") == (1, "", "nthlayer operator: error: name the namespaces to watch (--namespace NS, "
+                                          "repeatable) or --all-namespaces\n")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("operator", "--namespace", "payments") == (
+        1, "", "nthlayer operator: error: no Kubernetes credentials: not in a cluster (no service account) and no "
+               "kubeconfig ($KUBECONFIG or ~/.kube/config)\n")
+    (tmp_path / "nthlayer.toml").write_text('[kubernetes]\nlabels = { "nthlayer.dev/team" = "x" }\n')
+    code, out, err = run_cli("operator", "--all-namespaces")
+    assert code == 1 and err == ("nthlayer.toml:2:1: /kubernetes/labels/nthlayer.dev~1team: Kubernetes label "
+                                 "'nthlayer.dev/team' is set by nthlayer and cannot be overridden\n")
