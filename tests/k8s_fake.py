@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from generators.crd_schema import CrdValidator
+from tests.k8s_patches import json_patch, merge_patch, refusal
 from tests.pagerduty_fake import make_certificate
 
 _PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
@@ -45,53 +46,6 @@ class _Kind:
         self.kind = crd["spec"]["names"]["kind"]
         entry = next(v for v in crd["spec"]["versions"] if v["name"] == version)
         self.has_status = "status" in entry.get("subresources", {})
-
-
-def _status(code: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
-    return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-                  "message": message, "code": code}
-
-
-def _json_patch(document: Any, ops: Any) -> Any:
-    """RFC 6902 (test, add, remove, replace): the patched copy; ValueError when an op does not apply."""
-    result = copy.deepcopy(document)
-    for op in ops:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
-        parent: Any = result
-        for part in parts[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-        last = parts[-1] if parts else ""
-        if op["op"] == "test":
-            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-            if current != op["value"]:
-                raise ValueError(f"test failed at {op['path']}")
-        elif op["op"] in ("add", "replace"):
-            if isinstance(parent, list):
-                index = len(parent) if last == "-" else int(last)
-                if op["op"] == "add":
-                    parent.insert(index, op["value"])
-                else:
-                    parent[index] = op["value"]
-            else:
-                parent[last] = op["value"]
-        elif op["op"] == "remove":
-            del parent[int(last) if isinstance(parent, list) else last]
-        else:
-            raise ValueError(f"unsupported op {op['op']}")
-    return result
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge_patch(result.get(key), value)
-    return result
 
 
 class FakeKubernetes:
@@ -153,24 +107,24 @@ class FakeKubernetes:
     def handle(self, method: str, path: str, query: dict[str, list[str]], auth: str | None,
                body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
         if auth != f"Bearer {self.token}":
-            return _status(401, "Unauthorized", "Unauthorized")
+            return refusal(401, "Unauthorized", "Unauthorized")
         payload: Any = None
         if body:
             try:
                 payload = json.loads(body)
             except ValueError:
-                return _status(400, "BadRequest", "the body is not JSON")
+                return refusal(400, "BadRequest", "the body is not JSON")
         discovered = self._discovery(method, path, payload)
         if discovered is not None:
             return discovered
         match = _PATH.match(path)
         if match is None:
-            return _status(404, "NotFound", "the server could not find the requested resource")
+            return refusal(404, "NotFound", "the server could not find the requested resource")
         group, version, ns, plural = match["group"], match["version"], unquote(match["ns"]), match["plural"]
         name = unquote(match["name"]) if match["name"] else None
         kind = self.kinds.get((group, version, plural))
         if kind is None:
-            return _status(404, "NotFound", "the server could not find the requested resource")
+            return refusal(404, "NotFound", "the server could not find the requested resource")
         with self.lock:
             return self._route(method, kind, f"{group}/{version}", plural, ns, name, match["sub"], query, payload,
                                content_type)
@@ -215,7 +169,7 @@ class FakeKubernetes:
                     resources.append({"name": f"{plural}/status", "singularName": "", "namespaced": True,
                                       "kind": kind.kind, "verbs": ["get", "patch", "update"]})
             if not resources:
-                return _status(404, "NotFound", "the server could not find the requested resource")
+                return refusal(404, "NotFound", "the server could not find the requested resource")
             return 200, {"kind": "APIResourceList", "groupVersion": "/".join(match.groups()), "resources": resources}
         return None
 
@@ -227,10 +181,10 @@ class FakeKubernetes:
                 return 200, self._list(kind, api_version, plural, ns, query)
             if method == "POST":
                 return self._create(kind, api_version, plural, ns, payload)
-            return _status(405, "MethodNotAllowed", method)
+            return refusal(405, "MethodNotAllowed", method)
         current = self.objects.get(key)
         if current is None:
-            return _status(404, "NotFound", f'{plural}.{api_version.split("/")[0]} "{name}" not found')
+            return refusal(404, "NotFound", f'{plural}.{api_version.split("/")[0]} "{name}" not found')
         if method == "GET":
             return 200, copy.deepcopy(current)
         if method == "DELETE":
@@ -246,7 +200,7 @@ class FakeKubernetes:
             return self._replace(kind, key, current, payload)
         if method == "PATCH" and (sub is None or (sub == "status" and kind.has_status)):
             return self._patch(kind, key, current, payload, content_type, sub == "status")
-        return _status(405, "MethodNotAllowed", method)
+        return refusal(405, "MethodNotAllowed", method)
 
     def _store(self, key: tuple[str, str, str, str], obj: dict[str, Any], created: bool = False) -> dict[str, Any]:
         """Keep ``obj`` under a new resourceVersion and tell the watchers; an object marked for deletion
@@ -293,13 +247,13 @@ class FakeKubernetes:
                content_type: str, status: bool) -> tuple[int, Any]:
         try:
             if content_type == "application/merge-patch+json":
-                updated = _merge_patch(current, payload)
+                updated = merge_patch(current, payload)
             elif content_type == "application/json-patch+json":
-                updated = _json_patch(current, payload)
+                updated = json_patch(current, payload)
             else:
-                return _status(415, "UnsupportedMediaType", f"{content_type} is not served")
+                return refusal(415, "UnsupportedMediaType", f"{content_type} is not served")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return _status(422, "Invalid", f"the patch does not apply: {exc}")
+            return refusal(422, "Invalid", f"the patch does not apply: {exc}")
         if kind.has_status:  # each endpoint changes its own part only
             if status:
                 updated = {**copy.deepcopy(current), "status": updated.get("status")}
@@ -313,7 +267,7 @@ class FakeKubernetes:
             updated["metadata"][field] = current["metadata"][field]
         problems = kind.validator.problems(updated)
         if problems:
-            return _status(422, "Invalid", "; ".join(problems))
+            return refusal(422, "Invalid", "; ".join(problems))
         if updated.get("spec") != current.get("spec"):
             updated["metadata"]["generation"] = current["metadata"]["generation"] + 1
         return 200, copy.deepcopy(self._store(key, updated))
@@ -333,14 +287,14 @@ class FakeKubernetes:
 
     def _checked(self, kind: _Kind, api_version: str, ns: str, payload: Any) -> tuple[int, Any] | None:
         if not isinstance(payload, dict) or payload.get("apiVersion") != api_version or payload.get("kind") != kind.kind:
-            return _status(400, "BadRequest", "the body's apiVersion and kind do not match the URL")
+            return refusal(400, "BadRequest", "the body's apiVersion and kind do not match the URL")
         meta = payload.setdefault("metadata", {})
         if meta.setdefault("namespace", ns) != ns:
-            return _status(400, "BadRequest", "the namespace of the provided object does not match the namespace "
+            return refusal(400, "BadRequest", "the namespace of the provided object does not match the namespace "
                                               "sent on the request")
         problems = kind.validator.problems(payload)
         if problems:
-            return _status(422, "Invalid", f'{kind.kind} "{meta.get("name")}" is invalid: ' + "; ".join(problems))
+            return refusal(422, "Invalid", f'{kind.kind} "{meta.get("name")}" is invalid: ' + "; ".join(problems))
         return None
 
     def _create(self, kind: _Kind, api_version: str, plural: str, ns: str, payload: Any) -> tuple[int, Any]:
@@ -350,7 +304,7 @@ class FakeKubernetes:
         meta = payload["metadata"]
         key = (api_version, plural, ns, meta["name"])
         if key in self.objects:
-            return _status(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists')
+            return refusal(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists')
         obj = copy.deepcopy(payload)
         if kind.has_status:
             obj.pop("status", None)
@@ -364,9 +318,9 @@ class FakeKubernetes:
             return refused
         meta = payload["metadata"]
         if meta.get("name") != key[3]:
-            return _status(400, "BadRequest", "the name of the object does not match the name on the URL")
+            return refusal(400, "BadRequest", "the name of the object does not match the name on the URL")
         if meta.get("resourceVersion") != current["metadata"]["resourceVersion"]:
-            return _status(409, "Conflict", "the object has been modified; please apply your changes to the "
+            return refusal(409, "Conflict", "the object has been modified; please apply your changes to the "
                                             "latest version and try again")
         obj = copy.deepcopy(payload)
         if kind.has_status:
