@@ -185,12 +185,15 @@ def _pagerduty(config: Mapping[str, Any], service: str, secret: str) -> dict[str
 
 
 def alertmanager_config_resource(service: Service, defaults: KubernetesDefaults,
-                                 namespace: str | None = None) -> dict[str, Any]:
+                                 namespace: str | None = None, paged: bool | None = None) -> dict[str, Any]:
     """The ``AlertmanagerConfig`` equivalent of the service's part of alertmanager.yml: its route (with
     the global route's timings and grouping, which alertmanager.yml gives it by inheritance), the
     receivers that route names, and the inhibit rule. The Prometheus Operator adds a
-    ``namespace="<namespace>"`` matcher to the top route (docs/kubernetes.md says how alerts get it)."""
-    config = alertmanager_config([Routing.of(service)])
+    ``namespace="<namespace>"`` matcher to the top route (docs/kubernetes.md says how alerts get it).
+    ``paged``: whether the service is on PagerDuty, when the caller knows (else read from its spec)."""
+    routing = Routing.of(service) if paged is None else \
+        Routing(service.name, service.team, service.tier.number, paged, service.source)
+    config = alertmanager_config([routing])
     root = config["route"]
     (own,) = root["routes"]
     top = dict(own)
@@ -229,16 +232,18 @@ def project_kustomization(services: Iterable[str]) -> dict[str, Any]:
 
 
 # The Service fields kubernetes_documents reads (generators.shapes templates on these alone): the rule
-# files' fields, the routing's, and its own.
-READS = slo_rules.READS | tech_alerts.READS | {"pagerduty", "kubernetes"}
+# files' fields and its own. Of the PagerDuty settings the routing needs only whether there are any
+# (``paged``): the whole block in the shape would make each escalation list a shape of its own.
+READS = slo_rules.READS | tech_alerts.READS | {"kubernetes"}
 
 
-def kubernetes_documents(service: Service, catalog: Mapping[str, Any], defaults: KubernetesDefaults
-                         ) -> dict[str, tuple[Any, bool]]:
-    """out/<service>/k8s/'s files as generators.shapes takes documents: file name → (document, multi)."""
+def kubernetes_documents(service: Service, catalog: Mapping[str, Any], defaults: KubernetesDefaults,
+                         paged: bool | None = None) -> dict[str, tuple[Any, bool]]:
+    """out/<service>/k8s/'s files as generators.shapes takes documents: file name → (document, multi).
+    ``paged``: as :func:`alertmanager_config_resource` takes it."""
     return {
         RULE_FILE: (prometheus_rule(service, rule_file_groups(service, catalog), defaults), False),
-        ROUTE_FILE: (alertmanager_config_resource(service, defaults), False),
+        ROUTE_FILE: (alertmanager_config_resource(service, defaults, paged=paged), False),
         KUSTOMIZATION_FILE: (service_kustomization(), False),
     }
 

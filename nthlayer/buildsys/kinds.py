@@ -122,12 +122,16 @@ def _kubernetes(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     from generators.shapes import shaped_files
     from nthlayer.buildsys.project import kubernetes_defaults
 
+    from generators.paging import uses_pagerduty
+
     defaults = kubernetes_defaults()
+    paged = uses_pagerduty(service)  # in the shape's context: the PagerDuty block itself is not
     catalog = load_technologies(ctx.catalog_dir, service.technology_types, ctx.catalog_cache)
     tech_alerts.check_dependencies(service, catalog)
-    context = (defaults, *((name, id(tech)) for name, tech in sorted(catalog.items())))
-    return shaped_files("kubernetes", lambda s: kubernetes.kubernetes_documents(s, catalog, defaults), kubernetes.READS,
-                        service, f"{ctx.base(service)}/k8s", context, lambda s: tech_alerts.check_standin(s, catalog))
+    context = (defaults, paged, *((name, id(tech)) for name, tech in sorted(catalog.items())))
+    return shaped_files("kubernetes", lambda s: kubernetes.kubernetes_documents(s, catalog, defaults, paged),
+                        kubernetes.READS, service, f"{ctx.base(service)}/k8s", context,
+                        lambda s: tech_alerts.check_standin(s, catalog))
 
 
 _SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
