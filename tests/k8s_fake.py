@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from generators.crd_schema import CrdValidator
 from tests.k8s_patches import json_patch, merge_patch, refusal
-from tests.pagerduty_fake import make_certificate
+from tests.tls_fake import make_certificate, wrap_tls
 
 _PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
                    r"(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$")
@@ -66,14 +66,11 @@ class FakeKubernetes:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self._versions = itertools.count(1)
-        cert, key = make_certificate(cert_dir)
+        cert, key = make_certificate(cert_dir, "nthlayer test Kubernetes API")
         self.ca_file = cert
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.url = wrap_tls(self.server, cert, key)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> "FakeKubernetes":
