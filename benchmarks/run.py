@@ -268,12 +268,14 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         redis = catalog / "redis.yaml"
         redis.write_text(redis.read_text() + "\n# edited\n")
         cat = measure(doit_cmd(), work, env)
-        # A catalog file feeds the technology alerts and the dashboards' dependency rows.
-        dependants = sorted(f"service:{names[i]} (alerts, grafana)" for i in range(count)
+        from nthlayer.buildsys.kinds import SERVICE_KINDS
+
+        # The kinds that read the catalog: the alerts, the dashboards' dependency rows, the PrometheusRule.
+        readers = ", ".join(kind.name for kind in SERVICE_KINDS if kind.reads_catalog)
+        dependants = sorted(f"service:{names[i]} ({readers})" for i in range(count)
                             if "redis" in TECH_MIXES[i % len(TECH_MIXES)])
         ran = ran_tasks(cat.stdout)
-        check = f"exactly the {len(dependants)} dependants' alerts and dashboards were regenerated" \
-            if ran == dependants \
+        check = f"exactly the {len(dependants)} dependants' {readers} were regenerated" if ran == dependants \
             else f"UNEXPECTED: {len(ran)} tasks ran, {len(dependants)} dependants"
         rows.append(("catalog file edited (redis)", cat, note("", cat, None, check)))
         rows += policy_rows(work, env, names, note)

@@ -143,6 +143,15 @@ DEFAULT_SCRAPE_PATH = "/metrics"
 
 
 @dataclass(frozen=True)
+class KubernetesPlacement:
+    """The spec's ``kubernetes`` block: where its manifests go. None / empty: the project's defaults
+    (nthlayer.toml ``[kubernetes]``, applied by generators/kubernetes.py)."""
+
+    namespace: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class PagerDutyRef:
     service_id: str | None
     escalation_policy_id: str | None
@@ -169,6 +178,7 @@ class Service:
     min_request_rate: Decimal
     pagerduty: PagerDutyRef
     scrape: Scrape = Scrape(DEFAULT_SCRAPE_PORT, DEFAULT_SCRAPE_PATH, ())
+    kubernetes: KubernetesPlacement = KubernetesPlacement()
     argocd_app: str | None = None  # deploy.argocd_app: what `nthlayer rollback` rolls back
 
     def slo(self, name: str) -> SLO:
@@ -331,6 +341,10 @@ def build_service(data: dict[str, Any], source: str) -> Service:
             schedule_ids=tuple(pd.get("schedule_ids", ())),
             escalation_emails=tuple(pd.get("escalation_emails", ())),
             urgency=pd.get("urgency"),
+        ),
+        kubernetes=KubernetesPlacement(
+            namespace=data.get("kubernetes", {}).get("namespace"),
+            labels=tuple(sorted(data.get("kubernetes", {}).get("labels", {}).items())),
         ),
         argocd_app=data.get("deploy", {}).get("argocd_app"),
     )

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Iterable, Mapping, NamedTuple
 
 from generators.errors import SpecError, SpecErrors, excerpt, sort_key
+from generators.k8s_names import reserved_label
 from generators.schema_messages import describe, type_name, unknown_key
 from generators.model import Service, build_service, to_decimal
 from generators.paging import paging_problems
@@ -24,7 +25,7 @@ from generators.slo_spec import objective_pointer, slo_errors
 from generators.spec_values import sli_errors, value_errors
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
-RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus", "composites", "grafana"})  # out/ folders of shared output
+RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus", "composites", "grafana", "k8s"})  # out/<name>/ is shared output
 RESERVED_LABELS = frozenset({"service", "team", "tier", "slo", "severity", "alertname", "technology", "dependency"})
 
 
@@ -213,6 +214,10 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
     for key, _ in service.labels:
         if key in RESERVED_LABELS:
             errors.append(located.error(f"/labels/{key}", f"label '{key}' is set by nthlayer and cannot be overridden", key=True))
+    for key, _ in service.kubernetes.labels:
+        if reserved_label(key):
+            errors.append(located.error(f"/kubernetes/labels/{escape_pointer_token(key)}",
+                                        f"Kubernetes label '{key}' is set by nthlayer and cannot be overridden", key=True))
     if "slos" in data:
         errors += slo_errors(located, service, RESERVED_LABELS)
     else:

@@ -40,7 +40,7 @@ def test_incremental_build(workspace: Path) -> None:
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
     composites = sorted(p.stem for p in (workspace / "services" / "composites").glob("*.yaml"))
     assert _ran(first) == sorted([f"service:{s}" for s in services] + [f"composite:{c}" for c in composites]
-                                 + ["alertmanager", "correlate", "grafana-overview", "prune"])
+                                 + ["alertmanager", "correlate", "grafana-overview", "k8s", "prune"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.json").exists()
@@ -103,9 +103,11 @@ def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) ->
     redis.write_text(redis.read_text().replace('description: "redis_exporter', 'description: "Edited. redis_exporter', 1))
     result = _doit(workspace, env=env)
     assert result.returncode == 0, result.stderr
-    assert _ran(result) == [f"service:{name} (alerts, grafana)" for name in users]  # both read the catalog
+    # The dashboards' dependency rows and the PrometheusRule (which holds the alerts) follow the catalog too.
+    assert _ran(result) == [f"service:{name} (alerts, grafana, kubernetes)" for name in users]
     after = _snapshot(out)
-    assert sorted(p for p in after if after[p] != before[p]) == [f"{n}/prometheus/alerts.rules.yaml" for n in users]
+    assert sorted(p for p in after if after[p] != before[p]) == sorted(
+        [f"{n}/prometheus/alerts.rules.yaml" for n in users] + [f"{n}/k8s/prometheusrule.yaml" for n in users])
 
 
 def test_stale_kinds() -> None:
@@ -115,7 +117,7 @@ def test_stale_kinds() -> None:
     stamps = {kind: f"state/code/{kind}.sha256" for kind in PER_SERVICE}
     assert stale_kinds("s/a.yaml", [], stamps) == list(PER_SERVICE)  # doit ran it for no file: do all
     assert stale_kinds("s/a.yaml", ["s/a.yaml", "cat/redis.yaml"], stamps) == list(PER_SERVICE)
-    assert stale_kinds("s/a.yaml", ["cat/redis.yaml"], stamps) == ["alerts", "grafana"]  # the kinds that read the catalog
+    assert stale_kinds("s/a.yaml", ["cat/redis.yaml"], stamps) == ["alerts", "grafana", "kubernetes"]  # the kinds that read the catalog
     assert stale_kinds("s/a.yaml", ["state/code/openslo.sha256", "state/code/pagerduty.sha256"], stamps) == \
         ["openslo", "pagerduty"]
 
@@ -309,7 +311,7 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
     haproxy.write_text(original.replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
     second = _doit(workspace, env=env)
     assert second.returncode == 0, second.stderr
-    assert _ran(second) == ["service:inventory-api (alerts, grafana)"]
+    assert _ran(second) == ["service:inventory-api (alerts, grafana, kubernetes)"]
     assert [line for line in second.stderr.splitlines() if "warning:" in line] == [
         warning.format(rules="HaproxyStickTableNearlyFull", they="this alert")]
 
@@ -317,7 +319,7 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
                                         "  haproxy_sticktable_*: [name, proxy, type]\n")
                        .replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
     third = _doit(workspace, env=env)
-    assert third.returncode == 0 and _ran(third) == ["service:inventory-api (alerts, grafana)"]
+    assert third.returncode == 0 and _ran(third) == ["service:inventory-api (alerts, grafana, kubernetes)"]
     assert "warning:" not in third.stderr
 
     haproxy.write_text(original)
@@ -335,13 +337,14 @@ def test_named_slos_name_their_files_and_renames_leave_nothing_behind(tmp_path: 
     first = _doit(tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     files = lambda name: sorted(str(p.relative_to(tmp_path / "out" / name)) for p in (tmp_path / "out" / name).rglob("*"))  # noqa: E731
-    assert files("lag-worker") == ["grafana", "grafana/dashboard.json",
+    k8s = ["k8s", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml", "k8s/prometheusrule.yaml"]
+    assert files("lag-worker") == ["grafana", "grafana/dashboard.json", *k8s,
                                    "openslo", "openslo/consumer-lag.yaml", "openslo/service.yaml", "pagerduty.json",
                                    "prometheus", "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml",
                                    "prometheus/slo-burst.test.yaml", "prometheus/slo-rules.test.yaml",
                                    "prometheus/slo.rules.yaml"]
     # slos: [] — no SLO artifacts: no OpenSLO SLO, no SLO rules or tests.
-    assert files("exporter") == ["grafana", "grafana/dashboard.json", "openslo", "openslo/service.yaml",
+    assert files("exporter") == ["grafana", "grafana/dashboard.json", *k8s, "openslo", "openslo/service.yaml",
                                  "pagerduty.json", "prometheus",
                                  "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml"]
     spec.write_text(spec.read_text().replace("consumer-lag", "lag"))

@@ -188,7 +188,7 @@ def test_build_with_a_bad_state_builds_every_service(tmp_path: Path, kind: str) 
     assert result.returncode == 1, result.stdout + result.stderr
     composites = sorted(p.stem for p in (tmp_path / "services" / "composites").glob("*.yaml"))
     assert _ran(result) == sorted([f"service:{s}" for s in services] + [f"composite:{c}" for c in composites]
-                                  + ["alertmanager", "correlate", "grafana-overview", "prune"])
+                                  + ["alertmanager", "correlate", "grafana-overview", "k8s", "prune"])
     for name in services:
         assert (tmp_path / "out" / name / "prometheus" / "slo.rules.yaml").is_file()
         assert (tmp_path / "out" / name / "openslo" / "service.yaml").is_file()

@@ -13,7 +13,9 @@ each service's doit task. One entry says everything the build needs:
 - ``owned_folder``: a folder under out/<service>/ whose every ``*.yaml`` this kind alone writes, so a file
   it no longer writes there (a renamed SLO) is removed; files of ``files`` no longer written are removed too;
 - ``reads_catalog``: its output depends on the rules catalog files of the service's technologies (an edit
-  of one regenerates this kind for the services using that technology).
+  of one regenerates this kind for the services using that technology);
+- ``config``: the tables of nthlayer.toml its output depends on; their content is part of its code stamp, so
+  editing one regenerates this kind only, for every service.
 
 Adding a kind is adding one entry to :data:`SERVICE_KINDS` (and its code to generators/): the service tasks,
 the stale-kind detection, ``nthlayer build --check``, ``doit clean`` and the no-op fast path follow.
@@ -68,6 +70,7 @@ class ServiceKind:
     # Distributions whose version is part of the code stamp (an upgrade of the library that writes the
     # files regenerates them, like an edit of the kind's code).
     packages: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()  # nthlayer.toml tables it reads (in its stamp)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,24 @@ def _grafana(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     context = tuple((name, id(tech)) for name, tech in sorted(catalog.items()))  # kept alive by the cache
     return shaped_files("grafana", lambda s: grafana.dashboard_documents(s, catalog), grafana.READS, service, out,
                         context, lambda s: grafana.check_standin(s, catalog), grafana.render_dashboards)
+def _kubernetes(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    """PrometheusRule, AlertmanagerConfig and their kustomization (docs/kubernetes.md): the rule files'
+    groups and the routing, templated per shape like the rule files themselves."""
+    from generators import kubernetes, tech_alerts
+    from generators.catalog import load_technologies
+    from generators.shapes import shaped_files
+    from nthlayer.buildsys.project import kubernetes_defaults
+
+    from generators.paging import uses_pagerduty
+
+    defaults = kubernetes_defaults()
+    paged = uses_pagerduty(service)  # in the shape's context: the PagerDuty block itself is not
+    catalog = load_technologies(ctx.catalog_dir, service.technology_types, ctx.catalog_cache)
+    tech_alerts.check_dependencies(service, catalog)
+    context = (defaults, paged, *((name, id(tech)) for name, tech in sorted(catalog.items())))
+    return shaped_files("kubernetes", lambda s: kubernetes.kubernetes_documents(s, catalog, defaults, paged),
+                        kubernetes.READS, service, f"{ctx.base(service)}/k8s", context,
+                        lambda s: tech_alerts.check_standin(s, catalog))
 
 
 _SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
@@ -150,6 +171,11 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("grafana", ("grafana.py", "grafana_signals.py", "grafana_check.py", "tech_alerts.py", "catalog.py",
                             "slo_rules.py", "sli_queries.py", "shapes.py", "schemas/catalog.schema.json"),
                 ("grafana/dashboard.json",), _grafana, reads_catalog=True, packages=("grafana-foundation-sdk",)),
+    ServiceKind("kubernetes", ("kubernetes.py", "k8s_names.py", "alertmanager.py", "slo_rules.py", "sli_queries.py",
+                               "tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json",
+                               "shapes.py"),
+                ("k8s/prometheusrule.yaml", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml"), _kubernetes,
+                reads_catalog=True, config=("kubernetes",)),
 )
 KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
 PER_SERVICE: tuple[str, ...] = tuple(KINDS)
@@ -218,6 +244,21 @@ def _grafana_overview(plan: BuildPlan, settings: dict[str, str]) -> dict[str, by
     folders = sorted({os.path.dirname(entry.path) or "." for entry in plan.entries})
     sources = ", ".join(os.path.join(folder, "*.yaml") for folder in folders) or "no services"
     return overview_files(_dashboard_names(plan), plan.out_dir, sources)
+def _kustomization_inputs(plan: BuildPlan, settings: dict[str, str]) -> dict[str, Any]:
+    from nthlayer.buildsys.tasks import alertmanager_routes
+
+    # The services whose out/<name>/k8s/ exists: the valid ones, and broken specs' last valid names.
+    return {"services": sorted(route.name for route in alertmanager_routes(plan))}
+
+
+def _kustomization(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]:
+    """out/k8s/kustomization.yaml: every service's k8s/ folder, in name order."""
+    from generators.kubernetes import project_kustomization
+    from generators.render import yaml_bytes
+
+    names = _kustomization_inputs(plan, settings)["services"]
+    document = project_kustomization(names)
+    return {f"{plan.out_dir}/k8s/kustomization.yaml": yaml_bytes(document, f"{plan.services_dir}/*.yaml")}
 
 
 SHARED_KINDS: tuple[SharedKind, ...] = (
@@ -228,6 +269,8 @@ SHARED_KINDS: tuple[SharedKind, ...] = (
                ("grafana_overview.py", "grafana.py"), "grafana", ("overview.json", "provisioning/dashboards.yaml"),
                lambda plan, settings: {"services": _dashboard_names(plan)}, _grafana_overview,
                packages=("grafana-foundation-sdk",)),
+    SharedKind("k8s", "The kustomization of every service's Kubernetes manifests (kubectl apply -k out/k8s).",
+               ("kubernetes.py",), "k8s", ("kustomization.yaml",), _kustomization_inputs, _kustomization),
 )
 SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
 
@@ -259,7 +302,8 @@ _CODE_HASH: dict[str, str] = {}
 
 
 def code_fingerprint(kind: str) -> str:
-    """One hash of the generator code an artifact kind depends on, computed once per run.
+    """One hash of the generator code an artifact kind depends on, computed once per run, and of the
+    nthlayer.toml tables it reads (``ServiceKind.config``), read each time.
 
     Tasks depend on it through doit's ``uptodate`` instead of listing each code file as a
     ``file_dep``: one comparison per task instead of a dozen file checks, same rebuild semantics.
@@ -274,4 +318,13 @@ def code_fingerprint(kind: str) -> str:
 
             digest.update(f"{package}={importlib.metadata.version(package)}\0".encode())
         _CODE_HASH[kind] = digest.hexdigest()
-    return _CODE_HASH[kind]
+    tables = KINDS[kind].config if kind in KINDS else ()
+    if not tables:
+        return _CODE_HASH[kind]
+    from nthlayer.buildsys.project import config_table_digest
+
+    # Read each time: the file may change between two builds of one process (the code may not).
+    digest = hashlib.sha256(_CODE_HASH[kind].encode())
+    for table in tables:
+        digest.update(f"\0config:{table}\0{config_table_digest(table)}".encode())
+    return digest.hexdigest()

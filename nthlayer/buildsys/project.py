@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from generators.errors import UserError
 
 if TYPE_CHECKING:
+    from generators.kubernetes import KubernetesDefaults
     from generators.model import Service
 
 
@@ -50,6 +51,46 @@ def load_services(directory: str, names: Iterable[str] | None = None) -> list[Se
     if unknown:
         raise UserError(f"no spec for service {', '.join(repr(n) for n in unknown)} in {directory}")
     return [services[n] for n in wanted]
+
+
+_KUBERNETES: dict[tuple[str, Any], Any] = {}
+
+
+def kubernetes_defaults() -> KubernetesDefaults:
+    """The project's ``[kubernetes]`` defaults from nthlayer.toml (docs/kubernetes.md), read once per process
+    per version of the file. A table that breaks Kubernetes' rules raises SpecErrors located in the file,
+    so a build reports it as it reports a spec's errors; a file that does not parse raises its ConfigError."""
+    from generators.errors import SpecError, SpecErrors
+    from generators.kubernetes import defaults_from_table
+    from nthlayer.config import config_path, load_config, locate
+
+    path = config_path()
+    try:
+        stat = os.stat(path)
+        key: tuple[str, Any] = (os.path.abspath(path), (stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        key = (os.path.abspath(path), None)
+    if key not in _KUBERNETES:
+        config = load_config(path)
+        defaults, problems = defaults_from_table(config.section("kubernetes"))
+        if problems:
+            raise SpecErrors([SpecError(config.path, *locate(config.text, pointer), pointer, message)
+                              for pointer, message in problems])
+        _KUBERNETES[key] = defaults
+    return _KUBERNETES[key]
+
+
+def config_table_digest(table: str) -> str:
+    """What a kind's stamp holds of nthlayer.toml: table ``table`` as parsed, or the error that stops
+    reading the file (so that fixing it, too, regenerates the kind)."""
+    import json
+
+    from nthlayer.config import ConfigError, load_config
+
+    try:
+        return json.dumps(load_config().section(table), sort_keys=True, default=str)
+    except ConfigError as exc:
+        return f"error: {exc}"
 
 
 def with_slo_plugins(spec: Any) -> Any:

@@ -22,6 +22,7 @@ from nthlayer.buildsys.plugin_kinds import (FORMAT_PREFIX, active, format_files,
 from nthlayer.buildsys.plugins import PluginError
 from nthlayer.buildsys.policies import verdict_unchanged
 from nthlayer.buildsys.reporter import SpecFailure
+from nthlayer.config import ConfigError
 
 
 def code_stamps(state_dir: str) -> dict[str, str]:
@@ -149,6 +150,8 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
             files = service_files(service, plan, kinds)
         except SpecErrors as exc:
             return SpecFailure("\n".join(exc.lines()))
+        except ConfigError as exc:  # nthlayer.toml does not parse: its one `file:line:col:` line
+            return SpecFailure(str(exc))
         except PluginError as exc:
             return SpecFailure(exc.as_spec_error().format())
         # Only after every kind was generated: an error leaves all files as they were. A service's first

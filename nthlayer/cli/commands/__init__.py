@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state": ("state", "back up or restore the state database (nthlayer state backup|restore DIR)"),
     "serve": ("serve", "serve the REST API (deploys, gate, budgets, services) over HTTP; docs/api.md"),
     "api-key": ("api_key", "create, list or revoke the API keys 'nthlayer serve' accepts"),
+    "operator": ("operator", "keep each ServiceReliability's PrometheusRule and AlertmanagerConfig (Kubernetes; docs/kubernetes.md)"),
     "config": ("config", "set, get, list or unset credential references in nthlayer.toml (never secrets)"),
     "rollback": ("rollback", "roll a service's ArgoCD application back to its previous healthy revision"),
 }
