@@ -1,0 +1,340 @@
+"""Budget history: each SLO's remaining error budget over its own window and over 1d, 7d, 28d and 30d,
+one row per (service, SLO, instant) in the ``budget_history`` table (state migration 4).
+
+Two ways in, one table:
+
+- :func:`sample_history` — one instant (each ``track-budget`` run and ``--interval`` tick): one instant
+  query per SLO group, every range at once.
+- :func:`backfill_history` — a span of the past (``track-budget --backfill 30d --step 1h``): per SLO group
+  and batch of steps, ONE ``query_range`` asking for the bad and total amounts of each step
+  (``increase(counter[step])``, ``sum_over_time(recorded[step])``). The range figures are then window sums
+  of those per-step amounts, computed here, so the query cost grows with the span, never with the
+  window length (a 30-day ``increase`` at each of 720 steps would read every sample 720 times).
+
+Grouping is track-budget's (nthlayer.budget): services whose SLOs read the same metric with the same
+matchers share one query that aggregates ``by`` the label telling them apart; the SLO kinds whose queries
+are the spec's own (events, ratio_query, threshold) read the 5m series their recording rules keep, as
+those rules do for windows of a day or more: counted kinds sum ``slo:sli_errors:rate5m`` and
+``slo:sli_requests:rate5m``, the others average ``slo:sli_error:ratio_rate5m`` / ``slo:sli_bad_slice:bool``.
+
+Remaining budget is a share, independent of the range's length: ``100 × (1 − error ratio ÷ (1 −
+objective))``, via :func:`nthlayer.budget.budget_figures` (Decimal, 0.01 %).
+"""
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator
+
+from generators.model import Service
+from generators.promql import le_matcher, selector
+from generators.sli_queries import BAD_SLICE_SERIES
+from generators.slo_maths import duration_seconds
+from nthlayer import prometheus as prom
+from nthlayer.budget import budget_figures, regex_escape, split_selector
+
+# The figures kept per SLO besides its own window (named "window"): what a dashboard's range picker offers.
+HISTORY_RANGES: tuple[str, ...] = ("1d", "7d", "28d", "30d")
+RANGE_NAMES: tuple[str, ...] = ("window",) + HISTORY_RANGES
+PART_LABEL = "nthlayer_part"
+# Steps per query_range: well under Prometheus' 11,000 points per series, small enough that one
+# answer for a thousand series stays a few megabytes and within the per-request timeout.
+BATCH_STEPS = 240
+IDENTITY = ("service", "slo")
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One SLO's remaining budget (percent; None: no traffic in that range) at one instant."""
+    service: str
+    slo: str
+    at: datetime
+    objective: Decimal
+    window_days: int
+    remaining: dict[str, Decimal | None]  # RANGE_NAMES → percent
+    source: str
+
+
+@dataclass(frozen=True)
+class HistoryGroup:
+    """One query's worth of SLOs: templates of its 'bad' (or 'good') and 'total' amounts over ``$R``
+    (a counter's increase) or ``$S`` (a sum of recorded samples: a left-open range in step queries, so
+    that a sample on a step boundary is counted once)."""
+    kind: str  # availability | latency | counted | mean
+    by: tuple[str, ...]  # the labels that tell the group's SLOs apart
+    parts: dict[str, str]  # part name → PromQL template
+    members: dict[tuple[str, ...], tuple[str, str, Decimal, int]]  # label values → (service, slo, objective, days)
+
+
+def _sum(by: tuple[str, ...], inner: str) -> str:
+    return f"sum by ({', '.join(by)}) ({inner})" if by else f"sum ({inner})"
+
+
+def plan_history(services: Iterable[Service]) -> list[HistoryGroup]:
+    """Group every (service, SLO) as track-budget does, into as few queries as their metrics allow."""
+    raw: dict[tuple[Any, ...], dict[tuple[str, ...], tuple[str, str, Decimal, int]]] = {}
+    recorded: dict[str, dict[tuple[str, ...], tuple[str, str, Decimal, int]]] = {}
+    for service in sorted(services, key=lambda s: s.name):
+        for slo in service.slos:
+            member = (service.name, slo.name, slo.objective, slo.window_days)
+            if slo.kind not in ("availability", "latency"):
+                family = "counted" if slo.counted else (
+                    "slices" if slo.kind == "threshold" else "ratios")
+                recorded.setdefault(family, {})[(service.name, slo.name)] = member
+                continue
+            sli = slo.sli_of(service)
+            key, value, others = split_selector(sli.selector)
+            parts = ((sli.requests_metric, sli.error_matchers) if slo.kind == "availability"
+                     else (sli.latency_histogram, slo.threshold_seconds))
+            signature: tuple[Any, ...] = (slo.kind, parts, key, others)
+            members = raw.setdefault(signature, {}) if key is not None and value is not None else None
+            if members is None or (value,) in members:
+                # No equality matcher to group by, or two specs select the same series: a query of its own.
+                raw.setdefault((slo.kind, parts, None, sli.selector, service.name, slo.name), {})[()] = member
+                continue
+            members[(value,)] = member  # type: ignore[index]
+    groups = [_raw_group(signature, members) for signature, members in raw.items()]
+    groups += [_recorded_group(family, members) for family, members in sorted(recorded.items())]
+    return groups
+
+
+def _raw_group(signature: tuple[Any, ...], members: dict[tuple[str, ...], tuple[str, str, Decimal, int]]
+               ) -> HistoryGroup:
+    kind, sli_parts, key, scope_matchers = signature[:4]
+    by: tuple[str, ...] = (key,) if key else ()
+    scope = tuple(scope_matchers)
+    if key:
+        values = sorted(v for (v,) in members)
+        scope = ((key, "=", values[0]),) + scope if len(values) == 1 else \
+            ((key, "=~", "|".join(regex_escape(v) for v in values)),) + scope
+
+    def increase(metric: str, extra: tuple[Any, ...] = ()) -> str:
+        return _sum(by, f"increase({selector(metric, scope + extra)}[$R])")
+
+    if kind == "availability":
+        metric, error_matchers = sli_parts
+        parts = {"bad": increase(metric, tuple(error_matchers)), "total": increase(metric)}
+    else:
+        histogram, threshold = sli_parts
+        parts = {"good": increase(f"{histogram}_bucket", (le_matcher(threshold),)),
+                 "total": increase(f"{histogram}_count")}
+    return HistoryGroup(kind, by, parts, dict(members))
+
+
+def _recorded_group(family: str, members: dict[tuple[str, ...], tuple[str, str, Decimal, int]]) -> HistoryGroup:
+    scope = (("service", "=~", "|".join(regex_escape(s) for s in sorted({s for s, _ in members}))),
+             ("slo", "=~", "|".join(regex_escape(n) for n in sorted({n for _, n in members}))))
+
+    def over_time(function: str, series: str) -> str:
+        return _sum(IDENTITY, f"{function}({selector(series, scope)}[$S])")
+
+    if family == "counted":
+        parts = {"bad": over_time("sum_over_time", "slo:sli_errors:rate5m"),
+                 "total": over_time("sum_over_time", "slo:sli_requests:rate5m")}
+        return HistoryGroup("counted", IDENTITY, parts, dict(members))
+    series = BAD_SLICE_SERIES if family == "slices" else "slo:sli_error:ratio_rate5m"
+    parts = {"bad": over_time("sum_over_time", series), "total": over_time("count_over_time", series)}
+    return HistoryGroup("mean", IDENTITY, parts, dict(members))
+
+
+def _fill(template: str, increase_range: str, sum_range: str) -> str:
+    return template.replace("$R", increase_range).replace("$S", sum_range)
+
+
+def _tagged(expr: str, tag: str) -> str:
+    return f'label_replace({expr}, "{PART_LABEL}", "{tag}", "", "")'
+
+
+def _ratio(group: HistoryGroup, amounts: dict[str, float]) -> Decimal | None:
+    """The bad-event share from a group's amounts; None without traffic. A missing 'bad' amount is
+    none (no error series at all); a missing 'good' one means every event was bad."""
+    total = amounts.get("total")
+    if total is None or not math.isfinite(total) or total <= 0:
+        return None
+    if "good" in group.parts:
+        bad = total - amounts.get("good", 0.0)
+    else:
+        bad = amounts.get("bad", 0.0)
+    if not math.isfinite(bad):
+        return None
+    return Decimal(bad) / Decimal(total)
+
+
+def _remaining(objective: Decimal, days: int, ratio: Decimal | None) -> Decimal | None:
+    if ratio is None:
+        return None
+    return budget_figures(objective, days, ratio)[3]
+
+
+def _windows(days: int) -> dict[str, str]:
+    """Range name → PromQL duration of an SLO with a ``days`` window."""
+    return {"window": f"{days}d", **{r: r for r in HISTORY_RANGES}}
+
+
+# --- one instant --------------------------------------------------------------------------------
+
+def sample_history(client: prom.PrometheusClient, services: list[Service], at: datetime,
+                   source: str = "track-budget") -> list[HistoryPoint]:
+    """Every SLO's remaining budget over each range at ``at``: one instant query per group."""
+    points: list[HistoryPoint] = []
+    for group in plan_history(services):
+        durations = sorted({d for member in group.members.values() for d in _windows(member[3]).values()},
+                           key=duration_seconds)
+        promql = " or ".join(_tagged(_fill(template, d, d), f"{part}@{d}")
+                             for d in durations for part, template in group.parts.items())
+        amounts: dict[tuple[str, ...], dict[str, float]] = {}
+        for sample in client.query(promql, at=at):
+            key = tuple(sample.labels.get(label, "") for label in group.by)
+            if key in group.members and sample.value.is_finite():
+                amounts.setdefault(key, {})[sample.labels.get(PART_LABEL, "")] = float(sample.value)
+        for key, (service, slo, objective, days) in sorted(group.members.items(), key=lambda m: m[1][:2]):
+            found = amounts.get(key, {})
+            remaining = {}
+            for name, duration in _windows(days).items():
+                parts = {part: found[f"{part}@{duration}"] for part in group.parts if f"{part}@{duration}" in found}
+                remaining[name] = _remaining(objective, days, _ratio(group, parts))
+            if any(v is not None for v in remaining.values()):
+                points.append(HistoryPoint(service, slo, at, objective, days, remaining, source))
+    return sorted(points, key=lambda p: (p.service, p.slo))
+
+
+# --- a span of the past -----------------------------------------------------------------------------
+
+def step_grid(end: datetime, span_seconds: int, step_seconds: int) -> list[int]:
+    """The history instants of a backfill: multiples of the step in (end − span, end], as unix seconds.
+    On the step grid, a rerun with a later ``end`` lands on the same instants (idempotent rows)."""
+    last = int(end.timestamp()) // step_seconds * step_seconds
+    count = span_seconds // step_seconds
+    return [last - (count - 1 - i) * step_seconds for i in range(count)]
+
+
+def backfill_history(client: prom.PrometheusClient, services: list[Service], end: datetime, span_seconds: int,
+                     step_seconds: int, write: Callable[[list[HistoryPoint]], None],
+                     batch_steps: int = BATCH_STEPS) -> int:
+    """Fill the history of (end − span, end] every ``step_seconds``, handing each group's points to
+    ``write``; returns how many points were written.
+
+    The amounts of each step (bad and total over the step) are fetched for the span plus the longest
+    range before it, one ``query_range`` per group and batch of ``batch_steps`` steps; every range's
+    figure at every instant is then a window sum of them. ``--prometheus-deadline`` bounds each query.
+    """
+    instants = step_grid(end, span_seconds, step_seconds)
+    written = 0
+    for group in plan_history(services):
+        longest = max(duration_seconds(d) for member in group.members.values()
+                      for d in _windows(member[3]).values())
+        first = instants[0] - longest + step_seconds  # the first step whose amount a window at instants[0] sums
+        count = (instants[-1] - first) // step_seconds + 1
+        amounts = _step_amounts(client, group, first, count, step_seconds, batch_steps)
+        points = list(_points_from_steps(group, amounts, first, count, instants, step_seconds))
+        if points:
+            write(points)
+            written += len(points)
+    return written
+
+
+def _step_amounts(client: prom.PrometheusClient, group: HistoryGroup, first: int, count: int, step: int,
+                  batch_steps: int) -> dict[tuple[tuple[str, ...], str], array]:
+    """(member key, part) → the amount of each step (NaN where Prometheus had none)."""
+    # A counter's increase over [step] shares its boundary samples with the next step (both ends are
+    # in a Prometheus 2 range), which is what makes the steps add up; a sum over recorded samples must
+    # not count a boundary sample twice, so it reads a range one millisecond shorter.
+    promql = " or ".join(_tagged(_fill(template, f"{step}s", f"{step * 1000 - 1}ms"), part)
+                         for part, template in group.parts.items())
+    amounts: dict[tuple[tuple[str, ...], str], array] = {}
+    for offset in range(0, count, batch_steps):
+        start = first + offset * step
+        end = first + (min(count, offset + batch_steps) - 1) * step
+        client.restart_deadline()  # the deadline bounds each batch's query, not the whole backfill
+        for series in client.query_range(promql, _utc(start), _utc(end), step):
+            key = tuple(series.labels.get(label, "") for label in group.by)
+            if key not in group.members:
+                continue
+            values = amounts.setdefault((key, series.labels.get(PART_LABEL, "")), array("d", [math.nan]) * count)
+            for timestamp, value in series.values:
+                index = (int(timestamp) - first) // step
+                if 0 <= index < count and value.is_finite():
+                    values[index] = float(value)
+    return amounts
+
+
+def _prefix(values: array | None, count: int) -> tuple[list[float], list[int]]:
+    """Running sums of the amounts and of how many steps had one (prefix[i]: steps before i)."""
+    sums, seen = [0.0] * (count + 1), [0] * (count + 1)
+    if values is not None:
+        for i, value in enumerate(values):
+            present = not math.isnan(value)
+            sums[i + 1] = sums[i] + (value if present else 0.0)
+            seen[i + 1] = seen[i] + present
+    return sums, seen
+
+
+def _points_from_steps(group: HistoryGroup, amounts: dict[tuple[tuple[str, ...], str], array], first: int,
+                       count: int, instants: list[int], step: int) -> Iterator[HistoryPoint]:
+    for key, (service, slo, objective, days) in sorted(group.members.items(), key=lambda m: m[1][:2]):
+        prefixes = {part: _prefix(amounts.get((key, part)), count) for part in group.parts}
+        if not prefixes["total"][1][-1]:
+            continue  # no traffic anywhere in the span: no history to keep
+        steps_of = {name: duration_seconds(d) // step for name, d in _windows(days).items()}
+        for instant in instants:
+            end = (instant - first) // step + 1  # prefix index just after this instant's step
+            remaining: dict[str, Decimal | None] = {}
+            for name, width in steps_of.items():
+                begin = max(0, end - width)
+                window: dict[str, float] = {}
+                for part, (sums, seen) in prefixes.items():
+                    if seen[end] - seen[begin]:
+                        window[part] = sums[end] - sums[begin]
+                remaining[name] = _remaining(objective, days, _ratio(group, window))
+            if any(v is not None for v in remaining.values()):
+                yield HistoryPoint(service, slo, _utc(instant), objective, days, remaining, "backfill")
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+# --- the table --------------------------------------------------------------------------------------
+
+_COLUMNS = ("service", "slo", "evaluated_at", "objective", "window_days") + tuple(
+    f"remaining_{name}" for name in RANGE_NAMES) + ("source",)
+
+
+def record_history(con: Any, points: list[HistoryPoint]) -> None:
+    """Upsert ``points``: one row per (service, slo, instant), a rerun replaces its own rows."""
+    from nthlayer.state import to_db
+
+    if not points:
+        return
+    # Column lists unnested in one statement: a VALUES row per point costs DuckDB about 1 ms each.
+    columns: list[list[Any]] = [
+        [p.service for p in points], [p.slo for p in points], [to_db(p.at) for p in points],
+        [str(p.objective) for p in points], [p.window_days for p in points],
+        *[[None if p.remaining[name] is None else str(p.remaining[name]) for p in points] for name in RANGE_NAMES],
+        [p.source for p in points]]
+    casts = ["", "", "", "::DECIMAL(12, 9)", ""] + ["::DECIMAL(18, 2)"] * len(RANGE_NAMES) + [""]
+    select = ", ".join(f"unnest(${i}){cast}" for i, cast in enumerate(casts, start=1))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[3:])
+    con.execute(f"INSERT INTO budget_history ({', '.join(_COLUMNS)}) SELECT {select} "
+                f"ON CONFLICT (service, slo, evaluated_at) DO UPDATE SET {updates}", columns)
+
+
+def read_history(con: Any, services: Iterable[str] | None = None) -> list[HistoryPoint]:
+    """The stored history (of ``services``, default all), ordered by service, SLO and time."""
+    from nthlayer.state import from_db
+
+    where, params = "", []
+    if services is not None:
+        names = sorted(set(services))
+        if not names:
+            return []
+        where, params = " WHERE service IN (SELECT unnest(?))", [names]
+    rows = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM budget_history{where} "
+                       "ORDER BY service, slo, evaluated_at", params).fetchall()
+    return [HistoryPoint(row[0], row[1], from_db(row[2]), Decimal(row[3]), int(row[4]),  # type: ignore[arg-type]
+                         {name: (None if row[5 + i] is None else Decimal(row[5 + i]))
+                          for i, name in enumerate(RANGE_NAMES)}, row[-1])
+            for row in rows]
