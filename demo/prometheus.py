@@ -201,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
           f"  nthlayer import-events {events_file}\n"
           f"  nthlayer track-budget --all --backfill 30d --step 1h --prometheus {server.url}\n"
           f"  doit\n  open out/reports/index.html\n\nCtrl-C stops the server.", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server like Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         while server.process.poll() is None:
             time.sleep(0.5)

@@ -14,7 +14,8 @@ from generators.slo_maths import duration_seconds
 from nthlayer import prometheus as prom
 from nthlayer.argparsing import UsageError
 from nthlayer.budget import BudgetReport, evaluate, json_default, load_services, record_budgets, table
-from nthlayer.ops.budget_history import backfill_history, record_history, sample_history, step_grid
+from nthlayer.ops.budget_history import (backfill_history, record_history, sample_history, step_grid,
+                                         write_columns)
 from nthlayer.state import add_state_argument, connect, format_time, parse_time, utc_now
 
 _DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
@@ -108,9 +109,9 @@ def _backfill(args: argparse.Namespace, client: prom.PrometheusClient, services:
     end = parse_time(args.at, "--at") if args.at else utc_now()
     instants = step_grid(end, span, step)
 
-    def write(points: list) -> None:
-        with connect(args.state) as con:
-            record_history(con, points)
+    def write(columns: dict) -> None:
+        with connect(args.state) as con:  # one short transaction per chunk: others may use the state between
+            write_columns(con, columns)
 
     written = backfill_history(client, services, end, span, step, write)
     slos = sum(len(s.slos) for s in services)

@@ -18,7 +18,8 @@ those rules do for windows of a day or more: counted kinds sum ``slo:sli_errors:
 ``slo:sli_requests:rate5m``, the others average ``slo:sli_error:ratio_rate5m`` / ``slo:sli_bad_slice:bool``.
 
 Remaining budget is a share, independent of the range's length: ``100 × (1 − error ratio ÷ (1 −
-objective))``, via :func:`nthlayer.budget.budget_figures` (Decimal, 0.01 %).
+objective))``, in float64 like the amounts Prometheus computes, rounded to 0.01 % (a million figures per
+backfill: Decimal arithmetic cost more than every query).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from generators.promql import le_matcher, selector
 from generators.sli_queries import BAD_SLICE_SERIES
 from generators.slo_maths import duration_seconds
 from nthlayer import prometheus as prom
-from nthlayer.budget import budget_figures, regex_escape, split_selector
+from nthlayer.budget import regex_escape, split_selector
 
 # The figures kept per SLO besides its own window (named "window"): what a dashboard's range picker offers.
 HISTORY_RANGES: tuple[str, ...] = ("1d", "7d", "28d", "30d")
@@ -44,6 +45,7 @@ PART_LABEL = "nthlayer_part"
 # answer for a thousand series stays a few megabytes and within the per-request timeout.
 BATCH_STEPS = 240
 IDENTITY = ("service", "slo")
+Columns = dict[str, list[Any]]
 
 
 @dataclass(frozen=True)
@@ -148,25 +150,21 @@ def _tagged(expr: str, tag: str) -> str:
     return f'label_replace({expr}, "{PART_LABEL}", "{tag}", "", "")'
 
 
-def _ratio(group: HistoryGroup, amounts: dict[str, float]) -> Decimal | None:
-    """The bad-event share from a group's amounts; None without traffic. A missing 'bad' amount is
-    none (no error series at all); a missing 'good' one means every event was bad."""
+def _percent(group: HistoryGroup, amounts: dict[str, float], budget: float) -> float | None:
+    """Budget left (percent, 0.01 precision) from a group's amounts over one range; None without traffic.
+    A missing 'bad' amount is none (no error series at all); a missing 'good' one means every event was
+    bad. float64, as Prometheus computes the amounts; Python's round() is correctly rounded."""
     total = amounts.get("total")
     if total is None or not math.isfinite(total) or total <= 0:
         return None
-    if "good" in group.parts:
-        bad = total - amounts.get("good", 0.0)
-    else:
-        bad = amounts.get("bad", 0.0)
+    bad = total - amounts.get("good", 0.0) if "good" in group.parts else amounts.get("bad", 0.0)
     if not math.isfinite(bad):
         return None
-    return Decimal(bad) / Decimal(total)
+    return round(100.0 * (1.0 - bad / total / budget), 2) + 0.0  # + 0.0: no -0.0
 
 
-def _remaining(objective: Decimal, days: int, ratio: Decimal | None) -> Decimal | None:
-    if ratio is None:
-        return None
-    return budget_figures(objective, days, ratio)[3]
+def _decimals(remaining: dict[str, float | None]) -> dict[str, Decimal | None]:
+    return {name: None if value is None else Decimal(f"{value:.2f}") for name, value in remaining.items()}
 
 
 def _windows(days: int) -> dict[str, str]:
@@ -192,12 +190,12 @@ def sample_history(client: prom.PrometheusClient, services: list[Service], at: d
                 amounts.setdefault(key, {})[sample.labels.get(PART_LABEL, "")] = float(sample.value)
         for key, (service, slo, objective, days) in sorted(group.members.items(), key=lambda m: m[1][:2]):
             found = amounts.get(key, {})
-            remaining = {}
+            remaining: dict[str, float | None] = {}
             for name, duration in _windows(days).items():
                 parts = {part: found[f"{part}@{duration}"] for part in group.parts if f"{part}@{duration}" in found}
-                remaining[name] = _remaining(objective, days, _ratio(group, parts))
+                remaining[name] = _percent(group, parts, float(1 - objective))
             if any(v is not None for v in remaining.values()):
-                points.append(HistoryPoint(service, slo, at, objective, days, remaining, source))
+                points.append(HistoryPoint(service, slo, at, objective, days, _decimals(remaining), source))
     return sorted(points, key=lambda p: (p.service, p.slo))
 
 
@@ -212,10 +210,10 @@ def step_grid(end: datetime, span_seconds: int, step_seconds: int) -> list[int]:
 
 
 def backfill_history(client: prom.PrometheusClient, services: list[Service], end: datetime, span_seconds: int,
-                     step_seconds: int, write: Callable[[list[HistoryPoint]], None],
+                     step_seconds: int, write: Callable[[Columns], None],
                      batch_steps: int = BATCH_STEPS) -> int:
-    """Fill the history of (end − span, end] every ``step_seconds``, handing each group's points to
-    ``write``; returns how many points were written.
+    """Fill the history of (end − span, end] every ``step_seconds``, handing rows to ``write`` in chunks
+    of columns (see :func:`write_columns`); returns how many rows were written.
 
     The amounts of each step (bad and total over the step) are fetched for the span plus the longest
     range before it, one ``query_range`` per group and batch of ``batch_steps`` steps; every range's
@@ -229,10 +227,17 @@ def backfill_history(client: prom.PrometheusClient, services: list[Service], end
         first = instants[0] - longest + step_seconds  # the first step whose amount a window at instants[0] sums
         count = (instants[-1] - first) // step_seconds + 1
         amounts = _step_amounts(client, group, first, count, step_seconds, batch_steps)
-        points = list(_points_from_steps(group, amounts, first, count, instants, step_seconds))
-        if points:
-            write(points)
-            written += len(points)
+        chunk = _empty_columns()
+        for columns in _columns_from_steps(group, amounts, first, instants, step_seconds):
+            for name, values in columns.items():
+                chunk[name].extend(values)
+            if len(chunk["service"]) >= WRITE_ROWS:
+                write(chunk)
+                written += len(chunk["service"])
+                chunk = _empty_columns()
+        if chunk["service"]:
+            write(chunk)
+            written += len(chunk["service"])
     return written
 
 
@@ -249,15 +254,15 @@ def _step_amounts(client: prom.PrometheusClient, group: HistoryGroup, first: int
         start = first + offset * step
         end = first + (min(count, offset + batch_steps) - 1) * step
         client.restart_deadline()  # the deadline bounds each batch's query, not the whole backfill
-        for series in client.query_range(promql, _utc(start), _utc(end), step):
+        for series in client.query_range(promql, _utc(start), _utc(end), step, number=float):
             key = tuple(series.labels.get(label, "") for label in group.by)
             if key not in group.members:
                 continue
             values = amounts.setdefault((key, series.labels.get(PART_LABEL, "")), array("d", [math.nan]) * count)
             for timestamp, value in series.values:
                 index = (int(timestamp) - first) // step
-                if 0 <= index < count and value.is_finite():
-                    values[index] = float(value)
+                if 0 <= index < count and math.isfinite(value):
+                    values[index] = value
     return amounts
 
 
@@ -272,25 +277,43 @@ def _prefix(values: array | None, count: int) -> tuple[list[float], list[int]]:
     return sums, seen
 
 
-def _points_from_steps(group: HistoryGroup, amounts: dict[tuple[tuple[str, ...], str], array], first: int,
-                       count: int, instants: list[int], step: int) -> Iterator[HistoryPoint]:
+def _columns_from_steps(group: HistoryGroup, amounts: dict[tuple[tuple[str, ...], str], array], first: int,
+                        instants: list[int], step: int) -> Iterator[Columns]:
+    """Each member's rows: for every instant, the budget left over each range, from window sums."""
+    count = (instants[-1] - first) // step + 1
+    ends = [(instant - first) // step + 1 for instant in instants]  # prefix index just after each instant
+    times = [instant * 1000 for instant in instants]
+    other = "good" if "good" in group.parts else "bad"
     for key, (service, slo, objective, days) in sorted(group.members.items(), key=lambda m: m[1][:2]):
-        prefixes = {part: _prefix(amounts.get((key, part)), count) for part in group.parts}
-        if not prefixes["total"][1][-1]:
+        total_sum, total_seen = _prefix(amounts.get((key, "total")), count)
+        if not total_seen[-1]:
             continue  # no traffic anywhere in the span: no history to keep
-        steps_of = {name: duration_seconds(d) // step for name, d in _windows(days).items()}
-        for instant in instants:
-            end = (instant - first) // step + 1  # prefix index just after this instant's step
-            remaining: dict[str, Decimal | None] = {}
-            for name, width in steps_of.items():
-                begin = max(0, end - width)
-                window: dict[str, float] = {}
-                for part, (sums, seen) in prefixes.items():
-                    if seen[end] - seen[begin]:
-                        window[part] = sums[end] - sums[begin]
-                remaining[name] = _remaining(objective, days, _ratio(group, window))
-            if any(v is not None for v in remaining.values()):
-                yield HistoryPoint(service, slo, _utc(instant), objective, days, remaining, "backfill")
+        other_sum, _ = _prefix(amounts.get((key, other)), count)
+        budget = float(1 - objective)
+        by_duration: dict[str, list[float | None]] = {}
+        good = other == "good"
+        for duration in _windows(days).values():
+            if duration in by_duration:
+                continue  # an SLO window of 30d is the 30d figure
+            width = duration_seconds(duration) // step
+            values: list[float | None] = []
+            for end in ends:  # _percent's arithmetic, inlined: this loop runs a million times per backfill
+                begin = end - width if end > width else 0
+                total = total_sum[end] - total_sum[begin]
+                if total_seen[end] == total_seen[begin] or not total > 0:
+                    values.append(None)
+                    continue
+                amount = other_sum[end] - other_sum[begin]  # 0 where no step had the series
+                bad = total - amount if good else amount
+                values.append(round(100.0 * (1.0 - bad / total / budget), 2) + 0.0)
+            by_duration[duration] = values
+        columns = {f"remaining_{name}": by_duration[duration] for name, duration in _windows(days).items()}
+        keep = [i for i in range(len(instants)) if any(columns[c][i] is not None for c in columns)]
+        rows = len(keep)
+        yield {"service": [service] * rows, "slo": [slo] * rows, "at_ms": [times[i] for i in keep],
+               "objective": [str(objective)] * rows, "window_days": [days] * rows,
+               **{name: [values[i] for i in keep] for name, values in columns.items()},
+               "source": ["backfill"] * rows}
 
 
 def _utc(seconds: int) -> datetime:
@@ -301,25 +324,40 @@ def _utc(seconds: int) -> datetime:
 
 _COLUMNS = ("service", "slo", "evaluated_at", "objective", "window_days") + tuple(
     f"remaining_{name}" for name in RANGE_NAMES) + ("source",)
+_INPUTS = ("service", "slo", "at_ms", "objective", "window_days") + _COLUMNS[5:]
+WRITE_ROWS = 200_000  # rows per upsert of a backfill: a bounded memory, few statements
+
+
+def _empty_columns() -> Columns:
+    return {name: [] for name in _INPUTS}
+
+
+def write_columns(con: Any, columns: Columns) -> None:
+    """Upsert rows given as columns (``at_ms``: unix milliseconds; remaining: percent floats or None):
+    one row per (service, slo, instant), a rerun replaces its own rows."""
+    if not columns["service"]:
+        return
+    # Column lists unnested in one statement: a VALUES row per point costs DuckDB about 1 ms each.
+    casts = {"at_ms": "epoch_ms({})", "objective": "{}::DECIMAL(12, 9)",
+             **{f"remaining_{r}": "{}::DECIMAL(18, 2)" for r in RANGE_NAMES}}
+    select = ", ".join(casts.get(name, "{}").format(f"unnest(${i})") for i, name in enumerate(_INPUTS, start=1))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[3:])
+    con.execute(f"INSERT INTO budget_history ({', '.join(_COLUMNS)}) SELECT {select} "
+                f"ON CONFLICT (service, slo, evaluated_at) DO UPDATE SET {updates}",
+                [columns[name] for name in _INPUTS])
 
 
 def record_history(con: Any, points: list[HistoryPoint]) -> None:
-    """Upsert ``points``: one row per (service, slo, instant), a rerun replaces its own rows."""
-    from nthlayer.state import to_db
-
-    if not points:
-        return
-    # Column lists unnested in one statement: a VALUES row per point costs DuckDB about 1 ms each.
-    columns: list[list[Any]] = [
-        [p.service for p in points], [p.slo for p in points], [to_db(p.at) for p in points],
-        [str(p.objective) for p in points], [p.window_days for p in points],
-        *[[None if p.remaining[name] is None else str(p.remaining[name]) for p in points] for name in RANGE_NAMES],
-        [p.source for p in points]]
-    casts = ["", "", "", "::DECIMAL(12, 9)", ""] + ["::DECIMAL(18, 2)"] * len(RANGE_NAMES) + [""]
-    select = ", ".join(f"unnest(${i}){cast}" for i, cast in enumerate(casts, start=1))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[3:])
-    con.execute(f"INSERT INTO budget_history ({', '.join(_COLUMNS)}) SELECT {select} "
-                f"ON CONFLICT (service, slo, evaluated_at) DO UPDATE SET {updates}", columns)
+    """Upsert ``points`` (a track-budget sample): one row per (service, slo, instant)."""
+    columns = _empty_columns()
+    for p in points:
+        for name, value in (("service", p.service), ("slo", p.slo), ("at_ms", int(p.at.timestamp() * 1000)),
+                            ("objective", str(p.objective)), ("window_days", p.window_days), ("source", p.source)):
+            columns[name].append(value)
+        for name in RANGE_NAMES:
+            value = p.remaining[name]
+            columns[f"remaining_{name}"].append(None if value is None else float(value))
+    write_columns(con, columns)
 
 
 def read_history(con: Any, services: Iterable[str] | None = None) -> list[HistoryPoint]:
