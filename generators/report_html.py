@@ -24,7 +24,7 @@ UPLOT_VERSION = "1.6.32"
 PALETTE = {"window": "#0072B2", "7d": "#E69F00", "1d": "#009E73", "incident": "#D55E00", "deploy": "#CC79A7",
            "gate": "#555555", "text": "#1b1b1b", "grid": "#e6e6e6"}
 LINES = (("window", "SLO window", 2.5, None), ("7d", "7 days", 1.5, [8, 4]), ("1d", "1 day", 1.5, [2, 3]))
-INDEX_POINTS = 180  # an index chart keeps at most this many points per line (the service page has them all)
+INDEX_POINTS = 180  # an index chart: the SLO window's line, at most this many points (a service page: all)
 TABLE_ROWS = 50  # deploys and incidents listed on a service page (the newest)
 
 
@@ -119,16 +119,19 @@ def _worst(service: ServiceReport) -> SLOHistory | None:
     return min(known, key=lambda s: (s.latest["window"], s.name)) if known else None
 
 
-def _chart(slo: SLOHistory, service: ServiceReport, height: int, every: int, legend: bool) -> dict[str, Any]:
+def _chart(slo: SLOHistory, service: ServiceReport, height: int, every: int, legend: bool,
+           lines_shown: tuple[tuple[str, str, float, list[int] | None], ...] = LINES) -> dict[str, Any]:
     """One chart's data: every ``every``-th point (and always the newest), the service's deploys and
     incidents, the gate's level."""
     idx = list(range(0, len(slo.times), every))
     if idx and idx[-1] != len(slo.times) - 1:
         idx.append(len(slo.times) - 1)
-    times = [slo.times[i] for i in idx]
-    lines = [{"label": label, "color": PALETTE[key], "width": width, "dash": dash,
-              "values": [slo.remaining.get(key, [None] * len(slo.times))[i] for i in idx]}
-             for key, label, width, dash in LINES]
+    times = slo.times if every == 1 else [slo.times[i] for i in idx]
+    lines = []
+    for key, label, width, dash in lines_shown:
+        values = slo.remaining.get(key) or [None] * len(slo.times)
+        lines.append({"label": label, "color": PALETTE[key], "width": width, "dash": dash,
+                      "values": values if every == 1 else [values[i] for i in idx]})
     newest = slo.times[-1]  # an open incident's band runs to the end of the chart
     return {"x": times, "x_min": slo.times[0], "x_max": newest, "lines": lines, "height": height, "legend": legend,
             "block_below": None if service.block_below is None else float(service.block_below),
@@ -201,7 +204,8 @@ def render_index(data: ReportData) -> bytes:
                 parts.append(f'<p class="empty">{escape(slo.name)}: no budget history recorded.</p>')
                 continue
             chart_id = f"{service.name}/{slo.name}"
-            charts[chart_id] = _chart(slo, service, 150, max(1, -(-len(slo.times) // INDEX_POINTS)), False)
+            charts[chart_id] = _chart(slo, service, 150, max(1, -(-len(slo.times) // INDEX_POINTS)), False,
+                                      LINES[:1])
             parts.append(f"<div>{escape(slo.name)} ({_objective(slo.objective)} over {slo.window_days}d)</div>"
                          f'<div class="chart" data-chart="{escape(chart_id)}"></div>')
         sections.append("\n".join(parts))

@@ -37,15 +37,11 @@ def _epoch(value: Any) -> int:
 
 def _history(con: Any, names: list[str]) -> tuple[dict[tuple[str, str], SLOHistory], int | None]:
     """Each (service, SLO)'s history, and the newest instant of all."""
-    series: dict[tuple[str, str], dict[str, Any]] = {}
-    columns = ", ".join(f"remaining_{r}::DOUBLE" for r in RANGE_NAMES)
-    rows = con.execute(f"SELECT service, slo, epoch(evaluated_at)::BIGINT, {columns} FROM budget_history "
-                       "WHERE service IN (SELECT unnest(?)) ORDER BY service, slo, evaluated_at", [names]).fetchall()
-    for row in rows:
-        entry = series.setdefault((row[0], row[1]), {"times": [], **{r: [] for r in RANGE_NAMES}})
-        entry["times"].append(int(row[2]))
-        for i, name in enumerate(RANGE_NAMES):
-            entry[name].append(row[3 + i])
+    # One row per SLO with its points as lists: DuckDB builds the lists, far faster than a row per point.
+    columns = ", ".join(f"list(remaining_{r}::DOUBLE ORDER BY evaluated_at)" for r in RANGE_NAMES)
+    series = {(row[0], row[1]): row[2:] for row in con.execute(
+        f"SELECT service, slo, list(epoch(evaluated_at)::BIGINT ORDER BY evaluated_at), {columns} "
+        "FROM budget_history WHERE service IN (SELECT unnest(?)) GROUP BY service, slo", [names]).fetchall()}
     latest_rows = con.execute(
         f"SELECT service, slo, objective, window_days, {', '.join(f'remaining_{r}' for r in RANGE_NAMES)} "
         "FROM budget_history WHERE service IN (SELECT unnest(?)) "
@@ -53,10 +49,9 @@ def _history(con: Any, names: list[str]) -> tuple[dict[tuple[str, str], SLOHisto
     result = {}
     for row in latest_rows:
         latest = {name: (None if row[4 + i] is None else Decimal(row[4 + i])) for i, name in enumerate(RANGE_NAMES)}
-        entry = series[(row[0], row[1])]
-        result[(row[0], row[1])] = SLOHistory(row[1], Decimal(row[2]), int(row[3]), entry["times"],
-                                              {name: entry[name] for name in RANGE_NAMES}, latest,
-                                              status_of(latest["window"]))
+        times, *values = series[(row[0], row[1])]
+        result[(row[0], row[1])] = SLOHistory(row[1], Decimal(row[2]), int(row[3]), times,
+                                              dict(zip(RANGE_NAMES, values)), latest, status_of(latest["window"]))
     newest = max((h.times[-1] for h in result.values()), default=None)
     return result, newest
 
