@@ -141,16 +141,21 @@ def _chart(slo: SLOHistory, service: ServiceReport, height: int, every: int, leg
 
 
 def _page(title: str, body: str, charts: dict[str, Any]) -> bytes:
-    data = {"charts": charts, "palette": PALETTE}
+    """A whole page; the charting library, the drawing script and the data only where there is a chart
+    (a thousand services without history yet: a thousand small pages, not 60 MB of copies of uPlot)."""
+    scripts = ""
+    if charts:
+        data = {"charts": charts, "palette": PALETTE}
+        scripts = (f"<script type=\"application/json\" id=\"nthlayer-data\">{_json(data)}</script>\n"
+                   f"<script>/* uPlot {UPLOT_VERSION}, MIT licence (report_assets/uPlot.LICENSE) */\n"
+                   f"{_asset('uPlot.iife.min.js')}</script>\n<script>\n{_asset('report.js')}</script>\n")
     html = (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         "<meta name=\"generator\" content=\"nthlayer report\">\n"
         f"<title>{escape(title)}</title>\n"
-        f"<style>\n{_asset('uPlot.min.css')}\n{_asset('report.css')}</style>\n</head>\n<body>\n{body}\n"
-        f"<script type=\"application/json\" id=\"nthlayer-data\">{_json(data)}</script>\n"
-        f"<script>/* uPlot {UPLOT_VERSION}, MIT licence (report_assets/uPlot.LICENSE) */\n"
-        f"{_asset('uPlot.iife.min.js')}</script>\n<script>\n{_asset('report.js')}</script>\n</body>\n</html>\n")
+        f"<style>\n{_asset('uPlot.min.css') if charts else ''}\n{_asset('report.css')}</style>\n</head>\n"
+        f"<body>\n{body}\n{scripts}</body>\n</html>\n")
     return html.encode("utf-8")
 
 

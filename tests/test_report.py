@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,29 @@ def test_the_report_in_chromium(report_dir: Path, tmp_path: Path) -> None:
         browser.screenshot(tmp_path / "beta-full.png", full_page=True)
     finally:
         browser.close()
+
+
+def test_without_a_state_database(fixture_specs: Path, tmp_path: Path) -> None:  # noqa: F811
+    state = tmp_path / "none" / "nthlayer.duckdb"
+    code, stdout, err = _cli("report", "--services", str(fixture_specs), "--out", str(tmp_path / "out"),
+                             "--state", str(state))
+    assert (code, err) == (0, "")
+    assert not state.exists()  # reading never creates the database
+    page = (tmp_path / "out" / "reports" / "services" / "alpha.html").read_text(encoding="utf-8")
+    assert "<script" not in page  # no chart: no charting library either
+    assert page.count("No budget history recorded (run nthlayer track-budget).") == 2
+    assert ("no data for the availability SLO of alpha in Prometheus (no matching series, or no traffic in 30d)"
+            in page and '<span class="tag unknown">CANNOT DECIDE</span>' in page)
+    index = (tmp_path / "out" / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "6 services; data up to —." in index
+
+
+def test_a_removed_service_loses_its_page(report_state: Path, fixture_specs: Path, tmp_path: Path) -> None:  # noqa: F811
+    specs = tmp_path / "services"
+    shutil.copytree(fixture_specs, specs)
+    out = tmp_path / "out"
+    assert _cli("report", "--services", str(specs), "--out", str(out), "--state", str(report_state))[0] == 0
+    (specs / "gamma.yaml").unlink()
+    assert _cli("report", "--services", str(specs), "--out", str(out), "--state", str(report_state))[0] == 0
+    assert sorted(p.stem for p in (out / "reports" / "services").iterdir()) == [
+        "alpha", "beta", "delta", "epsilon", "silent"]
