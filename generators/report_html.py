@@ -16,7 +16,7 @@ from decimal import Decimal
 from functools import lru_cache
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 ASSETS = Path(__file__).resolve().parent / "report_assets"
 UPLOT_VERSION = "1.6.32"
@@ -275,9 +275,13 @@ def render_service(service: ServiceReport, latest: int | None) -> bytes:
     return _page(f"{service.name} — reliability report", body, charts)
 
 
+def report_pages(data: ReportData, directory: str) -> Iterator[tuple[str, bytes]]:
+    """Every page of the report under ``directory``, one (path, bytes) at a time."""
+    yield f"{directory}/index.html", render_index(data)
+    for service in data.services:
+        yield f"{directory}/services/{service.name}.html", render_service(service, data.latest)
+
+
 def report_files(data: ReportData, directory: str) -> dict[str, bytes]:
     """Every page of the report under ``directory`` (path → bytes)."""
-    files = {f"{directory}/index.html": render_index(data)}
-    for service in data.services:
-        files[f"{directory}/services/{service.name}.html"] = render_service(service, data.latest)
-    return files
+    return dict(report_pages(data, directory))

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 from generators.model import Service
 from generators.paging import escalation_source, uses_pagerduty
-from generators.report_html import (Deploy, Gate, Incident, ReportData, ServiceReport, SLOHistory, report_files)
+from generators.report_html import (Deploy, Gate, Incident, ReportData, ServiceReport, SLOHistory, report_files,
+                                    report_pages)
 from nthlayer.budget import BudgetReport, budget_figures, status_of
 from nthlayer.ops.budget_history import RANGE_NAMES
 
@@ -120,29 +121,35 @@ def report_data(con: Any | None, services: Iterable[Service], edges: list[tuple[
     return ReportData(reports, latest)
 
 
-def report_pages(state_path: str, services: list[Service], edges: list[tuple[str, str]], out_dir: str
-                 ) -> dict[str, bytes]:
-    """The report's files and bytes; a missing database is an empty history (and is not created)."""
+def _data(state_path: str, services: list[Service], edges: list[tuple[str, str]]) -> ReportData:
+    """The report's data; a missing database is an empty history (and is not created)."""
     from nthlayer.state import connect
 
     if os.path.exists(state_path):
         with connect(state_path) as con:
-            data = report_data(con, services, edges)
-    else:
-        data = report_data(None, services, edges)
-    return report_files(data, os.path.join(out_dir, REPORT_DIR))
+            return report_data(con, services, edges)
+    return report_data(None, services, edges)
+
+
+def expected_report(state_path: str, services: list[Service], edges: list[tuple[str, str]], out_dir: str
+                    ) -> dict[str, bytes]:
+    """The report's files and bytes (``nthlayer build --check`` compares out/ with them)."""
+    return report_files(_data(state_path, services, edges), os.path.join(out_dir, REPORT_DIR))
 
 
 def write_report(state_path: str, services: list[Service], edges: list[tuple[str, str]], out_dir: str) -> list[str]:
-    """Write the report under ``<out_dir>/reports`` (only files whose bytes changed, atomically) and remove
-    the pages of services no longer specified; returns the paths written."""
-    from generators.render import write_all
+    """Write the report under ``<out_dir>/reports`` (only files whose bytes changed, atomically, a page at a
+    time) and remove the pages of services no longer specified; returns the paths written."""
+    from generators.render import write_if_changed
 
-    files = report_pages(state_path, services, edges, out_dir)
+    written, paths = [], set()
+    for path, data in report_pages(_data(state_path, services, edges), os.path.join(out_dir, REPORT_DIR)):
+        paths.add(path)
+        if write_if_changed(path, data):
+            written.append(path)
     pages = os.path.join(out_dir, REPORT_DIR, "services")
-    if os.path.isdir(pages):
-        for name in sorted(os.listdir(pages)):
-            path = os.path.join(pages, name)
-            if name.endswith(".html") and path not in files:
-                os.remove(path)
-    return write_all(files)
+    for name in sorted(os.listdir(pages)) if os.path.isdir(pages) else []:
+        path = os.path.join(pages, name)
+        if name.endswith(".html") and path not in paths:
+            os.remove(path)
+    return sorted(written)
