@@ -153,3 +153,24 @@ def write_report(state_path: str, services: list[Service], edges: list[tuple[str
         if name.endswith(".html") and path not in paths:
             os.remove(path)
     return sorted(written)
+
+
+def report_fingerprint(path: str, lock_timeout: float | None = None) -> str:
+    """What the report shows from the state, as a hash of content (not file times): the budget history,
+    deploys and incidents (nthlayer.events.state_fingerprint). A missing database fingerprints as empty
+    and is not created."""
+    import hashlib
+
+    from nthlayer.events import state_fingerprint
+    from nthlayer.state import connect
+
+    history = "history:0:0"
+    if os.path.exists(path):
+        with connect(path, timeout=lock_timeout) as con:
+            # bit_xor of per-row hashes: order-independent, changes when any row's content changes.
+            count, digest = con.execute(
+                "SELECT count(*), coalesce(bit_xor(hash(service, slo, evaluated_at, objective, window_days, "
+                f"{', '.join(f'remaining_{r}' for r in RANGE_NAMES)})), 0) FROM budget_history").fetchall()[0]
+            history = f"history:{count}:{digest}"
+    events = state_fingerprint(path, lock_timeout)
+    return hashlib.sha256(f"{history}|{events}".encode()).hexdigest()
