@@ -53,7 +53,7 @@ from generators.catalog import (  # noqa: E402
 from generators.errors import SpecErrors, UserError  # noqa: E402
 from generators.promql_scope import PromQLError, parse, render  # noqa: E402
 from generators.render import write_all, yaml_bytes  # noqa: E402
-from nthlayer.promtool import find_tool  # noqa: E402
+from nthlayer.integrations.promtool import find_tool  # noqa: E402
 
 COMPARISONS = frozenset({">", ">=", "<", "<=", "==", "!="})
 GUARDS = frozenset({"and", "unless"})

@@ -3,7 +3,7 @@
     python benchmarks/correlation.py [--deploys N] [--incidents N] [--services N] [--markdown-row]
 
 Data is generated in SQL with a fixed pattern (no randomness) over one year;
-only the scoring (nthlayer.correlation.score) is timed.
+only the scoring (nthlayer.state.correlation.score) is timed.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nthlayer.correlation import score  # noqa: E402
-from nthlayer.state import connect  # noqa: E402
+from nthlayer.state.correlation import score  # noqa: E402
+from nthlayer.state.db import connect  # noqa: E402
 
 YEAR_SECONDS = 365 * 86400
 

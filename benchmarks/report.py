@@ -57,9 +57,9 @@ def timed(argv: list[str], cwd: Path, runs: int, fresh: Path | None = None) -> t
 def check_history(state: Path, services: int) -> int:
     """Every stored figure is the one the data implies (a constant error ratio per service and SLO)."""
     sys.path.insert(0, str(ROOT))
-    from nthlayer.budget import budget_figures
-    from nthlayer.ops.budget_history import read_history
-    from nthlayer.state import connect
+    from nthlayer.ops.budget import budget_figures
+    from nthlayer.state.history import read_history
+    from nthlayer.state.db import connect
 
     expected = {}
     for index in range(services):

@@ -37,7 +37,7 @@ def generated(folders: list[str]) -> None:
     from generators.catalog import default_catalog_dir
     from generators.errors import SpecErrors
     from generators.spec import expand_paths, load_spec
-    from nthlayer.build import PER_SERVICE, _generate
+    from nthlayer.buildsys.kinds import PER_SERVICE, generate
 
     original = render.to_yaml
 
@@ -53,7 +53,7 @@ def generated(folders: list[str]) -> None:
             except SpecErrors:
                 continue
             for kind in PER_SERVICE:
-                _generate(kind, service, "out", default_catalog_dir())
+                generate(kind, service, "out", default_catalog_dir())
     finally:
         render.to_yaml = original
 

@@ -172,7 +172,7 @@ def events(services: list[Any], start: int, steps: int) -> list[dict[str, Any]]:
 
 def prepare(services_dir: Path, folder: Path, days: int, end: int | None = None) -> tuple[Path, Path]:
     """Write the data and events for the specs in ``services_dir`` under ``folder``; return (TSDB, events)."""
-    from nthlayer.budget import load_services
+    from nthlayer.buildsys.project import load_services
 
     services = load_services(str(services_dir))
     end = (int(time.time()) if end is None else end) // STEP * STEP

@@ -73,7 +73,7 @@ class ServiceReport:
     gate: Gate
     deploys: list[Deploy] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
-    correlated: list[dict[str, Any]] = field(default_factory=list)  # nthlayer.correlation's summaries
+    correlated: list[dict[str, Any]] = field(default_factory=list)  # the correlation report's summaries
     paging_problem: str | None = None  # why its pages reach nobody; None: routed to PagerDuty
 
 

@@ -179,7 +179,7 @@ def allow_external_links(allowed: bool) -> None:
 
 def external_links_allowed() -> bool:
     """Whether symbolic links leaving the project are read (the flag, else $NTHLAYER_ALLOW_EXTERNAL_LINKS);
-    cached validation results depend on it (nthlayer/build.py)."""
+    cached validation results depend on it (nthlayer/buildsys/plan.py)."""
     return _EXTERNAL_LINKS[0] if _EXTERNAL_LINKS else os.environ.get("NTHLAYER_ALLOW_EXTERNAL_LINKS") == "1"
 
 

@@ -13,7 +13,7 @@ import requests
 
 from prom_fixture import free_port
 from nthlayer.ops.api_keys import SCOPES, create_key, revoke_key
-from nthlayer.state import connect
+from nthlayer.state.db import connect
 
 START_SECONDS = 60.0
 STOP_SECONDS = 20.0

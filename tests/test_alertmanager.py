@@ -87,7 +87,7 @@ def test_no_services_still_valid_document() -> None:
 
 @requires_amtool
 def test_amtool_accepts_generated_config(tmp_path: Path) -> None:
-    from nthlayer.promtool import amtool_check_config
+    from nthlayer.integrations.promtool import amtool_check_config
 
     files = alertmanager_files(_services(GOLDEN / "basic" / "services"), str(tmp_path / "alertmanager"),
                                secrets_dir=str(tmp_path / "secrets"))
@@ -104,7 +104,7 @@ def test_amtool_accepts_generated_config(tmp_path: Path) -> None:
 @requires_amtool
 def test_amtool_rejects_what_we_must_not_write(tmp_path: Path) -> None:
     """Proves the check above can fail: a receiver naming both key forms is refused."""
-    from nthlayer.promtool import amtool_check_config
+    from nthlayer.integrations.promtool import amtool_check_config
 
     config = alertmanager_config(_services(GOLDEN / "basic" / "services"))
     config["receivers"][2]["pagerduty_configs"][0]["routing_key"] = "inline"

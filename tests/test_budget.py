@@ -16,9 +16,10 @@ import pytest
 from conftest import ROOT
 from prom_fixture import (END, PrometheusServer, fixture_specs, prometheus, prometheus_blocks,  # noqa: F401
                           requires_prometheus)
-from nthlayer.budget import budget_figures, evaluate, load_services, plan_queries, status_of, table
-from nthlayer.prometheus import PrometheusClient
-from nthlayer.state import connect
+from nthlayer.buildsys.project import load_services
+from nthlayer.ops.budget import budget_figures, evaluate, plan_queries, status_of, table
+from nthlayer.integrations.prometheus import PrometheusClient
+from nthlayer.state.db import connect
 
 AT = datetime.fromtimestamp(END, timezone.utc)
 

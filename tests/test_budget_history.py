@@ -10,11 +10,11 @@ import pytest
 
 from prom_fixture import (END, START, PrometheusServer, fixture_specs, prometheus, prometheus_blocks,  # noqa: F401
                           requires_prometheus)
-from nthlayer.budget import load_services
-from nthlayer.ops.budget_history import (HistoryPoint, RANGE_NAMES, plan_history, read_history, record_history,
-                                         sample_history, step_grid)
-from nthlayer.prometheus import PrometheusClient
-from nthlayer.state import connect
+from nthlayer.buildsys.project import load_services
+from nthlayer.ops.budget_history import plan_history, sample_history, step_grid
+from nthlayer.state.history import RANGE_NAMES, HistoryPoint, read_history, record_history
+from nthlayer.integrations.prometheus import PrometheusClient
+from nthlayer.state.db import connect
 
 AT = datetime.fromtimestamp(END, timezone.utc)
 HOUR = 3600

@@ -16,9 +16,10 @@ from typing import Iterator
 import pytest
 
 from prom_fixture import PrometheusServer, build_tsdb, requires_prometheus, start_prometheus
-from nthlayer.budget import evaluate, load_services, plan_queries
-from nthlayer.prometheus import PrometheusClient
-from nthlayer.state import connect
+from nthlayer.buildsys.project import load_services
+from nthlayer.ops.budget import evaluate, plan_queries
+from nthlayer.integrations.prometheus import PrometheusClient
+from nthlayer.state.db import connect
 
 END = 1714564800  # 2024-05-01T12:00:00Z
 AT_TEXT = "2024-05-01T12:00:00Z"

@@ -175,7 +175,7 @@ def test_nthlayer_build_stopped_by_a_signal_exits_interrupted(tmp_path: Path, si
 
 WATCHED = '''
 import os, sys, time
-from nthlayer.runner import die_with_parent
+from nthlayer.buildsys.runner import die_with_parent
 if os.fork() == 0:
     sys.platform = "{platform}"  # elsewhere than Linux: no prctl, the watchdog thread
     die_with_parent()

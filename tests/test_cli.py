@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nthlayer.commands import COMMANDS
+from nthlayer.cli.commands import COMMANDS
 from tests.conftest import ROOT
 
 

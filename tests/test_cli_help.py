@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from nthlayer.cli import command_parser
-from nthlayer.commands import COMMANDS
+from nthlayer.cli.commands import COMMANDS
 from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "examples" / "payment-api"

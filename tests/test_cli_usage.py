@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nthlayer.commands import COMMANDS
+from nthlayer.cli.commands import COMMANDS
 from tests.conftest import ROOT
 
 SECRET = "s3cr3t-KEY-4242"
@@ -142,8 +142,8 @@ def test_a_declared_key_file_option_still_works(run_cli, tmp_path) -> None:
 
 
 def test_one_exit_code_table_in_help_readme_and_code(run_cli) -> None:
-    from nthlayer import gate
-    from nthlayer.argparsing import EXIT_USAGE
+    from nthlayer.ops import gate
+    from nthlayer.cli.argparsing import EXIT_USAGE
     from nthlayer.cli import EXIT_CODE_MEANINGS, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USER_ERROR
 
     codes = [code for code, _ in EXIT_CODE_MEANINGS]

@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from conftest import ROOT
-from nthlayer.correlation import state_fingerprint, write_correlation_reports
-from nthlayer.state import connect
+from nthlayer.buildsys.reports import write_correlation_reports
+from nthlayer.state.events import state_fingerprint
+from nthlayer.state.db import connect
 
 EVENTS = ROOT / "tests" / "fixtures" / "events"
 
@@ -249,8 +250,8 @@ def test_pagerduty_bad_key_is_explained_without_the_key(run_cli, pagerduty: Fake
 
 
 def test_report_without_a_state_database_is_the_empty_report_and_creates_nothing(tmp_path) -> None:
-    from nthlayer.correlation import write_correlation_reports
-    from nthlayer.state import connect
+    from nthlayer.buildsys.reports import write_correlation_reports
+    from nthlayer.state.db import connect
 
     missing = tmp_path / "none.duckdb"
     write_correlation_reports(str(missing), str(tmp_path / "no-services"), str(tmp_path / "a"), edges=[])

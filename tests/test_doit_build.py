@@ -38,7 +38,8 @@ def test_incremental_build(workspace: Path) -> None:
     first = _doit(workspace)
     assert first.returncode == 0, first.stdout + first.stderr
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
-    assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
+    assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune",
+                                                                       "report"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.json").exists()
@@ -57,7 +58,8 @@ def test_incremental_build(workspace: Path) -> None:
     spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
     third = _doit(workspace)
     assert third.returncode == 0, third.stderr
-    assert _ran(third) == ["service:search-api"]  # routing facts unchanged: alertmanager.yml is not rebuilt
+    # Routing facts unchanged: alertmanager.yml is not rebuilt; services and graph unchanged: nor the report.
+    assert _ran(third) == ["service:search-api"]
     after = _snapshot(out)
     changed = sorted(p for p in after if after[p] != before[p])
     assert changed and all(p.startswith("search-api/") for p in changed), changed
@@ -77,8 +79,9 @@ def test_incremental_build(workspace: Path) -> None:
     (workspace / "services" / "report-batch.yaml").unlink()
     fourth = _doit(workspace)
     assert fourth.returncode == 0
-    assert "prune" in _ran(fourth)
+    assert {"prune", "report"} <= set(_ran(fourth))  # the report loses its page too
     assert not (out / "report-batch").exists()
+    assert not (out / "reports" / "services" / "report-batch.html").exists()
     assert (out / "search-api").exists()
 
     # doit clean removes the outputs.
@@ -107,7 +110,8 @@ def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) ->
 
 
 def test_stale_kinds() -> None:
-    from nthlayer.build import PER_SERVICE, stale_kinds
+    from nthlayer.buildsys.kinds import PER_SERVICE
+    from nthlayer.buildsys.tasks import stale_kinds
 
     stamps = {kind: f"state/code/{kind}.sha256" for kind in PER_SERVICE}
     assert stale_kinds("s/a.yaml", [], stamps) == list(PER_SERVICE)  # doit ran it for no file: do all
@@ -118,7 +122,7 @@ def test_stale_kinds() -> None:
 
 
 def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nthlayer.build import make_plan
+    from nthlayer.buildsys.plan import make_plan
 
     assert _doit(workspace).returncode == 0
     monkeypatch.chdir(workspace)
@@ -146,6 +150,9 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     # dependency edges in the correlation graph (the correlate task did not run: its graph is unchanged).
     assert after["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
     assert "correlate" not in _ran(result)
+    # The report keeps its page as it was, and its index lists the valid services only.
+    assert after["reports/services/payment-api.html"] == before["reports/services/payment-api.html"]
+    assert "report" in _ran(result) and 'href="services/payment-api.html"' not in (out / "reports" / "index.html").read_text()
     assert make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges() == edges
     assert _doit(workspace).returncode != 0
     assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
@@ -172,8 +179,8 @@ def test_outputs_are_deterministic(tmp_path: Path) -> None:
 
 def test_build_plan_graph_matches_the_correlation_graph() -> None:
     from generators.spec import validate_specs
-    from nthlayer.build import make_plan
-    from nthlayer.correlation import dependency_edges
+    from nthlayer.buildsys.plan import make_plan
+    from nthlayer.state.correlation import dependency_edges
 
     plan = make_plan(str(ROOT / "services"), "out", str(ROOT / "rules_catalog"))
     specs = validate_specs([str(ROOT / "services")], None).specs
@@ -182,7 +189,7 @@ def test_build_plan_graph_matches_the_correlation_graph() -> None:
 
 
 def test_plan_validates_in_parallel_with_the_same_result(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from nthlayer import build
+    from nthlayer.buildsys import plan as build
 
     services = tmp_path / "services"
     shutil.copytree(ROOT / "services", services)
@@ -258,7 +265,7 @@ def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_pat
 def test_dependency_db_is_rewritten_only_when_an_entry_changes(tmp_path: Path) -> None:
     from doit.dependency import JSONCodec
 
-    from nthlayer.build import StateJsonDB
+    from nthlayer.buildsys.backend import StateJsonDB
 
     path = tmp_path / "doit.json"
     db = StateJsonDB(str(path), JSONCodec())

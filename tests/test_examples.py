@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from generators.openslo_validate import validate_openslo_dir
-from nthlayer.build import PER_SERVICE, _generate, load_service, make_plan
-from nthlayer.promtool import amtool_check_config
+from nthlayer.buildsys.kinds import PER_SERVICE, generate
+from nthlayer.buildsys.plan import load_service, make_plan
+from nthlayer.integrations.promtool import amtool_check_config
 from tests.conftest import ROOT, UPDATE_GOLDEN, requires_amtool, requires_promtool
 
 GOLDEN = ROOT / "tests" / "golden" / "examples"
@@ -33,7 +34,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         services = [load_service(e.path) for e in plan.valid]
         for service in services:
             for kind in PER_SERVICE:
-                files.update(_generate(kind, service, str(out), "rules_catalog"))
+                files.update(generate(kind, service, str(out), "rules_catalog"))
         files.update(alertmanager_files(services, str(out / "alertmanager")))
         write_all(files)
     finally:

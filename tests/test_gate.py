@@ -8,7 +8,7 @@ import pytest
 
 from prom_fixture import (PrometheusServer, fixture_specs, private_prometheus, prometheus,  # noqa: F401
                           prometheus_blocks, requires_prometheus)
-from nthlayer.state import connect
+from nthlayer.state.db import connect
 
 AT = "2024-05-01T12:00:00Z"
 pytestmark = requires_prometheus

@@ -190,7 +190,7 @@ def test_sli_regex_python_reads_differently_gets_test_series_prometheus_matches(
     the characters '[:digt' (and rejects \\pN), so no failed-request series could be made."""
     from generators.slo_rules import slo_rule_files
     from generators.spec import load_spec
-    from nthlayer.promtool import test_rules
+    from nthlayer.integrations.promtool import test_rules
 
     raw = ("service: s\ntier: 1\nteam: t\nobservability:\n  sli:\n"
            "    error_matchers: {code: '=~5[[:digit:]]{2}|\\pN{4}'}\n").encode()
@@ -301,12 +301,12 @@ def test_unicode_line_separators_in_user_text_keep_rule_files_readable(tmp_path:
     import yaml
 
     from generators.spec import load_spec
-    from nthlayer.build import _generate
-    from nthlayer.promtool import check_rules
+    from nthlayer.buildsys.kinds import generate
+    from nthlayer.integrations.promtool import check_rules
     from tests.conftest import ROOT
 
     raw = yaml.safe_dump({"service": "s", "tier": 1, "team": "t", **spec}, allow_unicode=True).encode("utf-8")
-    files = _generate("slo_rules", load_spec("services/s.yaml", raw).service, str(tmp_path), str(ROOT / "rules_catalog"))
+    files = generate("slo_rules", load_spec("services/s.yaml", raw).service, str(tmp_path), str(ROOT / "rules_catalog"))
     rules = sorted(path for path in files if path.endswith(".rules.yaml"))
     for path, data in files.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)

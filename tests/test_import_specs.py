@@ -209,7 +209,7 @@ def test_imported_specs_build_rules_promtool_accepts(tmp_path: Path) -> None:
     from generators.render import write_all
     from generators.slo_rules import slo_rule_files
     from generators.spec import load_spec
-    from nthlayer.promtool import check_rules, test_rules
+    from nthlayer.integrations.promtool import check_rules, test_rules
 
     files: dict[str, bytes] = {}
     kinds: set[str] = set()

@@ -356,7 +356,7 @@ def test_keys_stay_secret_and_land_in_0600_files(fake: FakePagerDuty, run_cli, t
     assert sorted(p.name for p in store.iterdir()) == ["checkout.key", "ledger.key"]
     assert stat.S_IMODE(store.stat().st_mode) == 0o700
 
-    from nthlayer.pagerduty_state import load_integrations
+    from nthlayer.state.pagerduty import load_integrations
 
     stored = load_integrations(None)
     assert {n: i.routing_key for n, i in stored.items()} == by_name
@@ -398,7 +398,7 @@ def test_a_database_with_routing_keys_has_them_moved_out_on_first_open(run_cli, 
     db = tmp_path / "old" / "nthlayer.duckdb"
     db.parent.mkdir()
     key = "R0UTINGkey0123456789abcdefWXYZ"
-    from nthlayer.state import MIGRATIONS, connect
+    from nthlayer.state.db import MIGRATIONS, connect
 
     with connect(str(db)) as con:
         pass
@@ -419,7 +419,7 @@ def test_a_database_with_routing_keys_has_them_moved_out_on_first_open(run_cli, 
     assert not list(db.parent.glob("*.wal")) and not list(db.parent.glob("*.rewrite"))
     key_file = tmp_path / "isolated-state" / "secrets" / "checkout.key"
     assert key_file.read_text() == key and stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    from nthlayer.pagerduty_state import load_integrations
+    from nthlayer.state.pagerduty import load_integrations
 
     assert load_integrations(str(db)) == {"checkout": ("checkout", "PINT001", key)}
     con = duckdb.connect(str(db))

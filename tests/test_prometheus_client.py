@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from generators.errors import UserError
-from nthlayer.prometheus import PrometheusClient, PrometheusError, PrometheusUnavailable, redact_url
+from nthlayer.integrations.prometheus import PrometheusClient, PrometheusError, PrometheusUnavailable, redact_url
 
 VECTOR = {"status": "success", "data": {"resultType": "vector", "result": [
     {"metric": {"job": "a"}, "value": [1714564800, "0.0005"]}]}}

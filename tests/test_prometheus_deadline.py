@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import pytest
 
 from prom_fixture import fixture_specs  # noqa: F401
-from nthlayer.prometheus import PrometheusClient, PrometheusError, PrometheusUnavailable
+from nthlayer.integrations.prometheus import PrometheusClient, PrometheusError, PrometheusUnavailable
 
 AT = "2024-05-01T12:00:00Z"
 TRICKLE_BODY = [b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n", b"{"]

@@ -8,6 +8,7 @@ import re
 import shutil
 import struct
 from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -209,3 +210,56 @@ def test_a_removed_service_loses_its_page(report_state: Path, fixture_specs: Pat
     assert _cli("report", "--services", str(specs), "--out", str(out), "--state", str(report_state))[0] == 0
     assert sorted(p.stem for p in (out / "reports" / "services").iterdir()) == [
         "alpha", "beta", "delta", "epsilon", "silent"]
+
+
+def _doit(cwd: Path) -> list[str]:
+    """Run the checkout's doit build in ``cwd``; the tasks that ran."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(cwd)], cwd=cwd,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return sorted(line[3:] for line in result.stdout.splitlines() if line.startswith(".  "))
+
+
+@requires_prometheus
+def test_the_report_task_runs_when_the_state_changes(report_state: Path, fixture_specs: Path,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    shutil.copytree(fixture_specs, tmp_path / "services")
+    (tmp_path / "state").mkdir()
+    state = tmp_path / "state" / "nthlayer.duckdb"
+    assert "report" in _doit(tmp_path)  # no database yet: pages without history
+    assert "No budget history recorded" in (tmp_path / "out" / "reports" / "services" / "alpha.html").read_text()
+    assert _doit(tmp_path) == []
+    shutil.copy(report_state, state)  # history, deploys and an incident arrive
+    assert _doit(tmp_path) == ["correlate", "report"]
+    page = (tmp_path / "out" / "reports" / "services" / "beta.html").read_bytes()
+    assert _doit(tmp_path) == []
+    # Budget history alone: the report, not the correlation reports.
+    assert _cli("track-budget", "--service", "alpha", "--services", str(tmp_path / "services"), "--prometheus",
+                "http://127.0.0.1:9", "--at", str(END), "--backfill", "1h", "--step", "1h", "--state", str(state),
+                "--prometheus-retries", "0")[0] == 1  # nothing reachable: nothing recorded
+    assert _doit(tmp_path) == []
+    from nthlayer.state.db import connect
+    from nthlayer.state.history import read_history, record_history
+
+    with connect(str(state)) as con:
+        point = read_history(con, ["alpha"])[-1]
+        record_history(con, [point.__class__(point.service, point.slo, point.at, point.objective,
+                                             point.window_days, {**point.remaining, "window": Decimal("1.00")},
+                                             "track-budget")])
+    assert _doit(tmp_path) == ["report"]
+    assert (tmp_path / "out" / "reports" / "services" / "beta.html").read_bytes() == page
+    assert "1.00 %" in (tmp_path / "out" / "reports" / "services" / "alpha.html").read_text()
+    # A spec edit that keeps the services and their graph leaves the report alone; a new service does not.
+    spec = tmp_path / "services" / "alpha.yaml"
+    spec.write_text(spec.read_text().replace("team: t-alpha", "team: t-alpha-2"))
+    assert "report" not in _doit(tmp_path)
+    (tmp_path / "services" / "zeta.yaml").write_text("service: zeta\ntier: 3\nteam: z\n")
+    assert "report" in _doit(tmp_path)
+    assert (tmp_path / "out" / "reports" / "services" / "zeta.html").exists()

@@ -49,8 +49,14 @@ def test_a_skipped_test_fails_the_run_with_the_plugin(tmp_path: Path) -> None:
 
 def test_run_sh_uses_a_virtual_environment_when_python_is_externally_managed(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
-    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "out", "state", "*.egg-info", "__pycache__", ".hypothesis", "benchmarks", "docs"))
+    anywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", ".hypothesis")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # out/ and state/ of the checkout only: nthlayer/state/ is a package
+        top = {".git", ".venv", "out", "state", "benchmarks", "docs"} if Path(folder) == ROOT else set()
+        return set(anywhere(folder, names)) | (top & set(names))
+
+    shutil.copytree(ROOT, checkout, ignore=ignore)
     marker = tmp_path / "stdlib"
     marker.mkdir()
     (marker / "EXTERNALLY-MANAGED").write_text("[externally-managed]\nError=use a venv\n")

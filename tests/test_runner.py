@@ -1,4 +1,4 @@
-"""nthlayer.runner.PrefetchMRunner runs what doit's own MRunner runs, in dependency order."""
+"""nthlayer.buildsys.runner.PrefetchMRunner runs what doit's own MRunner runs, in dependency order."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ import pytest
 # a teardown, and a slow task so that others queue behind it. Each action appends its name to log.txt.
 DODO = textwrap.dedent('''
     import os, time
-    from nthlayer.runner import PrefetchMRunner, install
+    from nthlayer.buildsys.runner import PrefetchMRunner, install
     if os.environ.get("RUNNER") == "prefetch":
         assert install()
     else:
@@ -87,7 +87,7 @@ def test_install_is_idempotent_and_targets_doits_run_command() -> None:
     from doit import cmd_run
     from doit.runner import MRunner
 
-    from nthlayer.runner import PrefetchMRunner, install
+    from nthlayer.buildsys.runner import PrefetchMRunner, install
 
     saved = cmd_run.MRunner
     try:

@@ -17,7 +17,7 @@ from generators.catalog import load_technologies
 from generators.model import Service, Technology
 from generators.render import render_files
 from generators.spec import load_spec
-from nthlayer.build import _generate
+from nthlayer.buildsys.kinds import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = [(openslo.openslo_documents, openslo.READS), (slo_rules.slo_rule_documents, slo_rules.READS)]
@@ -47,7 +47,7 @@ def direct(documents: Any, service: Service) -> dict[str, bytes]:
 
 def shaped(documents: Any, reads: frozenset[str], service: Service) -> dict[str, bytes]:
     if documents == ALERTS:  # the build's own wiring: catalog context, the real service's checks, the veto
-        return _generate("alerts", service, "out", CATALOG)
+        return generate("alerts", service, "out", CATALOG)
     return shapes.shaped_files(documents.__name__, documents, reads, service, f"out/{service.name}/x")
 
 

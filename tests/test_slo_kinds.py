@@ -13,7 +13,7 @@ from generators.openslo import openslo_files
 from generators.openslo_validate import validate_openslo_dir
 from generators.slo_rules import slo_rule_files
 from generators.spec import load_spec
-from nthlayer import promtool
+from nthlayer.integrations import promtool
 from tests.conftest import ROOT, UPDATE_GOLDEN, requires_promtool
 
 GOLDEN = ROOT / "tests" / "golden" / "slo-kinds"

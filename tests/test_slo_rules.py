@@ -16,7 +16,7 @@ from generators.slo_rules import (alert_names, enabled_burn_windows, ratio_windo
                                   slo_rule_files)
 from generators.slo_tests import concrete_labels, promtool_tests, sample_value, sustained_share
 from generators.spec import load_spec
-from nthlayer import promtool
+from nthlayer.integrations import promtool
 from tests.conftest import ROOT, UPDATE_GOLDEN, requires_promtool
 
 GOLDEN = ROOT / "tests" / "golden" / "slo"

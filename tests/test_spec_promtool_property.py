@@ -2,7 +2,7 @@
 
 Hypothesis writes hostile specs (Go templates, trailing newlines, odd unicode, regex metacharacters in
 selectors, long values, quotes and backslashes); each one goes through the build's own path (validate,
-then nthlayer.build's generators, shapes templating included); every rule file of the valid ones goes
+then the build's generators (nthlayer.buildsys.kinds), shapes templating included); every rule file of the valid ones goes
 to one `promtool check rules` call at the end, which must accept them all, and a few of the generated
 SLO unit tests go to `promtool test rules`, which must pass them.
 """
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from generators.errors import SpecErrors
 from generators.promql import quote
 from generators.spec import load_spec
-from nthlayer.promtool import check_rules
-from nthlayer.promtool import test_rules as promtool_unit_tests
+from nthlayer.integrations.promtool import check_rules
+from nthlayer.integrations.promtool import test_rules as promtool_unit_tests
 from tests.conftest import ROOT
 
 HOSTILE = ["{{", "}}", "{{ $value }}", "{{ query \"up\" }}", "{{.}}", "x\n", "\n", "\\", "\\\\", '"', "'", "`",
@@ -109,7 +109,7 @@ def test_valid_hostile_slos_build_rule_files_promtool_accepts(tmp_path: Path) ->
 
 def _build_and_check(tmp_path: Path, specs: st.SearchStrategy[dict], examples: int) -> None:
     """The property over ``examples`` specs drawn from ``specs``."""
-    from nthlayer.build import _generate
+    from nthlayer.buildsys.kinds import generate
 
     written: dict[str, dict] = {}  # rule file → the spec it came from
     unit_tests: dict[str, dict] = {}  # the SLO rules' generated promtool tests, likewise
@@ -129,7 +129,7 @@ def _build_and_check(tmp_path: Path, specs: st.SearchStrategy[dict], examples: i
         out = tmp_path / str(len(written))
         files: dict[str, bytes] = {}
         for kind in ("slo_rules", "alerts"):
-            files.update(_generate(kind, service, str(out), str(ROOT / "rules_catalog")))
+            files.update(generate(kind, service, str(out), str(ROOT / "rules_catalog")))
         for path, data in files.items():
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_bytes(data)

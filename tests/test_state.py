@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from generators.errors import UserError
-from nthlayer import state
+from nthlayer.state import db as state
 
 
 def test_migrations_are_applied_once_and_tables_exist(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_audit_records_actor_and_scrubs_secrets(tmp_path: Path, monkeypatch: pyt
 _WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from nthlayer import state
+    from nthlayer.state import db as state
     for n in range({rows}):
         state.record_audit("test", sys.argv[1], str(n), {{}}, path={path!r})
 """)

@@ -87,8 +87,8 @@ def test_an_installed_wheel_validates_and_builds_outside_the_checkout(tmp_path: 
         monorepo = _monorepo(tmp_path / "monorepo")
         run_env = {**env, "NTHLAYER_STATE": str(monorepo / "state" / "nthlayer.duckdb")}
 
-        # Every command's module is installed (nthlayer.commands is a package of its own).
-        from nthlayer.commands import COMMANDS
+        # Every command's module is installed (nthlayer.cli.commands is a package of its own).
+        from nthlayer.cli.commands import COMMANDS
 
         for command in COMMANDS:
             helped = _run([nthlayer, command, "--help"], monorepo, run_env)

@@ -10,7 +10,7 @@ from typing import Any
 
 from generators.errors import UserError
 from nthlayer.ops.api_keys import ApiKey, key_id_of, list_keys, matches, touch_keys
-from nthlayer.state import utc_now
+from nthlayer.state.db import utc_now
 
 LAST_USED_FLUSH_SECONDS = 60.0
 

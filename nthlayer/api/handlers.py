@@ -9,17 +9,17 @@ from starlette.responses import Response
 from generators.errors import SpecErrors, UserError
 from generators.spec import load_spec
 from generators.yamlload import Located
-from nthlayer import prometheus as prom
+from nthlayer.integrations import prometheus as prom
 from nthlayer.api.openapi import document
 from nthlayer.api.problems import HttpProblem, problem
 from nthlayer.api.server import Call, Server, parse_json, reply
-from nthlayer.budget import load_services
-from nthlayer.events import Deploy
+from nthlayer.buildsys.project import load_services
+from nthlayer.state.events import Deploy
 from nthlayer.ops import api_keys, services as svc
-from nthlayer.ops.budgets import track_budget
+from nthlayer.ops.budget import track_budget
 from nthlayer.ops.deploys import correlate_deploy, deploy_text
 from nthlayer.ops.gate import check_gate, service_and_graph
-from nthlayer.state import format_time, parse_time, utc_now
+from nthlayer.state.db import format_time, parse_time, utc_now
 
 
 async def healthz(call: Call) -> Response:

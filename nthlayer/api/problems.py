@@ -7,8 +7,8 @@ from starlette.responses import JSONResponse
 
 from generators.errors import SpecErrors, UserError
 from nthlayer.ops import services as svc
-from nthlayer.prometheus import PrometheusError
-from nthlayer.state import StateUnavailable
+from nthlayer.integrations.prometheus import PrometheusError
+from nthlayer.state.db import StateUnavailable
 
 
 class HttpProblem(Exception):

@@ -18,11 +18,11 @@ from generators.errors import SpecError, SpecErrors
 from generators.render import json_default
 from generators.spec import schema_errors
 from generators.yamlload import Located, load_yaml
-from nthlayer import prometheus as prom
+from nthlayer.integrations import prometheus as prom
 from nthlayer.api.auth import KeyRing, OidcVerifier, Principal, RateLimiter
 from nthlayer.api.problems import HttpProblem, problem, problem_for
 from nthlayer.api.store import StateStore
-from nthlayer.state import crash_log_path
+from nthlayer.state.db import crash_log_path
 
 DEFAULT_RATE_LIMIT = 1000
 DEFAULT_RATE_WINDOW_SECONDS = 60.0

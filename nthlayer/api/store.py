@@ -15,9 +15,9 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-from nthlayer.events import Deploy
+from nthlayer.state.events import Deploy
 from nthlayer.ops.deploys import record_deploys
-from nthlayer.state import connect, state_path, transaction
+from nthlayer.state.db import connect, state_path, transaction
 
 if TYPE_CHECKING:
     import duckdb

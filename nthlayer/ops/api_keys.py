@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from generators.errors import UserError
 from generators.spec import load_schema
-from nthlayer.state import from_db, insert_audit, to_db, utc_now
+from nthlayer.state.db import from_db, insert_audit, to_db, utc_now
 
 if TYPE_CHECKING:
     import duckdb
@@ -38,7 +38,7 @@ class ApiKey:
     secret_sha256: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        from nthlayer.state import format_time
+        from nthlayer.state.db import format_time
 
         return {"id": self.id, "name": self.name, "scopes": list(self.scopes),
                 "created_at": format_time(self.created_at),

@@ -11,7 +11,7 @@ Two ways in, one table:
   of those per-step amounts, computed here, so the query cost grows with the span, never with the
   window length (a 30-day ``increase`` at each of 720 steps would read every sample 720 times).
 
-Grouping is track-budget's (nthlayer.budget): services whose SLOs read the same metric with the same
+Grouping is track-budget's (nthlayer.ops.budget): services whose SLOs read the same metric with the same
 matchers share one query that aggregates ``by`` the label telling them apart; the SLO kinds whose queries
 are the spec's own (events, ratio_query, threshold) read the 5m series their recording rules keep, as
 those rules do for windows of a day or more: counted kinds sum ``slo:sli_errors:rate5m`` and
@@ -34,30 +34,15 @@ from generators.model import Service
 from generators.promql import le_matcher, selector
 from generators.sli_queries import BAD_SLICE_SERIES
 from generators.slo_maths import duration_seconds
-from nthlayer import prometheus as prom
-from nthlayer.budget import regex_escape, split_selector
+from nthlayer.integrations import prometheus as prom
+from nthlayer.ops.budget import regex_escape, split_selector
+from nthlayer.state.history import HISTORY_RANGES, WRITE_ROWS, Columns, HistoryPoint, empty_columns
 
-# The figures kept per SLO besides its own window (named "window"): what a dashboard's range picker offers.
-HISTORY_RANGES: tuple[str, ...] = ("1d", "7d", "28d", "30d")
-RANGE_NAMES: tuple[str, ...] = ("window",) + HISTORY_RANGES
 PART_LABEL = "nthlayer_part"
 # Steps per query_range: well under Prometheus' 11,000 points per series, small enough that one
 # answer for a thousand series stays a few megabytes and within the per-request timeout.
 BATCH_STEPS = 240
 IDENTITY = ("service", "slo")
-Columns = dict[str, list[Any]]
-
-
-@dataclass(frozen=True)
-class HistoryPoint:
-    """One SLO's remaining budget (percent; None: no traffic in that range) at one instant."""
-    service: str
-    slo: str
-    at: datetime
-    objective: Decimal
-    window_days: int
-    remaining: dict[str, Decimal | None]  # RANGE_NAMES → percent
-    source: str
 
 
 @dataclass(frozen=True)
@@ -227,14 +212,14 @@ def backfill_history(client: prom.PrometheusClient, services: list[Service], end
         first = instants[0] - longest + step_seconds  # the first step whose amount a window at instants[0] sums
         count = (instants[-1] - first) // step_seconds + 1
         amounts = _step_amounts(client, group, first, count, step_seconds, batch_steps)
-        chunk = _empty_columns()
+        chunk = empty_columns()
         for columns in _columns_from_steps(group, amounts, first, instants, step_seconds):
             for name, values in columns.items():
                 chunk[name].extend(values)
             if len(chunk["service"]) >= WRITE_ROWS:
                 write(chunk)
                 written += len(chunk["service"])
-                chunk = _empty_columns()
+                chunk = empty_columns()
         if chunk["service"]:
             write(chunk)
             written += len(chunk["service"])
@@ -318,61 +303,3 @@ def _columns_from_steps(group: HistoryGroup, amounts: dict[tuple[tuple[str, ...]
 
 def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-# --- the table --------------------------------------------------------------------------------------
-
-_COLUMNS = ("service", "slo", "evaluated_at", "objective", "window_days") + tuple(
-    f"remaining_{name}" for name in RANGE_NAMES) + ("source",)
-_INPUTS = ("service", "slo", "at_ms", "objective", "window_days") + _COLUMNS[5:]
-WRITE_ROWS = 200_000  # rows per upsert of a backfill: a bounded memory, few statements
-
-
-def _empty_columns() -> Columns:
-    return {name: [] for name in _INPUTS}
-
-
-def write_columns(con: Any, columns: Columns) -> None:
-    """Upsert rows given as columns (``at_ms``: unix milliseconds; remaining: percent floats or None):
-    one row per (service, slo, instant), a rerun replaces its own rows."""
-    if not columns["service"]:
-        return
-    # Column lists unnested in one statement: a VALUES row per point costs DuckDB about 1 ms each.
-    casts = {"at_ms": "epoch_ms({})", "objective": "{}::DECIMAL(12, 9)",
-             **{f"remaining_{r}": "{}::DECIMAL(18, 2)" for r in RANGE_NAMES}}
-    select = ", ".join(casts.get(name, "{}").format(f"unnest(${i})") for i, name in enumerate(_INPUTS, start=1))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[3:])
-    con.execute(f"INSERT INTO budget_history ({', '.join(_COLUMNS)}) SELECT {select} "
-                f"ON CONFLICT (service, slo, evaluated_at) DO UPDATE SET {updates}",
-                [columns[name] for name in _INPUTS])
-
-
-def record_history(con: Any, points: list[HistoryPoint]) -> None:
-    """Upsert ``points`` (a track-budget sample): one row per (service, slo, instant)."""
-    columns = _empty_columns()
-    for p in points:
-        for name, value in (("service", p.service), ("slo", p.slo), ("at_ms", int(p.at.timestamp() * 1000)),
-                            ("objective", str(p.objective)), ("window_days", p.window_days), ("source", p.source)):
-            columns[name].append(value)
-        for name in RANGE_NAMES:
-            value = p.remaining[name]
-            columns[f"remaining_{name}"].append(None if value is None else float(value))
-    write_columns(con, columns)
-
-
-def read_history(con: Any, services: Iterable[str] | None = None) -> list[HistoryPoint]:
-    """The stored history (of ``services``, default all), ordered by service, SLO and time."""
-    from nthlayer.state import from_db
-
-    where, params = "", []
-    if services is not None:
-        names = sorted(set(services))
-        if not names:
-            return []
-        where, params = " WHERE service IN (SELECT unnest(?))", [names]
-    rows = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM budget_history{where} "
-                       "ORDER BY service, slo, evaluated_at", params).fetchall()
-    return [HistoryPoint(row[0], row[1], from_db(row[2]), Decimal(row[3]), int(row[4]),  # type: ignore[arg-type]
-                         {name: (None if row[5 + i] is None else Decimal(row[5 + i]))
-                          for i, name in enumerate(RANGE_NAMES)}, row[-1])
-            for row in rows]

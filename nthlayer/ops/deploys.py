@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from generators.errors import UserError
 from generators.slo_maths import duration_seconds
-from nthlayer.budget import load_services
-from nthlayer.correlation import BLOCK_ABOVE, Correlation, correlations_of, dependency_edges, deploys_of, score
-from nthlayer.events import Deploy, insert_deploys
-from nthlayer.gate import EXIT_APPROVE, EXIT_BLOCK
-from nthlayer.state import format_time, insert_audit, to_db
+from nthlayer.buildsys.project import load_services
+from nthlayer.state.correlation import BLOCK_ABOVE, Correlation, correlations_of, dependency_edges, deploys_of, score
+from nthlayer.state.events import Deploy, insert_deploys
+from nthlayer.ops.gate import EXIT_APPROVE, EXIT_BLOCK
+from nthlayer.state.db import Opener, format_time, insert_audit, to_db
 
 if TYPE_CHECKING:
     import duckdb
 
-Opener = Callable[[], AbstractContextManager["duckdb.DuckDBPyConnection"]]
 DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
 
 

@@ -2,7 +2,7 @@
 history, deploys, incidents and correlations, and each spec's tier and paging, rendered by
 :mod:`generators.report_html` into ``<out>/reports/index.html`` and ``<out>/reports/services/*.html``.
 
-The gate's verdict on each page is the deploy gate's own (:func:`nthlayer.gate.decide`), judged at the
+The gate's verdict on each page is the deploy gate's own (:func:`nthlayer.ops.gate.decide`), judged at the
 data's latest timestamp on each SLO's newest recorded figure, with the open incidents a recent deploy
 is suspected of: nothing here re-implements it.
 """
@@ -17,10 +17,10 @@ from generators.model import Service
 from generators.paging import escalation_source, uses_pagerduty
 from generators.report_html import (Deploy, Gate, Incident, ReportData, ServiceReport, SLOHistory, report_files,
                                     report_pages)
-from nthlayer.budget import BudgetReport, budget_figures, status_of
-from nthlayer.ops.budget_history import RANGE_NAMES
+from nthlayer.buildsys.report import REPORT_DIR
+from nthlayer.ops.budget import BudgetReport, budget_figures, status_of
+from nthlayer.state.history import RANGE_NAMES
 
-REPORT_DIR = "reports"
 
 
 def _paging_problem(service: Service) -> str | None:
@@ -87,8 +87,9 @@ def _budget(service: Service, slo_name: str, history: SLOHistory | None, objecti
 
 def report_data(con: Any | None, services: Iterable[Service], edges: list[tuple[str, str]]) -> ReportData:
     """Everything the pages show, from the state database (``con`` None: nothing recorded yet)."""
-    from nthlayer.correlation import correlation_report, open_incident_suspects
-    from nthlayer.gate import RECENT_DEPLOY_SECONDS, decide
+    from nthlayer.buildsys.reports import correlation_report
+    from nthlayer.ops.gate import RECENT_DEPLOY_SECONDS, decide
+    from nthlayer.state.correlation import open_incident_suspects
 
     ordered = sorted(services, key=lambda s: s.name)
     names = [s.name for s in ordered]
@@ -123,7 +124,7 @@ def report_data(con: Any | None, services: Iterable[Service], edges: list[tuple[
 
 def _data(state_path: str, services: list[Service], edges: list[tuple[str, str]]) -> ReportData:
     """The report's data; a missing database is an empty history (and is not created)."""
-    from nthlayer.state import connect
+    from nthlayer.state.db import connect
 
     if os.path.exists(state_path):
         with connect(state_path) as con:
@@ -137,40 +138,23 @@ def expected_report(state_path: str, services: list[Service], edges: list[tuple[
     return report_files(_data(state_path, services, edges), os.path.join(out_dir, REPORT_DIR))
 
 
-def write_report(state_path: str, services: list[Service], edges: list[tuple[str, str]], out_dir: str) -> list[str]:
+def write_report(state_path: str, services: list[Service], edges: list[tuple[str, str]], out_dir: str,
+                 keep: Iterable[str] = ()) -> list[str]:
     """Write the report under ``<out_dir>/reports`` (only files whose bytes changed, atomically, a page at a
-    time) and remove the pages of services no longer specified; returns the paths written."""
+    time) and remove the pages of services no longer specified, but those named in ``keep`` (the build's
+    broken specs); returns the paths written."""
     from generators.render import write_if_changed
 
-    written, paths = [], set()
+    written = []
+    paths = {os.path.normpath(os.path.join(out_dir, REPORT_DIR, "services", f"{name}.html")) for name in keep}
     for path, data in report_pages(_data(state_path, services, edges), os.path.join(out_dir, REPORT_DIR)):
-        paths.add(path)
+        paths.add(os.path.normpath(path))
         if write_if_changed(path, data):
             written.append(path)
     pages = os.path.join(out_dir, REPORT_DIR, "services")
     for name in sorted(os.listdir(pages)) if os.path.isdir(pages) else []:
         path = os.path.join(pages, name)
-        if name.endswith(".html") and path not in paths:
+        if name.endswith(".html") and os.path.normpath(path) not in paths:
             os.remove(path)
     return sorted(written)
 
-
-def report_fingerprint(path: str, lock_timeout: float | None = None) -> str:
-    """What the report shows from the state, as a hash of content (not file times): the budget history,
-    deploys and incidents (nthlayer.events.state_fingerprint). A missing database fingerprints as empty
-    and is not created."""
-    import hashlib
-
-    from nthlayer.events import state_fingerprint
-    from nthlayer.state import connect
-
-    history = "history:0:0"
-    if os.path.exists(path):
-        with connect(path, timeout=lock_timeout) as con:
-            # bit_xor of per-row hashes: order-independent, changes when any row's content changes.
-            count, digest = con.execute(
-                "SELECT count(*), coalesce(bit_xor(hash(service, slo, evaluated_at, objective, window_days, "
-                f"{', '.join(f'remaining_{r}' for r in RANGE_NAMES)})), 0) FROM budget_history").fetchall()[0]
-            history = f"history:{count}:{digest}"
-    events = state_fingerprint(path, lock_timeout)
-    return hashlib.sha256(f"{history}|{events}".encode()).hexdigest()

@@ -191,7 +191,7 @@ def build_services(names: list[str], services_dir: str, out_dir: str, workdir: s
 
     In a child process: doit prints, changes directory and forks workers, none of which a server's
     threads may share; and the child cannot hold up the server longer than ``timeout``."""
-    from nthlayer.dodo import DODO_FILE, doit_exit_code
+    from nthlayer.buildsys.dodo import DODO_FILE, doit_exit_code
 
     command = [sys.executable, "-m", "doit", "run", "-f", DODO_FILE, "-d", workdir,
                f"services={os.path.abspath(services_dir)}", f"out={os.path.abspath(out_dir)}",

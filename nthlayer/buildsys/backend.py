@@ -1,0 +1,99 @@
+"""doit plumbing: the dependency database backend and the file checker the build uses."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from doit.dependency import JsonDB, MD5Checker, get_file_md5
+
+from generators.render import write_if_changed
+
+
+class SharedMD5Checker(MD5Checker):
+    """doit's md5 checker, but each dependency is stat'ed and hashed once per run, not once per task.
+
+    Every service task depends on the same four code stamps and on shared catalog files; no task
+    writes a file another depends on (they write only under out/), so a file's state within one run
+    is one value.
+    """
+
+    _known: dict[tuple[str, float, int], str] = {}  # keyed by mtime and size: valid across runs
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stats: dict[str, os.stat_result] = {}  # one doit run (a checker is made per run)
+
+    def info(self, file_path: str) -> os.stat_result:
+        stat = self._stats.get(file_path)
+        if stat is None:
+            stat = self._stats[file_path] = os.stat(file_path)
+        return stat
+
+    def get_state(self, dep: str, current_state: Any) -> Any:
+        stat = self.info(dep)
+        if current_state and current_state[0] == stat.st_mtime:
+            return None
+        key = (dep, stat.st_mtime, stat.st_size)
+        md5 = self._known.get(key)
+        if md5 is None:
+            md5 = self._known[key] = get_file_md5(dep)
+        return stat.st_mtime, stat.st_size, md5
+
+
+def _as_read_back(value: Any) -> Any:
+    """``value`` as JSON would give it back: tuples as lists."""
+    if isinstance(value, (tuple, list)):
+        return [_as_read_back(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_read_back(item) for key, item in value.items()}
+    return value
+
+
+class StateJsonDB(JsonDB):
+    """doit's dependency database as one JSON file (registered as doit backend ``nthlayer-json``).
+
+    Like doit's ``json`` backend (read whole, served from memory: half the per-task cost of ``sqlite3``
+    on a no-op run of 1000 services), but the file is replaced atomically and only when its content
+    changed, so an interrupted run cannot leave it half-written and a no-op run writes nothing.
+    """
+
+    desc = "JSON file, written atomically and only when changed"
+
+    def __init__(self, name: str, codec: Any, *, module_name: str | None = None) -> None:
+        self._saved: str | None = None
+        self._dirty = False
+        super().__init__(name, codec, module_name=module_name)
+
+    def set(self, task_id: str, dependency: str, value: Any) -> None:
+        old = self.get(task_id, dependency)
+        if old != value and old != _as_read_back(value):  # a tuple comes back from JSON as a list
+            self._dirty = True
+            super().set(task_id, dependency, value)
+
+    def remove(self, task_id: str) -> None:
+        self._dirty = self._dirty or task_id in self._db
+        super().remove(task_id)
+
+    def remove_all(self) -> None:
+        self._dirty = self._dirty or bool(self._db)
+        super().remove_all()
+
+    def _load(self) -> Any:
+        with open(self.name, encoding="utf-8") as handle:
+            self._saved = handle.read()
+        try:
+            return self.codec.decode(self._saved)
+        except ValueError:
+            from doit.dependency import DatabaseException
+
+            raise DatabaseException(f"{os.path.abspath(self.name)} is not valid JSON: remove it and the next "
+                                    "build rebuilds everything") from None
+
+    def dump(self) -> None:
+        if not self._dirty and self._saved is not None:
+            return
+        text = self.codec.encode(self._db)
+        if text != self._saved:
+            write_if_changed(self.name, text.encode("utf-8"))
+            self._saved = text
+        self._dirty = False

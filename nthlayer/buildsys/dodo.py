@@ -1,0 +1,151 @@
+"""The doit build: every services/*.yaml → out/<service>/…, as doit tasks.
+
+Wiring only; the logic lives in the other nthlayer.buildsys modules (the artifact kinds in
+nthlayer.buildsys.kinds) and the generators package. One definition for both
+entry points: the checkout's top-level ``dodo.py`` (``doit``) takes its names from :func:`namespace`,
+and ``nthlayer build`` hands the same namespace to doit from an installed package, in any folder.
+Variables: ``doit services=DIR out=DIR catalog=DIR secrets_dir=DIR strict=1`` (or NTHLAYER_SERVICES /
+NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from doit import get_var
+from doit.tools import config_changed
+
+from nthlayer.buildsys.backend import SharedMD5Checker
+from nthlayer.buildsys.correlation import correlation_action, correlation_code, correlation_targets
+from nthlayer.buildsys.kinds import SHARED_KINDS
+from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
+from nthlayer.buildsys.plan import make_plan, worker_count
+from nthlayer.buildsys.project import build_setting, is_on
+from nthlayer.buildsys.reporter import NthlayerReporter
+from nthlayer.buildsys.runner import install as install_prefetch_runner
+from nthlayer.buildsys.tasks import clean_targets, code_stamps, prune_out, service_task, shared_task
+from nthlayer.integrations.secrets import secrets_dir
+
+
+def namespace() -> dict[str, Any]:
+    """``DOIT_CONFIG`` and the ``task_*`` creators of one build, for the variables doit was given.
+
+    Called when doit loads its tasks (after it has read ``name=value`` arguments), so each load plans
+    from the spec files as they are then.
+    """
+    given = {name: value for name in ("services", "out", "state", "secrets_dir", "strict")
+             if (value := get_var(name, None)) is not None}
+    services = build_setting(given, "services", "NTHLAYER_SERVICES", "services")
+    out = build_setting(given, "out", "NTHLAYER_OUT", "out")
+    state = build_setting(given, "state", "NTHLAYER_STATE_DIR", "state")
+    # Where Alertmanager reads routing keys (routing_key_file = SECRETS/<service>.key), written into
+    # alertmanager.yml as given: a deployment names an absolute folder (secrets_dir=/etc/alertmanager/secrets).
+    secrets = secrets_dir(given.get("secrets_dir"))  # the variable, else $NTHLAYER_SECRETS_DIR, else state/secrets
+    # strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
+    strict = is_on(build_setting(given, "strict", "NTHLAYER_STRICT"))
+    os.makedirs(state, mode=0o700, exist_ok=True)  # it will hold the state database (docs/state.md: 0700)
+    remove_leftovers([out, state])  # what a killed build left: hidden staging folders and temp files
+
+    config = {
+        # the shared tasks overlap the services
+        "default_tasks": [*(kind.name for kind in SHARED_KINDS), "correlate", "report", "prune", "service"],
+        "dep_file": os.path.join(state, "doit.json"),
+        "backend": "nthlayer-json",  # nthlayer.buildsys.backend.StateJsonDB, registered by pyproject.toml
+        "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
+        "continue": True,
+        # Two worker processes (forked: they inherit the plan, only task names cross the queue) where there
+        # are two cores: the generation splits over them (docs/benchmarks.md: 10-30 % faster than one process
+        # at 1000 services, where doit's one-task-at-a-time dispatch eats much of the gain; 1.6-2x at 5000).
+        "num_process": worker_count(),
+        "par_type": "process",
+        "reporter": NthlayerReporter,
+        "verbosity": 1,
+    }
+    install_prefetch_runner()  # doit's parallel runner, keeping each worker one task ahead (nthlayer/runner.py)
+
+    plan = make_plan(services, out, get_var("catalog", None), index_path=os.path.join(state, "spec-index.json"),
+                     strict=strict)
+    def task_correlate() -> dict[str, Any]:
+        """Deploy/incident correlation reports from the DuckDB state, rebuilt only when that data changed."""
+        from nthlayer.buildsys.correlation import state_unchanged
+
+        state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+        outputs = correlation_targets(out)
+        cache = os.path.join(state, "state-fingerprint.json")  # spares no-op builds opening DuckDB
+        return {
+            "actions": [(correlation_action, [state_db, plan, cache])],
+            "file_dep": correlation_code(),
+            "uptodate": [state_unchanged(state_db, plan.dependency_graph(), cache_path=cache),
+                         targets_unedited(outputs)],
+            "targets": outputs,
+            "clean": [(clean_targets, [outputs, out])],
+        }
+
+    def task_report() -> dict[str, Any]:
+        """The HTML reliability report (out/reports/index.html, a page per service) from the DuckDB state,
+        rebuilt only when the budget history, deploys, incidents or the set of services changed."""
+        from nthlayer.buildsys.report import report_action, report_code, report_targets, report_uptodate
+
+        state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+        outputs = report_targets(out, plan)
+        cache = os.path.join(state, "report-fingerprint.json")  # spares no-op builds opening DuckDB
+        return {
+            "actions": [(report_action, [state_db, plan, cache])],
+            "file_dep": report_code(),
+            "uptodate": [report_uptodate(state_db, plan, cache), targets_unedited(outputs)],
+            "targets": outputs,
+            "clean": [(clean_targets, [outputs, out])],
+        }
+
+    def task_prune() -> dict[str, Any]:
+        """Remove out/<service>/ of services whose spec was deleted."""
+        keep = sorted(plan.protected_dirs())
+        return {
+            "actions": [(prune_out, [out, keep])],
+            "uptodate": [config_changed({"keep": keep})],
+            "verbosity": 2,
+        }
+
+    def task_service() -> Iterator[dict[str, Any]]:
+        """Per service: OpenSLO documents, SLO rules and their promtool tests, scrape config, technology
+        alerts from the rules catalog, PagerDuty desired state. Only the stale kinds are regenerated: all
+        after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
+        stamps = code_stamps(state)
+        # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
+        # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
+        names = plan.task_names()
+        for entry in sorted(plan.entries, key=lambda entry: not entry.changed):
+            yield service_task(entry, plan, stamps, names[entry.path])
+
+    settings = {"secrets_dir": secrets}  # what the shared kinds are given besides the plan
+
+    def shared_creator(kind: str, doc: str) -> Any:
+        def creator() -> dict[str, Any]:
+            return shared_task(kind, plan, settings)
+
+        creator.__doc__ = doc  # `doit list` shows it
+        return creator
+
+    shared = {f"task_{kind.name}": shared_creator(kind.name, kind.doc) for kind in SHARED_KINDS}
+    return {"DOIT_CONFIG": config, **shared,
+            "task_correlate": task_correlate, "task_report": task_report, "task_prune": task_prune,
+            "task_service": task_service}
+
+
+def doit_exit_code(code: int | None) -> int:
+    """doit's exit status in nthlayer's table: 1 and 2 (a task failed, or could not run after one did)
+    are a failed build (1), unless a stop signal ended it (130, interrupted); 3 (doit refused its command
+    line: unknown task, bad option) is a usage error."""
+    from nthlayer.buildsys.runner import STOPPED
+    from nthlayer.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
+
+    if STOPPED:
+        return EXIT_INTERRUPTED
+    if not code:  # doit's clean and some other commands return None on success
+        return 0
+    return EXIT_USAGE if code == 3 else 1
+
+
+DODO_FILE = __file__  # this file as doit's -f argument (a child build process: nthlayer.ops.services)
+if __name__ != "nthlayer.buildsys.dodo":  # loaded by doit from its path (doit -f DODO_FILE): define the tasks
+    globals().update(namespace())

@@ -1,0 +1,226 @@
+"""The artifact-kind registry: every kind of file the build writes, in one table.
+
+A *per-service kind* (:class:`ServiceKind`, in :data:`SERVICE_KINDS`) is written under out/<service>/ by
+each service's doit task. One entry says everything the build needs:
+
+- ``name``: how tasks, code stamps (state/code/<name>.sha256) and titles (``service:a (alerts)``) call it;
+- ``code``: the generator files (under generators/) its output depends on besides :data:`CORE_CODE`; their
+  hash is the kind's code stamp, so editing one regenerates that kind only, for every service;
+- ``files``: the files it writes for a service with the default SLOs (availability, latency), relative to
+  out/<service>/; ``files_for_slos`` gives them for a spec's declared SLOs (None: the same whatever the SLOs);
+- ``generate(service, ctx)``: the files for one validated :class:`~generators.model.Service`, as
+  {path under ``ctx.base``: bytes} (the build checks the paths are exactly its ``files``);
+- ``owned_folder``: a folder under out/<service>/ whose every ``*.yaml`` this kind alone writes, so a file
+  it no longer writes there (a renamed SLO) is removed; files of ``files`` no longer written are removed too;
+- ``reads_catalog``: its output depends on the rules catalog files of the service's technologies (an edit
+  of one regenerates this kind for the services using that technology).
+
+Adding a kind is adding one entry to :data:`SERVICE_KINDS` (and its code to generators/): the service tasks,
+the stale-kind detection, ``nthlayer build --check``, ``doit clean`` and the no-op fast path follow.
+
+A *shared kind* (:class:`SharedKind`, in :data:`SHARED_KINDS`) is written once for all services, under
+out/<folder>/, by a doit task of its own named after it (alertmanager.yml today): ``inputs(plan, settings)``
+is the JSON-able digest of what it reads from the plan (the task is up to date while it and the code stamp
+are unchanged) and ``generate(plan, settings)`` makes its files. The correlation reports read the state
+database, not the specs: they stay a task of their own (nthlayer/buildsys/correlation.py).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from generators.model import Service
+
+if TYPE_CHECKING:
+    from nthlayer.buildsys.plan import BuildPlan
+
+GENERATORS_DIR = Path(__file__).resolve().parent.parent.parent / "generators"
+
+# What every kind depends on: the spec-loading core.
+CORE_CODE = ("errors.py", "yamlload.py", "spec.py", "spec_values.py", "schema_messages.py", "model.py", "tiers.py",
+             "render.py", "promql.py", "slo_maths.py", "paging.py", "slo_spec.py", "promql_scope.py",
+             "schemas/service.schema.json")
+
+
+@dataclass(frozen=True)
+class GenerateContext:
+    """What a generator gets besides the service: where its files go and the rules catalog."""
+    out_dir: str
+    catalog_dir: str
+    catalog_cache: str | None = None  # validated catalog files kept between runs (state/catalog)
+
+    def base(self, service: Service) -> str:
+        """The service's folder: out/<service>."""
+        return f"{self.out_dir}/{service.name}"
+
+
+@dataclass(frozen=True)
+class ServiceKind:
+    name: str
+    code: tuple[str, ...]
+    files: tuple[str, ...]
+    generate: Callable[[Service, GenerateContext], dict[str, bytes]]
+    files_for_slos: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
+    owned_folder: str | None = None
+    reads_catalog: bool = False  # regenerated when a catalog file of the service's technologies changes
+
+
+@dataclass(frozen=True)
+class SharedKind:
+    name: str
+    doc: str  # what `doit list` says of its task
+    code: tuple[str, ...]
+    folder: str
+    files: tuple[str, ...]  # under out/<folder>/
+    inputs: Callable[[BuildPlan, dict[str, str]], dict[str, Any]]
+    generate: Callable[[BuildPlan, dict[str, str]], dict[str, bytes]]
+
+
+def _openslo(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    from generators import openslo
+    from generators.shapes import shaped_files
+
+    return shaped_files("openslo", openslo.openslo_documents, openslo.READS, service, f"{ctx.base(service)}/openslo")
+
+
+def _slo_rules(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    from generators import slo_rules
+    from generators.shapes import shaped_files
+
+    return shaped_files("slo_rules", slo_rules.slo_rule_documents, slo_rules.READS, service,
+                        f"{ctx.base(service)}/prometheus")
+
+
+def _alerts(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    from generators import tech_alerts
+    from generators.catalog import load_technologies
+    from generators.shapes import shaped_files
+
+    catalog = load_technologies(ctx.catalog_dir, service.technology_types, ctx.catalog_cache)
+    tech_alerts.check_dependencies(service, catalog)  # the real service's own errors, template or not
+    context = tuple((name, id(tech)) for name, tech in sorted(catalog.items()))  # kept alive by the cache
+    return shaped_files("alerts", lambda s: tech_alerts.alert_documents(s, catalog), tech_alerts.READS, service,
+                        f"{ctx.base(service)}/prometheus", context, lambda s: tech_alerts.check_standin(s, catalog))
+
+
+def _pagerduty(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    from generators.pagerduty import pagerduty_files
+
+    return pagerduty_files(service, ctx.base(service))
+
+
+_SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
+                   "prometheus/scrape.yaml")
+
+SERVICE_KINDS: tuple[ServiceKind, ...] = (
+    ServiceKind("openslo", ("openslo.py", "shapes.py", "slo_rules.py", "sli_queries.py"),
+                ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml"), _openslo,
+                # an OpenSLO file per SLO
+                files_for_slos=lambda slos: ("openslo/service.yaml", *(f"openslo/{name}.yaml" for name in slos)),
+                owned_folder="openslo"),
+    ServiceKind("slo_rules", ("slo_rules.py", "slo_tests.py", "slo_test_inputs.py", "sli_queries.py", "shapes.py"),
+                _SLO_RULE_FILES, _slo_rules,
+                # no SLO rules or tests without SLOs; the scrape config always
+                files_for_slos=lambda slos: _SLO_RULE_FILES if slos else ("prometheus/scrape.yaml",)),
+    ServiceKind("alerts", ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
+                ("prometheus/alerts.rules.yaml",), _alerts, reads_catalog=True),
+    ServiceKind("pagerduty", ("pagerduty.py",), ("pagerduty.json",), _pagerduty),
+)
+KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
+PER_SERVICE: tuple[str, ...] = tuple(KINDS)
+SERVICE_FILES = tuple(name for kind in SERVICE_KINDS for name in kind.files)  # every kind, default SLOs
+
+
+def artifact_files(kind: str, slos: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The files of ``kind`` under out/<service>/, for a spec declaring SLOs ``slos`` (None: the default
+    availability and latency SLOs)."""
+    entry = KINDS[kind]
+    if slos is None or entry.files_for_slos is None:
+        return entry.files
+    return entry.files_for_slos(slos)
+
+
+def targets(out_dir: str, service: str, kind: str, slos: tuple[str, ...] | None = None) -> list[str]:
+    return [f"{out_dir}/{service}/{name}" for name in artifact_files(kind, slos)]
+
+
+def generate(kind: str, service: Service, out_dir: str, catalog_dir: str,
+             catalog_cache: str | None = None) -> dict[str, bytes]:
+    """The files of one kind for one service: {path under out_dir/<service>: bytes}."""
+    return KINDS[kind].generate(service, GenerateContext(out_dir, catalog_dir, catalog_cache))
+
+
+def import_generators() -> None:
+    """Import every kind's generator modules (the parent does it once before doit forks its workers)."""
+    import importlib
+
+    for kind in (*SERVICE_KINDS, *SHARED_KINDS):
+        for name in kind.code:
+            if name.endswith(".py"):
+                importlib.import_module(f"generators.{name[:-3]}")
+
+
+# --- shared kinds --------------------------------------------------------------------------------------
+
+def _alertmanager_inputs(plan: BuildPlan, settings: dict[str, str]) -> dict[str, Any]:
+    from nthlayer.buildsys.tasks import alertmanager_routes, routes_digest
+
+    # the routing facts of every spec, from the plan
+    return {"routes": routes_digest(alertmanager_routes(plan)), "secrets_dir": settings["secrets_dir"]}
+
+
+def _alertmanager(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]:
+    """alertmanager.yml; its receivers read routing keys from ``secrets_dir``/<service>.key."""
+    from generators.alertmanager import alertmanager_files
+    from nthlayer.buildsys.tasks import alertmanager_routes
+
+    return alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager", settings["secrets_dir"])
+
+
+SHARED_KINDS: tuple[SharedKind, ...] = (
+    SharedKind("alertmanager", "Alertmanager routing tree and receivers for every valid service.", ("alertmanager.py",), "alertmanager", ("alertmanager.yml",),
+               _alertmanager_inputs, _alertmanager),
+)
+SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
+
+
+def shared_targets(kind: str, out_dir: str) -> list[str]:
+    entry = SHARED[kind]
+    return [f"{out_dir}/{entry.folder}/{name}" for name in entry.files]
+
+
+# out/ folders not of one service: the shared kinds', the reports and setup-prometheus's
+SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus"})
+
+
+# --- code stamps ---------------------------------------------------------------------------------------
+
+_CODE_DEPS: dict[str, tuple[str, ...]] = {}
+
+
+def code_deps(kind: str) -> list[str]:
+    """The generator files of a kind (per-service or shared), as paths."""
+    if kind not in _CODE_DEPS:  # built once: dodo asks for every task
+        extra = KINDS[kind].code if kind in KINDS else SHARED[kind].code
+        _CODE_DEPS[kind] = tuple(str(GENERATORS_DIR / name) for name in (*CORE_CODE, *extra))
+    return list(_CODE_DEPS[kind])
+
+
+_CODE_HASH: dict[str, str] = {}
+
+
+def code_fingerprint(kind: str) -> str:
+    """One hash of the generator code an artifact kind depends on, computed once per run.
+
+    Tasks depend on it through doit's ``uptodate`` instead of listing each code file as a
+    ``file_dep``: one comparison per task instead of a dozen file checks, same rebuild semantics.
+    """
+    if kind not in _CODE_HASH:
+        digest = hashlib.sha256()
+        for path in code_deps(kind):
+            with open(path, "rb") as handle:
+                digest.update(path.rsplit("/", 1)[-1].encode() + b"\0" + handle.read() + b"\0")
+        _CODE_HASH[kind] = digest.hexdigest()
+    return _CODE_HASH[kind]

@@ -1,0 +1,149 @@
+"""What out/ holds between builds: hand edits of generated files, what a killed build left behind, and
+``nthlayer build --check`` (every file of out/ compared with what the specs produce).
+
+doit notices a missing target but not an edited one. :func:`targets_unedited` records each task's
+targets' sizes and mtimes when it succeeds (one stat per file, no hashing: a no-op build of 1000
+services stays cheap) and makes the task run again when they differ. A hand edit, a ``touch`` or an
+edit undone all count: the task runs, and ``write_if_changed`` rewrites only the files whose bytes differ.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from typing import Any, Iterable
+
+from generators.render import temp_entries
+
+
+class _TargetsUnedited:
+    """doit ``uptodate``: the task's targets are as its last successful run left them."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = tuple(paths)
+
+    def configure_task(self, task: Any) -> None:  # doit calls it when it makes the task
+        task.value_savers.append(self._save)  # run in the parent, after the worker wrote the files
+
+    def _stamp(self) -> str | None:
+        parts = []
+        for path in self.paths:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+        return hashlib.blake2b(" ".join(parts).encode(), digest_size=8).hexdigest()
+
+    def _save(self) -> dict[str, Any]:
+        return {"targets": self._stamp()}
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        stamp = self._stamp()
+        return stamp is not None and values.get("targets") == stamp
+
+
+def targets_unedited(paths: Iterable[str]) -> _TargetsUnedited:
+    """A doit ``uptodate`` entry that is false when a file of ``paths`` is missing or was changed since
+    the task last wrote it."""
+    return _TargetsUnedited(paths)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: not ours to judge
+        return True
+    try:  # a zombie has exited (where no one reaps orphans, as in some containers, it stays a while)
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_leftovers(directories: Iterable[str]) -> list[str]:
+    """Remove the hidden temporary files and staging folders (generators.render's ``.NAME.PID-N.tmp``)
+    in ``directories`` whose writing process is gone: what a killed build leaves. A live process's
+    entries are kept (another build may be writing them)."""
+    removed = []
+    for directory in directories:
+        for path, pid in temp_entries(directory):
+            if _alive(pid):
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            removed.append(path)
+    return removed
+
+
+NOT_BUILT = frozenset({"prometheus"})  # out/ folders another command writes (setup-prometheus)
+
+
+def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str, bytes], list[str]]:
+    """Every file a build of ``plan`` writes, with its bytes (made by the build's own functions), and the
+    error lines of the inputs that stop it (a broken spec, a broken catalog file)."""
+    from generators.errors import SpecErrors
+    from nthlayer.buildsys.kinds import SHARED_KINDS
+    from nthlayer.buildsys.plan import load_service
+    from nthlayer.buildsys.report import expected_report_files
+    from nthlayer.buildsys.reports import correlation_report_files
+    from nthlayer.buildsys.tasks import service_files
+
+    files: dict[str, bytes] = {}
+    errors = [error.format() for entry in plan.entries for error in entry.errors]
+    for entry in plan.valid:
+        try:
+            files.update(service_files(load_service(entry.path), plan))
+        except SpecErrors as exc:
+            errors += exc.lines()
+    for kind in SHARED_KINDS:
+        files.update(kind.generate(plan, {"secrets_dir": secrets_dir}))
+    files.update(correlation_report_files(state_db, plan.out_dir, plan.edges()))
+    files.update(expected_report_files(plan, state_db))
+    return files, errors
+
+
+def check_out(services_dir: str, out_dir: str, state_db: str, index_path: str | None = None,
+              catalog_dir: str | None = None, secrets_dir: str | None = None, strict: bool = False
+              ) -> tuple[list[tuple[str, str]], list[str]]:
+    """``nthlayer build --check``: (path, "missing" | "extra" | "edited") for each file of ``out_dir`` that
+    differs from what the specs produce, sorted by path; and the error lines of invalid inputs. Writes
+    nothing: no out/, no state/. ``index_path``: the build's spec index, read for the last valid routing
+    of a broken spec (which the build keeps in alertmanager.yml); ``secrets_dir`` and ``strict`` as the
+    build takes them (nthlayer.integrations.secrets.secrets_dir decides the default)."""
+    from generators.render import file_holds
+    from nthlayer.buildsys.plan import make_plan
+    from nthlayer.integrations.secrets import secrets_dir as resolve_secrets_dir
+
+    plan = make_plan(services_dir, out_dir, catalog_dir, index_path, strict=strict, record=False)
+    expected, errors = expected_files(plan, state_db, resolve_secrets_dir(secrets_dir))
+    wanted = {os.path.normpath(path): data for path, data in expected.items()}
+    # A broken spec's folder keeps its last build (the build leaves it as it was): not judged here.
+    unjudged = {os.path.normpath(os.path.join(out_dir, name)) for name in NOT_BUILT}
+    unjudged |= {os.path.normpath(os.path.join(out_dir, entry.stem)) for entry in plan.entries if entry.name is None}
+    # With a broken spec, the reliability report (its index, the broken spec's page: a build keeps that page
+    # and re-renders the index from the valid services) is not judged either.
+    from nthlayer.buildsys.report import broken_pages
+
+    skipped = {os.path.normpath(path) for path in broken_pages(plan)}
+    wanted = {path: data for path, data in wanted.items() if path not in skipped}
+    found: set[str] = set()
+    for root, dirs, names in os.walk(out_dir):
+        root = os.path.normpath(root)
+        dirs[:] = sorted(name for name in dirs if os.path.join(root, name) not in unjudged)
+        found.update(os.path.join(root, name) for name in names)
+        found.update(os.path.join(root, name) for name in dirs if os.path.islink(os.path.join(root, name)))
+    found -= skipped
+    differences = [(path, "missing") for path in wanted if path not in found]
+    differences += [(path, "extra") for path in found if path not in wanted]
+    differences += [(path, "edited") for path in found if path in wanted and not file_holds(path, wanted[path])]
+    return sorted(differences), errors

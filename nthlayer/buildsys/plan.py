@@ -1,0 +1,345 @@
+"""The build plan: which specs, which services, validated once per doit run (reusing state/spec-index.json).
+
+A spec that fails validation still gets its task: it fails with the spec's error lines, and no file of
+that service (or any other) is touched. The artifact kinds are in nthlayer.buildsys.kinds; the tasks made
+from the plan in nthlayer.buildsys.tasks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from generators.alertmanager import Routing
+from generators.catalog import default_catalog_dir, technology_files
+from generators.errors import SpecError, SpecErrors, as_errors, sort_key
+from generators.model import Service, build_service
+from generators.render import write_if_changed
+from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
+                             keep_validators_in, load_spec, summarize)
+from generators.yamlload import external_links_allowed, load_yaml
+from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators
+
+
+@dataclass
+class SpecEntry:
+    path: str
+    stem: str
+    summary: FileSummary
+    errors: list[SpecError] = field(default_factory=list)
+    warnings: list[SpecError] = field(default_factory=list)
+    # What alertmanager.yml and the correlation graph need from it: from the spec when valid on its own,
+    # else from its last version that was (state/spec-index.json), so that a typo drops neither a
+    # service's routes nor its dependency edges.
+    routing: Routing | None = None
+    upstream: tuple[str, ...] = ()  # that version's dependencies.upstream
+    changed: bool = False  # validated in this run: new, or edited since the last (state/spec-index.json)
+
+    @property
+    def name(self) -> str | None:
+        """The service name, when the spec is valid."""
+        return self.summary.name.value if self.summary.name is not None and not self.errors else None
+
+    @property
+    def technology_types(self) -> list[str]:
+        return sorted({ref.value for ref in self.summary.technologies})
+
+
+@dataclass
+class BuildPlan:
+    services_dir: str
+    out_dir: str
+    catalog_dir: str
+    entries: list[SpecEntry]
+    catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
+
+    def task_names(self) -> dict[str, str]:
+        """Each spec's doit sub-task name (file path → name): its service when valid; else its file's stem,
+        or its path when a valid service or another spec (``a.yaml`` beside ``a.yml``) has that stem, since
+        doit refuses a build with two tasks of one name."""
+        valid = {entry.name for entry in self.valid}
+        stems: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.name is None:
+                stems[entry.stem] = stems.get(entry.stem, 0) + 1
+        return {entry.path: entry.name if entry.name is not None else
+                entry.stem if entry.stem not in valid and stems[entry.stem] == 1 else entry.path
+                for entry in self.entries}
+
+    @property
+    def valid(self) -> list[SpecEntry]:
+        return [e for e in self.entries if e.name is not None]
+
+    def protected_dirs(self) -> set[str]:
+        """out/ subfolders a prune must keep: current services, broken specs' stems and last valid names,
+        shared output."""
+        names = {e.name for e in self.valid} | {e.stem for e in self.entries if e.name is None}
+        # A broken spec's service keeps its outputs under its last valid name, whatever its file is called.
+        names |= {e.routing.name for e in self.entries if e.name is None and e.routing is not None}
+        return {n for n in names if n} | SHARED_DIRS
+
+    def edges(self) -> list[tuple[str, str]]:
+        """(deployed, affected) pairs as nthlayer.state.correlation.dependency_edges makes them: each valid
+        spec's ``dependencies.upstream`` entry U gives (U, spec) — a deploy of U can hurt the spec's service.
+        A broken spec keeps its last valid version's pairs, unless a valid spec claims its service."""
+        claimed = {entry.name for entry in self.valid}
+        return sorted({(upstream, entry.routing.name) for entry in self.entries
+                       if entry.routing is not None and (entry.name is not None or entry.routing.name not in claimed)
+                       for upstream in entry.upstream})
+
+    def dependency_graph(self) -> str:
+        """A digest of who-calls-whom (the correlation report's input from the specs)."""
+        return hashlib.sha256(json.dumps(self.edges()).encode()).hexdigest()[:16]
+
+    def catalog_files(self, entry: SpecEntry) -> list[str]:
+        files = technology_files(self.catalog_dir)  # listed once per process while the folder is unchanged
+        return [files[t] for t in entry.technology_types if t in files]
+
+
+# What a spec-index entry is computed by: the spec checks (validation asks slo_tests and promql_scope about
+# SLI matchers), the routing facts (Routing.paged comes from paging.py, in CORE_CODE), and the selector
+# warnings (generators.catalog_labels, which read the catalog files: each entry keeps their stamps too).
+INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "catalog_labels.py", "catalog.py", "promql_scope.py",
+              "tech_alerts.py", "slo_tests.py", "schemas/catalog.schema.json")
+INDEX_FORMAT = "5"  # [size/mtime, summary, routing, upstream, catalog stamps] per file; summary with its SLO names
+
+
+def _code_fingerprint() -> str:
+    parts = [INDEX_FORMAT]
+    for name in INDEX_CODE:
+        stat = (GENERATORS_DIR / name).stat()
+        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    # A link leaving the project is refused or read depending on this setting: a cached verdict made
+    # under the other one must not be reused (allowing it, or revoking it, takes effect on the next build).
+    parts.append(f"external-links:{int(external_links_allowed())}")
+    return "|".join(parts)
+
+
+# The catalog folder and its cache (state/catalog) the selector warnings and the index's catalog stamps
+# read; set by make_plan before the summaries are made.
+_CATALOG: list[tuple[str, str | None]] = []
+
+
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any]:
+    """A spec's summary and model, and where its dependency selectors are (for the selector warnings the
+    parent adds: it holds the catalog files, which a worker would otherwise read again)."""
+    summary, spec = summarize(path)
+    if spec is None:
+        return summary, None, None
+    from generators.catalog_labels import SelectorMarks
+
+    return summary, spec.service, SelectorMarks.of(spec.located, spec.service)
+
+
+def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
+    """``summary`` with the warnings for alerts the spec's dependency selectors silence."""
+    if not _CATALOG or not service.technologies:
+        return summary
+    from generators.catalog_labels import spec_selector_warnings
+
+    extra = spec_selector_warnings(marks, service, *_CATALOG[0])
+    if not extra:
+        return summary
+    return summary._replace(warnings=tuple(sorted((*summary.warnings, *extra), key=sort_key)))
+
+
+_STAMPS: dict[str, list[int] | None] = {}  # catalog file → [size, mtime_ns], once per process
+
+
+def catalog_stamps(technologies: Iterable[str]) -> dict[str, list[int] | None]:
+    """The size and mtime of the catalog file of each technology (None: not in the catalog), by which a
+    spec-index entry's selector warnings are known to be current."""
+    if not _CATALOG:
+        return {}
+    files = technology_files(_CATALOG[0][0])
+    stamps: dict[str, list[int] | None] = {}
+    for name in sorted(set(technologies)):
+        path = files.get(name)
+        if path is not None and path not in _STAMPS:
+            try:
+                stat = os.stat(path)
+                _STAMPS[path] = [stat.st_size, stat.st_mtime_ns]
+            except OSError:
+                _STAMPS[path] = None
+        stamps[name] = _STAMPS[path] if path is not None else None
+    return stamps
+
+
+def _entry_stamps(summary: FileSummary) -> dict[str, list[int] | None]:
+    return catalog_stamps(ref.value for ref in summary.technologies)
+
+
+PARALLEL_MIN_FILES = 200  # below this, forking costs more than it saves
+
+
+def worker_count() -> int:
+    """Processes a build splits its work over: two where there are two cores (docs/benchmarks.md)."""
+    return min(2, len(os.sched_getaffinity(0)))
+
+
+def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | None = None
+                   ) -> list[tuple[FileSummary, Service | None, Any]]:
+    """Validate files, in two forked processes when there are many and two cores (a first build of
+    1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
+    is called with each summary as it arrives, while the pool works on the rest."""
+    workers = worker_count()
+    if len(paths) >= PARALLEL_MIN_FILES:
+        enable_fast_validation("service.schema.json")  # before the fork: the pool inherits it
+    if len(paths) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_summarize_one(path) for path in paths]
+    results = []
+    from nthlayer.buildsys.runner import die_with_parent
+
+    with multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        for result in pool.imap(_summarize_one, paths, chunksize=max(1, len(paths) // (workers * 8))):
+            results.append(result)
+            if meanwhile is not None:
+                meanwhile(result[0])
+    return results
+
+
+class _Warmer:
+    """What every build process would otherwise do alone, done once in the parent before doit forks
+    its workers, while the plan's pool validates the specs (the parent only waits for it): the
+    generator modules imported, and each catalog file the specs name validated (kept in state/catalog,
+    and in memory for the forked workers). A first build of 1000 services: two workers each spent
+    0.2-0.3 s of CPU on it."""
+
+    def __init__(self, catalog_dir: str, cache_dir: str) -> None:
+        self.catalog_dir = catalog_dir
+        self.cache_dir = cache_dir
+        self.seen: set[str] = set()
+
+    def __call__(self, summary: FileSummary) -> None:
+        try:
+            self._warm(summary)
+        except Exception:  # noqa: BLE001 - only a head start: the tasks meet (and report) any problem again
+            pass
+
+    def _warm(self, summary: FileSummary) -> None:
+        from generators.catalog import load_technology_cached
+
+        if not self.seen:
+            import_generators()
+            enable_fast_validation("catalog.schema.json")
+        files = technology_files(self.catalog_dir)
+        for ref in summary.technologies:
+            if ref.value not in self.seen and ref.value in files:
+                self.seen.add(ref.value)
+                try:
+                    load_technology_cached(files[ref.value], self.cache_dir)
+                except SpecErrors:  # a broken catalog file: its services' tasks report it
+                    pass
+
+
+def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[FileSummary], None] | None = None,
+               record: bool = True) -> tuple[list[tuple[FileSummary, Routing | None, tuple[str, ...]]], set[str]]:
+    """Per-file validation results, reused from state/spec-index.json for files that did not change;
+    and the files that did (validated now)."""
+    cache: dict[str, Any] = {}
+    fingerprint = _code_fingerprint()
+    if index_path and os.path.exists(index_path):
+        try:
+            with open(index_path, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+            if loaded.get("code") == fingerprint:
+                cache = loaded.get("files", {})
+        except (OSError, ValueError):
+            cache = {}
+    keys: dict[str, list[int] | None] = {}
+    for path in files:
+        try:
+            stat = os.stat(path)
+            keys[path] = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            keys[path] = None
+    stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]
+             or cache[p][4] != catalog_stamps(cache[p][4])]
+    checked = dict(zip(stale, _summarize_all(stale, meanwhile)))
+    fresh: dict[str, Any] = {}
+    summaries = []
+    for path in files:
+        key = keys[path]
+        routing: Routing | None = None
+        upstream: list[str] = []
+        if path in checked:
+            summary, service, marks = checked[path]
+            if service is not None:
+                summary = _with_selector_warnings(summary, service, marks)
+                routing, upstream = Routing.of(service), list(service.upstream)
+                if key is not None:
+                    _LOADED[(path, key[0], key[1])] = service  # the build's load_service reuses it
+            elif path in cache and cache[path][2] is not None:
+                # Broken now: its last valid version's routing and dependency edges are kept.
+                routing, upstream = Routing(*cache[path][2]), cache[path][3]
+        else:
+            hit = cache[path]
+            summary = FileSummary.from_json(hit[1])
+            if summary.name is not None and not summary.errors and key is not None:
+                _VALIDATED.add((path, key[0], key[1]))
+            if hit[2] is not None:
+                routing, upstream = Routing(*hit[2]), hit[3]
+        summaries.append((summary, routing, tuple(upstream)))
+        if key is not None:  # an unchanged file keeps its entry as read
+            fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary)] if path in checked
+                           else cache[path])
+    if index_path and record and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
+        data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
+        write_if_changed(index_path, data)
+    return summaries, set(checked)
+
+
+def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
+              index_path: str | None = None, strict: bool = False, record: bool = True) -> BuildPlan:
+    """The build plan of ``services_dir``: every spec validated (reusing state/spec-index.json for
+    unchanged files). ``index_path``: the spec index to reuse and, with ``record``, to update along with
+    state/'s validator and catalog caches; without ``record`` nothing is written (``nthlayer build --check``).
+    ``strict`` (``--strict``) promotes every warning to an error: that spec's service is not built.
+    """
+    catalog_dir = catalog_dir or default_catalog_dir()
+    state_dir = (os.path.dirname(index_path) or ".") if index_path and record else None
+    keep_validators_in(os.path.join(state_dir, "validators") if state_dir else None)
+    files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
+    warmer = _Warmer(catalog_dir, os.path.join(state_dir, "catalog")) if state_dir else None
+    _CATALOG[:] = [(catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None)]
+    _STAMPS.clear()  # a new plan: catalog files may have changed since the last (a long-lived process)
+    summaries, changed = _summaries(files, index_path, warmer, record)
+    errors, warnings = cross_file_problems([s for s, _, _ in summaries], technology_files(catalog_dir))
+    entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
+                                 list(s.warnings), routing, upstream, s.path in changed)
+               for s, routing, upstream in summaries}
+    for error in errors:
+        entries[error.path].errors.append(error)
+    for warning in warnings:
+        entries[warning.path].warnings.append(warning)
+    for entry in entries.values():
+        if strict and entry.warnings:
+            entry.errors += as_errors(entry.warnings)
+            entry.warnings = []
+        entry.errors.sort(key=sort_key)
+        entry.warnings.sort(key=sort_key)
+    cache = os.path.join(state_dir, "catalog") if state_dir else None
+    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache)
+
+
+_LOADED: dict[tuple[str, int, int], Service] = {}
+_VALIDATED: set[tuple[str, int, int]] = set()  # file versions state/spec-index.json says are valid
+
+
+def load_service(path: str) -> Service:
+    """A valid spec's model, loaded once per process per file version.
+
+    A file version the index already validated is only parsed and modelled: re-running the schema
+    check on every spec made the shared alertmanager task cost a one-spec edit seconds at 1000 specs.
+    """
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _LOADED:
+        if key in _VALIDATED:
+            _LOADED[key] = build_service(load_yaml(path).data, path)
+        else:
+            _LOADED[key] = load_spec(path).service
+    return _LOADED[key]

@@ -1,0 +1,52 @@
+"""Where a command runs: a project is a folder with a services/ directory of specs; its build settings;
+its services, loaded and validated."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Iterable
+
+from generators.errors import UserError
+
+if TYPE_CHECKING:
+    from generators.model import Service
+
+
+def require_services_dir(services: str, hint: str) -> None:
+    """Refuse to run outside a project (before anything is created): raise a UserError naming the missing
+    folder and ``hint`` (how to point the command at one)."""
+    if not os.path.isdir(services):
+        raise UserError(f"no '{services}' folder here ({os.getcwd()}): run it in a folder with services/*.yaml "
+                        f"or {hint}")
+
+
+def build_setting(given: dict[str, str], name: str, env: str, default: str = "") -> str:
+    """A build setting as doit's task definitions read it: the doit variable ``name=value``, else the
+    environment variable ``env``, else ``default`` (one rule for ``doit``, ``nthlayer build`` and --check)."""
+    return given.get(name, os.environ.get(env, default))
+
+
+def is_on(value: str) -> bool:
+    """A yes/no setting's text (strict=1, NTHLAYER_STRICT=true …)."""
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_services(directory: str, names: Iterable[str] | None = None) -> list[Service]:
+    """The services specified under ``directory`` (all, or those named); unknown names are a UserError."""
+    from generators.errors import SpecErrors, UserError
+    from generators.spec import expand_paths, validate_specs
+
+    require_services_dir(directory, "pass --services DIR")  # not 'services:1:1: no such file' (issue 14 item 13)
+    files = expand_paths([directory])
+    if not files:
+        raise UserError(f"no service specs (*.yaml) in {directory}")
+    result = validate_specs(files, None)
+    if result.errors:
+        raise SpecErrors(result.errors)
+    services = {spec.service.name: spec.service for spec in result.specs}
+    if names is None:
+        return [services[n] for n in sorted(services)]
+    wanted = list(dict.fromkeys(names))
+    unknown = [n for n in wanted if n not in services]
+    if unknown:
+        raise UserError(f"no spec for service {', '.join(repr(n) for n in unknown)} in {directory}")
+    return [services[n] for n in wanted]

@@ -1,0 +1,214 @@
+"""The doit tasks' actions and definitions: one task per spec (every per-service artifact kind, only the
+stale kinds regenerated), the shared kinds' tasks, doit clean and the prune of removed services."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from typing import Any, Callable, Iterable
+
+from generators.alertmanager import Routing
+from generators.errors import SpecErrors
+from generators.model import Service
+from generators.render import write_all, write_if_changed, write_new_tree
+from nthlayer.buildsys.kinds import (KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files, code_fingerprint,
+                                     generate, shared_targets, targets)
+from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
+from nthlayer.buildsys.plan import BuildPlan, SpecEntry, load_service
+from nthlayer.buildsys.reporter import SpecFailure
+
+
+def code_stamps(state_dir: str) -> dict[str, str]:
+    """One file per artifact kind holding the hash of its generator code (rewritten only when that
+    changes), so each service task lists its code as four file_deps and doit reports which changed."""
+    stamps = {}
+    for kind in PER_SERVICE:
+        path = os.path.join(state_dir, "code", f"{kind}.sha256")
+        write_if_changed(path, (code_fingerprint(kind) + "\n").encode())
+        stamps[kind] = path
+    return stamps
+
+
+def stale_kinds(spec_path: str, changed: Iterable[str], stamps: dict[str, str]) -> list[str]:
+    """The artifact kinds a service task must regenerate, from the file_deps doit says changed: all
+    after a spec edit (or a first build, or a missing output: doit then reports every file_dep), a
+    kind whose code stamp changed, the technology alerts after a catalog file edit."""
+    changed = set(changed)
+    if not changed or spec_path in changed:
+        return list(PER_SERVICE)
+    kinds = {kind for kind, stamp in stamps.items() if stamp in changed}
+    if changed - set(stamps.values()):
+        kinds.update(kind.name for kind in KINDS.values() if kind.reads_catalog)  # the rest are catalog files
+    return [kind for kind in PER_SERVICE if kind in kinds]
+
+
+def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
+    """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
+    # A spec that is no regular file (a named pipe, a dangling link) is reported by its action; doit
+    # must not hash it: opening a named pipe waits forever, a missing file_dep is a doit error. (A spec
+    # without errors was read as a regular file: a no-op build of 1000 specs asks nothing more.)
+    regular = not entry.errors or os.path.isfile(entry.path)
+    deps = [entry.path, *stamps.values()] if regular else list(stamps.values())
+    outputs: list[str] = []
+    service = entry.name
+    if service is not None:
+        deps += plan.catalog_files(entry)
+        base = f"{plan.out_dir}/{service}/"
+        slos = entry.summary.slos
+        # Every kind's targets (a thousand tasks are made a run: the default SLOs' list is made once).
+        outputs = [base + name for name in (SERVICE_FILES if slos is None else
+                                            [f for kind in PER_SERVICE for f in artifact_files(kind, slos)])]
+
+    def title(task: Any) -> str:
+        kinds = stale_kinds(entry.path, task.dep_changed or (), stamps)
+        return task.name if len(kinds) == len(PER_SERVICE) else f"{task.name} ({', '.join(kinds)})"
+
+    task = {
+        "name": name,
+        "actions": [service_action(entry, plan, stamps)],
+        "file_dep": deps,
+        "targets": outputs,
+        "uptodate": [targets_unedited(outputs)] if outputs else [],  # a hand-edited file is rebuilt
+        "title": title,
+        "clean": [(clean_targets, [outputs, plan.out_dir])],
+    }
+    if entry.errors:
+        # Its files may be unchanged since a successful run (a warning under --strict, a clash with
+        # another spec): the task must still run, to fail and report the errors.
+        task["uptodate"] = [False]
+    return task
+
+
+def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_SERVICE) -> dict[str, bytes]:
+    """The files of ``kinds`` for one service, as the build writes them (``nthlayer build --check``
+    compares out/ with them)."""
+    files: dict[str, bytes] = {}
+    for kind in kinds:
+        made = generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
+        # The SLO names decide the file names (the default pair's names give the default files).
+        expected = set(targets(plan.out_dir, service.name, kind, tuple(s.name for s in service.slos)))
+        if set(made) != expected:
+            raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")
+        files.update(made)
+    return files
+
+
+def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) -> Callable[..., Any]:
+    def action(changed: list[str]) -> Any:  # doit passes the file_deps that changed
+        if entry.errors or entry.name is None:
+            return SpecFailure("\n".join(e.format() for e in entry.errors))
+        for warning in entry.warnings:
+            print(warning.format(), file=sys.stderr)
+        try:
+            service = load_service(entry.path)
+            kinds = stale_kinds(entry.path, changed, stamps)
+            files = service_files(service, plan, kinds)
+        except SpecErrors as exc:
+            return SpecFailure("\n".join(exc.lines()))
+        # Only after every kind was generated: an error leaves all files as they were. A service's first
+        # build creates its folder whole; later ones replace the changed files one by one.
+        if len(kinds) < len(PER_SERVICE) or not write_new_tree(f"{plan.out_dir}/{service.name}", files):
+            remove_leftovers(sorted({os.path.dirname(path) for path in files}))  # a killed build's temp files
+            write_all(files)
+            _remove_former_slo_files(f"{plan.out_dir}/{service.name}", kinds, files)
+        return None
+
+    action.__name__ = "build_service"
+    return action
+
+
+def _remove_former_slo_files(base: str, kinds: list[str], files: dict[str, bytes]) -> None:
+    """Remove the files a kind wrote before and no longer writes (a renamed or removed SLO: a `slos:`
+    block edited, added or removed): those of its default list, and the stray *.yaml of its own folder."""
+    candidates: list[str] = []
+    for name in kinds:
+        kind = KINDS[name]
+        if kind.owned_folder is not None and os.path.isdir(f"{base}/{kind.owned_folder}"):
+            candidates += [f"{base}/{kind.owned_folder}/{file}" for file in os.listdir(f"{base}/{kind.owned_folder}")
+                           if file.endswith(".yaml")]
+        candidates += [f"{base}/{file}" for file in kind.files]
+    for path in candidates:
+        if path not in files and os.path.isfile(path):
+            os.remove(path)
+
+
+def clean_targets(paths: Iterable[str], stop_at: str) -> None:
+    """doit clean: remove the files, then any folders they leave empty (up to out/)."""
+    stop = os.path.abspath(stop_at)
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        folder = os.path.dirname(os.path.abspath(path))
+        while folder.startswith(stop + os.sep) and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+
+
+def prune_out(out_dir: str, keep: Iterable[str]) -> None:
+    """Remove out/<name>/ folders of services that no longer exist."""
+    keep = set(keep)
+    removed: list[str] = []
+    if not os.path.isdir(out_dir):
+        return None
+    for name in sorted(os.listdir(out_dir)):
+        path = os.path.join(out_dir, name)
+        if name in keep or not os.path.isdir(path) or name.startswith("."):
+            continue
+        shutil.rmtree(path)
+        removed.append(path)
+    for path in removed:
+        print(f"removed {path} (its service spec is gone)")
+    return None
+
+
+def alertmanager_routes(plan: BuildPlan) -> list[Routing]:
+    """The routing facts of every valid service, and the last valid routing of each broken spec whose
+    service no valid spec claims: a broken edit must not take a service's alerts off their receivers
+    (the build fails, and alertmanager.yml stays as it was). From the plan; no spec is loaded again."""
+    valid = {entry.path for entry in plan.valid}
+    claimed = {entry.routing.name for entry in plan.valid if entry.routing is not None}
+    routes: list[Routing] = []
+    seen: set[str] = set()
+    for entry in plan.entries:
+        routing = entry.routing
+        if routing is None or routing.name in seen or (entry.path not in valid and routing.name in claimed):
+            continue
+        seen.add(routing.name)
+        routes.append(routing)
+    return routes
+
+
+def routes_digest(routes: list[Routing]) -> str:
+    return hashlib.sha256(json.dumps(sorted(routes)).encode()).hexdigest()
+
+
+def shared_action(kind: str, plan: BuildPlan, settings: dict[str, str]) -> Callable[[], Any]:
+    """The action of a shared kind's task: its files made from the whole plan, written atomically."""
+    entry = SHARED[kind]
+
+    def action() -> Any:
+        files = entry.generate(plan, settings)
+        remove_leftovers([f"{plan.out_dir}/{entry.folder}"])
+        write_all(files)
+        return None
+
+    action.__name__ = f"build_{kind}"
+    return action
+
+
+def shared_task(kind: str, plan: BuildPlan, settings: dict[str, str]) -> dict[str, Any]:
+    """The doit task of a shared kind: rebuilt when its code, or what it reads from the plan, changed."""
+    from doit.tools import config_changed
+
+    outputs = shared_targets(kind, plan.out_dir)
+    return {
+        "actions": [shared_action(kind, plan, settings)],
+        "uptodate": [config_changed({"code": code_fingerprint(kind), **SHARED[kind].inputs(plan, settings)}),
+                     targets_unedited(outputs)],
+        "targets": outputs,
+        "clean": [(clean_targets, [outputs, plan.out_dir])],
+    }

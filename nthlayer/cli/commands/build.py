@@ -1,0 +1,121 @@
+"""``nthlayer build [--check] [DOIT ARGS]``: run the doit build in the current folder, from anywhere.
+
+The tasks come from the installed package (nthlayer/dodo.py, the definition the checkout's dodo.py
+re-exports), so a monorepo with only services/ builds without a copy of dodo.py or of the catalog.
+``--check`` builds nothing: it lists the files of out/ that differ from what the specs produce.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from nthlayer.buildsys.dodo import doit_exit_code
+from nthlayer.buildsys.project import build_setting, is_on, require_services_dir
+
+DOIT_COMMANDS = {"run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep",
+                 "tabcompletion", "help"}
+
+EXAMPLES = """\
+examples:
+  nthlayer build                        build every services/*.yaml into out/ (only what changed)
+  nthlayer build service:payment-api    build one service
+  nthlayer build list --all             list the tasks, one per service included
+  nthlayer build --check                write nothing; list out/ files that differ from what the specs produce
+  nthlayer build clean                  remove the outputs
+  nthlayer build -- -n 0                doit options go after '--' (here: one process)
+  nthlayer build --services services --out out
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
+    parser.add_argument("--services", metavar="DIR", default=None, help="folder of specs (default: services/)")
+    parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default: out/)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; list each file of out/ that is missing, extra or edited compared "
+                             "with what the specs produce, and exit 1 if there is any (a CI step)")
+    parser.add_argument("--secrets-dir", default=None, metavar="DIR",
+                        help="folder Alertmanager reads routing keys from, written into alertmanager.yml as "
+                             "routing_key_file DIR/<service>.key; absolute for a deployment, e.g. "
+                             "/etc/alertmanager/secrets (default: $NTHLAYER_SECRETS_DIR or state/secrets)")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat every spec warning as an error: that service is not built (env NTHLAYER_STRICT=1)")
+    parser.add_argument("doit_args", nargs=argparse.REMAINDER, metavar="DOIT ARGS",
+                        help="a doit command and its arguments (list, clean, info TASK, a task name such as "
+                             "service:NAME), or doit options after '--'")
+
+
+def _task_loader() -> Any:
+    """doit's loader for the packaged task definitions, made when doit loads them (after it has read
+    ``name=value`` variables), as its own loader imports dodo.py then."""
+    from doit.cmd_base import NamespaceTaskLoader
+
+    class PackagedTasks(NamespaceTaskLoader):
+        def setup(self, opt_values: dict[str, Any]) -> None:
+            from nthlayer.buildsys.dodo import namespace
+
+            self.namespace = namespace()
+
+    return PackagedTasks()
+
+
+def run(args: argparse.Namespace) -> int:
+    from doit.doit_cmd import DoitMain
+
+    if args.services:
+        os.environ["NTHLAYER_SERVICES"] = args.services
+    if args.out:
+        os.environ["NTHLAYER_OUT"] = args.out
+    if args.secrets_dir:
+        os.environ["NTHLAYER_SECRETS_DIR"] = args.secrets_dir
+    if args.strict:
+        os.environ["NTHLAYER_STRICT"] = "1"
+    rest = list(args.doit_args)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    given = dict(arg.split("=", 1) for arg in rest if "=" in arg and not arg.startswith("-"))  # doit variables
+    services = build_setting(given, "services", "NTHLAYER_SERVICES", "services")
+    out = build_setting(given, "out", "NTHLAYER_OUT", "out")
+    require_services_dir(services, "pass --services DIR")
+    if args.check:
+        return _check(services, out, build_setting(given, "state", "NTHLAYER_STATE_DIR", "state"),
+                      given.get("catalog"), build_setting(given, "secrets_dir", "NTHLAYER_SECRETS_DIR") or None,
+                      is_on(build_setting(given, "strict", "NTHLAYER_STRICT")))
+    command, options = (rest[:1], rest[1:]) if rest and rest[0] in DOIT_COMMANDS else (["run"], rest)
+    doit = DoitMain(_task_loader())
+    doit.BIN_NAME = "nthlayer build"  # doit's hints ("Type ... list") name the command the user typed
+    code = doit_exit_code(doit.run([*command, *options]))
+    if command == ["run"]:
+        from nthlayer.state.db import record_audit
+
+        record_audit("build", None, "ok" if code == 0 else "failed",
+                     {"exit": code, "doit_args": options, "services": services})
+    return code
+
+
+def _check(services: str, out: str, state: str, catalog: str | None, secrets_dir: str | None, strict: bool) -> int:
+    from nthlayer.buildsys.outputs import check_out
+
+    state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+    differences, errors = check_out(services, out, state_db, os.path.join(state, "spec-index.json"), catalog,
+                                    secrets_dir, strict)
+    for line in errors:
+        print(line, file=sys.stderr)
+    for path, problem in differences:
+        print(f"{path}: {problem}")
+    if errors:
+        print(f"nthlayer build --check: invalid inputs: {out}/ cannot match what they produce", file=sys.stderr)
+    if differences:
+        count = len(differences)
+        files, differ = ("file", "differs") if count == 1 else ("files", "differ")
+        # A build restores missing and edited files but keeps files it did not write (docs/build.md).
+        extra = sum(problem == "extra" for _, problem in differences)
+        remove = ("remove the extra file (a build leaves it)" if extra == 1
+                  else "remove the extra files (a build leaves them)")
+        todo = " and ".join(["run 'nthlayer build'"] * (count > extra) + [remove] * (extra > 0))
+        print(f"nthlayer build --check: {count} {files} of {out}/ {differ} from what {services}/ produces; {todo}",
+              file=sys.stderr)
+    return 1 if differences or errors else 0

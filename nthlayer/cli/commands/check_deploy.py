@@ -1,0 +1,90 @@
+"""``nthlayer check-deploy``: approve (0) or block (2) a deploy on its error budget; 3 = cannot decide."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from functools import partial
+
+from generators.errors import UserError
+from generators.model import Service
+from nthlayer.integrations import prometheus as prom
+from nthlayer.cli.argparsing import UsageError
+from nthlayer.cli import api_client
+from nthlayer.buildsys.project import load_services
+from nthlayer.ops.budget import json_default
+from nthlayer.ops.gate import EXIT_UNKNOWN
+from nthlayer.ops.gate import check_gate, service_and_graph
+from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", nargs="?", metavar="SPEC", help="the service's spec file")
+    parser.add_argument("--service", help="the service, by name, from --services (instead of SPEC)")
+    parser.add_argument("--services", metavar="DIR", default="services",
+                        help="spec folder: --service lookup and the dependency graph (default: services/)")
+    parser.add_argument("--version", dest="deploy_version", metavar="VERSION",
+                        help="the version about to be deployed (recorded in the audit trail)")
+    prom.add_arguments(parser)
+    parser.add_argument("--at", metavar="TIME", help="decide as of this instant (RFC 3339 or unix seconds)")
+    parser.add_argument("--json", action="store_true", help="JSON output")
+    parser.add_argument("--on-unknown", choices=("approve", "block", "tier"), default=None,
+                        help="when the gate cannot decide (Prometheus unreachable or too slow, no data, state "
+                             "database locked or unreadable): approve, block, or "
+                             "apply the tier table's default (tier 1: block, tiers 2-3: approve); "
+                             "without it the exit code is 3")
+    add_state_argument(parser)
+    api_client.add_argument(parser)
+
+
+def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
+    if bool(args.spec) == bool(args.service):
+        raise UsageError("give either SPEC or --service NAME")
+    if args.service:
+        return service_and_graph(args.services, args.service)
+    everyone = load_services(args.services) if os.path.isdir(args.services) else []
+    from generators.spec import load_spec
+
+    if not os.path.isfile(args.spec):
+        raise UserError(f"no such spec file: {args.spec}")
+    service = load_spec(args.spec).service
+    return service, [s for s in everyone if s.name != service.name] + [service]
+
+
+def _run_remote(args: argparse.Namespace) -> int:
+    if args.spec or not args.service:
+        raise UsageError("with --api, name the service with --service (the server reads its own specs)")
+    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    try:
+        answer = api_client.post(args.api, "/api/v1/deploys/check", {
+            "service": args.service, "version": args.deploy_version, "at": format_time(at),
+            "on_unknown": args.on_unknown}, "check-deploy")
+    except api_client.ApiUnreachable as exc:
+        # No server, no decision: the same "cannot decide" as an unreachable Prometheus.
+        print(f"nthlayer check-deploy: {exc}; cannot decide", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if not answer["recorded"]:
+        print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
+    if args.json:
+        api_client.print_json(answer, "recorded", "text")
+    else:
+        print(answer["text"])
+    return int(answer["exit_code"])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.api:
+        return _run_remote(args)
+    service, everyone = _service(args)
+    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    client = prom.client_from_args(args)
+    outcome = check_gate(service, everyone, at, client, args.on_unknown, partial(connect, args.state),
+                         version=args.deploy_version)
+    if not outcome.recorded:
+        print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
+    if args.json:
+        print(json.dumps(outcome.as_dict(), indent=2, default=json_default))
+    else:
+        print(outcome.text(), file=sys.stdout)
+    return outcome.exit_code

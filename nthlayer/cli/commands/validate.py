@@ -1,0 +1,82 @@
+"""``nthlayer validate PATH...``: schema + cross-file checks on specs; optionally the generated OpenSLO too."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from generators.catalog import default_catalog_dir, technology_files
+from generators.errors import SpecError, as_errors, sort_key
+from generators.schema_messages import plural
+from generators.spec import expand_paths, validate_specs
+from generators.yamlload import allow_external_links
+from nthlayer.buildsys.project import require_services_dir
+
+DEFAULT_PATH = "services"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", default=[DEFAULT_PATH],
+                        help="spec files or folders of specs (default: services/)")
+    parser.add_argument("--catalog", help="rules catalog folder (default: $NTHLAYER_CATALOG or rules_catalog/)")
+    parser.add_argument("--services-dir", default=None,
+                        help="folder of all specs, so 'upstream' may name services outside PATHS "
+                             "(default: the folder of each given file)")
+    parser.add_argument("--output", metavar="OUT_DIR",
+                        help="also validate the OpenSLO documents generated under OUT_DIR (e.g. out/)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat every warning as an error (exit 1), e.g. pages that reach no receiver")
+    parser.add_argument("--allow-external-links", action="store_true",
+                        help="read specs that are symbolic links to files outside the project (refused by default)")
+
+
+def _known_services(args: argparse.Namespace, files: list[str]) -> dict[str, str]:
+    """The services of the other specs in the folders the given files live in (name → file): names
+    'upstream' may refer to, and names a given file must not define again (a build would refuse both)."""
+    from generators.spec import load_spec
+    from generators.errors import SpecErrors
+
+    folders = {args.services_dir} if args.services_dir else {os.path.dirname(f) or "." for f in files}
+    names: dict[str, str] = {}
+    given = {os.path.abspath(f) for f in files}
+    for path in expand_paths(sorted(folders)):
+        if os.path.abspath(path) in given:
+            continue
+        try:
+            names.setdefault(load_spec(path).service.name, path)
+        except SpecErrors:
+            continue
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.paths == [DEFAULT_PATH]:
+        require_services_dir(DEFAULT_PATH, "name the spec files or folders to validate")
+    if args.allow_external_links:
+        allow_external_links(True)
+    files = expand_paths(args.paths)
+    if not files:
+        print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
+        return 1
+    catalog_dir = args.catalog or default_catalog_dir()
+    result = validate_specs(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
+    errors: list[SpecError] = list(result.errors)
+    warnings: list[SpecError] = list(result.warnings)
+    if args.strict:
+        errors, warnings = errors + as_errors(warnings), []
+    if args.output:
+        from generators.openslo_validate import validate_openslo_dir
+
+        errors.extend(validate_openslo_dir(args.output))
+    problems = sorted(errors + ([] if args.quiet else warnings), key=sort_key)
+    for problem in problems:
+        print(problem.format(), file=sys.stderr)
+    if errors:
+        bad_files = len({e.path for e in errors})
+        print(f"{plural(len(errors), 'error')} in {plural(bad_files, 'file')}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        warn = f", {plural(len(warnings), 'warning')}" if warnings else ""
+        print(f"{plural(len(files), 'spec')} valid ({plural(len(result.specs), 'service')}{warn})")
+    return 0
