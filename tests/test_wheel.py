@@ -100,6 +100,12 @@ def test_an_installed_wheel_validates_and_builds_outside_the_checkout(tmp_path: 
         assert build.returncode == 0, build.stdout + build.stderr
         check = _run([nthlayer, "build", "--check"], monorepo, run_env)
         assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
+        # The report's vendored charting library and its licence are package data (docs/report.md).
+        assert (monorepo / "out" / "reports" / "index.html").is_file()
+        assets = _run([str(venv / "bin" / "python"), "-c", "from generators.report_html import ASSETS\n"
+                       "print(' '.join(sorted(p.name for p in ASSETS.iterdir())))"], monorepo, run_env)
+        assert assets.stdout.split() == ["VENDORED.md", "report.css", "report.js", "uPlot.LICENSE",
+                                         "uPlot.iife.min.js", "uPlot.min.css"], assets.stderr
 
         # The same files as this checkout builds: the packaged catalog and build definition are these.
         here = _monorepo(tmp_path / "here")
