@@ -39,9 +39,11 @@ from nthlayer.ops.budget import regex_escape, split_selector
 from nthlayer.state.history import HISTORY_RANGES, WRITE_ROWS, Columns, HistoryPoint, empty_columns
 
 PART_LABEL = "nthlayer_part"
-# Steps per query_range: well under Prometheus' 11,000 points per series, small enough that one
-# answer for a thousand series stays a few megabytes and within the per-request timeout.
+# Steps per query_range: well under Prometheus' 11,000 points per series; and at most BATCH_POINTS points
+# in all (series × steps), so that one answer stays a few megabytes and within the per-request timeout
+# however many services a group holds (a thousand: 50 steps a query).
 BATCH_STEPS = 240
+BATCH_POINTS = 100_000
 IDENTITY = ("service", "slo")
 
 
@@ -201,7 +203,8 @@ def backfill_history(client: prom.PrometheusClient, services: list[Service], end
     of columns (see :func:`write_columns`); returns how many rows were written.
 
     The amounts of each step (bad and total over the step) are fetched for the span plus the longest
-    range before it, one ``query_range`` per group and batch of ``batch_steps`` steps; every range's
+    range before it, one ``query_range`` per group and batch of at most ``batch_steps`` steps (fewer
+    where the group is large, see BATCH_POINTS); every range's
     figure at every instant is then a window sum of them. ``--prometheus-deadline`` bounds each query.
     """
     instants = step_grid(end, span_seconds, step_seconds)
@@ -211,7 +214,8 @@ def backfill_history(client: prom.PrometheusClient, services: list[Service], end
                       for d in _windows(member[3]).values())
         first = instants[0] - longest + step_seconds  # the first step whose amount a window at instants[0] sums
         count = (instants[-1] - first) // step_seconds + 1
-        amounts = _step_amounts(client, group, first, count, step_seconds, batch_steps)
+        steps = max(1, min(batch_steps, BATCH_POINTS // (len(group.members) * len(group.parts))))
+        amounts = _step_amounts(client, group, first, count, step_seconds, steps)
         chunk = empty_columns()
         for columns in _columns_from_steps(group, amounts, first, instants, step_seconds):
             for name, values in columns.items():
