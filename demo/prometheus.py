@@ -187,7 +187,7 @@ def prepare(services_dir: Path, folder: Path, days: int, end: int | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--services", default="services", help="spec folder (default: services/)")
     parser.add_argument("--days", type=int, default=35, help="days of data up to now (default: 35)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
