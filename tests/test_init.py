@@ -16,7 +16,7 @@ UNROUTED = ("/pagerduty: warning: no PagerDuty routing: the pages and critical a
             "or schedule_ids, or reference pagerduty.escalation_policy_id or service_id")
 
 
-@pytest.mark.parametrize("name", ["prometheus", "alertmanager", "reports"])
+@pytest.mark.parametrize("name", ["prometheus", "alertmanager", "reports", "grafana"])
 def test_reserved_names_are_ordinary_validation_errors(name: str, tmp_path: Path, run_cli) -> None:
     code, out, err = run_cli("init", name, "--team", "ops", "--services-dir", str(tmp_path))
     path = tmp_path / f"{name}.yaml"

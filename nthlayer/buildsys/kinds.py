@@ -65,6 +65,9 @@ class ServiceKind:
     files_for_slos: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
     owned_folder: str | None = None
     reads_catalog: bool = False  # regenerated when a catalog file of the service's technologies changes
+    # Distributions whose version is part of the code stamp (an upgrade of the library that writes the
+    # files regenerates them, like an edit of the kind's code).
+    packages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class SharedKind:
     files: tuple[str, ...]  # under out/<folder>/
     inputs: Callable[[BuildPlan, dict[str, str]], dict[str, Any]]
     generate: Callable[[BuildPlan, dict[str, str]], dict[str, bytes]]
+    packages: tuple[str, ...] = ()  # as ServiceKind.packages
 
 
 def _openslo(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
@@ -111,6 +115,21 @@ def _pagerduty(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     return pagerduty_files(service, ctx.base(service))
 
 
+def _grafana(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    from generators import grafana, tech_alerts
+    from generators.catalog import load_technologies
+    from generators.shapes import shaped_files
+
+    catalog = load_technologies(ctx.catalog_dir, service.technology_types, ctx.catalog_cache)
+    tech_alerts.check_dependencies(service, catalog)
+    out = f"{ctx.base(service)}/grafana"
+    if len(service.name) > grafana.UID_MAX:  # its uid is a hash of its name: no stand-in's text can stand for it
+        return grafana.dashboard_files(service, catalog, out)
+    context = tuple((name, id(tech)) for name, tech in sorted(catalog.items()))  # kept alive by the cache
+    return shaped_files("grafana", lambda s: grafana.dashboard_documents(s, catalog), grafana.READS, service, out,
+                        context, lambda s: grafana.check_standin(s, catalog), grafana.render_dashboards)
+
+
 _SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
                    "prometheus/scrape.yaml")
 
@@ -127,6 +146,10 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("alerts", ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
                 ("prometheus/alerts.rules.yaml",), _alerts, reads_catalog=True),
     ServiceKind("pagerduty", ("pagerduty.py",), ("pagerduty.json",), _pagerduty),
+    # Grafana dashboards (docs/dashboards.md): a row per SLO and per technology dependency (catalog signals).
+    ServiceKind("grafana", ("grafana.py", "grafana_signals.py", "grafana_check.py", "tech_alerts.py", "catalog.py",
+                            "slo_rules.py", "sli_queries.py", "shapes.py", "schemas/catalog.schema.json"),
+                ("grafana/dashboard.json",), _grafana, reads_catalog=True, packages=("grafana-foundation-sdk",)),
 )
 KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
 PER_SERVICE: tuple[str, ...] = tuple(KINDS)
@@ -179,9 +202,32 @@ def _alertmanager(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]
     return alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager", settings["secrets_dir"])
 
 
+def _dashboard_names(plan: BuildPlan) -> list[str]:
+    """The services the Grafana overview lists: those alertmanager.yml routes (a broken spec keeps its own)."""
+    from nthlayer.buildsys.tasks import alertmanager_routes
+
+    return sorted(routing.name for routing in alertmanager_routes(plan))
+
+
+def _grafana_overview(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]:
+    """The overview of every service and the provisioning file; they name the services, nothing else."""
+    import os
+
+    from generators.grafana_overview import overview_files
+
+    folders = sorted({os.path.dirname(entry.path) or "." for entry in plan.entries})
+    sources = ", ".join(os.path.join(folder, "*.yaml") for folder in folders) or "no services"
+    return overview_files(_dashboard_names(plan), plan.out_dir, sources)
+
+
 SHARED_KINDS: tuple[SharedKind, ...] = (
     SharedKind("alertmanager", "Alertmanager routing tree and receivers for every valid service.", ("alertmanager.py",), "alertmanager", ("alertmanager.yml",),
                _alertmanager_inputs, _alertmanager),
+    # Rebuilt when a service is added, removed or renamed: the files name the services and nothing else.
+    SharedKind("grafana-overview", "Grafana overview of every service and the provisioning file of the dashboards.",
+               ("grafana_overview.py", "grafana.py"), "grafana", ("overview.json", "provisioning/dashboards.yaml"),
+               lambda plan, settings: {"services": _dashboard_names(plan)}, _grafana_overview,
+               packages=("grafana-foundation-sdk",)),
 )
 SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
 
@@ -192,7 +238,8 @@ def shared_targets(kind: str, out_dir: str) -> list[str]:
 
 
 # out/ folders not of one service: the shared kinds', the reports and setup-prometheus's
-SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus"})
+# (composites: out/composites/<name>/, one task per composite, nthlayer/buildsys/composites.py)
+SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus", "composites"})
 
 
 # --- code stamps ---------------------------------------------------------------------------------------
@@ -222,5 +269,9 @@ def code_fingerprint(kind: str) -> str:
         for path in code_deps(kind):
             with open(path, "rb") as handle:
                 digest.update(path.rsplit("/", 1)[-1].encode() + b"\0" + handle.read() + b"\0")
+        for package in (KINDS[kind] if kind in KINDS else SHARED[kind]).packages:
+            import importlib.metadata
+
+            digest.update(f"{package}={importlib.metadata.version(package)}\0".encode())
         _CODE_HASH[kind] = digest.hexdigest()
     return _CODE_HASH[kind]

@@ -106,8 +106,9 @@ def explain(exc: Exception, what: str) -> str:
     """One line for the user. Never includes the key (the client's own 401 text quotes part of it)."""
     status = status_of(exc)
     if status == 401:
-        return ("PagerDuty rejected the API key (HTTP 401): check PAGERDUTY_API_KEY or --api-key-file, "
-                "and --api-url for the account's region")
+        return ("PagerDuty rejected the API key (HTTP 401): check PAGERDUTY_API_KEY, --api-key-file or the "
+                "pagerduty.api_key reference ('nthlayer config get pagerduty.api_key'), and --api-url for the "
+                "account's region")
     if status == 403:
         return (f"PagerDuty refused {what} (HTTP 403): the API key lacks permission for it "
                 "(a read-only key cannot create or update)")

@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _pagerduty(args: argparse.Namespace) -> int:
     from nthlayer.buildsys.project import load_services
-    from nthlayer.cli.commands.setup_pagerduty import api_key
+    from nthlayer.cli.commands.setup_pagerduty import NO_KEY, api_key
     from nthlayer.integrations.pagerduty import DEFAULT_API_URL, ClientSettings, PagerDutyClient, explain
 
     if not (args.since and args.until):
@@ -36,7 +36,7 @@ def _pagerduty(args: argparse.Namespace) -> int:
         raise UserError("--until must be after --since")
     key = api_key(args)
     if key is None:
-        raise UserError("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, or pass --api-key-file")
+        raise UserError(NO_KEY)
     names = {}
     if os.path.isdir(args.services):
         names = {s.pagerduty.service_id: s.name for s in load_services(args.services) if s.pagerduty.service_id}

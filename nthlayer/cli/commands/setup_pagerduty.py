@@ -1,8 +1,9 @@
 """``nthlayer setup-pagerduty SPEC... [--dry-run]``: plan, then apply, each service's PagerDuty objects.
 
 The API key comes from PAGERDUTY_API_KEY, or a file (--api-key-file /
-PAGERDUTY_API_KEY_FILE), never from the command line where ``ps`` would show
-it. Routing keys of the integrations go to key files in the secrets folder
+PAGERDUTY_API_KEY_FILE), or nthlayer.toml's reference (``nthlayer config set
+pagerduty.api_key --from-vault …``), never from the command line where ``ps``
+would show it. Routing keys of the integrations go to key files in the secrets folder
 (nthlayer.integrations.secrets: $NTHLAYER_SECRETS_DIR or state/secrets), never to the state
 database; --write-routing-keys DIR copies them to DIR/<service>.key as well.
 """
@@ -73,6 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-routing-keys", metavar="DIR", default=None,
                         help="after applying, write each service's routing key to DIR/<service>.key (mode 0600) "
                              "for Alertmanager's routing_key_file (e.g. state/secrets)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="run the integration plugins of a Python file after the setup (repeatable; besides "
+                             "nthlayer.toml's [build] plugins and installed ones; docs/plugins.md)")
     parser.add_argument("--state", default=None, help="state database (default: $NTHLAYER_STATE or state/nthlayer.duckdb)")
     parser.add_argument("--retries", type=int, default=int(os.environ.get("NTHLAYER_PD_RETRIES", "5")),
                         help="retries after HTTP 429/5xx or a network error (default 5)")
@@ -82,13 +86,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def api_key(args: argparse.Namespace) -> str | None:
-    path = args.api_key_file or (None if os.environ.get("PAGERDUTY_API_KEY") else
-                                 os.environ.get("PAGERDUTY_API_KEY_FILE"))
-    if path:
-        from nthlayer.integrations.secrets import read_secret_file
+    """The PagerDuty API key through the one credential resolver: --api-key-file, $PAGERDUTY_API_KEY,
+    $PAGERDUTY_API_KEY_FILE, then nthlayer.toml's pagerduty.api_key reference (docs/secrets.md)."""
+    from nthlayer.integrations.credentials import CredentialResolver
 
-        return read_secret_file(path, "the API key file")
-    return os.environ.get("PAGERDUTY_API_KEY", "").strip() or None
+    found = CredentialResolver().get("pagerduty.api_key", args.api_key_file)
+    return found.value if found else None
+
+
+NO_KEY = ("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, pass --api-key-file, or store a "
+          "reference with 'nthlayer config set pagerduty.api_key --from-vault vault://PATH#field'")
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -115,6 +122,9 @@ def _log_retries() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nthlayer.buildsys.plugins import load_plugins, plugin_files
+
+    args.plugins = load_plugins(plugin_files(args.plugin))  # a plugin that does not load stops us before any change
     result = validate_specs(args.specs, None)
     if result.errors:
         raise SpecErrors(result.errors)
@@ -124,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--retries and --backoff must be >= 0 and --timeout > 0")
     key = api_key(args)
     if key is None and not args.dry_run:
-        raise UserError("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, "
-                        "or pass --api-key-file (or use --dry-run to plan without one)")
+        raise UserError(NO_KEY + " (or use --dry-run to plan without one)")
     settings = ClientSettings(api_url=args.api_url or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL,
                               retries=args.retries, backoff=args.backoff, timeout=args.timeout,
                               read_only=args.dry_run)
@@ -170,6 +179,7 @@ def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, sp
         print(line)
     if args.dry_run:
         print("Dry run: nothing was changed.")
+        _run_integrations(args, specs, plans, {})
         return 0
     assert client is not None
 
@@ -198,7 +208,21 @@ def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, sp
         for path in write_routing_keys(stored, args.write_routing_keys):
             name = os.path.basename(path)[: -len(".key")]
             print(f"Wrote routing key {masked(stored[name].routing_key)} to {path}")
+    _run_integrations(args, specs, plans, applier.ids)
     return 0
+
+
+def _run_integrations(args: argparse.Namespace, specs: list, plans: list[ServicePlan],
+                      ids: dict[str, dict[str, str]]) -> None:
+    """The integration plugins hooked to setup-pagerduty, after its own work: each service's planned or
+    applied steps and the ids of its PagerDuty objects (those known: a dry run without a key knows few)."""
+    from nthlayer.buildsys.plugin_calls import run_integrations
+
+    results = {plan.service: {"actions": [f"{step.action} {step.kind} {step.label}" for step in plan.steps],
+                              "ids": ids.get(plan.service) or {step.kind: step.object_id for step in plan.steps
+                                                               if step.object_id}}
+               for plan in plans}
+    run_integrations(args.plugins, "setup-pagerduty", [spec.service for spec in specs], args.dry_run, results)
 
 
 def settings_url(client: PagerDutyClient | None) -> str:

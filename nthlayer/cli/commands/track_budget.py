@@ -14,6 +14,7 @@ from generators.slo_maths import duration_seconds
 from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.buildsys.project import load_services
+from nthlayer.ops.composites import Bound, budget_composites
 from nthlayer.ops.budget import BudgetReport, evaluate, json_default, record_budgets, table
 from nthlayer.ops.budget_history import backfill_history, sample_history, step_grid
 from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
@@ -55,9 +56,9 @@ def _emit(reports: list[BudgetReport], as_json: bool, compact: bool) -> None:
 
 
 def _sample(args: argparse.Namespace, client: prom.PrometheusClient, services: list[Service], at: datetime,
-            compact: bool) -> list[BudgetReport]:
+            compact: bool, composites: list[Bound]) -> list[BudgetReport]:
     client.restart_deadline()  # --prometheus-deadline bounds each sample, not the whole loop
-    reports = evaluate(client, services, at)
+    reports = evaluate(client, services, at, composites)
     history = sample_history(client, services, at)
     with connect(args.state) as con:
         record_budgets(con, reports)
@@ -74,19 +75,20 @@ def run(args: argparse.Namespace) -> int:
     if args.interval and not _DURATION.fullmatch(args.interval):
         raise UserError(f"--interval {args.interval!r} is not a duration such as 30s, 5m or 1h")
     services = load_services(args.services, None if args.all else args.service)
+    composites = budget_composites(args.services, None if args.all else args.service)
     client = prom.client_from_args(args)
     if args.backfill:
         return _backfill(args, client, services)
     if not args.interval:
         at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
-        _sample(args, client, services, at, compact=False)
+        _sample(args, client, services, at, False, composites)
         return 0
     seconds = duration_seconds(args.interval)
     try:
         while True:
             started = time.monotonic()
             try:
-                _sample(args, client, services, utc_now().replace(microsecond=0), compact=True)
+                _sample(args, client, services, utc_now().replace(microsecond=0), True, composites)
             except prom.PrometheusError as exc:
                 # A monitoring loop outlives a Prometheus restart: report and try again next tick.
                 print(f"nthlayer track-budget: warning: {exc}", file=sys.stderr, flush=True)
