@@ -40,7 +40,7 @@ def test_incremental_build(workspace: Path) -> None:
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
     composites = sorted(p.stem for p in (workspace / "services" / "composites").glob("*.yaml"))
     assert _ran(first) == sorted([f"service:{s}" for s in services] + [f"composite:{c}" for c in composites]
-                                 + ["alertmanager", "correlate", "grafana-overview", "k8s", "prune"])
+                                 + ["alertmanager", "correlate", "grafana-overview", "k8s", "prune", "report"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.json").exists()
@@ -59,7 +59,8 @@ def test_incremental_build(workspace: Path) -> None:
     spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
     third = _doit(workspace)
     assert third.returncode == 0, third.stderr
-    assert _ran(third) == ["service:search-api"]  # routing facts unchanged: alertmanager.yml is not rebuilt
+    # Routing facts unchanged: alertmanager.yml is not rebuilt; services and graph unchanged: nor the report.
+    assert _ran(third) == ["service:search-api"]
     after = _snapshot(out)
     changed = sorted(p for p in after if after[p] != before[p])
     assert changed and all(p.startswith("search-api/") for p in changed), changed
@@ -79,8 +80,9 @@ def test_incremental_build(workspace: Path) -> None:
     (workspace / "services" / "report-batch.yaml").unlink()
     fourth = _doit(workspace)
     assert fourth.returncode == 0
-    assert "prune" in _ran(fourth)
+    assert {"prune", "report"} <= set(_ran(fourth))  # the report loses its page too
     assert not (out / "report-batch").exists()
+    assert not (out / "reports" / "services" / "report-batch.html").exists()
     assert (out / "search-api").exists()
 
     # doit clean removes the outputs.
@@ -154,6 +156,9 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     # dependency edges in the correlation graph (the correlate task did not run: its graph is unchanged).
     assert after["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
     assert "correlate" not in _ran(result)
+    # The report keeps its page as it was, and its index lists the valid services only.
+    assert after["reports/services/payment-api.html"] == before["reports/services/payment-api.html"]
+    assert "report" in _ran(result) and 'href="services/payment-api.html"' not in (out / "reports" / "index.html").read_text()
     assert make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges() == edges
     assert _doit(workspace).returncode != 0
     assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]

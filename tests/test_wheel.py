@@ -106,6 +106,12 @@ def test_an_installed_wheel_validates_and_builds_outside_the_checkout(tmp_path: 
         vendored = _run([str(venv / "bin" / "python"), "-c", "from generators.crd_schema import load_crd; "
                          "print(load_crd('monitoring.coreos.com_prometheusrules.yaml')['spec']['group'])"], monorepo)
         assert vendored.stdout == "monitoring.coreos.com\n", vendored.stderr
+        # The report's vendored charting library and its licence are package data (docs/report.md).
+        assert (monorepo / "out" / "reports" / "index.html").is_file()
+        assets = _run([str(venv / "bin" / "python"), "-c", "from generators.report_html import ASSETS\n"
+                       "print(' '.join(sorted(p.name for p in ASSETS.iterdir())))"], monorepo, run_env)
+        assert assets.stdout.split() == ["VENDORED.md", "report.css", "report.js", "uPlot.LICENSE",
+                                         "uPlot.iife.min.js", "uPlot.min.css"], assets.stderr
 
         # The same files as this checkout builds: the packaged catalog and build definition are these.
         here = _monorepo(tmp_path / "here")

@@ -50,7 +50,8 @@ def namespace() -> dict[str, Any]:
 
     config = {
         # the shared tasks overlap the services
-        "default_tasks": [*(kind.name for kind in SHARED_KINDS), "composite", "correlate", "prune", "policies", "service"],
+        "default_tasks": [*(kind.name for kind in SHARED_KINDS), "composite", "correlate", "report", "prune",
+                          "policies", "service"],
         "dep_file": os.path.join(state, "doit.json"),
         "backend": "nthlayer-json",  # nthlayer.buildsys.backend.StateJsonDB, registered by pyproject.toml
         "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
@@ -82,6 +83,22 @@ def namespace() -> dict[str, Any]:
             "file_dep": correlation_code(),
             "uptodate": [state_unchanged(state_db, plan.dependency_graph(), cache_path=cache),
                          targets_unedited(outputs)],
+            "targets": outputs,
+            "clean": [(clean_targets, [outputs, out])],
+        }
+
+    def task_report() -> dict[str, Any]:
+        """The HTML reliability report (out/reports/index.html, a page per service) from the DuckDB state,
+        rebuilt only when the budget history, deploys, incidents or the set of services changed."""
+        from nthlayer.buildsys.report import report_action, report_code, report_targets, report_uptodate
+
+        state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+        outputs = report_targets(out, plan)
+        cache = os.path.join(state, "report-fingerprint.json")  # spares no-op builds opening DuckDB
+        return {
+            "actions": [(report_action, [state_db, plan, cache])],
+            "file_dep": report_code(),
+            "uptodate": [report_uptodate(state_db, plan, cache), targets_unedited(outputs)],
             "targets": outputs,
             "clean": [(clean_targets, [outputs, out])],
         }
@@ -129,7 +146,8 @@ def namespace() -> dict[str, Any]:
         return policies_task(plan)
 
     return {"DOIT_CONFIG": config, **shared,
-            "task_composite": task_composite, "task_correlate": task_correlate, "task_prune": task_prune,
+            "task_composite": task_composite, "task_correlate": task_correlate,
+            "task_report": task_report, "task_prune": task_prune,
             "task_policies": task_policies, "task_service": task_service}
 
 

@@ -95,6 +95,7 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
     from nthlayer.buildsys.composites import expected_composite_files
     from nthlayer.buildsys.kinds import SHARED_KINDS
     from nthlayer.buildsys.plan import load_service
+    from nthlayer.buildsys.report import expected_report_files
     from nthlayer.buildsys.reports import correlation_report_files
     from nthlayer.buildsys.tasks import service_files
 
@@ -118,6 +119,7 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
     files.update(composite_files)
     errors += composite_errors
     files.update(correlation_report_files(state_db, plan.out_dir, plan.edges()))
+    files.update(expected_report_files(plan, state_db))
     return files, errors
 
 
@@ -143,12 +145,19 @@ def check_out(services_dir: str, out_dir: str, state_db: str, index_path: str | 
     # A broken spec's folder keeps its last build (the build leaves it as it was): not judged here.
     unjudged = {os.path.normpath(os.path.join(out_dir, name)) for name in NOT_BUILT}
     unjudged |= {os.path.normpath(os.path.join(out_dir, entry.stem)) for entry in plan.entries if entry.name is None}
+    # With a broken spec, the reliability report (its index, the broken spec's page: a build keeps that page
+    # and re-renders the index from the valid services) is not judged either.
+    from nthlayer.buildsys.report import broken_pages
+
+    skipped = {os.path.normpath(path) for path in broken_pages(plan)}
+    wanted = {path: data for path, data in wanted.items() if path not in skipped}
     found: set[str] = set()
     for root, dirs, names in os.walk(out_dir):
         root = os.path.normpath(root)
         dirs[:] = sorted(name for name in dirs if os.path.join(root, name) not in unjudged)
         found.update(os.path.join(root, name) for name in names)
         found.update(os.path.join(root, name) for name in dirs if os.path.islink(os.path.join(root, name)))
+    found -= skipped
     differences = [(path, "missing") for path in wanted if path not in found]
     differences += [(path, "extra") for path in found if path not in wanted]
     differences += [(path, "edited") for path in found if path in wanted and not file_holds(path, wanted[path])]

@@ -123,7 +123,7 @@ def regex_escape(value: str) -> str:
     return "".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in value)
 
 
-def _split_selector(matchers: tuple[Matcher, ...]) -> tuple[str | None, str | None, tuple[Matcher, ...]]:
+def split_selector(matchers: tuple[Matcher, ...]) -> tuple[str | None, str | None, tuple[Matcher, ...]]:
     """(key label, its value, the other matchers): the equality matcher that tells services apart."""
     equal = {label: value for label, op, value in matchers if op == "="}
     key = next((label for label in PREFERRED_KEY_LABELS if label in equal), None)
@@ -172,7 +172,7 @@ def plan_queries(services: Iterable[Service]) -> list[QueryGroup]:
                 recorded.setdefault(slo.window_days, set()).add((service.name, slo.name))
                 continue
             sli = slo.sli_of(service)
-            key, value, others = _split_selector(sli.selector)
+            key, value, others = split_selector(sli.selector)
             sli_parts: tuple[Any, ...] = (
                 (sli.requests_metric, sli.error_matchers) if slo.kind == "availability"
                 else (sli.latency_histogram, slo.threshold_seconds))
