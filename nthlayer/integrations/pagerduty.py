@@ -75,6 +75,26 @@ class PagerDutyClient(RestApiV2Client):
             self.retry, self.max_network_attempts = saved
 
 
+def api_key(key_file: str | None = None) -> str | None:
+    """The REST API key: read from ``key_file`` (--api-key-file), else $PAGERDUTY_API_KEY, else the file
+    $PAGERDUTY_API_KEY_FILE names; None when there is none. Never from a command line (``ps`` shows it)."""
+    import os
+
+    path = key_file or (None if os.environ.get("PAGERDUTY_API_KEY") else os.environ.get("PAGERDUTY_API_KEY_FILE"))
+    if path:
+        from nthlayer.integrations.secrets import read_secret_file
+
+        return read_secret_file(path, "the API key file")
+    return os.environ.get("PAGERDUTY_API_KEY", "").strip() or None
+
+
+def api_url(given: str | None = None) -> str:
+    """The REST API base URL: ``given`` (--api-url), else $PAGERDUTY_API_URL, else the US service."""
+    import os
+
+    return given or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL
+
+
 def status_of(exc: Exception) -> int | None:
     response = getattr(exc, "response", None)
     return None if response is None else int(response.status_code)

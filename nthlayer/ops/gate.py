@@ -144,6 +144,18 @@ def service_and_graph(services_dir: str, name: str) -> tuple[Service, list[Servi
     return matches[0], everyone
 
 
+def spec_and_graph(services_dir: str, spec_path: str) -> tuple[Service, list[Service]]:
+    """The service of a spec file (perhaps not yet in the folder: a new service's first deploy) and the
+    folder's services, with that spec's version in place of the folder's."""
+    from generators.spec import load_spec
+
+    everyone = load_services(services_dir) if os.path.isdir(services_dir) else []
+    if not os.path.isfile(spec_path):
+        raise UserError(f"no such spec file: {spec_path}")
+    service = load_spec(spec_path).service
+    return service, [s for s in everyone if s.name != service.name] + [service]
+
+
 @dataclass
 class GateOutcome:
     decision: Decision

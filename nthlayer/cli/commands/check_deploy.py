@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from functools import partial
 
-from generators.errors import UserError
 from generators.model import Service
 from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.cli import api_client
-from nthlayer.buildsys.project import load_services
 from nthlayer.ops.budget import json_default
-from nthlayer.ops.gate import EXIT_UNKNOWN
-from nthlayer.ops.gate import check_gate, service_and_graph
+from nthlayer.ops.gate import EXIT_UNKNOWN, check_gate, service_and_graph, spec_and_graph
 from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
 
 
@@ -43,13 +39,7 @@ def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
         raise UsageError("give either SPEC or --service NAME")
     if args.service:
         return service_and_graph(args.services, args.service)
-    everyone = load_services(args.services) if os.path.isdir(args.services) else []
-    from generators.spec import load_spec
-
-    if not os.path.isfile(args.spec):
-        raise UserError(f"no such spec file: {args.spec}")
-    service = load_spec(args.spec).service
-    return service, [s for s in everyone if s.name != service.name] + [service]
+    return spec_and_graph(args.services, args.spec)
 
 
 def _run_remote(args: argparse.Namespace) -> int:

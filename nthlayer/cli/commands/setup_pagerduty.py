@@ -16,13 +16,10 @@ import sys
 from typing import Any
 
 from generators.errors import SpecErrors, UserError
-from generators.pagerduty import desired_state
-from generators.paging import uses_pagerduty
 from generators.spec import validate_specs
-from nthlayer.ops.pagerduty import AFTER_APPLY, NOUNS, Applier, Ref, ServicePlan, plan_service
-from nthlayer.integrations.pagerduty import DEFAULT_API_URL, ClientSettings, PagerDutyClient
-from nthlayer.state.pagerduty import Integration, load_integrations, masked, save_integration, write_routing_keys
-from nthlayer.integrations.secrets import secrets_dir
+from nthlayer.integrations.pagerduty import DEFAULT_API_URL, ClientSettings, PagerDutyClient, api_key, api_url
+from nthlayer.ops.pagerduty import AFTER_APPLY, NOUNS, Ref, ServicePlan
+from nthlayer.ops.setup_pagerduty import apply_setup, copy_routing_keys, plan_setup
 
 
 _SYMBOLS = {"create": "+", "update": "~", "unchanged": "=", "referenced": "=", "planned": "="}
@@ -81,16 +78,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one response (default 30)")
 
 
-def api_key(args: argparse.Namespace) -> str | None:
-    path = args.api_key_file or (None if os.environ.get("PAGERDUTY_API_KEY") else
-                                 os.environ.get("PAGERDUTY_API_KEY_FILE"))
-    if path:
-        from nthlayer.integrations.secrets import read_secret_file
-
-        return read_secret_file(path, "the API key file")
-    return os.environ.get("PAGERDUTY_API_KEY", "").strip() or None
-
-
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is at the time (tests swap it per run)."""
 
@@ -122,13 +109,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no service specs in {', '.join(args.specs)}")
     if args.retries < 0 or args.backoff < 0 or args.timeout <= 0:
         raise UserError("--retries and --backoff must be >= 0 and --timeout > 0")
-    key = api_key(args)
+    key = api_key(args.api_key_file)
     if key is None and not args.dry_run:
         raise UserError("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, "
                         "or pass --api-key-file (or use --dry-run to plan without one)")
-    settings = ClientSettings(api_url=args.api_url or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL,
-                              retries=args.retries, backoff=args.backoff, timeout=args.timeout,
-                              read_only=args.dry_run)
+    settings = ClientSettings(api_url=api_url(args.api_url), retries=args.retries, backoff=args.backoff,
+                              timeout=args.timeout, read_only=args.dry_run)
     _log_retries()
     client = PagerDutyClient(key, settings) if key else None
     try:
@@ -138,68 +124,25 @@ def run(args: argparse.Namespace) -> int:
             client.close()
 
 
-def _audit(args: argparse.Namespace, plans: list[ServicePlan], result: str, details: dict) -> None:
-    """One audit record per service applied (no secrets: keys never enter ``details``)."""
-    from nthlayer.state.db import connect, insert_audit
-
-    with connect(args.state) as con:
-        for plan in plans:
-            insert_audit(con, "setup-pagerduty", plan.service, result, details)
-
-
 def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, specs: list) -> int:
-    skipped = sorted(s.service.source for s in specs if not uses_pagerduty(s.service))
-    specs = sorted((s for s in specs if uses_pagerduty(s.service)), key=lambda s: s.service.name)
-    for source in skipped:
+    setup = plan_setup(client, specs)
+    for source in setup.skipped:
         print(f"Skipped {source}: no pagerduty settings in the spec")
-    if not specs:
+    if not setup.plans:
         return 0
-    plans: list[ServicePlan] = []
-    errors = []
-    planned: set[tuple[str, str]] = set()
-    for spec in specs:
-        try:
-            plans.append(plan_service(client, spec, desired_state(spec.service), planned))
-        except SpecErrors as exc:
-            errors.extend(exc.errors)
-    if errors:
-        raise SpecErrors(errors)
     header = "PagerDuty plan" + ("" if client else " (no API key: nothing read, ids not checked)")
-    print(f"{header} — {settings_url(client)}")
-    for line in format_plan(plans, checked=client is not None):
+    print(f"{header} — {client.url if client is not None else 'not contacted'}")
+    for line in format_plan(setup.plans, checked=client is not None):
         print(line)
     if args.dry_run:
         print("Dry run: nothing was changed.")
         return 0
     assert client is not None
-
-    def remember(integration: Integration) -> None:
-        save_integration(args.state, integration)
-
-    applier = Applier(client, remember)
-    try:
-        for plan in plans:
-            applier.apply(plan)
-    except BaseException as exc:
-        _audit(args, plans, "failed", {"error": type(exc).__name__, "done": list(applier.done)})
-        raise
-    for line in applier.done:
+    outcome = apply_setup(client, setup.plans, args.state)
+    for line in outcome.done:
         print(f"  {line}")
-    created = sum(1 for d in applier.done if d.startswith("created"))
-    updated = sum(1 for d in applier.done if d.startswith("updated"))
-    print(f"Apply complete: {created} created, {updated} updated, {client.writes} write requests.")
-    _audit(args, plans, "applied", {"created": created, "updated": updated, "writes": client.writes,
-                                    "api_url": settings_url(client)})
+    print(f"Apply complete: {outcome.created} created, {outcome.updated} updated, {outcome.writes} write requests.")
     if args.write_routing_keys:
-        stored = load_integrations(args.state, [p.service for p in plans])
-        missing = sorted({p.service for p in plans} - set(stored))
-        if missing:
-            raise UserError(f"no routing key file in {secrets_dir()} for {', '.join(missing)}")
-        for path in write_routing_keys(stored, args.write_routing_keys):
-            name = os.path.basename(path)[: -len(".key")]
-            print(f"Wrote routing key {masked(stored[name].routing_key)} to {path}")
+        for path, key_text in copy_routing_keys(args.state, [p.service for p in setup.plans], args.write_routing_keys):
+            print(f"Wrote routing key {key_text} to {path}")
     return 0
-
-
-def settings_url(client: PagerDutyClient | None) -> str:
-    return client.url if client is not None else "not contacted"

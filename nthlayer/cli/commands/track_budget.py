@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from datetime import datetime
+from functools import partial
 
 from generators.errors import UserError
 from generators.model import Service
@@ -14,7 +15,7 @@ from generators.slo_maths import duration_seconds
 from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.buildsys.project import load_services
-from nthlayer.ops.budget import BudgetReport, evaluate, json_default, record_budgets, table
+from nthlayer.ops.budget import BudgetReport, json_default, table, track_budget
 from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
 
 _DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
@@ -49,10 +50,7 @@ def _emit(reports: list[BudgetReport], as_json: bool, compact: bool) -> None:
 
 def _sample(args: argparse.Namespace, client: prom.PrometheusClient, services: list[Service], at: datetime,
             compact: bool) -> list[BudgetReport]:
-    client.restart_deadline()  # --prometheus-deadline bounds each sample, not the whole loop
-    reports = evaluate(client, services, at)
-    with connect(args.state) as con:
-        record_budgets(con, reports)
+    reports = track_budget(client, services, at, partial(connect, args.state))  # --prometheus-deadline: per sample
     _emit(reports, args.json, compact)
     return reports
 
