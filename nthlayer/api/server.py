@@ -170,7 +170,11 @@ def guarded(scope: str | None, handler: Handler) -> Callable[[Request], Awaitabl
         principal = None
         try:
             if scope is not None:
-                principal = server.authenticate(request)
+                if server.oidc is not None and server.oidc.source.remote:
+                    # a token naming an unknown key may refetch the provider's keys: off the event loop
+                    principal = await run_in_threadpool(server.authenticate, request)
+                else:
+                    principal = server.authenticate(request)
                 allowed, remaining, reset = server.limiter.hit(principal.id)
                 headers = {"RateLimit-Limit": str(server.limiter.limit), "RateLimit-Remaining": str(remaining),
                            "RateLimit-Reset": str(reset),

@@ -22,8 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the rate limit's window (default: 60)")
     parser.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES",
                         help="largest request body accepted (default: 1048576)")
-    parser.add_argument("--oidc-jwks", metavar="FILE",
-                        help="accept OAuth2/OIDC bearer tokens (JWTs) signed by a key of this JWKS file")
+    parser.add_argument("--oidc-jwks", metavar="FILE|URL",
+                        help="accept OAuth2/OIDC bearer tokens (JWTs) signed by a key of this JWKS file or URL "
+                             "(https; http only to 127.0.0.1), fetched at start and again when a token names "
+                             "an unknown key")
     parser.add_argument("--oidc-issuer", metavar="ISS", help="the tokens' required iss claim")
     parser.add_argument("--oidc-audience", metavar="AUD", help="the tokens' required aud claim")
     parser.add_argument("--access-log", action="store_true", help="log every request (method, path, status)")
