@@ -260,6 +260,29 @@ def test_rate_limit_answers_429_then_recovers(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_requests_without_a_valid_key_are_throttled_per_address(tmp_path: Path) -> None:
+    services = tmp_path / "services"
+    services.mkdir()
+    server = start_api(tmp_path, services, "--auth-failure-limit", "3", "--rate-window", "2")
+    wrong = {"Authorization": "Bearer nthl_0000000000000000_guess"}
+    try:
+        seen = [server.send("GET", "/api/v1/api-keys", key=None, headers=wrong),
+                server.get("/api/v1/api-keys", key=None),  # no key at all counts too
+                server.send("GET", "/api/v1/api-keys", key=None, headers=wrong)]
+        assert [r.status_code for r in seen] == [401, 401, 401]
+        refused = server.get("/api/v1/api-keys")  # a valid key from this address: refused too (no oracle)
+        assert refused.status_code == 429
+        retry = int(refused.headers["Retry-After"])
+        assert 1 <= retry <= 2
+        assert problem_of(refused)["detail"] == ("more than 3 requests without a valid API key from this address "
+                                                 f"in 2 s; retry after {retry} s")
+        assert server.get("/healthz", key=None).status_code == 200  # health stays open
+        time.sleep(retry + 0.2)
+        assert server.get("/api/v1/api-keys").status_code == 200
+    finally:
+        server.stop()
+
+
 def test_concurrent_writers_lose_no_deploy(tmp_path: Path) -> None:
     services = tmp_path / "services"
     services.mkdir()

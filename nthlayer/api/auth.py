@@ -120,5 +120,16 @@ class RateLimiter:
             self._counts[who] = (start, count)
             if len(self._counts) > 100_000:  # forget idle principals rather than grow without bound
                 self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
-        reset = max(1, int(round(start + self.window - now + 0.4999)))
-        return count <= self.limit, max(0, self.limit - count), reset
+        return count <= self.limit, max(0, self.limit - count), self._reset(start, now)
+
+    def _reset(self, start: float, now: float) -> int:
+        return max(1, int(round(start + self.window - now + 0.4999)))
+
+    def blocked(self, who: str) -> int | None:
+        """Seconds until ``who`` may try again, when over the limit in the current window; else None."""
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._counts.get(who, (now, 0))
+        if now - start >= self.window or count < self.limit:
+            return None
+        return self._reset(start, now)
