@@ -283,6 +283,28 @@ def test_requests_without_a_valid_key_are_throttled_per_address(tmp_path: Path) 
         server.stop()
 
 
+def test_a_local_command_finds_the_state_held_by_the_server_and_names_it(tmp_path: Path, run_cli,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    services = tmp_path / "services"
+    services.mkdir()
+    server = start_api(tmp_path, services)
+    try:
+        started = time.monotonic()
+        code, _, err = run_cli("record-deploy", "--service", "web", "--version", "1", "--state", str(server.state))
+        assert time.monotonic() - started < 10  # at once, not after the 30 s lock timeout
+        pid = server.process.pid
+        assert (code, err) == (1, f"nthlayer record-deploy: error: state database {server.state} is held by "
+                                  f"'nthlayer serve' (pid {pid}) at {server.url}: send the command there with "
+                                  f"--api {server.url} (record-deploy, check-deploy, correlate-deploy), or stop "
+                                  "the server to use the file directly\n")
+        monkeypatch.setenv("NTHLAYER_API_KEY", server.keys["admin"])
+        assert run_cli("record-deploy", "--service", "web", "--version", "1", "--api", server.url)[0] == 0
+    finally:
+        assert server.stop() == 0
+    assert not Path(f"{server.state}.serve").exists()  # the mark goes with the server
+    assert run_cli("record-deploy", "--service", "web", "--version", "2", "--state", str(server.state))[0] == 0
+
+
 def test_concurrent_writers_lose_no_deploy(tmp_path: Path) -> None:
     services = tmp_path / "services"
     services.mkdir()

@@ -43,6 +43,7 @@ class ServerConfig:
     rate_limit: int = DEFAULT_RATE_LIMIT
     rate_window: float = DEFAULT_RATE_WINDOW_SECONDS
     auth_failure_limit: int = DEFAULT_AUTH_FAILURE_LIMIT
+    url: str | None = None  # where clients reach it: written beside the state database (nthlayer.state.holder)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     oidc_jwks: str | None = None
     oidc_issuer: str | None = None

@@ -48,12 +48,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{name} must be at least 1")
     if args.rate_window <= 0:
         raise UserError("--rate-window must be more than 0 seconds")
+    reachable = "127.0.0.1" if args.host == "0.0.0.0" else f"[{args.host}]" if ":" in args.host else args.host
     config = ServerConfig(
         services_dir=args.services, out_dir=os.path.abspath(args.out), workdir=os.getcwd(),
         state=args.state, prometheus_url=args.prometheus, prometheus_timeout=args.prometheus_timeout,
         prometheus_deadline=args.prometheus_deadline, prometheus_retries=args.prometheus_retries,
         rate_limit=args.rate_limit, rate_window=args.rate_window, auth_failure_limit=args.auth_failure_limit,
-        max_body_bytes=args.max_body,
+        max_body_bytes=args.max_body, url=f"http://{reachable}:{args.port}",
         oidc_jwks=args.oidc_jwks, oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience)
     app = create_app(config)
     # One process: it alone holds the DuckDB file (workers would fight over it).
