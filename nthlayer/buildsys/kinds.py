@@ -124,7 +124,8 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
                 _SLO_RULE_FILES, _slo_rules,
                 # no SLO rules or tests without SLOs; the scrape config always
                 files_for_slos=lambda slos: _SLO_RULE_FILES if slos else ("prometheus/scrape.yaml",)),
-    ServiceKind("alerts", ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
+    ServiceKind("alerts",
+                ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
                 ("prometheus/alerts.rules.yaml",), _alerts, reads_catalog=True),
     ServiceKind("pagerduty", ("pagerduty.py",), ("pagerduty.json",), _pagerduty),
 )
@@ -180,7 +181,8 @@ def _alertmanager(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]
 
 
 SHARED_KINDS: tuple[SharedKind, ...] = (
-    SharedKind("alertmanager", "Alertmanager routing tree and receivers for every valid service.", ("alertmanager.py",), "alertmanager", ("alertmanager.yml",),
+    SharedKind("alertmanager", "Alertmanager routing tree and receivers for every valid service.",
+               ("alertmanager.py",), "alertmanager", ("alertmanager.yml",),
                _alertmanager_inputs, _alertmanager),
 )
 SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
