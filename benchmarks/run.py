@@ -197,6 +197,8 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         catalog = work / "rules_catalog"
         shutil.copytree(ROOT / "rules_catalog", catalog)
         env = {**os.environ, "NTHLAYER_CATALOG": str(catalog)}
+        if PLUGINS:  # --plugin: every measured build loads them (as `nthlayer build --plugin` does)
+            env["NTHLAYER_PLUGINS"] = os.pathsep.join(PLUGINS)
         (work / "floor_dodo.py").write_text(FLOOR_DODO)
         # Full builds up to N = 1000 (a few seconds each): best of FULL_REPEAT, each from scratch (the
         # previous one's folders set aside).
@@ -278,6 +280,7 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
 
 PROFILE = True
 PROFILES: list[str] = []
+PLUGINS: list[str] = []  # plugin files every measured build loads (--plugin)
 
 
 def profile_build(work: Path, env: dict[str, str]) -> str:
@@ -317,9 +320,13 @@ def main() -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--skip-prometheus", action="store_true", help="skip the track-budget benchmark")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled build at N = 1000")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a plugin file every measured build loads (repeatable), e.g. "
+                             "examples/plugins/sloth.py: the targets with a plugin active")
     args = parser.parse_args()
     global PROFILE
     PROFILE = not args.no_profile
+    PLUGINS[:] = [os.path.abspath(path) for path in args.plugin]
     sizes = [int(s) for s in args.sizes.split(",")]
     # Measured processes import nthlayer as an installed copy would: from bytecode. (Sandboxes often set
     # PYTHONDONTWRITEBYTECODE; then every process would compile the project's modules again.)
@@ -353,7 +360,9 @@ def main() -> int:
              f"{os.getloadavg()[0]:.2f} after (other work on the machine slows every figure).", "",
              "Each figure is one whole process: wall time, and peak RSS of that process (GNU time's %M, "
              "else `os.wait4` ru_maxrss). Specs are synthesized: N services over all tiers and types, 40 teams, half with an "
-             "upstream, 0–3 technologies each from realistic mixes. Targets apply at N = 1000.", "", *rows]
+             "upstream, 0–3 technologies each from realistic mixes. Targets apply at N = 1000.",
+             *(["", "Plugins active: " + ", ".join(os.path.relpath(p, ROOT) for p in PLUGINS) + "."] if PLUGINS else []),
+             "", *rows]
     if PROFILES:
         lines += ["", "### Profile: full build of 1000 services (cProfile, top functions by own time)", "",
                   "```", *PROFILES, "```"]

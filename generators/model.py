@@ -169,6 +169,7 @@ class Service:
     min_request_rate: Decimal
     pagerduty: PagerDutyRef
     scrape: Scrape = Scrape(DEFAULT_SCRAPE_PORT, DEFAULT_SCRAPE_PATH, ())
+    argocd_app: str | None = None  # deploy.argocd_app: what `nthlayer rollback` rolls back
 
     def slo(self, name: str) -> SLO:
         """The SLO called ``name`` (the default SLOs are called availability and latency)."""
@@ -209,6 +210,17 @@ def _own_sli(kind: str, spec: dict[str, Any], sli: SLI) -> SLI | None:
     return None if own == sli else own
 
 
+def alerting_of(alerting: dict[str, Any]) -> Alerting:
+    """The switches, labels and annotations of an `alerting:` block (an SLO's or a composite's)."""
+    return Alerting(
+        page=alerting.get("page", True),
+        ticket=alerting.get("ticket", True),
+        budget=alerting.get("budget", True),
+        labels=tuple(sorted(alerting.get("labels", {}).items())),
+        annotations=tuple(sorted(alerting.get("annotations", {}).items())),
+    )
+
+
 def _build_slo(entry: dict[str, Any], tier: Tier, sli: SLI, window_days: int, min_request_rate: Decimal) -> SLO:
     """One `slos:` entry (schema-valid; generators.spec checks that it names exactly one SLI kind)."""
     kind = next((k for k in SLI_KINDS if k in entry), "availability")
@@ -239,13 +251,7 @@ def _build_slo(entry: dict[str, Any], tier: Tier, sli: SLI, window_days: int, mi
         int(entry["window"][:-1]) if "window" in entry else window_days,
         name=entry["name"],
         description=entry.get("description", ""),
-        alerting=Alerting(
-            page=alerting.get("page", True),
-            ticket=alerting.get("ticket", True),
-            budget=alerting.get("budget", True),
-            labels=tuple(sorted(alerting.get("labels", {}).items())),
-            annotations=tuple(sorted(alerting.get("annotations", {}).items())),
-        ),
+        alerting=alerting_of(alerting),
         guard=guard,
         **fields,
     )
@@ -326,4 +332,5 @@ def build_service(data: dict[str, Any], source: str) -> Service:
             escalation_emails=tuple(pd.get("escalation_emails", ())),
             urgency=pd.get("urgency"),
         ),
+        argocd_app=data.get("deploy", {}).get("argocd_app"),
     )

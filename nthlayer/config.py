@@ -101,27 +101,28 @@ def _toml_message(path: str, message: str) -> str:
 
 
 def locate(text: str, pointer: str) -> tuple[int, int]:
-    """Line and column (1-based) of the key that ``pointer`` (``/table/key/...``) names: the table header,
-    then the first ``key =`` line inside it; as far down the pointer as the text shows, else (1, 1)."""
+    """Line and column (1-based) of the key that ``pointer`` (``/table/key/...``) names: the deepest table
+    header the pointer spells (``[credentials.argocd]`` for /credentials/argocd/token), then the longest dotted
+    key under it (``token =``, or ``argocd.token =`` under ``[credentials]``); as far down the pointer as the
+    text shows, else (1, 1)."""
     parts = [part for part in pointer.split("/") if part]
     if not parts:
         return 1, 1
     lines = text.splitlines()
-    header = re.compile(r"^\s*\[+\s*" + re.escape(parts[0]) + r"\s*[\].]")
-    found = (1, 1)
-    start = None
-    for number, line in enumerate(lines):
-        if header.match(line):
-            start = number
-            found = (number + 1, line.index("[") + 1)
-            break
-    if start is None or len(parts) < 2:
-        return found
-    key = re.compile(r"^(\s*)" + re.escape(parts[1]) + r"\s*=")
-    for number in range(start + 1, len(lines)):
-        if re.match(r"^\s*\[", lines[number]):
-            break
-        match = key.match(lines[number])
-        if match:
-            return number + 1, len(match[1]) + 1
-    return found
+    dot = r"\s*\.\s*"
+    for depth in range(len(parts), 0, -1):
+        header = re.compile(r"^\s*\[+\s*" + dot.join(re.escape(p) for p in parts[:depth]) + r"\s*\]")
+        start = next((n for n, line in enumerate(lines) if header.match(line)), None)
+        if start is None:
+            continue
+        rest = parts[depth:]
+        for size in range(len(rest), 0, -1):
+            key = re.compile(r"^(\s*)" + dot.join(re.escape(p) for p in rest[:size]) + r"\s*[=.]")
+            for number in range(start + 1, len(lines)):
+                if re.match(r"^\s*\[", lines[number]):
+                    break
+                match = key.match(lines[number])
+                if match:
+                    return number + 1, len(match[1]) + 1
+        return start + 1, lines[start].index("[") + 1
+    return 1, 1

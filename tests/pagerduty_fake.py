@@ -7,54 +7,21 @@ that exist), pages indexes with limit/offset/more, and can inject failures:
 """
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import itertools
 import json
-import os
 import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from tls_fake import TlsFake
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 INDEXES = ("teams", "escalation_policies", "services", "users", "schedules")
 ENTITY = {"teams": "team", "escalation_policies": "escalation_policy", "services": "service",
           "users": "user", "schedules": "schedule"}
-
-
-def make_certificate(directory: str) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and localhost; returns (cert.pem, key.pem)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nthlayer test PagerDuty")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                    x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    with open(cert_path, "wb") as handle:
-        handle.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 @dataclass
@@ -92,33 +59,15 @@ def _require(condition: bool, message: str) -> None:
         raise ApiError(400, "Invalid Input Provided", [message])
 
 
-class FakePagerDuty:
+class FakePagerDuty(TlsFake):
     def __init__(self, api_key: str, cert_dir: str) -> None:
         self.api_key = api_key
         self.store = Store()
         self.faults: list[Fault] = []
-        self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.forbid_writes = False
         self.lock = threading.Lock()
-        cert, key = make_certificate(cert_dir)
-        self.ca_file = cert
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        import ssl
+        self.serve(cert_dir, "nthlayer test PagerDuty")
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
-
-    def __enter__(self) -> "FakePagerDuty":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     # -- seeding and inspection
     def add_user(self, name: str, email: str) -> str:
@@ -136,10 +85,6 @@ class FakePagerDuty:
 
     def all_integrations(self) -> list[dict[str, Any]]:
         return [i for by_id in self.store.integrations.values() for i in by_id.values()]
-
-    @property
-    def writes(self) -> int:
-        return sum(1 for method, _, _ in self.requests if method != "GET")
 
     # -- request handling
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: Any,
@@ -317,39 +262,3 @@ class FakePagerDuty:
         self.store.integrations.setdefault(service_id, {})[iid] = obj
         return dict(obj)
 
-
-def _handler(fake: FakePagerDuty) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: don't wait for ACKs
-
-        def _serve(self, method: str) -> None:
-            url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            status, answer = fake.handle(method, url.path, parse_qs(url.query), self.headers, body)
-            with fake.lock:
-                fake.requests.append((method, url.path, status))
-            data = json.dumps(answer).encode() if answer is not None else b""
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
-                pass
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            return
-
-    return Handler

@@ -55,7 +55,7 @@ def test_selectors_that_reach_every_alert_pass(run_cli, tmp_path: Path, selector
 
 def test_the_examples_validate_without_warnings(run_cli) -> None:
     assert run_cli("validate", "--catalog", str(CATALOG), str(ROOT / "services")) == (
-        0, "10 specs valid (10 services)\n", "")
+        0, "11 specs valid (10 services, 1 composite)\n", "")
 
 
 def test_a_silenced_tier_rule_is_named_only_when_the_tier_gets_it(run_cli, tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def test_a_declared_key_file_option_still_works(run_cli, tmp_path) -> None:
     code, _, err = run_cli("setup-pagerduty", str(ROOT / "services" / "payment-api.yaml"),
                            "--api-key-file", str(key_file))
     assert code == 1
-    assert err == f"nthlayer setup-pagerduty: error: cannot read the API key file {key_file}: No such file or directory\n"
+    assert err == f"nthlayer setup-pagerduty: error: cannot read the PagerDuty API key file {key_file}: No such file or directory\n"
 
 
 def test_one_exit_code_table_in_help_readme_and_code(run_cli) -> None:

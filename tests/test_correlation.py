@@ -171,7 +171,7 @@ class FakeIncidents:
     """GET /incidents with since/until and limit/offset paging, over TLS, like PagerDuty REST v2."""
 
     def __init__(self, directory: str, api_key: str) -> None:
-        from pagerduty_fake import make_certificate
+        from tls_fake import make_certificate
         import ssl
 
         self.cert, key = make_certificate(directory)

@@ -38,7 +38,9 @@ def test_incremental_build(workspace: Path) -> None:
     first = _doit(workspace)
     assert first.returncode == 0, first.stdout + first.stderr
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
-    assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
+    composites = sorted(p.stem for p in (workspace / "services" / "composites").glob("*.yaml"))
+    assert _ran(first) == sorted([f"service:{s}" for s in services] + [f"composite:{c}" for c in composites]
+                                 + ["alertmanager", "correlate", "prune"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.json").exists()
@@ -133,9 +135,12 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     other.write_text(other.read_text().replace("availability: 0.998", "availability: 0.997"))
     result = _doit(workspace)
     assert result.returncode != 0
-    assert result.stderr.splitlines()[0] == (
+    # The spec's own error, and the composite that has it as a component (docs/composites.md) fails too.
+    assert sorted(result.stderr.splitlines()[:2]) == [
+        "services/composites/checkout.yaml:8:14: /components/0/service: service 'payment-api' has an invalid "
+        "spec (services/payment-api.yaml); fix it first",
         "services/payment-api.yaml:9:19: /observability/slo_overrides/availability: 1.5 is not a valid "
-        "objective: it must be greater than 0 and less than 1 (e.g. 0.999)")
+        "objective: it must be greater than 0 and less than 1 (e.g. 0.999)"]
     assert "Traceback" not in result.stdout + result.stderr
     after = _snapshot(out)
     # payment-api's old outputs are kept as they were; search-api was rebuilt.
@@ -156,6 +161,7 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
     spec.unlink()
     (workspace / "services" / "new-api.yaml").unlink()
+    (workspace / "services" / "composites" / "checkout.yaml").unlink()  # a component's spec is gone
     assert _doit(workspace).returncode == 0
     assert "payment-api" not in (out / "alertmanager" / "alertmanager.yml").read_text()
     assert make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges() == \

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from generators.openslo_validate import validate_openslo_dir
+from nthlayer.buildsys.composites import expected_composite_files
 from nthlayer.buildsys.kinds import PER_SERVICE, generate
 from nthlayer.buildsys.plan import load_service, make_plan
 from nthlayer.integrations.promtool import amtool_check_config
@@ -36,6 +37,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for kind in PER_SERVICE:
                 files.update(generate(kind, service, str(out), "rules_catalog"))
         files.update(alertmanager_files(services, str(out / "alertmanager")))
+        composites, errors = expected_composite_files(plan)  # services/composites/ (docs/composites.md)
+        assert errors == [] and composites
+        files.update(composites)
         write_all(files)
     finally:
         os.chdir(cwd)
@@ -90,7 +94,8 @@ def test_examples_cover_tiers_types_and_technologies() -> None:
 @requires_promtool
 def test_promtool_checks_and_tests_every_generated_rule_file(built: Path) -> None:
     rule_files = sorted(str(p) for p in built.rglob("*.rules.yaml"))
-    assert len(rule_files) == 2 * len(list((ROOT / "services").glob("*.yaml")))
+    assert len(rule_files) == 2 * len(list((ROOT / "services").glob("*.yaml"))) + \
+        len(list((ROOT / "services" / "composites").glob("*.yaml")))
     checked = subprocess.run(["promtool", "check", "rules", *rule_files], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tests = sorted(str(p) for p in built.rglob("*.test.yaml"))

@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Room → the rooms it may import (besides itself, the base modules and third-party/stdlib).
-BASE = {"nthlayer", "nthlayer.config", "nthlayer.exit_codes"}
+BASE = {"nthlayer", "nthlayer.config", "nthlayer.exit_codes", "nthlayer.plugin"}
 ROOMS = ("nthlayer.cli", "nthlayer.api", "nthlayer.ops", "nthlayer.buildsys", "nthlayer.integrations", "nthlayer.state",
          "generators")
 ALLOWED: dict[str, set[str]] = {

@@ -181,7 +181,8 @@ def test_wrong_key_is_one_clear_line(fake: FakePagerDuty, run_cli, tmp_path: Pat
     code, out, err = _setup(run_cli, fake)
     assert code == 1 and out == ""
     assert err == ("nthlayer setup-pagerduty: error: PagerDuty rejected the API key (HTTP 401): check "
-                   "PAGERDUTY_API_KEY or --api-key-file, and --api-url for the account's region\n")
+                   "PAGERDUTY_API_KEY, --api-key-file or the pagerduty.api_key reference ('nthlayer config get "
+                   "pagerduty.api_key'), and --api-url for the account's region\n")
     assert "1234" not in err
 
 
@@ -411,7 +412,7 @@ def test_a_database_with_routing_keys_has_them_moved_out_on_first_open(run_cli, 
     con.execute("INSERT INTO pagerduty_integrations VALUES ('checkout', 'PINT001', ?, TIMESTAMP '2024-05-01 10:00:00')",
                 [key])
     con.close()
-    assert key.encode() in db.read_bytes() and [version for version, _ in MIGRATIONS] == [1, 2, 3]
+    assert key.encode() in db.read_bytes() and [version for version, _ in MIGRATIONS][:3] == [1, 2, 3]
 
     code, _, err = run_cli("record-deploy", "--service", "checkout", "--version", "v1", "--state", str(db))
     assert (code, err) == (0, "")

@@ -186,7 +186,9 @@ def test_build_with_a_bad_state_builds_every_service(tmp_path: Path, kind: str) 
             holder.wait()
     services = sorted(p.stem for p in (tmp_path / "services").glob("*.yaml"))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert _ran(result) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
+    composites = sorted(p.stem for p in (tmp_path / "services" / "composites").glob("*.yaml"))
+    assert _ran(result) == sorted([f"service:{s}" for s in services] + [f"composite:{c}" for c in composites]
+                                  + ["alertmanager", "correlate", "prune"])
     for name in services:
         assert (tmp_path / "out" / name / "prometheus" / "slo.rules.yaml").is_file()
         assert (tmp_path / "out" / name / "openslo" / "service.yaml").is_file()

@@ -194,7 +194,8 @@ def shared_targets(kind: str, out_dir: str) -> list[str]:
 
 
 # out/ folders not of one service: the shared kinds', the reports and setup-prometheus's
-SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus"})
+# (composites: out/composites/<name>/, one task per composite, nthlayer/buildsys/composites.py)
+SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus", "composites"})
 
 
 # --- code stamps ---------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
     """Every file a build of ``plan`` writes, with its bytes (made by the build's own functions), and the
     error lines of the inputs that stop it (a broken spec, a broken catalog file)."""
     from generators.errors import SpecErrors
+    from nthlayer.buildsys.composites import expected_composite_files
     from nthlayer.buildsys.kinds import SHARED_KINDS
     from nthlayer.buildsys.plan import load_service
     from nthlayer.buildsys.reports import correlation_report_files
@@ -99,13 +100,21 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
 
     files: dict[str, bytes] = {}
     errors = [error.format() for entry in plan.entries for error in entry.errors]
+    from nthlayer.buildsys.plugins import PluginError
+    from nthlayer.buildsys.tasks import all_kinds
+
     for entry in plan.valid:
         try:
-            files.update(service_files(load_service(entry.path), plan))
+            files.update(service_files(load_service(entry.path), plan, all_kinds(entry.plugins)))
         except SpecErrors as exc:
             errors += exc.lines()
+        except PluginError as exc:
+            errors.append(exc.as_spec_error().format())
     for kind in SHARED_KINDS:
         files.update(kind.generate(plan, {"secrets_dir": secrets_dir}))
+    composite_files, composite_errors = expected_composite_files(plan)
+    files.update(composite_files)
+    errors += composite_errors
     files.update(correlation_report_files(state_db, plan.out_dir, plan.edges()))
     return files, errors
 
@@ -122,6 +131,10 @@ def check_out(services_dir: str, out_dir: str, state_db: str, index_path: str | 
     from nthlayer.buildsys.plan import make_plan
     from nthlayer.integrations.secrets import secrets_dir as resolve_secrets_dir
 
+    from nthlayer.buildsys.plugin_kinds import activate
+
+    if activate(None).error is not None:  # the plugins the build would load; their stamps are not written
+        return [], [activate(None).error.format()]
     plan = make_plan(services_dir, out_dir, catalog_dir, index_path, strict=strict, record=False)
     expected, errors = expected_files(plan, state_db, resolve_secrets_dir(secrets_dir))
     wanted = {os.path.normpath(path): data for path, data in expected.items()}

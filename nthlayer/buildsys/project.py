@@ -3,7 +3,7 @@ its services, loaded and validated."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from generators.errors import UserError
 
@@ -42,7 +42,7 @@ def load_services(directory: str, names: Iterable[str] | None = None) -> list[Se
     result = validate_specs(files, None)
     if result.errors:
         raise SpecErrors(result.errors)
-    services = {spec.service.name: spec.service for spec in result.specs}
+    services = {spec.service.name: spec.service for spec in map(with_slo_plugins, result.specs)}
     if names is None:
         return [services[n] for n in sorted(services)]
     wanted = list(dict.fromkeys(names))
@@ -50,3 +50,28 @@ def load_services(directory: str, names: Iterable[str] | None = None) -> list[Se
     if unknown:
         raise UserError(f"no spec for service {', '.join(repr(n) for n in unknown)} in {directory}")
     return [services[n] for n in wanted]
+
+
+def with_slo_plugins(spec: Any) -> Any:
+    """A loaded spec with the project's SLO generator plugins applied (nthlayer.toml's [build] plugins,
+    $NTHLAYER_PLUGINS, installed ones), as the build applies them: the budgets and the deploy gate judge
+    the SLOs the build wrote rules for. A failing plugin is a PluginError (a user error)."""
+    from nthlayer.buildsys.plugin_calls import apply_slo_generators
+    from nthlayer.buildsys.plugins import plugin_files
+
+    generators = _slo_generators(tuple(plugin_files()))
+    return apply_slo_generators(spec, generators)[0] if generators else spec
+
+
+_GENERATORS: dict[tuple[str, ...], Any] = {}
+
+
+def _slo_generators(files: tuple[str, ...]) -> Any:
+    """The SLO generators of ``files`` and the installed packages, loaded once per process per file set
+    and versions (a long-lived API server sees an edited plugin)."""
+    from nthlayer.buildsys.plugins import load_plugins
+
+    key = (*files, *(str(os.stat(path).st_mtime_ns) if os.path.isfile(path) else "-" for path in files))
+    if key not in _GENERATORS:
+        _GENERATORS[key] = load_plugins(files).slo_generators
+    return _GENERATORS[key]

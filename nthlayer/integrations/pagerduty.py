@@ -75,19 +75,6 @@ class PagerDutyClient(RestApiV2Client):
             self.retry, self.max_network_attempts = saved
 
 
-def api_key(key_file: str | None = None) -> str | None:
-    """The REST API key: read from ``key_file`` (--api-key-file), else $PAGERDUTY_API_KEY, else the file
-    $PAGERDUTY_API_KEY_FILE names; None when there is none. Never from a command line (``ps`` shows it)."""
-    import os
-
-    path = key_file or (None if os.environ.get("PAGERDUTY_API_KEY") else os.environ.get("PAGERDUTY_API_KEY_FILE"))
-    if path:
-        from nthlayer.integrations.secrets import read_secret_file
-
-        return read_secret_file(path, "the API key file")
-    return os.environ.get("PAGERDUTY_API_KEY", "").strip() or None
-
-
 def api_url(given: str | None = None) -> str:
     """The REST API base URL: ``given`` (--api-url), else $PAGERDUTY_API_URL, else the US service."""
     import os
@@ -126,8 +113,9 @@ def explain(exc: Exception, what: str) -> str:
     """One line for the user. Never includes the key (the client's own 401 text quotes part of it)."""
     status = status_of(exc)
     if status == 401:
-        return ("PagerDuty rejected the API key (HTTP 401): check PAGERDUTY_API_KEY or --api-key-file, "
-                "and --api-url for the account's region")
+        return ("PagerDuty rejected the API key (HTTP 401): check PAGERDUTY_API_KEY, --api-key-file or the "
+                "pagerduty.api_key reference ('nthlayer config get pagerduty.api_key'), and --api-url for the "
+                "account's region")
     if status == 403:
         return (f"PagerDuty refused {what} (HTTP 403): the API key lacks permission for it "
                 "(a read-only key cannot create or update)")

@@ -5,7 +5,8 @@ that speaks the PromQL API: Prometheus, Thanos Query, Mimir/Cortex (give the
 URL with its path prefix, e.g. ``https://mimir.example.com/prometheus``),
 VictoriaMetrics.
 
-Credentials come from the environment and never appear in messages:
+Credentials come from the environment (or the references in nthlayer.toml, docs/secrets.md) and never
+appear in messages:
 ``PROMETHEUS_TOKEN`` or ``PROMETHEUS_TOKEN_FILE`` (bearer token), or
 ``PROMETHEUS_USERNAME`` + ``PROMETHEUS_PASSWORD`` (basic auth).
 
@@ -124,24 +125,21 @@ def redact_url(url: str) -> str:
 
 
 def auth_from_env(environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], tuple[str, str] | None]:
-    """(extra headers, basic auth pair) from PROMETHEUS_TOKEN[_FILE] / PROMETHEUS_USERNAME+PASSWORD."""
-    env = os.environ if environ is None else environ
-    token = env.get("PROMETHEUS_TOKEN")
-    token_file = env.get("PROMETHEUS_TOKEN_FILE")
-    user, password = env.get("PROMETHEUS_USERNAME"), env.get("PROMETHEUS_PASSWORD")
-    if token and token_file:
-        raise UserError("set PROMETHEUS_TOKEN or PROMETHEUS_TOKEN_FILE, not both")
-    if token_file:
-        from nthlayer.integrations.secrets import read_secret_file
+    """(extra headers, basic auth pair) from the credentials prometheus.token, or prometheus.username and
+    prometheus.password: PROMETHEUS_TOKEN[_FILE] / PROMETHEUS_USERNAME+PASSWORD, else their references in
+    nthlayer.toml (nthlayer.integrations.credentials, docs/secrets.md)."""
+    from nthlayer.integrations.credentials import CredentialResolver
 
-        token = read_secret_file(token_file, "PROMETHEUS_TOKEN_FILE")
+    resolver = CredentialResolver(environ)
+    token = resolver.get("prometheus.token")
+    user, password = resolver.get("prometheus.username"), resolver.get("prometheus.password")
     if token and (user or password):
         raise UserError("set either a bearer token (PROMETHEUS_TOKEN[_FILE]) or "
                         "PROMETHEUS_USERNAME/PROMETHEUS_PASSWORD, not both")
     if bool(user) != bool(password):
         raise UserError("basic auth needs both PROMETHEUS_USERNAME and PROMETHEUS_PASSWORD")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return headers, ((user, password) if user and password else None)
+    headers = {"Authorization": f"Bearer {token.value}"} if token else {}
+    return headers, ((user.value, password.value) if user and password else None)
 
 
 def _unix(at: datetime) -> str:

@@ -113,4 +113,25 @@ MIGRATIONS: list[tuple[int, Migration]] = [
             revoked_at TIMESTAMP
         );
     """),
+    # ArgoCD rollbacks (nthlayer.ops.rollback, docs/rollback.md); a deploy links to the rollback that undid it.
+    # Written so that applying it twice is harmless (IF NOT EXISTS): renumbering it, should another
+    # migration take its number, cannot break a database that already has it.
+    (5, """
+        CREATE SEQUENCE IF NOT EXISTS rollback_ids;
+        CREATE TABLE IF NOT EXISTS rollbacks (
+            id BIGINT PRIMARY KEY DEFAULT nextval('rollback_ids'),
+            service VARCHAR NOT NULL,
+            deploy_id BIGINT,
+            argocd_app VARCHAR NOT NULL,
+            argocd_url VARCHAR NOT NULL,
+            from_revision VARCHAR,
+            to_revision VARCHAR NOT NULL,
+            history_id BIGINT NOT NULL,
+            reason VARCHAR NOT NULL,
+            result VARCHAR NOT NULL,
+            requested_at TIMESTAMP NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS rollbacks_service ON rollbacks (service);
+        ALTER TABLE deploys ADD COLUMN IF NOT EXISTS rolled_back_by BIGINT;
+    """),
 ]

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("import_specs", "write service specs from Sloth specs or OpenSLO documents (lossy fields reported)"),
     "catalog": ("catalog", "browse, test and import the technology rules catalog"),
     "setup-prometheus": ("setup_prometheus", "write a prometheus.yml fragment for out/ and check it with promtool"),
+    "plugins": ("plugins", "list the plugins a build loads: kind, plugin API version, file or package"),
     "setup-pagerduty": ("setup_pagerduty", "plan and apply a service's PagerDuty team, policy, service, integration"),
     "track-budget": ("track_budget", "report error budgets from Prometheus and record them in state/"),
     "record-deploy": ("record_deploy", "record a deploy of a service (called by CD)"),
@@ -24,4 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state": ("state", "back up or restore the state database (nthlayer state backup|restore DIR)"),
     "serve": ("serve", "serve the REST API (deploys, gate, budgets, services) over HTTP; docs/api.md"),
     "api-key": ("api_key", "create, list or revoke the API keys 'nthlayer serve' accepts"),
+    "config": ("config", "set, get, list or unset credential references in nthlayer.toml (never secrets)"),
+    "rollback": ("rollback", "roll a service's ArgoCD application back to its previous healthy revision"),
 }

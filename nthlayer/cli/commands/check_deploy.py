@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from functools import partial
 
+from generators.errors import UserError
 from generators.model import Service
 from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.cli import api_client
+from nthlayer.cli.commands.rollback import add_argocd_arguments, rollback_from_args
+from nthlayer.buildsys.project import load_services, with_slo_plugins
 from nthlayer.ops.budget import json_default
-from nthlayer.ops.gate import EXIT_UNKNOWN, check_gate, service_and_graph, spec_and_graph
+from nthlayer.ops.composites import gate_composites
+from nthlayer.ops.gate import EXIT_BLOCK, EXIT_UNKNOWN
+from nthlayer.ops.gate import check_gate, service_and_graph
 from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
 
 
@@ -30,6 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "database locked or unreadable): approve, block, or "
                              "apply the tier table's default (tier 1: block, tiers 2-3: approve); "
                              "without it the exit code is 3")
+    parser.add_argument("--on-block", choices=("rollback",), default=None,
+                        help="when the gate blocks, roll the service's ArgoCD application back to its previous "
+                             "healthy revision (docs/rollback.md); the exit code stays 2")
+    add_argocd_arguments(parser)
     add_state_argument(parser)
     api_client.add_argument(parser)
 
@@ -39,10 +49,18 @@ def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
         raise UsageError("give either SPEC or --service NAME")
     if args.service:
         return service_and_graph(args.services, args.service)
-    return spec_and_graph(args.services, args.spec)
+    everyone = load_services(args.services) if os.path.isdir(args.services) else []
+    from generators.spec import load_spec
+
+    if not os.path.isfile(args.spec):
+        raise UserError(f"no such spec file: {args.spec}")
+    service = with_slo_plugins(load_spec(args.spec)).service
+    return service, [s for s in everyone if s.name != service.name] + [service]
 
 
 def _run_remote(args: argparse.Namespace) -> int:
+    if args.on_block:
+        raise UsageError("--on-block rollback needs the local state database: not available with --api")
     if args.spec or not args.service:
         raise UsageError("with --api, name the service with --service (the server reads its own specs)")
     at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
@@ -70,11 +88,26 @@ def run(args: argparse.Namespace) -> int:
     at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
     client = prom.client_from_args(args)
     outcome = check_gate(service, everyone, at, client, args.on_unknown, partial(connect, args.state),
-                         version=args.deploy_version)
+                         version=args.deploy_version,
+                         composites=gate_composites(args.services, service, everyone))
     if not outcome.recorded:
         print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2, default=json_default))
     else:
         print(outcome.text(), file=sys.stdout)
+    if args.on_block == "rollback" and outcome.exit_code == EXIT_BLOCK:
+        _roll_back(args, service, outcome.decision.reasons)
     return outcome.exit_code
+
+
+def _roll_back(args: argparse.Namespace, service: Service, reasons: list[str]) -> None:
+    """--on-block rollback: the gate has blocked. A refused rollback is an error line; the exit stays 2."""
+    try:
+        outcome = rollback_from_args(args, service.name, args.argocd_app or service.argocd_app,
+                                     "check-deploy blocked: " + "; ".join(reasons), dry_run=False)
+    except UserError as exc:
+        print(f"nthlayer check-deploy: error: rollback: {exc}", file=sys.stderr)
+        return
+    for line in outcome.lines:  # with --json, stdout holds the decision document only
+        print(line, file=sys.stderr if args.json else sys.stdout)

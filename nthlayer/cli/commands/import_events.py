@@ -27,16 +27,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _pagerduty(args: argparse.Namespace) -> ImportCounts:
     from nthlayer.buildsys.project import load_services
-    from nthlayer.integrations.pagerduty import ClientSettings, PagerDutyClient, api_key, api_url
+    from nthlayer.cli.commands.setup_pagerduty import NO_KEY, api_key
+    from nthlayer.integrations.pagerduty import ClientSettings, PagerDutyClient, api_url
 
     if not (args.since and args.until):
         raise UsageError("--pagerduty needs --since and --until")
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     if until <= since:
         raise UserError("--until must be after --since")
-    key = api_key(args.api_key_file)
+    key = api_key(args)
     if key is None:
-        raise UserError("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, or pass --api-key-file")
+        raise UserError(NO_KEY)
     names = {}
     if os.path.isdir(args.services):
         names = {s.pagerduty.service_id: s.name for s in load_services(args.services) if s.pagerduty.service_id}

@@ -1,8 +1,9 @@
 """``nthlayer setup-pagerduty SPEC... [--dry-run]``: plan, then apply, each service's PagerDuty objects.
 
 The API key comes from PAGERDUTY_API_KEY, or a file (--api-key-file /
-PAGERDUTY_API_KEY_FILE), never from the command line where ``ps`` would show
-it. Routing keys of the integrations go to key files in the secrets folder
+PAGERDUTY_API_KEY_FILE), or nthlayer.toml's reference (``nthlayer config set
+pagerduty.api_key --from-vault …``), never from the command line where ``ps``
+would show it. Routing keys of the integrations go to key files in the secrets folder
 (nthlayer.integrations.secrets: $NTHLAYER_SECRETS_DIR or state/secrets), never to the state
 database; --write-routing-keys DIR copies them to DIR/<service>.key as well.
 """
@@ -16,10 +17,13 @@ import sys
 from typing import Any
 
 from generators.errors import SpecErrors, UserError
+from generators.pagerduty import desired_state
+from generators.paging import uses_pagerduty
 from generators.spec import validate_specs
-from nthlayer.integrations.pagerduty import DEFAULT_API_URL, ClientSettings, PagerDutyClient, api_key, api_url
-from nthlayer.ops.pagerduty import AFTER_APPLY, NOUNS, Ref, ServicePlan
-from nthlayer.ops.setup_pagerduty import apply_setup, copy_routing_keys, plan_setup
+from nthlayer.ops.pagerduty import AFTER_APPLY, NOUNS, Applier, Ref, ServicePlan, plan_service
+from nthlayer.integrations.pagerduty import DEFAULT_API_URL, ClientSettings, PagerDutyClient
+from nthlayer.state.pagerduty import Integration, load_integrations, masked, save_integration, write_routing_keys
+from nthlayer.integrations.secrets import secrets_dir
 
 
 _SYMBOLS = {"create": "+", "update": "~", "unchanged": "=", "referenced": "=", "planned": "="}
@@ -70,12 +74,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-routing-keys", metavar="DIR", default=None,
                         help="after applying, write each service's routing key to DIR/<service>.key (mode 0600) "
                              "for Alertmanager's routing_key_file (e.g. state/secrets)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="run the integration plugins of a Python file after the setup (repeatable; besides "
+                             "nthlayer.toml's [build] plugins and installed ones; docs/plugins.md)")
     parser.add_argument("--state", default=None, help="state database (default: $NTHLAYER_STATE or state/nthlayer.duckdb)")
     parser.add_argument("--retries", type=int, default=int(os.environ.get("NTHLAYER_PD_RETRIES", "5")),
                         help="retries after HTTP 429/5xx or a network error (default 5)")
     parser.add_argument("--backoff", type=float, default=float(os.environ.get("NTHLAYER_PD_BACKOFF", "1")),
                         help="seconds before the first retry; doubles each time (default 1)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one response (default 30)")
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """The PagerDuty API key through the one credential resolver: --api-key-file, $PAGERDUTY_API_KEY,
+    $PAGERDUTY_API_KEY_FILE, then nthlayer.toml's pagerduty.api_key reference (docs/secrets.md)."""
+    from nthlayer.integrations.credentials import CredentialResolver
+
+    found = CredentialResolver().get("pagerduty.api_key", args.api_key_file)
+    return found.value if found else None
+
+
+NO_KEY = ("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, pass --api-key-file, or store a "
+          "reference with 'nthlayer config set pagerduty.api_key --from-vault vault://PATH#field'")
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -102,6 +122,9 @@ def _log_retries() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nthlayer.buildsys.plugins import load_plugins, plugin_files
+
+    args.plugins = load_plugins(plugin_files(args.plugin))  # a plugin that does not load stops us before any change
     result = validate_specs(args.specs, None)
     if result.errors:
         raise SpecErrors(result.errors)
@@ -109,12 +132,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no service specs in {', '.join(args.specs)}")
     if args.retries < 0 or args.backoff < 0 or args.timeout <= 0:
         raise UserError("--retries and --backoff must be >= 0 and --timeout > 0")
-    key = api_key(args.api_key_file)
+    key = api_key(args)
     if key is None and not args.dry_run:
-        raise UserError("no PagerDuty API key: set PAGERDUTY_API_KEY or PAGERDUTY_API_KEY_FILE, "
-                        "or pass --api-key-file (or use --dry-run to plan without one)")
-    settings = ClientSettings(api_url=api_url(args.api_url), retries=args.retries, backoff=args.backoff,
-                              timeout=args.timeout, read_only=args.dry_run)
+        raise UserError(NO_KEY + " (or use --dry-run to plan without one)")
+    settings = ClientSettings(api_url=args.api_url or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL,
+                              retries=args.retries, backoff=args.backoff, timeout=args.timeout,
+                              read_only=args.dry_run)
     _log_retries()
     client = PagerDutyClient(key, settings) if key else None
     try:
@@ -124,25 +147,83 @@ def run(args: argparse.Namespace) -> int:
             client.close()
 
 
+def _audit(args: argparse.Namespace, plans: list[ServicePlan], result: str, details: dict) -> None:
+    """One audit record per service applied (no secrets: keys never enter ``details``)."""
+    from nthlayer.state.db import connect, insert_audit
+
+    with connect(args.state) as con:
+        for plan in plans:
+            insert_audit(con, "setup-pagerduty", plan.service, result, details)
+
+
 def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, specs: list) -> int:
-    setup = plan_setup(client, specs)
-    for source in setup.skipped:
+    skipped = sorted(s.service.source for s in specs if not uses_pagerduty(s.service))
+    specs = sorted((s for s in specs if uses_pagerduty(s.service)), key=lambda s: s.service.name)
+    for source in skipped:
         print(f"Skipped {source}: no pagerduty settings in the spec")
-    if not setup.plans:
+    if not specs:
         return 0
+    plans: list[ServicePlan] = []
+    errors = []
+    planned: set[tuple[str, str]] = set()
+    for spec in specs:
+        try:
+            plans.append(plan_service(client, spec, desired_state(spec.service), planned))
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise SpecErrors(errors)
     header = "PagerDuty plan" + ("" if client else " (no API key: nothing read, ids not checked)")
-    print(f"{header} — {client.url if client is not None else 'not contacted'}")
-    for line in format_plan(setup.plans, checked=client is not None):
+    print(f"{header} — {settings_url(client)}")
+    for line in format_plan(plans, checked=client is not None):
         print(line)
     if args.dry_run:
         print("Dry run: nothing was changed.")
+        _run_integrations(args, specs, plans, {})
         return 0
     assert client is not None
-    outcome = apply_setup(client, setup.plans, args.state)
-    for line in outcome.done:
+
+    def remember(integration: Integration) -> None:
+        save_integration(args.state, integration)
+
+    applier = Applier(client, remember)
+    try:
+        for plan in plans:
+            applier.apply(plan)
+    except BaseException as exc:
+        _audit(args, plans, "failed", {"error": type(exc).__name__, "done": list(applier.done)})
+        raise
+    for line in applier.done:
         print(f"  {line}")
-    print(f"Apply complete: {outcome.created} created, {outcome.updated} updated, {outcome.writes} write requests.")
+    created = sum(1 for d in applier.done if d.startswith("created"))
+    updated = sum(1 for d in applier.done if d.startswith("updated"))
+    print(f"Apply complete: {created} created, {updated} updated, {client.writes} write requests.")
+    _audit(args, plans, "applied", {"created": created, "updated": updated, "writes": client.writes,
+                                    "api_url": settings_url(client)})
     if args.write_routing_keys:
-        for path, key_text in copy_routing_keys(args.state, [p.service for p in setup.plans], args.write_routing_keys):
-            print(f"Wrote routing key {key_text} to {path}")
+        stored = load_integrations(args.state, [p.service for p in plans])
+        missing = sorted({p.service for p in plans} - set(stored))
+        if missing:
+            raise UserError(f"no routing key file in {secrets_dir()} for {', '.join(missing)}")
+        for path in write_routing_keys(stored, args.write_routing_keys):
+            name = os.path.basename(path)[: -len(".key")]
+            print(f"Wrote routing key {masked(stored[name].routing_key)} to {path}")
+    _run_integrations(args, specs, plans, applier.ids)
     return 0
+
+
+def _run_integrations(args: argparse.Namespace, specs: list, plans: list[ServicePlan],
+                      ids: dict[str, dict[str, str]]) -> None:
+    """The integration plugins hooked to setup-pagerduty, after its own work: each service's planned or
+    applied steps and the ids of its PagerDuty objects (those known: a dry run without a key knows few)."""
+    from nthlayer.buildsys.plugin_calls import run_integrations
+
+    results = {plan.service: {"actions": [f"{step.action} {step.kind} {step.label}" for step in plan.steps],
+                              "ids": ids.get(plan.service) or {step.kind: step.object_id for step in plan.steps
+                                                               if step.object_id}}
+               for plan in plans}
+    run_integrations(args.plugins, "setup-pagerduty", [spec.service for spec in specs], args.dry_run, results)
+
+
+def settings_url(client: PagerDutyClient | None) -> str:
+    return client.url if client is not None else "not contacted"

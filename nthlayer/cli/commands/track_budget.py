@@ -7,7 +7,6 @@ import re
 import sys
 import time
 from datetime import datetime
-from functools import partial
 
 from generators.errors import UserError
 from generators.model import Service
@@ -15,7 +14,8 @@ from generators.slo_maths import duration_seconds
 from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.buildsys.project import load_services
-from nthlayer.ops.budget import BudgetReport, json_default, table, track_budget
+from nthlayer.ops.composites import Bound, budget_composites
+from nthlayer.ops.budget import BudgetReport, evaluate, json_default, record_budgets, table
 from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
 
 _DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
@@ -49,8 +49,11 @@ def _emit(reports: list[BudgetReport], as_json: bool, compact: bool) -> None:
 
 
 def _sample(args: argparse.Namespace, client: prom.PrometheusClient, services: list[Service], at: datetime,
-            compact: bool) -> list[BudgetReport]:
-    reports = track_budget(client, services, at, partial(connect, args.state))  # --prometheus-deadline: per sample
+            compact: bool, composites: list[Bound]) -> list[BudgetReport]:
+    client.restart_deadline()  # --prometheus-deadline bounds each sample, not the whole loop
+    reports = evaluate(client, services, at, composites)
+    with connect(args.state) as con:
+        record_budgets(con, reports)
     _emit(reports, args.json, compact)
     return reports
 
@@ -61,17 +64,18 @@ def run(args: argparse.Namespace) -> int:
     if args.interval and not _DURATION.fullmatch(args.interval):
         raise UserError(f"--interval {args.interval!r} is not a duration such as 30s, 5m or 1h")
     services = load_services(args.services, None if args.all else args.service)
+    composites = budget_composites(args.services, None if args.all else args.service)
     client = prom.client_from_args(args)
     if not args.interval:
         at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
-        _sample(args, client, services, at, compact=False)
+        _sample(args, client, services, at, False, composites)
         return 0
     seconds = duration_seconds(args.interval)
     try:
         while True:
             started = time.monotonic()
             try:
-                _sample(args, client, services, utc_now().replace(microsecond=0), compact=True)
+                _sample(args, client, services, utc_now().replace(microsecond=0), True, composites)
             except prom.PrometheusError as exc:
                 # A monitoring loop outlives a Prometheus restart: report and try again next tick.
                 print(f"nthlayer track-budget: warning: {exc}", file=sys.stderr, flush=True)
