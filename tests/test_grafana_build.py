@@ -64,7 +64,8 @@ def test_the_overview_follows_added_and_removed_services(workspace: Path) -> Non
     changed = _changed(before, _snapshot(out))
     assert "grafana/overview.json" in changed and "grafana/provisioning/dashboards.yaml" in changed
     assert "refund-api/grafana/dashboard.json" in changed
-    others = [p for p in changed if not p.startswith(("refund-api/", "grafana/", "alertmanager/"))]
+    # (besides the other files that list every service: routing, the kustomization, the report)
+    others = [p for p in changed if not p.startswith(("refund-api/", "grafana/", "alertmanager/", "k8s/", "reports/"))]
     assert others == []
     assert "refund-api" in (out / "grafana" / "overview.json").read_text()
 
@@ -90,10 +91,11 @@ def test_a_catalog_edit_regenerates_the_dependants_dashboards(workspace: Path) -
     redis.write_text(redis.read_text().replace("expr: redis_up == 0", "expr: redis_up < 1", 1))
     result = _doit(workspace, env=env)
     assert result.returncode == 0, result.stderr
-    assert _ran(result) == [f"service:{name} (alerts, grafana)" for name in users]
+    assert _ran(result) == [f"service:{name} (alerts, grafana, kubernetes)" for name in users]
     changed = _changed(before, _snapshot(out))
     assert changed == sorted([f"{n}/grafana/dashboard.json" for n in users]
-                             + [f"{n}/prometheus/alerts.rules.yaml" for n in users])
+                             + [f"{n}/prometheus/alerts.rules.yaml" for n in users]
+                             + [f"{n}/k8s/prometheusrule.yaml" for n in users])
     dashboard = json.loads((out / users[0] / "grafana" / "dashboard.json").read_bytes())
     down = [panel for row in dashboard["panels"] for panel in row.get("panels", []) if panel["title"] == "RedisDown"]
     assert [step["value"] for step in down[0]["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 1.0]

@@ -147,7 +147,7 @@ def check_out(services_dir: str, out_dir: str, state_db: str, index_path: str | 
     unjudged |= {os.path.normpath(os.path.join(out_dir, entry.stem)) for entry in plan.entries if entry.name is None}
     # With a broken spec, the reliability report (its index, the broken spec's page: a build keeps that page
     # and re-renders the index from the valid services) is not judged either.
-    from nthlayer.buildsys.report import broken_pages
+    from nthlayer.buildsys.report import REPORT_DIR, broken_pages
 
     skipped = {os.path.normpath(path) for path in broken_pages(plan)}
     wanted = {path: data for path, data in wanted.items() if path not in skipped}
@@ -160,5 +160,10 @@ def check_out(services_dir: str, out_dir: str, state_db: str, index_path: str | 
     found -= skipped
     differences = [(path, "missing") for path in wanted if path not in found]
     differences += [(path, "extra") for path in found if path not in wanted]
-    differences += [(path, "edited") for path in found if path in wanted and not file_holds(path, wanted[path])]
+    # The reliability report's pages are judged for presence only: the report task re-renders them when the
+    # state or the set of services changes, not on every spec edit (docs/report.md), so a page may show an
+    # edited spec's old objective until the next state change or `nthlayer report`.
+    pages = os.path.normpath(os.path.join(out_dir, REPORT_DIR)) + os.sep
+    differences += [(path, "edited") for path in found if path in wanted
+                    and not (path.startswith(pages) and path.endswith(".html")) and not file_holds(path, wanted[path])]
     return sorted(differences), errors
