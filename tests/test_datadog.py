@@ -191,11 +191,17 @@ def test_a_missing_permission_names_the_write(fake: FakeDatadog, run_cli) -> Non
                           "(HTTP 403): the application key lacks a permission it needs (injected 403)")
 
 
-def test_rate_limits_wait_for_the_reset_and_5xx_on_reads_are_retried(fake: FakeDatadog, run_cli) -> None:
-    fake.faults += [Fault("POST", "/api/v1/slo", 429, times=2, headers=dict(RATE_LIMIT_HEADERS)),
+def test_rate_limits_wait_for_the_reset_and_5xx_on_reads_are_retried(fake: FakeDatadog, run_cli,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3.util.retry
+
+    slept: list[float] = []  # what the retries waited, instead of waiting it
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    fake.faults += [Fault("POST", "/api/v1/slo", 429, times=2, headers={**RATE_LIMIT_HEADERS, "X-RateLimit-Reset": "7"}),
                     Fault("GET", "/api/v1/monitor", 503, times=1)]
     code, out, err = _setup(run_cli, fake)
     assert code == 0, err
+    assert slept == [7, 7]  # the reset Datadog named, twice (urllib3 retries a first 503 at once, unslept)
     assert err.count("HTTP 429, retrying") == 2 and err.count("HTTP 503, retrying") == 1
     assert len(fake.slos) == 2 and len(fake.monitors) == 3
     assert [r[2] for r in fake.requests if r[:2] == ("POST", "/api/v1/slo")] == [429, 429, 200, 200]
