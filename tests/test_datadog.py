@@ -151,6 +151,21 @@ def test_drift_is_shown_and_put_back(fake: FakeDatadog, run_cli) -> None:
     assert fake.monitors[monitor["id"]]["options"]["thresholds"]["critical"] == 14.4
 
 
+def test_monitors_of_an_slo_deleted_in_datadog_follow_its_recreation(fake: FakeDatadog, run_cli) -> None:
+    assert _setup(run_cli, fake)[0] == 0
+    [old_id] = [i for i, s in fake.slos.items() if s["type"] == "metric"]
+    del fake.slos[old_id]
+    code, out, err = _setup(run_cli, fake)
+    assert (code, err) == (0, "")
+    assert "  + SLO \"checkout availability\"\n" in out
+    assert (f'burn_rate(\\"{old_id}\\").over(\\"30d\\").long_window(\\"1h\\").short_window(\\"5m\\") > 14.4" -> '
+            '"burn_rate(\\"(known after apply)\\")') in out
+    assert "Plan: 1 to create, 3 to update, 2 unchanged." in out
+    [new_id] = [i for i, s in fake.slos.items() if s["type"] == "metric"]
+    assert all(m["query"].startswith(f'burn_rate("{new_id}")') for m in fake.monitors.values())
+    assert len(fake.monitors) == 3
+
+
 def test_dry_run_without_keys_contacts_nobody(fake: FakeDatadog, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DD_API_KEY")
     monkeypatch.delenv("DD_APP_KEY")

@@ -136,7 +136,11 @@ def plan_service(client: DatadogClient | None, source: str, state: dict[str, Any
 def _step(kind: str, body: dict[str, Any], found: dict[str, Any] | None, fields: tuple[str, ...]) -> Step:
     if found is None:
         return Step(kind, body["name"], "create", body)
-    changes = _changes(found, body, fields) if SLO_ID not in str(body.get("query", "")) else {}
+    if SLO_ID in str(body.get("query", "")):
+        # Its SLO is created by this run (deleted in Datadog since): the monitor is pointed at the new one.
+        changes = {"query": (found.get("query"), body["query"])}
+    else:
+        changes = _changes(found, body, fields)
     return Step(kind, body["name"], "update" if changes else "unchanged", body, str(found["id"]), changes)
 
 
@@ -152,11 +156,8 @@ class Applier:
         for step in plan.steps:
             if step.kind == "monitor":
                 assert step.slo is not None
-                if SLO_ID in step.body["query"]:
-                    # The SLO is new in this run: a monitor found by its tag still names another SLO.
+                if SLO_ID in step.body["query"]:  # its SLO was created above: now its id is known
                     step.body = {**step.body, "query": step.body["query"].replace(SLO_ID, slo_ids[step.slo])}
-                    if step.action == "unchanged":
-                        step.action = "update"
                 self._apply(step)
             elif step.kind == "slo":
                 assert step.slo is not None
