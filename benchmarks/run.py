@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,11 @@ def synthesize(folder: Path, count: int, seed: int = 7) -> list[str]:
         kind = TYPES[index % len(TYPES)]
         techs = TECH_MIXES[index % len(TECH_MIXES)]
         lines = [f"service: {name}", f"tier: {tier}", f"team: team-{index % 40:02d}", f"type: {kind}"]
-        lines += ["observability:", "  slo_overrides:", f"    availability: {rng.choice(['0.999', '0.995', '0.99'])}",
+        # Objectives that pass the default policies (docs/policies.md): tier 1 at 0.999 or better, with a runbook.
+        objectives = ['0.9995', '0.999'] if tier == 1 else ['0.999', '0.995', '0.99'][:tier]
+        if tier == 1:
+            lines.append(f"runbook_url: https://runbooks.example.com/{name}")
+        lines += ["observability:", "  slo_overrides:", f"    availability: {rng.choice(objectives)}",
                   "    latency: 500" if tier < 3 else "    latency: 2500"]
         deps = []
         if index > 0 and rng.random() < 0.5:
@@ -197,6 +201,8 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         catalog = work / "rules_catalog"
         shutil.copytree(ROOT / "rules_catalog", catalog)
         env = {**os.environ, "NTHLAYER_CATALOG": str(catalog)}
+        if PLUGINS:  # --plugin: every measured build loads them (as `nthlayer build --plugin` does)
+            env["NTHLAYER_PLUGINS"] = os.pathsep.join(PLUGINS)
         (work / "floor_dodo.py").write_text(FLOOR_DODO)
         # Full builds up to N = 1000 (a few seconds each): best of FULL_REPEAT, each from scratch (the
         # previous one's folders set aside).
@@ -262,11 +268,17 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
         redis = catalog / "redis.yaml"
         redis.write_text(redis.read_text() + "\n# edited\n")
         cat = measure(doit_cmd(), work, env)
-        dependants = sorted(f"service:{names[i]} (alerts)" for i in range(count) if "redis" in TECH_MIXES[i % len(TECH_MIXES)])
+        from nthlayer.buildsys.kinds import SERVICE_KINDS
+
+        # The kinds that read the catalog: the alerts, the dashboards' dependency rows, the PrometheusRule.
+        readers = ", ".join(kind.name for kind in SERVICE_KINDS if kind.reads_catalog)
+        dependants = sorted(f"service:{names[i]} ({readers})" for i in range(count)
+                            if "redis" in TECH_MIXES[i % len(TECH_MIXES)])
         ran = ran_tasks(cat.stdout)
-        check = f"exactly the {len(dependants)} dependants' alerts were regenerated" if ran == dependants \
+        check = f"exactly the {len(dependants)} dependants' {readers} were regenerated" if ran == dependants \
             else f"UNEXPECTED: {len(ran)} tasks ran, {len(dependants)} dependants"
         rows.append(("catalog file edited (redis)", cat, note("", cat, None, check)))
+        rows += policy_rows(work, env, names, note)
         validate = measure([sys.executable, "-m", "nthlayer", "validate", "-q", "services"], work, env)
         rows.append(("nthlayer validate (all specs)", validate, note("", validate, None)))
         rows.append(("doit floor: full (1 trivial task/service)", floor, note("", floor, None, spread(floors))))
@@ -276,8 +288,40 @@ def bench_size(count: int) -> list[tuple[str, Sample, str]]:
     return rows
 
 
+BENCH_POLICY = """package nthlayer.policies.bench
+
+import rego.v1
+
+warn contains {"id": "bench", "msg": "under review", "pointer": "/service"} if {
+	input.service == "%s"
+}
+"""
+
+
+def policy_rows(work: Path, env: dict[str, str], names: list[str], note: Any) -> list[tuple[str, Sample, str]]:
+    """A project policy added, then edited: every spec is re-checked, only the services whose verdict
+    changed run (docs/policies.md)."""
+    rows = []
+    (work / "policies").mkdir(exist_ok=True)
+    (work / "nthlayer.toml").write_text('[policy]\npaths = ["policies"]\n')
+    first, second = names[len(names) // 3], names[2 * len(names) // 3]
+    for what, victim, expected in (("project policy added (every spec re-checked)", first, [first]),
+                                   ("project policy edited (every spec re-checked)", second, [first, second])):
+        (work / "policies" / "bench.rego").write_text(BENCH_POLICY % victim)
+        sample = measure(doit_cmd(), work, env)
+        ran = ran_tasks(sample.stdout)
+        check = (f"only the {len(expected)} services whose verdict changed ran" if ran == [f"service:{n}" for n in expected]
+                 else f"UNEXPECTED: ran {ran[:5]}")
+        rows.append((what, sample, note("", sample, None, check)))
+    noop = best_of([measure(doit_cmd(), work, env) for _ in range(REPEAT)])
+    rows.append(("no-op rebuild with a project policy", noop, note("no-op rebuild", noop, None,
+                                                                   f"{len(ran_tasks(noop.stdout))} tasks ran")))
+    return rows
+
+
 PROFILE = True
 PROFILES: list[str] = []
+PLUGINS: list[str] = []  # plugin files every measured build loads (--plugin)
 
 
 def profile_build(work: Path, env: dict[str, str]) -> str:
@@ -317,9 +361,13 @@ def main() -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--skip-prometheus", action="store_true", help="skip the track-budget benchmark")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiled build at N = 1000")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a plugin file every measured build loads (repeatable), e.g. "
+                             "examples/plugins/sloth.py: the targets with a plugin active")
     args = parser.parse_args()
     global PROFILE
     PROFILE = not args.no_profile
+    PLUGINS[:] = [os.path.abspath(path) for path in args.plugin]
     sizes = [int(s) for s in args.sizes.split(",")]
     # Measured processes import nthlayer as an installed copy would: from bytecode. (Sandboxes often set
     # PYTHONDONTWRITEBYTECODE; then every process would compile the project's modules again.)
@@ -353,7 +401,9 @@ def main() -> int:
              f"{os.getloadavg()[0]:.2f} after (other work on the machine slows every figure).", "",
              "Each figure is one whole process: wall time, and peak RSS of that process (GNU time's %M, "
              "else `os.wait4` ru_maxrss). Specs are synthesized: N services over all tiers and types, 40 teams, half with an "
-             "upstream, 0–3 technologies each from realistic mixes. Targets apply at N = 1000.", "", *rows]
+             "upstream, 0–3 technologies each from realistic mixes. Targets apply at N = 1000.",
+             *(["", "Plugins active: " + ", ".join(os.path.relpath(p, ROOT) for p in PLUGINS) + "."] if PLUGINS else []),
+             "", *rows]
     if PROFILES:
         lines += ["", "### Profile: full build of 1000 services (cProfile, top functions by own time)", "",
                   "```", *PROFILES, "```"]

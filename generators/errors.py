@@ -13,8 +13,10 @@ class SpecError(NamedTuple):
     warning: bool = False
 
     def format(self) -> str:
-        pointer = self.pointer or "/"
         prefix = "warning: " if self.warning else ""
+        if self.col == 0:  # a line of code, not a place in a document (a plugin's: `plugin FILE:LINE: message`)
+            return _one_line(f"{self.path}:{self.line}: {prefix}{self.message}")
+        pointer = self.pointer or "/"
         return _one_line(f"{self.path}:{self.line}:{self.col}: {pointer}: {prefix}{self.message}")
 
 

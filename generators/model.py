@@ -143,6 +143,15 @@ DEFAULT_SCRAPE_PATH = "/metrics"
 
 
 @dataclass(frozen=True)
+class KubernetesPlacement:
+    """The spec's ``kubernetes`` block: where its manifests go. None / empty: the project's defaults
+    (nthlayer.toml ``[kubernetes]``, applied by generators/kubernetes.py)."""
+
+    namespace: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class PagerDutyRef:
     service_id: str | None
     escalation_policy_id: str | None
@@ -186,6 +195,7 @@ class Service:
     min_request_rate: Decimal
     pagerduty: PagerDutyRef
     scrape: Scrape = Scrape(DEFAULT_SCRAPE_PORT, DEFAULT_SCRAPE_PATH, ())
+    kubernetes: KubernetesPlacement = KubernetesPlacement()
     argocd_app: str | None = None  # deploy.argocd_app: what `nthlayer rollback` rolls back
     datadog: Datadog | None = None  # None: no `datadog:` block, nothing in Datadog
 
@@ -228,6 +238,17 @@ def _own_sli(kind: str, spec: dict[str, Any], sli: SLI) -> SLI | None:
     return None if own == sli else own
 
 
+def alerting_of(alerting: dict[str, Any]) -> Alerting:
+    """The switches, labels and annotations of an `alerting:` block (an SLO's or a composite's)."""
+    return Alerting(
+        page=alerting.get("page", True),
+        ticket=alerting.get("ticket", True),
+        budget=alerting.get("budget", True),
+        labels=tuple(sorted(alerting.get("labels", {}).items())),
+        annotations=tuple(sorted(alerting.get("annotations", {}).items())),
+    )
+
+
 def _build_slo(entry: dict[str, Any], tier: Tier, sli: SLI, window_days: int, min_request_rate: Decimal) -> SLO:
     """One `slos:` entry (schema-valid; generators.spec checks that it names exactly one SLI kind)."""
     kind = next((k for k in SLI_KINDS if k in entry), "availability")
@@ -258,13 +279,7 @@ def _build_slo(entry: dict[str, Any], tier: Tier, sli: SLI, window_days: int, mi
         int(entry["window"][:-1]) if "window" in entry else window_days,
         name=entry["name"],
         description=entry.get("description", ""),
-        alerting=Alerting(
-            page=alerting.get("page", True),
-            ticket=alerting.get("ticket", True),
-            budget=alerting.get("budget", True),
-            labels=tuple(sorted(alerting.get("labels", {}).items())),
-            annotations=tuple(sorted(alerting.get("annotations", {}).items())),
-        ),
+        alerting=alerting_of(alerting),
         guard=guard,
         **fields,
     )
@@ -344,6 +359,10 @@ def build_service(data: dict[str, Any], source: str) -> Service:
             schedule_ids=tuple(pd.get("schedule_ids", ())),
             escalation_emails=tuple(pd.get("escalation_emails", ())),
             urgency=pd.get("urgency"),
+        ),
+        kubernetes=KubernetesPlacement(
+            namespace=data.get("kubernetes", {}).get("namespace"),
+            labels=tuple(sorted(data.get("kubernetes", {}).get("labels", {}).items())),
         ),
         argocd_app=data.get("deploy", {}).get("argocd_app"),
         datadog=_datadog(data["datadog"]) if "datadog" in data else None,

@@ -23,7 +23,8 @@ back. The result is byte-identical to generating the service directly, by constr
   if one is not, that service is generated directly. Most strings need only their new length checked:
   :func:`render.substitution_keeps_style` proves, per string, that inert real text cannot change its style.
 * A shape is templated when it is seen the second time, so services of one-off shapes cost nothing
-  extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process.
+  extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process. A kind with its own
+  renderer (JSON: no style checks, so a template costs one generation) is templated when first seen.
 """
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ MAX_SHAPES = 256  # templates kept per kind (a few tens of kB each)
 MAX_SEEN = 100_000  # shapes remembered as seen once (16-byte digests)
 
 Documents = Callable[[Service], "dict[str, tuple[Any, bool]]"]
+# Renders documents as files (``render.render_files``' signature): a kind that writes JSON passes its own.
+Renderer = Callable[[Any, str, str], "dict[str, bytes]"]
 
 
 class _NotInShape(Exception):
@@ -235,8 +238,12 @@ def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
         found[(node, False)] = None
 
 
-def _template(documents: Documents, standin: Service, placeholders: tuple[str, ...]) -> _Template | None:
+def _template(documents: Documents, standin: Service, placeholders: tuple[str, ...],
+              renderer: Renderer | None = None) -> _Template | None:
     files = documents(standin)
+    if renderer is not None:
+        # JSON writes every string the same way, whatever inert text it holds: no style to check.
+        return _Template(renderer(files, SOURCE, "."), [], placeholders)
     rendered = render.render_files_direct(files, SOURCE, ".")
     if rendered is None:
         return None  # PyYAML would write a document: its choices are not checked here
@@ -284,11 +291,13 @@ def _same_style(checks: Iterable[_Check], subs: tuple[tuple[str, str], ...], ine
 
 
 def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service: Service, out_dir: str,
-                 context: tuple[Any, ...] = (), check: Callable[[Service], None] | None = None) -> dict[str, bytes]:
+                 context: tuple[Any, ...] = (), check: Callable[[Service], None] | None = None,
+                 renderer: Renderer | None = None) -> dict[str, bytes]:
     """``render_files(documents(service), service.source, out_dir)``, from the shape's template when
     another service of the same shape was seen before in this process. ``kind`` and ``context`` name the
     generator and whatever else its output depends on (the catalog files of the technology alerts);
-    ``check`` raises for a stand-in whose output could depend on the real text in other ways."""
+    ``check`` raises for a stand-in whose output could depend on the real text in other ways.
+    ``renderer`` replaces render_files for a kind that writes JSON (the Grafana dashboards)."""
     shape = _standin(service, reads)
     if shape is not None:
         key = (kind, context, *shape[0])
@@ -296,6 +305,8 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
         # key, compared before use, so two shapes sharing a digest would only cost a direct generation.
         digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
         template = _seen.get(digest, _NEW)
+        if template is _NEW and renderer is not None:
+            template = None  # a JSON kind's template costs what one direct generation costs: make it at once
         if template is _NEW:
             if len(_seen) < MAX_SEEN:
                 _seen[digest] = None
@@ -304,7 +315,8 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
             try:
                 if check is not None:
                     check(shape[1])
-                template = _template(documents, shape[1], tuple(placeholder for placeholder, _ in shape[2]))
+                template = _template(documents, shape[1], tuple(placeholder for placeholder, _ in shape[2]),
+                                     renderer)
             except _NotInShape:
                 stats["not_in_shape"] += 1
                 template = None
@@ -326,7 +338,7 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
                     result[out_dir + path[1:]] = data
                 return result
     stats["direct"] += 1
-    return render.render_files(documents(service), service.source, out_dir)
+    return (renderer or render.render_files)(documents(service), service.source, out_dir)
 
 
 __all__ = ["shaped_files", "UNUSED", "NAME", "TEAM", "SOURCE", "MAX_SHAPES", "stats"]

@@ -84,3 +84,9 @@ def burn_threshold(window: BurnWindow, objective: Decimal, slo_window_days: int)
 @lru_cache(maxsize=4096)  # pure, and asked for hundreds of times per service
 def budget_minutes(objective: Decimal, window_days: int) -> Decimal:
     return clean(error_budget(objective) * window_days * 24 * 60)
+
+
+# A budget's status by the share of it left (track-budget, the gate's report and the Grafana overview):
+# EXHAUSTED at or below 0, CRITICAL below 10 %, WARNING below 25 %, else HEALTHY.
+STATUS_CRITICAL_BELOW_PERCENT = Decimal(10)
+STATUS_WARNING_BELOW_PERCENT = Decimal(25)

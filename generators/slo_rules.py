@@ -24,9 +24,10 @@ request rate; an absent-metrics alert per SLO; three error-budget alerts.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from generators.model import SLO, Service
+from generators.tiers import Tier
 from generators.promql import selector
 from generators.render import render_files
 from generators.sli_queries import BAD_SLICE_SERIES, absent_target, bad_slice, raw_rates, raw_ratio
@@ -96,9 +97,17 @@ def recorded(name: str, service: Service, slo: SLO) -> str:
     return selector(name, (("service", "=", service.name), ("slo", "=", slo.name)))
 
 
-def _long_sum(series: str, window: str) -> str:
+def _long_sum(series: str, window: str, identity: tuple[str, ...] = IDENTITY_LABELS) -> str:
     """Sum of a recorded series over ``window``, across its old and new team/tier labels."""
-    return f"sum by ({', '.join(IDENTITY_LABELS)}) (sum_over_time({series}[{window}]))"
+    return f"sum by ({', '.join(identity)}) (sum_over_time({series}[{window}]))"
+
+
+def summed_ratio(select: Callable[[str], str], window: str, identity: tuple[str, ...] = IDENTITY_LABELS) -> str:
+    """Bad over all events in ``window``, each summed from the recorded 5m rates (``select`` names a
+    series of one SLO): a ratio of sums, never an average of ratios."""
+    errors = _long_sum(select("slo:sli_errors:rate5m"), window, identity)
+    total = _long_sum(select("slo:sli_requests:rate5m"), window, identity)
+    return f"{errors}\n/\n{total}"
 
 
 def _time_mean(series: str, window: str) -> str:
@@ -116,9 +125,7 @@ def error_ratio_expr(service: Service, slo: SLO, window: str) -> str:
         if not slo.counted:
             # A ratio_query has no event counts to weigh by: the long windows average its 5m ratio.
             return _time_mean(recorded("slo:sli_error:ratio_rate5m", service, slo), window)
-        errors = _long_sum(recorded('slo:sli_errors:rate5m', service, slo), window)
-        total = _long_sum(recorded('slo:sli_requests:rate5m', service, slo), window)
-        return f"{errors}\n/\n{total}"
+        return summed_ratio(lambda name: recorded(name, service, slo), window)
     return raw_ratio(service, slo, window)
 
 
@@ -140,16 +147,20 @@ def budget_remaining_expr(service: Service, slo: SLO) -> str:
     request-rate sample in the window; once it covers the window the factor is 1, up to one rule
     evaluation interval (a rounding of under 0.003 % for a 30-day window evaluated every minute).
     """
-    seconds = duration_seconds(slo.window)
-    identity = ", ".join(IDENTITY_LABELS)
-    oldest = f"min by ({identity}) (min_over_time({recorded('slo:sli_requests:timestamp', service, slo)}[{slo.window}]))"
-    return (f"1 - (\n{recorded('slo:period_burn_rate:ratio', service, slo)}\n"
-            f"* on ({identity}) group_left\nclamp_max((time() - {oldest}) / {seconds}, 1)\n)")
+    return remaining_expr(lambda name: recorded(name, service, slo), slo.window)
+
+
+def remaining_expr(select: Callable[[str], str], window: str, identity: tuple[str, ...] = IDENTITY_LABELS) -> str:
+    """:func:`budget_remaining_expr` for the SLO whose recorded series ``select`` names."""
+    seconds = duration_seconds(window)
+    by = ", ".join(identity)
+    oldest = f"min by ({by}) (min_over_time({select('slo:sli_requests:timestamp')}[{window}]))"
+    return (f"1 - (\n{select('slo:period_burn_rate:ratio')}\n"
+            f"* on ({by}) group_left\nclamp_max((time() - {oldest}) / {seconds}, 1)\n)")
 
 
 def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
     labels = record_labels(service, slo)
-    budget = num(error_budget(slo.objective))
     rules: list[dict[str, Any]] = []
     if slo.counted:
         errors5m, total5m = raw_rates(service, slo, "5m")
@@ -161,26 +172,38 @@ def recording_rules(service: Service, slo: SLO) -> list[dict[str, Any]]:
         rules.append({"record": BAD_SLICE_SERIES, "expr": bad_slice(slo)})
     for window in ratio_windows(slo):
         rules.append({"record": f"slo:sli_error:ratio_rate{window}", "expr": error_ratio_expr(service, slo, window)})
-    rules += [
+    rules += budget_rules(lambda name: recorded(name, service, slo), slo, history_series(slo))
+    return labelled(rules, labels, slo)
+
+
+def budget_rules(select: Callable[[str], str], slo: SLO, history: str,
+                 identity: tuple[str, ...] = IDENTITY_LABELS) -> list[dict[str, Any]]:
+    """The rules after the error ratios: constants, burn rates, the history's start, the budget left
+    (``select`` names a recorded series of the SLO; ``history`` is its first record of each evaluation)."""
+    budget = num(error_budget(slo.objective))
+    return [
         {"record": "slo:objective:ratio", "expr": f"vector({num(slo.objective)})"},
         {"record": "slo:error_budget:ratio", "expr": f"vector({budget})"},
         {"record": "slo:time_period:days", "expr": f"vector({slo.window_days})"},
         {"record": "slo:current_burn_rate:ratio",
-         "expr": f"{recorded(f'slo:sli_error:ratio_rate{CURRENT_BURN_WINDOW}', service, slo)} / {budget}"},
+         "expr": f"{select(f'slo:sli_error:ratio_rate{CURRENT_BURN_WINDOW}')} / {budget}"},
         {"record": "slo:period_burn_rate:ratio",
-         "expr": f"{recorded(f'slo:sli_error:ratio_rate{slo.window}', service, slo)} / {budget}"},
+         "expr": f"{select(f'slo:sli_error:ratio_rate{slo.window}')} / {budget}"},
         {"record": "slo:sli_requests:timestamp",
-         "expr": f"max by ({', '.join(IDENTITY_LABELS)}) (timestamp({recorded(history_series(slo), service, slo)}))"},
-        {"record": "slo:error_budget_remaining:ratio", "expr": budget_remaining_expr(service, slo)},
+         "expr": f"max by ({', '.join(identity)}) (timestamp({select(history)}))"},
+        {"record": "slo:error_budget_remaining:ratio", "expr": remaining_expr(select, slo.window, identity)},
         # The same figure under Sloth's name, for its dashboards.
-        {"record": "slo:period_error_budget_remaining:ratio",
-         "expr": recorded("slo:error_budget_remaining:ratio", service, slo)},
+        {"record": "slo:period_error_budget_remaining:ratio", "expr": select("slo:error_budget_remaining:ratio")},
     ]
+
+
+def labelled(rules: list[dict[str, Any]], labels: dict[str, str], slo: SLO) -> list[dict[str, Any]]:
+    """``rules`` with ``labels`` each, then the info series Sloth's dashboards list SLOs from."""
     # A copy per rule: a shared dict would be written as a YAML anchor and aliases.
-    rules = [{**rule, "labels": dict(labels)} for rule in rules]
-    rules.append({"record": INFO_SERIES, "expr": "vector(1)",
-                  "labels": {**labels, "objective": num(slo.objective), "sloth_objective": num(slo.objective * 100)}})
-    return rules
+    result = [{**rule, "labels": dict(labels)} for rule in rules]
+    result.append({"record": INFO_SERIES, "expr": "vector(1)",
+                   "labels": {**labels, "objective": num(slo.objective), "sloth_objective": num(slo.objective * 100)}})
+    return result
 
 
 def _allowed(slo: SLO, severity: str) -> bool:
@@ -192,9 +215,14 @@ def _allowed(slo: SLO, severity: str) -> bool:
 def enabled_burn_windows(service: Service, slo: SLO) -> list[tuple[BurnWindow, str]]:
     """(window, severity) for every burn alert this service's tier generates for the SLO's window,
     less those the SLO's `alerting` switches off."""
+    return tier_burn_windows(service.tier, slo)
+
+
+def tier_burn_windows(tier: Tier, slo: SLO) -> list[tuple[BurnWindow, str]]:
+    """:func:`enabled_burn_windows` for an SLO judged by ``tier`` (a service's or a composite's)."""
     result = []
     for window in burn_windows(slo.window_days):
-        severity = service.tier.burn_alerts.get(window.name)
+        severity = tier.burn_alerts.get(window.name)
         if severity is not None and _allowed(slo, severity):
             result.append((window, severity))
     return result
@@ -232,12 +260,7 @@ def _events(slo: SLO) -> str:
 def burn_alert(service: Service, slo: SLO, window: BurnWindow, severity: str) -> dict[str, Any]:
     threshold = num(burn_threshold(window, slo.objective, slo.window_days))
     factor = num(burn_factor(window, slo.window_days))
-    expr = (f"(\n  {recorded(f'slo:sli_error:ratio_rate{window.long}', service, slo)} > {threshold}\n"
-            f"and\n  {recorded(f'slo:sli_error:ratio_rate{window.short}', service, slo)} > {threshold}\n)")
-    if severity == "page" and slo.guard is not None:
-        # Too few requests make the ratio meaningless (1 failure in 3 requests is 33 %): no page then.
-        expr += (f"\nand\n  avg_over_time({recorded('slo:sli_requests:rate5m', service, slo)}[{window.long}])"
-                 f" >= {num(slo.guard)}")
+    expr = burn_expr(lambda name: recorded(name, service, slo), slo, window, severity)
     share = num(window.budget_share * 100)
     return {
         "alert": burn_alert_name(window),
@@ -253,6 +276,18 @@ def burn_alert(service: Service, slo: SLO, window: BurnWindow, severity: str) ->
              f"{window.long}."),
         ),
     }
+
+
+def burn_expr(select: Callable[[str], str], slo: SLO, window: BurnWindow, severity: str) -> str:
+    """The condition of a multi-window burn alert on the recorded series ``select`` names."""
+    threshold = num(burn_threshold(window, slo.objective, slo.window_days))
+    expr = (f"(\n  {select(f'slo:sli_error:ratio_rate{window.long}')} > {threshold}\n"
+            f"and\n  {select(f'slo:sli_error:ratio_rate{window.short}')} > {threshold}\n)")
+    if severity == "page" and slo.guard is not None:
+        # Too few requests make the ratio meaningless (1 failure in 3 requests is 33 %): no page then.
+        expr += (f"\nand\n  avg_over_time({select('slo:sli_requests:rate5m')}[{window.long}])"
+                 f" >= {num(slo.guard)}")
+    return expr
 
 
 def absent_severity(service: Service, slo: SLO) -> str | None:
@@ -289,9 +324,14 @@ def budget_alert_name(percent: int) -> str:
 def enabled_budget_alerts(service: Service, slo: SLO) -> list[tuple[int, str]]:
     """(remaining percent, severity) for every budget alert the service's tier generates for the SLO,
     less those its `alerting` switches off."""
+    return tier_budget_alerts(service.tier, slo)
+
+
+def tier_budget_alerts(tier: Tier, slo: SLO) -> list[tuple[int, str]]:
+    """:func:`enabled_budget_alerts` for an SLO judged by ``tier`` (a service's or a composite's)."""
     if not slo.alerting.budget:
         return []
-    policy = service.tier.budget_alerts
+    policy = tier.budget_alerts
     return [(percent, policy[percent]) for percent in BUDGET_ALERT_PERCENTS
             if policy.get(percent) and _allowed(slo, policy[percent])]
 

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Iterable, Mapping, NamedTuple
 
 from generators.errors import SpecError, SpecErrors, excerpt, sort_key
+from generators.k8s_names import reserved_label
 from generators.schema_messages import describe, type_name, unknown_key
 from generators.model import Service, build_service, to_decimal
 from generators.paging import paging_problems
@@ -24,7 +25,7 @@ from generators.slo_spec import objective_pointer, slo_errors
 from generators.spec_values import sli_errors, value_errors
 from generators.yamlload import Located, escape_pointer_token, load_yaml, pointer_of
 
-RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus"})
+RESERVED_SERVICE_NAMES = frozenset({"alertmanager", "reports", "prometheus", "composites", "grafana", "k8s"})  # out/<name>/ is shared output
 RESERVED_LABELS = frozenset({"service", "team", "tier", "slo", "severity", "alertname", "technology", "dependency"})
 
 
@@ -40,7 +41,16 @@ def _validator(name: str) -> Any:
 
     # Not check_schema() here: that costs 0.1 s per process; tests/test_spec_errors.py checks every
     # shipped schema against the 2020-12 metaschema instead.
-    return Draft202012Validator(load_schema(name))
+    schema = load_schema(name)
+    if "service.schema.json#" not in json.dumps(schema):
+        return Draft202012Validator(schema)
+    from referencing import Registry, Resource
+
+    # The composite schema reuses the service schema's definitions (one source of truth for names,
+    # teams, objectives): resolve its references to the shipped file.
+    service = load_schema("service.schema.json")
+    registry = Registry().with_resource(service["$id"], Resource.from_contents(service))
+    return Draft202012Validator(schema, registry=registry)
 
 
 _FAST: dict[str, Any] = {}
@@ -204,6 +214,10 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
     for key, _ in service.labels:
         if key in RESERVED_LABELS:
             errors.append(located.error(f"/labels/{key}", f"label '{key}' is set by nthlayer and cannot be overridden", key=True))
+    for key, _ in service.kubernetes.labels:
+        if reserved_label(key):
+            errors.append(located.error(f"/kubernetes/labels/{escape_pointer_token(key)}",
+                                        f"Kubernetes label '{key}' is set by nthlayer and cannot be overridden", key=True))
     if "slos" in data:
         errors += slo_errors(located, service, RESERVED_LABELS)
     else:
@@ -256,7 +270,12 @@ class LoadedSpec(NamedTuple):
 
 def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     """Load, schema-check and model one spec; raise SpecErrors (errors only) on any problem."""
-    located = load_yaml(path, raw)
+    return validate_located(load_yaml(path, raw))
+
+
+def validate_located(located: Located) -> LoadedSpec:
+    """Schema-check and model a loaded spec document; raise SpecErrors (errors only) on any problem. A
+    document built in memory (an SLO plugin's merge) goes through the same checks as a file."""
     if not isinstance(located.data, dict):
         raise SpecErrors([located.error("", (
             f"expected a mapping with keys service, tier and team at the top level, "
@@ -264,7 +283,7 @@ def load_spec(path: str, raw: bytes | None = None) -> LoadedSpec:
     errors = schema_errors(located, "service.schema.json")
     if errors:
         raise SpecErrors(errors)
-    service = build_service(located.data, path)
+    service = build_service(located.data, located.path)
     problems = semantic_errors(located, service)
     hard = value_errors(located) + sli_errors(located, service) + [e for e in problems if not e.warning]
     if hard:
@@ -444,5 +463,5 @@ def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | Non
     return ValidationResult(specs, sorted(set(errors), key=sort_key), sorted(set(warnings), key=sort_key), len(files))
 
 
-__all__ = ["enable_fast_validation", "LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "summarize",
+__all__ = ["enable_fast_validation", "LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "validate_located", "summarize",
            "cross_file_problems", "validate_specs", "expand_paths", "to_decimal"]

@@ -24,16 +24,15 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
-import subprocess
+import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "demo"))
+from promserver import PrometheusServer, build_tsdb, free_port, start_prometheus  # noqa: E402,F401
 
 STEP = 300
 WINDOW_DAYS = 30
@@ -102,61 +101,6 @@ def write_specs(directory: Path) -> Path:
         (directory / f"{name}.yaml").write_text(spec_text(name, tier, extra), encoding="utf-8")
     (directory / "silent.yaml").write_text(spec_text("silent", 1), encoding="utf-8")
     return directory
-
-
-def build_tsdb(directory: Path, text: str) -> Path:
-    """Backfill ``text`` (OpenMetrics) into TSDB blocks under ``directory``/data."""
-    source = directory / "data.om"
-    source.write_text(text, encoding="utf-8")
-    data = directory / "data"
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=744h",
-                    str(source), str(data)], check=True, capture_output=True, timeout=300)
-    return data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class PrometheusServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    data: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-def start_prometheus(data: Path) -> PrometheusServer:
-    """Serve the TSDB at ``data`` (no scrape jobs) and wait until /-/ready answers."""
-    config = data.parent / "prometheus.yml"
-    config.write_text("global:\n  evaluation_interval: 1m\n", encoding="utf-8")
-    port = free_port()
-    log = open(data.parent / f"prometheus-{port}.log", "wb")
-    process = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
-         "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    server = PrometheusServer(url, process, data)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {process.returncode}; see {data.parent}")
-        try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError("prometheus did not become ready within 30 s")
 
 
 # Built once per test process however many test modules import these fixtures (a fixture

@@ -10,6 +10,8 @@ missing=()
 # Debian's prometheus package has both the server (the budget and gate tests run one) and promtool.
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# The HTML report is tested in a real headless browser (tests/browser.py drives Debian's chromium).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     sudo=""

@@ -14,8 +14,10 @@ import requests
 
 from api_fixture import ApiServer, start_api
 
+# The seed example without its upstream; with its PagerDuty reference, which a critical service needs to
+# be built (the default policy tier1-pagerduty, docs/policies.md).
 SEED = ("service: payment-api\ntier: 1\nteam: payments\ntype: api\ntech_stack:\n  metrics: prometheus\n"
-        "observability:\n  slo_overrides:\n    availability: 0.9995\n")
+        "observability:\n  slo_overrides:\n    availability: 0.9995\npagerduty:\n  service_id: PXXXXXX\n")
 AT = "2024-05-01T12:00:00Z"
 
 
@@ -156,7 +158,7 @@ def test_an_invalid_spec_answers_the_validator_lines_and_writes_nothing(api: Api
     assert answer.status_code == 422
     assert problem_of(answer)["errors"] == [
         "request:3:11: /tier: 7 is not a tier: use 1, 2, 3 or critical, standard, low",
-        "request:5:3: /colour: unknown key 'colour' (allowed keys: datadog, dependencies, deploy, description, labels, "
+        "request:5:3: /colour: unknown key 'colour' (allowed keys: datadog, dependencies, deploy, description, kubernetes, labels, "
         "observability, pagerduty, runbook_url, service, slos, team, tech_stack, tier, type)",
     ]
     yaml_body = b"service: bad-api\ntier: 1\nteam: x\nobservability:\n  slo_overrides:\n    availability: 1.5\n"

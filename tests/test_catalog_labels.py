@@ -55,7 +55,7 @@ def test_selectors_that_reach_every_alert_pass(run_cli, tmp_path: Path, selector
 
 def test_the_examples_validate_without_warnings(run_cli) -> None:
     assert run_cli("validate", "--catalog", str(CATALOG), str(ROOT / "services")) == (
-        0, "10 specs valid (10 services)\n", "")
+        0, "11 specs valid (10 services, 1 composite)\n", "")
 
 
 def test_a_silenced_tier_rule_is_named_only_when_the_tier_gets_it(run_cli, tmp_path: Path) -> None:
@@ -243,9 +243,14 @@ def test_a_dependency_without_selector_gets_no_target_down_rule(run_cli, tmp_pat
     code, _out, err = run_cli("validate", "--catalog", str(CATALOG), str(path))
     assert code == 0
     assert err.splitlines() == [
+        f"{path}:2:1: policy tier1-runbook: warning: tier-1 service 'svc' has no runbook_url: its pages would "
+        "link no runbook",
         f"{path}:9:7: /dependencies/technologies/0: warning: etcd 'kv' has no selector, so EtcdMemberDown is "
         "left out: unscoped, a rule on 'up' fires for every scrape target in Prometheus that is down; add a "
-        "selector that matches this dependency's targets"]
+        "selector that matches this dependency's targets",
+        # The default policy dependency-selector says the same of every alert (docs/policies.md).
+        f"{path}:9:7: policy dependency-selector: warning: dependency etcd 'kv' has no selector: its alerts "
+        "would fire for every etcd instance Prometheus scrapes"]
     service = load_spec(str(path)).service
     rules = [r["alert"] for g in service_alert_document(service, load_catalog(str(CATALOG)))["groups"]
              for r in g["rules"]]

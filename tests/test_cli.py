@@ -61,8 +61,9 @@ def test_validate_bundled_examples(run_cli, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.chdir(ROOT)
     code, out, err = run_cli("validate", "services")
     assert (code, err) == (0, "")
-    assert out == f"{len(list((ROOT / 'services').glob('*.yaml')))} specs valid " \
-                  f"({len(list((ROOT / 'services').glob('*.yaml')))} services)\n"
+    specs = len(list((ROOT / 'services').glob('*.yaml')))
+    composites = len(list((ROOT / 'services' / 'composites').glob('*.yaml')))
+    assert out == f"{specs + composites} specs valid ({specs} services, {composites} composite)\n"
 
 
 def test_validate_one_file_knows_its_neighbours(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,3 +104,22 @@ def test_generate_slo_uses_the_build_functions(tmp_path: Path, run_cli, monkeypa
     golden = ROOT / "tests" / "golden" / "examples" / "payment-api" / "openslo"
     for name in ("service.yaml", "availability.yaml", "latency.yaml"):
         assert (tmp_path / "o" / name).read_bytes() == (golden / name).read_bytes()
+
+
+def test_validate_checks_composites_at_their_line(run_cli, tmp_path: Path) -> None:
+    """A composite given alone (the pre-commit hook passes changed files) is checked against the specs of
+    its services folder; so is every composite of a folder given."""
+    import shutil
+
+    services = tmp_path / "services"
+    shutil.copytree(ROOT / "services", services)
+    composite = services / "composites" / "checkout.yaml"
+    composite.write_text(composite.read_text().replace("slo: latency", "slo: latncy"))
+    line = (f"{composite}:14:10: /components/2/slo: service 'checkout-web' has no SLO 'latncy'; "
+            "did you mean 'latency'? (its SLOs: availability, latency)")
+    for given in (composite, services):
+        code, out, err = run_cli("validate", str(given))
+        assert (code, out, err) == (1, "", f"{line}\n1 error in 1 file\n")
+    (services / "payment-api.yaml").unlink()
+    code, _, err = run_cli("validate", str(composite))
+    assert code == 1 and "/components/0/service: no spec defines service 'payment-api'" in err

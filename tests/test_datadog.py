@@ -62,7 +62,8 @@ def test_the_build_writes_datadog_json_only_with_a_datadog_block_and_removes_it_
     spec = tmp_path / "services" / "ledger.yaml"
     spec.write_text(spec.read_text().split("datadog:")[0])
     third = _doit(tmp_path)
-    assert third.returncode == 0 and _ran(third) == ["service:ledger"], third.stdout + third.stderr
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert [task for task in _ran(third) if task.startswith("service:")] == ["service:ledger"]
     assert not (out / "ledger" / "datadog.json").exists() and (out / "ledger" / "pagerduty.json").exists()
 
 

@@ -38,7 +38,9 @@ def test_incremental_build(workspace: Path) -> None:
     first = _doit(workspace)
     assert first.returncode == 0, first.stdout + first.stderr
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
-    assert _ran(first) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
+    composites = sorted(p.stem for p in (workspace / "services" / "composites").glob("*.yaml"))
+    assert _ran(first) == sorted([f"service:{s}" for s in services] + [f"composite:{c}" for c in composites]
+                                 + ["alertmanager", "correlate", "grafana-overview", "k8s", "prune", "report"])
     out = workspace / "out"
     before = _snapshot(out)
     assert (workspace / "state" / "doit.json").exists()
@@ -57,7 +59,8 @@ def test_incremental_build(workspace: Path) -> None:
     spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
     third = _doit(workspace)
     assert third.returncode == 0, third.stderr
-    assert _ran(third) == ["service:search-api"]  # routing facts unchanged: alertmanager.yml is not rebuilt
+    # Routing facts unchanged: alertmanager.yml is not rebuilt; services and graph unchanged: nor the report.
+    assert _ran(third) == ["service:search-api"]
     after = _snapshot(out)
     changed = sorted(p for p in after if after[p] != before[p])
     assert changed and all(p.startswith("search-api/") for p in changed), changed
@@ -77,8 +80,9 @@ def test_incremental_build(workspace: Path) -> None:
     (workspace / "services" / "report-batch.yaml").unlink()
     fourth = _doit(workspace)
     assert fourth.returncode == 0
-    assert "prune" in _ran(fourth)
+    assert {"prune", "report"} <= set(_ran(fourth))  # the report loses its page too
     assert not (out / "report-batch").exists()
+    assert not (out / "reports" / "services" / "report-batch.html").exists()
     assert (out / "search-api").exists()
 
     # doit clean removes the outputs.
@@ -101,9 +105,11 @@ def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) ->
     redis.write_text(redis.read_text().replace('description: "redis_exporter', 'description: "Edited. redis_exporter', 1))
     result = _doit(workspace, env=env)
     assert result.returncode == 0, result.stderr
-    assert _ran(result) == [f"service:{name} (alerts)" for name in users]
+    # The dashboards' dependency rows and the PrometheusRule (which holds the alerts) follow the catalog too.
+    assert _ran(result) == [f"service:{name} (alerts, grafana, kubernetes)" for name in users]
     after = _snapshot(out)
-    assert sorted(p for p in after if after[p] != before[p]) == [f"{n}/prometheus/alerts.rules.yaml" for n in users]
+    assert sorted(p for p in after if after[p] != before[p]) == sorted(
+        [f"{n}/prometheus/alerts.rules.yaml" for n in users] + [f"{n}/k8s/prometheusrule.yaml" for n in users])
 
 
 def test_stale_kinds() -> None:
@@ -113,7 +119,7 @@ def test_stale_kinds() -> None:
     stamps = {kind: f"state/code/{kind}.sha256" for kind in PER_SERVICE}
     assert stale_kinds("s/a.yaml", [], stamps) == list(PER_SERVICE)  # doit ran it for no file: do all
     assert stale_kinds("s/a.yaml", ["s/a.yaml", "cat/redis.yaml"], stamps) == list(PER_SERVICE)
-    assert stale_kinds("s/a.yaml", ["cat/redis.yaml"], stamps) == ["alerts"]
+    assert stale_kinds("s/a.yaml", ["cat/redis.yaml"], stamps) == ["alerts", "grafana", "kubernetes"]  # the kinds that read the catalog
     assert stale_kinds("s/a.yaml", ["state/code/openslo.sha256", "state/code/pagerduty.sha256"], stamps) == \
         ["openslo", "pagerduty"]
 
@@ -133,9 +139,12 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     other.write_text(other.read_text().replace("availability: 0.998", "availability: 0.997"))
     result = _doit(workspace)
     assert result.returncode != 0
-    assert result.stderr.splitlines()[0] == (
-        "services/payment-api.yaml:9:19: /observability/slo_overrides/availability: 1.5 is not a valid "
-        "objective: it must be greater than 0 and less than 1 (e.g. 0.999)")
+    # The spec's own error, and the composite that has it as a component (docs/composites.md) fails too.
+    assert sorted(result.stderr.splitlines()[:2]) == [
+        "services/composites/checkout.yaml:8:14: /components/0/service: service 'payment-api' has an invalid "
+        "spec (services/payment-api.yaml); fix it first",
+        "services/payment-api.yaml:10:19: /observability/slo_overrides/availability: 1.5 is not a valid "
+        "objective: it must be greater than 0 and less than 1 (e.g. 0.999)"]
     assert "Traceback" not in result.stdout + result.stderr
     after = _snapshot(out)
     # payment-api's old outputs are kept as they were; search-api was rebuilt.
@@ -147,6 +156,9 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     # dependency edges in the correlation graph (the correlate task did not run: its graph is unchanged).
     assert after["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
     assert "correlate" not in _ran(result)
+    # The report keeps its page as it was, and its index lists the valid services only.
+    assert after["reports/services/payment-api.html"] == before["reports/services/payment-api.html"]
+    assert "report" in _ran(result) and 'href="services/payment-api.html"' not in (out / "reports" / "index.html").read_text()
     assert make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges() == edges
     assert _doit(workspace).returncode != 0
     assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
@@ -156,6 +168,7 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     assert _snapshot(out)["alertmanager/alertmanager.yml"] == before["alertmanager/alertmanager.yml"]
     spec.unlink()
     (workspace / "services" / "new-api.yaml").unlink()
+    (workspace / "services" / "composites" / "checkout.yaml").unlink()  # a component's spec is gone
     assert _doit(workspace).returncode == 0
     assert "payment-api" not in (out / "alertmanager" / "alertmanager.yml").read_text()
     assert make_plan("services", "out", str(ROOT / "rules_catalog"), "state/spec-index.json").edges() == \
@@ -303,7 +316,7 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
     haproxy.write_text(original.replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
     second = _doit(workspace, env=env)
     assert second.returncode == 0, second.stderr
-    assert _ran(second) == ["service:inventory-api (alerts)"]
+    assert _ran(second) == ["service:inventory-api (alerts, grafana, kubernetes)"]
     assert [line for line in second.stderr.splitlines() if "warning:" in line] == [
         warning.format(rules="HaproxyStickTableNearlyFull", they="this alert")]
 
@@ -311,7 +324,7 @@ def test_selector_warning_follows_the_catalog_declarations(workspace: Path) -> N
                                         "  haproxy_sticktable_*: [name, proxy, type]\n")
                        .replace("  haproxy_process_*: []\n", "  haproxy_process_*: [proxy]\n"))
     third = _doit(workspace, env=env)
-    assert third.returncode == 0 and _ran(third) == ["service:inventory-api (alerts)"]
+    assert third.returncode == 0 and _ran(third) == ["service:inventory-api (alerts, grafana, kubernetes)"]
     assert "warning:" not in third.stderr
 
     haproxy.write_text(original)
@@ -329,12 +342,15 @@ def test_named_slos_name_their_files_and_renames_leave_nothing_behind(tmp_path: 
     first = _doit(tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     files = lambda name: sorted(str(p.relative_to(tmp_path / "out" / name)) for p in (tmp_path / "out" / name).rglob("*"))  # noqa: E731
-    assert files("lag-worker") == ["openslo", "openslo/consumer-lag.yaml", "openslo/service.yaml", "pagerduty.json",
+    k8s = ["k8s", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml", "k8s/prometheusrule.yaml"]
+    assert files("lag-worker") == ["grafana", "grafana/dashboard.json", *k8s,
+                                   "openslo", "openslo/consumer-lag.yaml", "openslo/service.yaml", "pagerduty.json",
                                    "prometheus", "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml",
                                    "prometheus/slo-burst.test.yaml", "prometheus/slo-rules.test.yaml",
                                    "prometheus/slo.rules.yaml"]
     # slos: [] — no SLO artifacts: no OpenSLO SLO, no SLO rules or tests.
-    assert files("exporter") == ["openslo", "openslo/service.yaml", "pagerduty.json", "prometheus",
+    assert files("exporter") == ["grafana", "grafana/dashboard.json", *k8s, "openslo", "openslo/service.yaml",
+                                 "pagerduty.json", "prometheus",
                                  "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml"]
     spec.write_text(spec.read_text().replace("consumer-lag", "lag"))
     assert _doit(tmp_path).returncode == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from generators.openslo_validate import validate_openslo_dir
+from nthlayer.buildsys.composites import expected_composite_files
 from nthlayer.buildsys.kinds import PER_SERVICE, generate
 from nthlayer.buildsys.plan import load_service, make_plan
 from nthlayer.integrations.promtool import amtool_check_config
@@ -36,6 +37,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for kind in PER_SERVICE:
                 files.update(generate(kind, service, str(out), "rules_catalog"))
         files.update(alertmanager_files(services, str(out / "alertmanager")))
+        composites, errors = expected_composite_files(plan)  # services/composites/ (docs/composites.md)
+        assert errors == [] and composites
+        files.update(composites)
         write_all(files)
     finally:
         os.chdir(cwd)
@@ -48,7 +52,9 @@ def _relative(out: Path, kinds: tuple[str, ...]) -> dict[str, bytes]:
         if not path.is_file():
             continue
         rel = str(path.relative_to(out))
-        if rel.endswith("alerts.rules.yaml"):
+        if rel.endswith("alerts.rules.yaml") or "/grafana/" in rel or "/k8s/" in rel:
+            # dashboards and Kubernetes manifests (the PrometheusRule holds the alerts too) have goldens of
+            # their own (tests/test_grafana.py, tests/test_kubernetes.py)
             continue
         result[rel] = path.read_bytes()
     return result
@@ -75,7 +81,7 @@ def test_every_example_service_has_every_artifact(built: Path) -> None:
     for name in services:
         for rel in ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml",
                     "prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/scrape.yaml",
-                    "prometheus/alerts.rules.yaml", "pagerduty.json"):
+                    "prometheus/alerts.rules.yaml", "pagerduty.json", "grafana/dashboard.json"):
             assert (built / name / rel).is_file(), f"{name}/{rel}"
 
 
@@ -90,7 +96,8 @@ def test_examples_cover_tiers_types_and_technologies() -> None:
 @requires_promtool
 def test_promtool_checks_and_tests_every_generated_rule_file(built: Path) -> None:
     rule_files = sorted(str(p) for p in built.rglob("*.rules.yaml"))
-    assert len(rule_files) == 2 * len(list((ROOT / "services").glob("*.yaml")))
+    assert len(rule_files) == 2 * len(list((ROOT / "services").glob("*.yaml"))) + \
+        len(list((ROOT / "services" / "composites").glob("*.yaml")))
     checked = subprocess.run(["promtool", "check", "rules", *rule_files], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tests = sorted(str(p) for p in built.rglob("*.test.yaml"))

@@ -36,7 +36,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from tests.conftest import ROOT
 
     (tmp_path / "services").mkdir()
-    (tmp_path / "services" / "ok.yaml").write_text("service: ok\ntier: 1\nteam: t\n" + ROUTED)
+    (tmp_path / "services" / "ok.yaml").write_text("service: ok\ntier: 1\nteam: t\n" + ROUTED
+                                                   + "runbook_url: https://runbooks.example.com/ok\n")
     (tmp_path / "rules_catalog").symlink_to(ROOT / "rules_catalog")
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -197,6 +197,10 @@ def test_wrong_format_is_a_clear_error(tmp_path: Path, run_cli) -> None:
 
 
 def test_imported_specs_validate(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Valid specs; whether they meet an organisation's rules is its policies' say: the imported Sloth
+    # checkout service is critical with a 0.995 SLO and no PagerDuty, which the defaults deny.
+    (tmp_path / "nthlayer.toml").write_text('[policy]\ndisable = ["tier1-objective", "tier1-pagerduty"]\n')
+    monkeypatch.setenv("NTHLAYER_CONFIG", str(tmp_path / "nthlayer.toml"))
     for source in ("sloth", "openslo"):
         code, _out, err = run_cli("validate", "--quiet", str(GOLDEN / source / "expected"))
         assert (code, err) == (0, ""), source

@@ -16,7 +16,7 @@ UNROUTED = ("/pagerduty: warning: no PagerDuty routing: the pages and critical a
             "or schedule_ids, or reference pagerduty.escalation_policy_id or service_id")
 
 
-@pytest.mark.parametrize("name", ["prometheus", "alertmanager", "reports"])
+@pytest.mark.parametrize("name", ["prometheus", "alertmanager", "reports", "grafana"])
 def test_reserved_names_are_ordinary_validation_errors(name: str, tmp_path: Path, run_cli) -> None:
     code, out, err = run_cli("init", name, "--team", "ops", "--services-dir", str(tmp_path))
     path = tmp_path / f"{name}.yaml"
@@ -51,7 +51,10 @@ def test_init_without_targets_writes_an_unrouted_spec_and_says_so(tmp_path: Path
         "or fill in its pagerduty section"]
     assert "escalation_emails: []" not in (tmp_path / path).read_text()
     catalog = str(ROOT / "rules_catalog")
-    assert run_cli("validate", "--catalog", catalog, path)[::2] == (0, warning + "\n")
+    # A critical service that pages nobody is denied by the default policy tier1-pagerduty (docs/policies.md).
+    denied = (f"{path}:3:1: policy tier1-pagerduty: tier-1 service 'pay' must route its pages to PagerDuty: list "
+              "pagerduty.escalation_emails or schedule_ids, or reference pagerduty.escalation_policy_id or service_id")
+    assert run_cli("validate", "--catalog", catalog, path)[::2] == (1, f"{warning}\n{denied}\n1 error in 1 file\n")
     assert run_cli("validate", "--strict", "--catalog", catalog, path)[0] == 1
 
 

@@ -406,6 +406,7 @@ def test_a_database_with_routing_keys_has_them_moved_out_on_first_open(run_cli, 
     con = duckdb.connect(str(db))  # back to what versions before issue 14 left: schema 1, keys in a table
     con.execute("DELETE FROM schema_version WHERE version > 1")
     con.execute("DROP TABLE api_keys")  # migration 3's, made again on the next open
+    con.execute("DROP TABLE budget_history")  # migration 4's, likewise
     con.execute("DROP TABLE pagerduty_integrations")
     con.execute("CREATE TABLE pagerduty_integrations (service VARCHAR PRIMARY KEY, integration_id VARCHAR NOT NULL, "
                 "routing_key VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)")

@@ -186,7 +186,9 @@ def test_build_with_a_bad_state_builds_every_service(tmp_path: Path, kind: str) 
             holder.wait()
     services = sorted(p.stem for p in (tmp_path / "services").glob("*.yaml"))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert _ran(result) == sorted([f"service:{s}" for s in services] + ["alertmanager", "correlate", "prune"])
+    composites = sorted(p.stem for p in (tmp_path / "services" / "composites").glob("*.yaml"))
+    assert _ran(result) == sorted([f"service:{s}" for s in services] + [f"composite:{c}" for c in composites]
+                                  + ["alertmanager", "correlate", "grafana-overview", "k8s", "prune", "report"])
     for name in services:
         assert (tmp_path / "out" / name / "prometheus" / "slo.rules.yaml").is_file()
         assert (tmp_path / "out" / name / "openslo" / "service.yaml").is_file()
@@ -196,10 +198,13 @@ def test_build_with_a_bad_state_builds_every_service(tmp_path: Path, kind: str) 
                "checksum": "is damaged (computed checksum",
                "truncated": "is truncated"}[kind]
     notice = "state database is locked by another nthlayer process; retrying…"  # while it waits
-    lines = [line for line in result.stderr.splitlines() if line != notice]
-    assert len(lines) == 1 and lines[0].startswith(f"nthlayer: correlate: state database state/nthlayer.duckdb {problem}"), \
-        result.stderr
+    lines = sorted(line for line in result.stderr.splitlines() if line != notice)
+    # The two tasks that read the state fail, one line each; nothing else does.
+    assert len(lines) == 2, result.stderr
+    for line, task in zip(lines, ("correlate", "report")):
+        assert line.startswith(f"nthlayer: {task}: state database state/nthlayer.duckdb {problem}"), result.stderr
     assert not (tmp_path / "out" / "reports" / "correlations.json").exists()
+    assert not (tmp_path / "out" / "reports" / "index.html").exists()
 
 
 def test_crash_log_goes_beside_the_database_in_use(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,6 +100,18 @@ def test_an_installed_wheel_validates_and_builds_outside_the_checkout(tmp_path: 
         assert build.returncode == 0, build.stdout + build.stderr
         check = _run([nthlayer, "build", "--check"], monorepo, run_env)
         assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
+        # The Kubernetes data: the CRD made from the packaged schema, the vendored CRDs as package data.
+        crd = _run([nthlayer, "operator", "--print-crd"], monorepo, run_env)
+        assert crd.returncode == 0 and crd.stdout == (ROOT / "deploy" / "crd.yaml").read_text(), crd.stderr
+        vendored = _run([str(venv / "bin" / "python"), "-c", "from generators.crd_schema import load_crd; "
+                         "print(load_crd('monitoring.coreos.com_prometheusrules.yaml')['spec']['group'])"], monorepo)
+        assert vendored.stdout == "monitoring.coreos.com\n", vendored.stderr
+        # The report's vendored charting library and its licence are package data (docs/report.md).
+        assert (monorepo / "out" / "reports" / "index.html").is_file()
+        assets = _run([str(venv / "bin" / "python"), "-c", "from generators.report_html import ASSETS\n"
+                       "print(' '.join(sorted(p.name for p in ASSETS.iterdir())))"], monorepo, run_env)
+        assert assets.stdout.split() == ["VENDORED.md", "report.css", "report.js", "uPlot.LICENSE",
+                                         "uPlot.iife.min.js", "uPlot.min.css"], assets.stderr
 
         # The same files as this checkout builds: the packaged catalog and build definition are these.
         here = _monorepo(tmp_path / "here")

@@ -17,6 +17,7 @@ from nthlayer.buildsys.project import load_services
 from nthlayer.state.events import Deploy
 from nthlayer.ops import api_keys, services as svc
 from nthlayer.ops.budget import track_budget
+from nthlayer.ops.composites import budget_composites, gate_composites
 from nthlayer.ops.deploys import correlate_deploy, deploy_text
 from nthlayer.ops.gate import check_gate, service_and_graph
 from nthlayer.state.db import format_time, parse_time, utc_now
@@ -149,7 +150,8 @@ def _budgets(call: Call, names: list[str] | None, at: Any) -> list[Any]:
     if client is None:
         raise HttpProblem(503, "the server has no Prometheus URL (nthlayer serve --prometheus URL)")
     services = load_services(call.config.services_dir, names)
-    return track_budget(client, services, at, call.server.store.connection)
+    composites = budget_composites(call.config.services_dir, names)
+    return track_budget(client, services, at, call.server.store.connection, composites)
 
 
 async def error_budgets(call: Call) -> Response:
@@ -161,7 +163,7 @@ async def error_budgets(call: Call) -> Response:
 async def error_budget(call: Call) -> Response:
     service, _, kind = call.request.path_params["slo"].rpartition("-")
     reports = await call.run(_budgets, call, [service], _at(None, call.request.query_params.get("at")))
-    matching = [r.as_dict() for r in reports if r.slo == kind]
+    matching = [r.as_dict() for r in reports if r.service == service and r.slo == kind]  # not a composite's
     if not matching:
         raise svc.NotFound(f"service '{service}' has no {kind} SLO")
     return reply({"budgets": matching})
@@ -179,8 +181,10 @@ async def record_deploy(call: Call) -> Response:
 
 def _gate(call: Call, data: dict[str, Any], at: Any) -> Any:
     service, everyone = service_and_graph(call.config.services_dir, data["service"])
+    composites = gate_composites(call.config.services_dir, service, everyone)
     return check_gate(service, everyone, at, call.server.prometheus(), data.get("on_unknown"),
-                      call.server.store.connection, version=data.get("version"), actor=call.actor)
+                      call.server.store.connection, version=data.get("version"), actor=call.actor,
+                      composites=composites)
 
 
 async def check_deploy(call: Call) -> Response:

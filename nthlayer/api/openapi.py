@@ -85,7 +85,10 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
                               "evaluated_at": _TIME, "budget_minutes": {"type": "number"},
                               "error_ratio": _NUMBER_OR_NULL, "consumed_minutes": _NUMBER_OR_NULL,
                               "remaining_minutes": _NUMBER_OR_NULL, "remaining_percent": _NUMBER_OR_NULL,
-                              "burn_rate_1h": _NUMBER_OR_NULL, "status": {"type": "string"}}},
+                              "burn_rate_1h": _NUMBER_OR_NULL, "status": {"type": "string"},
+                              "composite": {"type": "boolean",
+                                            "description": "a composite SLO (docs/composites.md): service and "
+                                                           "slo are both its name"}}},
     "BudgetList": {"type": "object", "required": ["budgets"],
                    "properties": {"budgets": {"type": "array", "items": _ref("Budget")}}},
     "DeployRecorded": {"type": "object", "required": ["service", "version", "deployed_at", "recorded", "text"],

@@ -35,18 +35,23 @@ def correlation_code() -> list[str]:
 
 def correlation_action(state_db: str, plan: BuildPlan, cache_path: str | None = None) -> Any:
     """Write the correlation reports. A state database that is locked past the timeout, unreadable or
-    damaged fails this task alone, with one line: run-time state never stops the configuration build."""
+    damaged fails this task alone, with one line: run-time state never stops the configuration build.
+
+    Returns the fingerprint of the data it read, taken before reading, as the task's value: the up-to-date
+    check may have found the database busy (the report task of this build reading it) and saved none."""
     from nthlayer.buildsys.reports import write_correlation_reports
     from nthlayer.state.db import StateUnavailable
 
     remove_leftovers([f"{plan.out_dir}/reports"])  # a killed build's temp files
     try:
+        content = cached_state_fingerprint(state_db, cache_path)
         write_correlation_reports(state_db, plan.services_dir, plan.out_dir, edges=plan.edges())
-        if cache_path:  # writing the reports may create or touch the database: stamp it as it is now
-            cached_state_fingerprint(state_db, cache_path)
+        # Writing scores correlations in the database: stamp the cache as the file is now, so the next
+        # no-op build need not open DuckDB to find the same content.
+        cached_state_fingerprint(state_db, cache_path)
     except StateUnavailable as exc:
         return StateFailure(f"nthlayer: correlate: {exc}")
-    return None
+    return {"state_fingerprint": f"{content}:{plan.dependency_graph()}"}
 
 
 def _file_stamp(path: str) -> str:
@@ -57,10 +62,20 @@ def _file_stamp(path: str) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def cached_state_fingerprint(state_db: str, cache_path: str | None, lock_timeout: float | None = None) -> str:
-    """:func:`nthlayer.state.events.state_fingerprint`, remembered in ``cache_path`` against the database file's
-    size and mtime: a file untouched since holds the same data, and not opening DuckDB spares a no-op
-    build importing it (about 0.3 s and 60 MB)."""
+Fingerprint = Callable[[str, "float | None"], str]  # (database path, lock timeout) → content hash
+
+
+def _events_fingerprint(path: str, lock_timeout: float | None) -> str:
+    from nthlayer.state.events import state_fingerprint  # here: a no-op build's cache hit never imports it
+
+    return state_fingerprint(path, lock_timeout)
+
+
+def cached_state_fingerprint(state_db: str, cache_path: str | None, lock_timeout: float | None = None,
+                             fingerprint: Fingerprint = _events_fingerprint) -> str:
+    """``fingerprint`` of the database (default: :func:`nthlayer.state.events.state_fingerprint`),
+    remembered in ``cache_path`` against the database file's size and mtime: a file untouched since holds
+    the same data, and not opening DuckDB spares a no-op build importing it (about 0.3 s and 60 MB)."""
     stamp = _file_stamp(state_db)  # taken first: a write while we read only makes the next run look again
     if cache_path:
         try:
@@ -70,19 +85,17 @@ def cached_state_fingerprint(state_db: str, cache_path: str | None, lock_timeout
                 return str(cached["fingerprint"])
         except (OSError, ValueError, KeyError, AttributeError):
             pass
-    from nthlayer.state.events import state_fingerprint
-
-    fingerprint = state_fingerprint(state_db, lock_timeout)
+    content = fingerprint(state_db, lock_timeout)
     if cache_path:
-        data = {"database": os.path.abspath(state_db), "stamp": stamp, "fingerprint": fingerprint}
+        data = {"database": os.path.abspath(state_db), "stamp": stamp, "fingerprint": content}
         write_if_changed(cache_path, json.dumps(data, sort_keys=True).encode("utf-8"))
-    return fingerprint
+    return content
 
 
-def state_unchanged(state_db: str, graph: str, cache_path: str | None = None
-                    ) -> Callable[[Any, dict[str, Any]], bool]:
-    """doit uptodate: the deploys/incidents data (not the file's mtime) and the service graph are
-    what they were at the last run.
+def state_unchanged(state_db: str, graph: str, cache_path: str | None = None,
+                    fingerprint: Fingerprint = _events_fingerprint) -> Callable[[Any, dict[str, Any]], bool]:
+    """doit uptodate: the data ``fingerprint`` covers (default: deploys and incidents; not the file's
+    mtime) and ``graph`` (a digest of what the task reads from the specs) are what they were at the last run.
 
     Evaluated only when the task is selected, so builds that skip it never open DuckDB. doit runs this
     check in its dispatching process before handing out the service tasks, so it never waits for a lock
@@ -91,14 +104,14 @@ def state_unchanged(state_db: str, graph: str, cache_path: str | None = None
     """
     def check(task: Any, values: dict[str, Any]) -> bool:
         try:
-            fingerprint = f"{cached_state_fingerprint(state_db, cache_path, lock_timeout=0.0)}:{graph}"
+            content = f"{cached_state_fingerprint(state_db, cache_path, 0.0, fingerprint)}:{graph}"
         except Exception as exc:
             from nthlayer.state.db import StateUnavailable  # here: a no-op build's cache hit never imports it
 
             if isinstance(exc, StateUnavailable):
                 return False
             raise
-        task.value_savers.append(lambda: {"state_fingerprint": fingerprint})
-        return values.get("state_fingerprint") == fingerprint
+        task.value_savers.append(lambda: {"state_fingerprint": content})
+        return values.get("state_fingerprint") == content
 
     return check

@@ -16,14 +16,16 @@ from doit import get_var
 from doit.tools import config_changed
 
 from nthlayer.buildsys.backend import SharedMD5Checker
+from nthlayer.buildsys.composites import composite_names, composite_tasks, prune_composites
 from nthlayer.buildsys.correlation import correlation_action, correlation_code, correlation_targets
 from nthlayer.buildsys.kinds import SHARED_KINDS
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
 from nthlayer.buildsys.plan import make_plan, worker_count
+from nthlayer.buildsys.plugin_kinds import activate as activate_plugins
 from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
-from nthlayer.buildsys.tasks import clean_targets, code_stamps, prune_out, service_task, shared_task
+from nthlayer.buildsys.tasks import clean_targets, code_stamps, policies_task, prune_out, service_task, shared_task
 from nthlayer.integrations.secrets import secrets_dir
 
 
@@ -48,7 +50,8 @@ def namespace() -> dict[str, Any]:
 
     config = {
         # the shared tasks overlap the services
-        "default_tasks": [*(kind.name for kind in SHARED_KINDS), "correlate", "prune", "service"],
+        "default_tasks": [*(kind.name for kind in SHARED_KINDS), "composite", "correlate", "report", "prune",
+                          "policies", "service"],
         "dep_file": os.path.join(state, "doit.json"),
         "backend": "nthlayer-json",  # nthlayer.buildsys.backend.StateJsonDB, registered by pyproject.toml
         "check_file_uptodate": SharedMD5Checker,  # md5, each file hashed once per run
@@ -63,6 +66,9 @@ def namespace() -> dict[str, Any]:
     }
     install_prefetch_runner()  # doit's parallel runner, keeping each worker one task ahead (nthlayer/runner.py)
 
+    # The plugins (nthlayer build --plugin / $NTHLAYER_PLUGINS, nthlayer.toml's [build] plugins, installed
+    # entry points), loaded here, in the main process, before the plan and doit's workers fork: they inherit them.
+    activate_plugins(state)
     plan = make_plan(services, out, get_var("catalog", None), index_path=os.path.join(state, "spec-index.json"),
                      strict=strict)
     def task_correlate() -> dict[str, Any]:
@@ -81,14 +87,38 @@ def namespace() -> dict[str, Any]:
             "clean": [(clean_targets, [outputs, out])],
         }
 
-    def task_prune() -> dict[str, Any]:
-        """Remove out/<service>/ of services whose spec was deleted."""
-        keep = sorted(plan.protected_dirs())
+    def task_report() -> dict[str, Any]:
+        """The HTML reliability report (out/reports/index.html, a page per service) from the DuckDB state,
+        rebuilt only when the budget history, deploys, incidents or the set of services changed."""
+        from nthlayer.buildsys.report import report_action, report_code, report_targets, report_uptodate
+
+        state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
+        outputs = report_targets(out, plan)
+        cache = os.path.join(state, "report-fingerprint.json")  # spares no-op builds opening DuckDB
         return {
-            "actions": [(prune_out, [out, keep])],
-            "uptodate": [config_changed({"keep": keep})],
+            "actions": [(report_action, [state_db, plan, cache])],
+            "file_dep": report_code(),
+            "uptodate": [report_uptodate(state_db, plan, cache), targets_unedited(outputs)],
+            "targets": outputs,
+            "clean": [(clean_targets, [outputs, out])],
+        }
+
+    def task_prune() -> dict[str, Any]:
+        """Remove out/<service>/ of services whose spec was deleted (and out/composites/<name>/ of
+        composites whose file was)."""
+        keep = sorted(plan.protected_dirs())
+        composites = sorted({name for name in composite_names(plan).values() if name is not None})
+        return {
+            "actions": [(prune_out, [out, keep]), (prune_composites, [out, composites])],
+            "uptodate": [config_changed({"keep": keep, "composites": composites})],
             "verbosity": 2,
         }
+
+    def task_composite() -> Iterator[dict[str, Any]]:
+        """Per composite SLO of services/composites/: its rules, promtool tests and OpenSLO documents,
+        rebuilt when its file or the spec of one of its components changes."""
+        yield {"name": None, "doc": task_composite.__doc__}  # the group exists with no composite too
+        yield from composite_tasks(plan)
 
     def task_service() -> Iterator[dict[str, Any]]:
         """Per service: OpenSLO documents, SLO rules and their promtool tests, scrape config, technology
@@ -111,8 +141,14 @@ def namespace() -> dict[str, Any]:
         return creator
 
     shared = {f"task_{kind.name}": shared_creator(kind.name, kind.doc) for kind in SHARED_KINDS}
+    def task_policies() -> dict[str, Any]:
+        """The project's Rego policies (docs/policies.md): fails while one cannot be used."""
+        return policies_task(plan)
+
     return {"DOIT_CONFIG": config, **shared,
-            "task_correlate": task_correlate, "task_prune": task_prune, "task_service": task_service}
+            "task_composite": task_composite, "task_correlate": task_correlate,
+            "task_report": task_report, "task_prune": task_prune,
+            "task_policies": task_policies, "task_service": task_service}
 
 
 def doit_exit_code(code: int | None) -> int:

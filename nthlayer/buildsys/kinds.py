@@ -15,7 +15,9 @@ each service's doit task. One entry says everything the build needs:
 - ``reads_catalog``: its output depends on the rules catalog files of the service's technologies (an edit
   of one regenerates this kind for the services using that technology);
 - ``optional``: it writes its files only for the services whose spec turns it on (the spec summary's
-  ``extras``, generators.spec.extra_kinds: datadog.json for a spec with a ``datadog:`` block), nothing else.
+  ``extras``, generators.spec.extra_kinds: datadog.json for a spec with a ``datadog:`` block), nothing else;
+- ``config``: the tables of nthlayer.toml its output depends on; their content is part of its code stamp, so
+  editing one regenerates this kind only, for every service.
 
 Adding a kind is adding one entry to :data:`SERVICE_KINDS` (and its code to generators/): the service tasks,
 the stale-kind detection, ``nthlayer build --check``, ``doit clean`` and the no-op fast path follow.
@@ -68,6 +70,10 @@ class ServiceKind:
     owned_folder: str | None = None
     reads_catalog: bool = False  # regenerated when a catalog file of the service's technologies changes
     optional: bool = False  # written only for the services whose spec summary lists it in ``extras``
+    # Distributions whose version is part of the code stamp (an upgrade of the library that writes the
+    # files regenerates them, like an edit of the kind's code).
+    packages: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()  # nthlayer.toml tables it reads (in its stamp)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class SharedKind:
     files: tuple[str, ...]  # under out/<folder>/
     inputs: Callable[[BuildPlan, dict[str, str]], dict[str, Any]]
     generate: Callable[[BuildPlan, dict[str, str]], dict[str, bytes]]
+    packages: tuple[str, ...] = ()  # as ServiceKind.packages
 
 
 def _openslo(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
@@ -120,6 +127,39 @@ def _datadog(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     return datadog_files(service, ctx.base(service))
 
 
+def _grafana(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    from generators import grafana, tech_alerts
+    from generators.catalog import load_technologies
+    from generators.shapes import shaped_files
+
+    catalog = load_technologies(ctx.catalog_dir, service.technology_types, ctx.catalog_cache)
+    tech_alerts.check_dependencies(service, catalog)
+    out = f"{ctx.base(service)}/grafana"
+    if len(service.name) > grafana.UID_MAX:  # its uid is a hash of its name: no stand-in's text can stand for it
+        return grafana.dashboard_files(service, catalog, out)
+    context = tuple((name, id(tech)) for name, tech in sorted(catalog.items()))  # kept alive by the cache
+    return shaped_files("grafana", lambda s: grafana.dashboard_documents(s, catalog), grafana.READS, service, out,
+                        context, lambda s: grafana.check_standin(s, catalog), grafana.render_dashboards)
+def _kubernetes(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    """PrometheusRule, AlertmanagerConfig and their kustomization (docs/kubernetes.md): the rule files'
+    groups and the routing, templated per shape like the rule files themselves."""
+    from generators import kubernetes, tech_alerts
+    from generators.catalog import load_technologies
+    from generators.shapes import shaped_files
+    from nthlayer.buildsys.project import kubernetes_defaults
+
+    from generators.paging import uses_pagerduty
+
+    defaults = kubernetes_defaults()
+    paged = uses_pagerduty(service)  # in the shape's context: the PagerDuty block itself is not
+    catalog = load_technologies(ctx.catalog_dir, service.technology_types, ctx.catalog_cache)
+    tech_alerts.check_dependencies(service, catalog)
+    context = (defaults, paged, *((name, id(tech)) for name, tech in sorted(catalog.items())))
+    return shaped_files("kubernetes", lambda s: kubernetes.kubernetes_documents(s, catalog, defaults, paged),
+                        kubernetes.READS, service, f"{ctx.base(service)}/k8s", context,
+                        lambda s: tech_alerts.check_standin(s, catalog))
+
+
 _SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
                    "prometheus/scrape.yaml")
 
@@ -136,6 +176,15 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("alerts", ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
                 ("prometheus/alerts.rules.yaml",), _alerts, reads_catalog=True),
     ServiceKind("pagerduty", ("pagerduty.py",), ("pagerduty.json",), _pagerduty),
+    # Grafana dashboards (docs/dashboards.md): a row per SLO and per technology dependency (catalog signals).
+    ServiceKind("grafana", ("grafana.py", "grafana_signals.py", "grafana_check.py", "tech_alerts.py", "catalog.py",
+                            "slo_rules.py", "sli_queries.py", "shapes.py", "schemas/catalog.schema.json"),
+                ("grafana/dashboard.json",), _grafana, reads_catalog=True, packages=("grafana-foundation-sdk",)),
+    ServiceKind("kubernetes", ("kubernetes.py", "k8s_names.py", "alertmanager.py", "slo_rules.py", "sli_queries.py",
+                               "tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json",
+                               "shapes.py"),
+                ("k8s/prometheusrule.yaml", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml"), _kubernetes,
+                reads_catalog=True, config=("kubernetes",)),
     ServiceKind("datadog", ("datadog.py", "slo_rules.py"), ("datadog.json",), _datadog, optional=True),
 )
 KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
@@ -193,9 +242,49 @@ def _alertmanager(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]
     return alertmanager_files(alertmanager_routes(plan), f"{plan.out_dir}/alertmanager", settings["secrets_dir"])
 
 
+def _dashboard_names(plan: BuildPlan) -> list[str]:
+    """The services the Grafana overview lists: those alertmanager.yml routes (a broken spec keeps its own)."""
+    from nthlayer.buildsys.tasks import alertmanager_routes
+
+    return sorted(routing.name for routing in alertmanager_routes(plan))
+
+
+def _grafana_overview(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]:
+    """The overview of every service and the provisioning file; they name the services, nothing else."""
+    import os
+
+    from generators.grafana_overview import overview_files
+
+    folders = sorted({os.path.dirname(entry.path) or "." for entry in plan.entries})
+    sources = ", ".join(os.path.join(folder, "*.yaml") for folder in folders) or "no services"
+    return overview_files(_dashboard_names(plan), plan.out_dir, sources)
+def _kustomization_inputs(plan: BuildPlan, settings: dict[str, str]) -> dict[str, Any]:
+    from nthlayer.buildsys.tasks import alertmanager_routes
+
+    # The services whose out/<name>/k8s/ exists: the valid ones, and broken specs' last valid names.
+    return {"services": sorted(route.name for route in alertmanager_routes(plan))}
+
+
+def _kustomization(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]:
+    """out/k8s/kustomization.yaml: every service's k8s/ folder, in name order."""
+    from generators.kubernetes import project_kustomization
+    from generators.render import yaml_bytes
+
+    names = _kustomization_inputs(plan, settings)["services"]
+    document = project_kustomization(names)
+    return {f"{plan.out_dir}/k8s/kustomization.yaml": yaml_bytes(document, f"{plan.services_dir}/*.yaml")}
+
+
 SHARED_KINDS: tuple[SharedKind, ...] = (
     SharedKind("alertmanager", "Alertmanager routing tree and receivers for every valid service.", ("alertmanager.py",), "alertmanager", ("alertmanager.yml",),
                _alertmanager_inputs, _alertmanager),
+    # Rebuilt when a service is added, removed or renamed: the files name the services and nothing else.
+    SharedKind("grafana-overview", "Grafana overview of every service and the provisioning file of the dashboards.",
+               ("grafana_overview.py", "grafana.py"), "grafana", ("overview.json", "provisioning/dashboards.yaml"),
+               lambda plan, settings: {"services": _dashboard_names(plan)}, _grafana_overview,
+               packages=("grafana-foundation-sdk",)),
+    SharedKind("k8s", "The kustomization of every service's Kubernetes manifests (kubectl apply -k out/k8s).",
+               ("kubernetes.py",), "k8s", ("kustomization.yaml",), _kustomization_inputs, _kustomization),
 )
 SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
 
@@ -206,7 +295,8 @@ def shared_targets(kind: str, out_dir: str) -> list[str]:
 
 
 # out/ folders not of one service: the shared kinds', the reports and setup-prometheus's
-SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus"})
+# (composites: out/composites/<name>/, one task per composite, nthlayer/buildsys/composites.py)
+SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus", "composites"})
 
 
 # --- code stamps ---------------------------------------------------------------------------------------
@@ -226,7 +316,8 @@ _CODE_HASH: dict[str, str] = {}
 
 
 def code_fingerprint(kind: str) -> str:
-    """One hash of the generator code an artifact kind depends on, computed once per run.
+    """One hash of the generator code an artifact kind depends on, computed once per run, and of the
+    nthlayer.toml tables it reads (``ServiceKind.config``), read each time.
 
     Tasks depend on it through doit's ``uptodate`` instead of listing each code file as a
     ``file_dep``: one comparison per task instead of a dozen file checks, same rebuild semantics.
@@ -236,5 +327,18 @@ def code_fingerprint(kind: str) -> str:
         for path in code_deps(kind):
             with open(path, "rb") as handle:
                 digest.update(path.rsplit("/", 1)[-1].encode() + b"\0" + handle.read() + b"\0")
+        for package in (KINDS[kind] if kind in KINDS else SHARED[kind]).packages:
+            import importlib.metadata
+
+            digest.update(f"{package}={importlib.metadata.version(package)}\0".encode())
         _CODE_HASH[kind] = digest.hexdigest()
-    return _CODE_HASH[kind]
+    tables = KINDS[kind].config if kind in KINDS else ()
+    if not tables:
+        return _CODE_HASH[kind]
+    from nthlayer.buildsys.project import config_table_digest
+
+    # Read each time: the file may change between two builds of one process (the code may not).
+    digest = hashlib.sha256(_CODE_HASH[kind].encode())
+    for table in tables:
+        digest.update(f"\0config:{table}\0{config_table_digest(table)}".encode())
+    return digest.hexdigest()

@@ -92,21 +92,34 @@ def expected_files(plan: Any, state_db: str, secrets_dir: str) -> tuple[dict[str
     """Every file a build of ``plan`` writes, with its bytes (made by the build's own functions), and the
     error lines of the inputs that stop it (a broken spec, a broken catalog file)."""
     from generators.errors import SpecErrors
+    from nthlayer.buildsys.composites import expected_composite_files
     from nthlayer.buildsys.kinds import SHARED_KINDS
     from nthlayer.buildsys.plan import load_service
+    from nthlayer.buildsys.report import expected_report_files
     from nthlayer.buildsys.reports import correlation_report_files
     from nthlayer.buildsys.tasks import service_files
 
     files: dict[str, bytes] = {}
     errors = [error.format() for entry in plan.entries for error in entry.errors]
+    if plan.policy_error:  # a policy file that cannot be used: no spec was judged (docs/policies.md)
+        errors += plan.policy_error.splitlines()
+    from nthlayer.buildsys.plugins import PluginError
+    from nthlayer.buildsys.tasks import all_kinds
+
     for entry in plan.valid:
         try:
-            files.update(service_files(load_service(entry.path), plan))
+            files.update(service_files(load_service(entry.path), plan, all_kinds(entry.plugins)))
         except SpecErrors as exc:
             errors += exc.lines()
+        except PluginError as exc:
+            errors.append(exc.as_spec_error().format())
     for kind in SHARED_KINDS:
         files.update(kind.generate(plan, {"secrets_dir": secrets_dir}))
+    composite_files, composite_errors = expected_composite_files(plan)
+    files.update(composite_files)
+    errors += composite_errors
     files.update(correlation_report_files(state_db, plan.out_dir, plan.edges()))
+    files.update(expected_report_files(plan, state_db))
     return files, errors
 
 
@@ -122,18 +135,29 @@ def check_out(services_dir: str, out_dir: str, state_db: str, index_path: str | 
     from nthlayer.buildsys.plan import make_plan
     from nthlayer.integrations.secrets import secrets_dir as resolve_secrets_dir
 
+    from nthlayer.buildsys.plugin_kinds import activate
+
+    if activate(None).error is not None:  # the plugins the build would load; their stamps are not written
+        return [], [activate(None).error.format()]
     plan = make_plan(services_dir, out_dir, catalog_dir, index_path, strict=strict, record=False)
     expected, errors = expected_files(plan, state_db, resolve_secrets_dir(secrets_dir))
     wanted = {os.path.normpath(path): data for path, data in expected.items()}
     # A broken spec's folder keeps its last build (the build leaves it as it was): not judged here.
     unjudged = {os.path.normpath(os.path.join(out_dir, name)) for name in NOT_BUILT}
     unjudged |= {os.path.normpath(os.path.join(out_dir, entry.stem)) for entry in plan.entries if entry.name is None}
+    # With a broken spec, the reliability report (its index, the broken spec's page: a build keeps that page
+    # and re-renders the index from the valid services) is not judged either.
+    from nthlayer.buildsys.report import broken_pages
+
+    skipped = {os.path.normpath(path) for path in broken_pages(plan)}
+    wanted = {path: data for path, data in wanted.items() if path not in skipped}
     found: set[str] = set()
     for root, dirs, names in os.walk(out_dir):
         root = os.path.normpath(root)
         dirs[:] = sorted(name for name in dirs if os.path.join(root, name) not in unjudged)
         found.update(os.path.join(root, name) for name in names)
         found.update(os.path.join(root, name) for name in dirs if os.path.islink(os.path.join(root, name)))
+    found -= skipped
     differences = [(path, "missing") for path in wanted if path not in found]
     differences += [(path, "extra") for path in found if path not in wanted]
     differences += [(path, "edited") for path in found if path in wanted and not file_holds(path, wanted[path])]

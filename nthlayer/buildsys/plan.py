@@ -22,6 +22,9 @@ from generators.spec import (FileSummary, cross_file_problems, enable_fast_valid
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import external_links_allowed, load_yaml
 from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators
+from nthlayer.buildsys.plugin_kinds import active as active_plugins
+from nthlayer.buildsys.plugin_kinds import apply_plugins
+from nthlayer.buildsys.plugins import PluginError
 
 
 @dataclass
@@ -37,6 +40,8 @@ class SpecEntry:
     routing: Routing | None = None
     upstream: tuple[str, ...] = ()  # that version's dependencies.upstream
     changed: bool = False  # validated in this run: new, or edited since the last (state/spec-index.json)
+    plugins: tuple[str, ...] = ()  # the keys of the plugins that apply to it (its task depends on their stamps)
+    verdict: str = ""  # digest of its policy findings ('' for none): its task depends on it (docs/policies.md)
 
     @property
     def name(self) -> str | None:
@@ -55,6 +60,9 @@ class BuildPlan:
     catalog_dir: str
     entries: list[SpecEntry]
     catalog_cache: str | None = None  # where validated catalog files are kept (state/catalog)
+    strict: bool = False  # --strict: warnings are errors (the composites' too: nthlayer/buildsys/composites.py)
+    # The lines of an nthlayer.toml or policy file that cannot be used: no service is built until it is fixed.
+    policy_error: str | None = None
 
     def task_names(self) -> dict[str, str]:
         """Each spec's doit sub-task name (file path → name): its service when valid; else its file's stem,
@@ -104,7 +112,7 @@ class BuildPlan:
 # warnings (generators.catalog_labels, which read the catalog files: each entry keeps their stamps too).
 INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "catalog_labels.py", "catalog.py", "promql_scope.py",
               "tech_alerts.py", "slo_tests.py", "schemas/catalog.schema.json")
-INDEX_FORMAT = "6"  # [size/mtime, summary, routing, upstream, catalog stamps] per file; summary with SLO names, extras
+INDEX_FORMAT = "7"  # [size/mtime, summary, routing, upstream, catalog stamps, plugin keys] per file; summary with extras
 
 
 def _code_fingerprint() -> str:
@@ -115,6 +123,8 @@ def _code_fingerprint() -> str:
     # A link leaving the project is refused or read depending on this setting: a cached verdict made
     # under the other one must not be reused (allowing it, or revoking it, takes effect on the next build).
     parts.append(f"external-links:{int(external_links_allowed())}")
+    # The plugins' answers (which apply, the SLOs they add) are kept per spec: any plugin change redoes them.
+    parts.append(f"plugins:{active_plugins().fingerprint()}")
     return "|".join(parts)
 
 
@@ -123,15 +133,29 @@ def _code_fingerprint() -> str:
 _CATALOG: list[tuple[str, str | None]] = []
 
 
-def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any]:
-    """A spec's summary and model, and where its dependency selectors are (for the selector warnings the
-    parent adds: it holds the catalog files, which a worker would otherwise read again)."""
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...], dict[str, Any] | None]:
+    """A spec's summary and model (the build's SLO generators applied), where its dependency selectors
+    are (for the selector warnings the parent adds: it holds the catalog files, which a worker would
+    otherwise read again), the keys of the plugins that apply to it, and its policy input document (the
+    parent evaluates the policies on every changed spec at once; the document is the spec as written, so
+    a finding's pointer is a place in the file). A plugin that fails on the spec makes it invalid, with the
+    plugin's line as its error."""
     summary, spec = summarize(path)
     if spec is None:
-        return summary, None, None
+        return summary, None, None, (), None
     from generators.catalog_labels import SelectorMarks
+    from nthlayer.buildsys.policies import input_document
 
-    return summary, spec.service, SelectorMarks.of(spec.located, spec.service)
+    document = input_document(spec.located, spec.service, *_CATALOG[0]) if _CATALOG else None
+    try:
+        applied, keys = apply_plugins(spec)
+    except PluginError as exc:
+        # The spec itself is valid: its routing stays in alertmanager.yml while the plugin is fixed.
+        failed = summary._replace(errors=(exc.as_spec_error(),))
+        return failed, spec.service, SelectorMarks.of(spec.located, spec.service), (), document
+    if applied is not spec:  # an SLO generator changed its SLOs: their names name its files
+        summary = summary._replace(slos=tuple(slo.name for slo in applied.service.slos))
+    return summary, applied.service, SelectorMarks.of(spec.located, applied.service), keys, document
 
 
 def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
@@ -181,7 +205,7 @@ def worker_count() -> int:
 
 
 def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | None = None
-                   ) -> list[tuple[FileSummary, Service | None, Any]]:
+                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...], dict[str, Any] | None]]:
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
     is called with each summary as it arrives, while the pool works on the rest."""
@@ -236,7 +260,8 @@ class _Warmer:
 
 
 def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[FileSummary], None] | None = None,
-               record: bool = True) -> tuple[list[tuple[FileSummary, Routing | None, tuple[str, ...]]], set[str]]:
+               record: bool = True
+               ) -> tuple[list[tuple[FileSummary, Routing | None, tuple[str, ...], tuple[str, ...]]], set[str]]:
     """Per-file validation results, reused from state/spec-index.json for files that did not change;
     and the files that did (validated now)."""
     cache: dict[str, Any] = {}
@@ -265,13 +290,16 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
         key = keys[path]
         routing: Routing | None = None
         upstream: list[str] = []
+        plugins: tuple[str, ...] = ()
         if path in checked:
-            summary, service, marks = checked[path]
+            summary, service, marks, plugins, document = checked[path]
+            if document is not None:
+                _DOCUMENTS[path] = document
             if service is not None:
                 summary = _with_selector_warnings(summary, service, marks)
                 routing, upstream = Routing.of(service), list(service.upstream)
-                if key is not None:
-                    _LOADED[(path, key[0], key[1])] = service  # the build's load_service reuses it
+                if key is not None and not summary.errors:  # (a plugin's failure: its task reports it)
+                    _LOADED[_loaded_key(path, key[0], key[1])] = service  # the build's load_service reuses it
             elif path in cache and cache[path][2] is not None:
                 # Broken now: its last valid version's routing and dependency edges are kept.
                 routing, upstream = Routing(*cache[path][2]), cache[path][3]
@@ -282,10 +310,11 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
                 _VALIDATED.add((path, key[0], key[1]))
             if hit[2] is not None:
                 routing, upstream = Routing(*hit[2]), hit[3]
-        summaries.append((summary, routing, tuple(upstream)))
+            plugins = tuple(hit[5])
+        summaries.append((summary, routing, tuple(upstream), plugins))
         if key is not None:  # an unchanged file keeps its entry as read
-            fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary)] if path in checked
-                           else cache[path])
+            fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary), list(plugins)]
+                           if path in checked else cache[path])
     if index_path and record and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
         data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
         write_if_changed(index_path, data)
@@ -307,14 +336,21 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     _CATALOG[:] = [(catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None)]
     _STAMPS.clear()  # a new plan: catalog files may have changed since the last (a long-lived process)
     summaries, changed = _summaries(files, index_path, warmer, record)
-    errors, warnings = cross_file_problems([s for s, _, _ in summaries], technology_files(catalog_dir))
+    errors, warnings = cross_file_problems([s for s, _, _, _ in summaries], technology_files(catalog_dir))
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
-                                 list(s.warnings), routing, upstream, s.path in changed)
-               for s, routing, upstream in summaries}
+                                 list(s.warnings), routing, upstream, s.path in changed, plugins)
+               for s, routing, upstream, plugins in summaries}
     for error in errors:
         entries[error.path].errors.append(error)
     for warning in warnings:
         entries[warning.path].warnings.append(warning)
+    from nthlayer.buildsys.policies import VERDICTS_FILE, apply_policies
+
+    policy_error = apply_policies(entries.values(), _DOCUMENTS, _verdict_stamp, catalog_dir,
+                                  os.path.join(state_dir, "catalog") if state_dir else None,
+                                  os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
+                                  worker_count(), record)
+    _DOCUMENTS.clear()
     for entry in entries.values():
         if strict and entry.warnings:
             entry.errors += as_errors(entry.warnings)
@@ -322,11 +358,31 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
         entry.errors.sort(key=sort_key)
         entry.warnings.sort(key=sort_key)
     cache = os.path.join(state_dir, "catalog") if state_dir else None
-    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache)
+    return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict,
+                     policy_error)
 
 
-_LOADED: dict[tuple[str, int, int], Service] = {}
+_DOCUMENTS: dict[str, dict[str, Any]] = {}  # policy input documents of the specs validated by this plan
+
+
+def _verdict_stamp(entry: SpecEntry) -> list[Any]:
+    """What a cached policy verdict is valid for: the spec file's version and its technologies' catalog
+    files (their categories are in the input document)."""
+    try:
+        stat = os.stat(entry.path)
+        version: list[int] | None = [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        version = None
+    return [version, _entry_stamps(entry.summary)]
+
+
+_LOADED: dict[tuple[str, int, int, str], Service] = {}
 _VALIDATED: set[tuple[str, int, int]] = set()  # file versions state/spec-index.json says are valid
+
+
+def _loaded_key(path: str, size: int, mtime_ns: int) -> tuple[str, int, int, str]:
+    """A model is of one file version under one set of plugins (a long-lived process sees plugin edits)."""
+    return (path, size, mtime_ns, active_plugins().fingerprint())
 
 
 def load_service(path: str) -> Service:
@@ -336,10 +392,14 @@ def load_service(path: str) -> Service:
     check on every spec made the shared alertmanager task cost a one-spec edit seconds at 1000 specs.
     """
     stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    key = _loaded_key(path, stat.st_size, stat.st_mtime_ns)
     if key not in _LOADED:
-        if key in _VALIDATED:
-            _LOADED[key] = build_service(load_yaml(path).data, path)
+        if key[:3] in _VALIDATED:
+            from generators.spec import LoadedSpec
+
+            located = load_yaml(path)
+            spec = LoadedSpec(located, build_service(located.data, path))
         else:
-            _LOADED[key] = load_spec(path).service
+            spec = load_spec(path)
+        _LOADED[key] = apply_plugins(spec)[0].service  # PluginError: the plugin's line, for its task
     return _LOADED[key]

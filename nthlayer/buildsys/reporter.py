@@ -21,6 +21,10 @@ def _line_key(line: str) -> tuple[str, int, int, str]:
     try:
         return (path, int(line_no), int(col), rest)
     except ValueError:
+        pass
+    try:  # `plugin FILE:LINE: message`: a line of code, no column
+        return (path, int(line_no), 0, f"{col}:{rest}")
+    except ValueError:
         return (path, 0, 0, line)
 
 
@@ -55,7 +59,9 @@ class NthlayerReporter(ConsoleReporter):
         for line in sorted(self.spec_lines, key=_line_key):
             sys.stderr.write(line + "\n")
         if self.spec_lines:
-            sys.stderr.write("nthlayer: services with invalid inputs (specs or catalog files) were not built; "
+            inputs = ("specs, catalog files or plugins" if any(line.startswith("plugin ") for line in self.spec_lines)
+                      else "specs or catalog files")
+            sys.stderr.write(f"nthlayer: services with invalid inputs ({inputs}) were not built; "
                              "the other services' outputs are up to date\n")
         for line in self.state_lines:
             sys.stderr.write(line + "\n")

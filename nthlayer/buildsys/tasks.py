@@ -18,7 +18,12 @@ from nthlayer.buildsys.kinds import (KINDS, PER_SERVICE, SERVICE_FILES, SHARED, 
                                      generate, shared_targets, targets)
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
 from nthlayer.buildsys.plan import BuildPlan, SpecEntry, load_service
+from nthlayer.buildsys.plugin_kinds import (FORMAT_PREFIX, active, format_files, format_kinds,
+                                            remove_stale_format_files, stale_plugin_kinds)
+from nthlayer.buildsys.plugins import PluginError
+from nthlayer.buildsys.policies import verdict_unchanged
 from nthlayer.buildsys.reporter import SpecFailure
+from nthlayer.config import ConfigError
 
 
 def code_stamps(state_dir: str) -> dict[str, str]:
@@ -32,17 +37,26 @@ def code_stamps(state_dir: str) -> dict[str, str]:
     return stamps
 
 
-def stale_kinds(spec_path: str, changed: Iterable[str], stamps: dict[str, str]) -> list[str]:
+def all_kinds(plugins: Iterable[str] = ()) -> list[str]:
+    """Every kind of a spec: the registered ones, then the output formats of the plugins that apply to it."""
+    return [*PER_SERVICE, *format_kinds(plugins)]
+
+
+def stale_kinds(spec_path: str, changed: Iterable[str], stamps: dict[str, str], plugins: Iterable[str] = ()
+                ) -> list[str]:
     """The artifact kinds a service task must regenerate, from the file_deps doit says changed: all
     after a spec edit (or a first build, or a missing output: doit then reports every file_dep), a
-    kind whose code stamp changed, the technology alerts after a catalog file edit."""
+    kind whose code stamp changed, the technology alerts after a catalog file edit; for a change of the
+    stamp of one of its ``plugins``, the kinds that plugin feeds (nthlayer.buildsys.plugin_kinds)."""
     changed = set(changed)
+    every = all_kinds(plugins)
     if not changed or spec_path in changed:
-        return list(PER_SERVICE)
+        return every
     kinds = {kind for kind, stamp in stamps.items() if stamp in changed}
-    if changed - set(stamps.values()):
+    kinds |= stale_plugin_kinds(changed, plugins)
+    if changed - set(stamps.values()) - set(active().stamps.values()):
         kinds.update(kind.name for kind in KINDS.values() if kind.reads_catalog)  # the rest are catalog files
-    return [kind for kind in PER_SERVICE if kind in kinds]
+    return [kind for kind in every if kind in kinds]
 
 
 def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
@@ -52,6 +66,9 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
     # without errors was read as a regular file: a no-op build of 1000 specs asks nothing more.)
     regular = not entry.errors or os.path.isfile(entry.path)
     deps = [entry.path, *stamps.values()] if regular else list(stamps.values())
+    plugin_stamps = active().stamps
+    deps += [plugin_stamps[key] for key in entry.plugins if key in plugin_stamps]  # the plugins that apply to it
+    every = all_kinds(entry.plugins)
     outputs: list[str] = []
     service = entry.name
     if service is not None:
@@ -63,8 +80,8 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
                                             [f for kind in PER_SERVICE for f in artifact_files(kind, slos, extras)])]
 
     def title(task: Any) -> str:
-        kinds = stale_kinds(entry.path, task.dep_changed or (), stamps)
-        return task.name if len(kinds) == len(PER_SERVICE) else f"{task.name} ({', '.join(kinds)})"
+        kinds = stale_kinds(entry.path, task.dep_changed or (), stamps, entry.plugins)
+        return task.name if len(kinds) == len(every) else f"{task.name} ({', '.join(kinds)})"
 
     task = {
         "name": name,
@@ -75,11 +92,30 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
         "title": title,
         "clean": [(clean_targets, [outputs, plan.out_dir])],
     }
-    if entry.errors:
+    if plan.policy_error is None and entry.name is not None:
+        # It depends on its policy verdict, not on the policy files: a changed verdict re-runs it. (While a
+        # policy cannot be used there are no verdicts: only stale services run, to fail; see policies_task.)
+        task["uptodate"].append(verdict_unchanged(entry.verdict) if entry.verdict else _NO_VERDICT)
+    if entry.errors or active().error is not None:
         # Its files may be unchanged since a successful run (a warning under --strict, a clash with
-        # another spec): the task must still run, to fail and report the errors.
+        # another spec, a policy's deny, a plugin that does not load): the task must still run, to fail
+        # and report the errors.
         task["uptodate"] = [False]
     return task
+
+
+_NO_VERDICT = verdict_unchanged("")  # most specs: one check shared by their tasks
+
+
+def policies_task(plan: BuildPlan) -> dict[str, Any]:
+    """Fails, with the lines naming the file, while nthlayer.toml's [policy] or a policy file cannot be
+    used (no service is judged, so none is built); up to date otherwise. Services themselves stay up to
+    date meanwhile, so fixing the policy rebuilds only what its verdicts change."""
+    def action() -> Any:
+        return SpecFailure(plan.policy_error) if plan.policy_error else None
+
+    action.__name__ = "check_policies"
+    return {"actions": [action], "uptodate": [plan.policy_error is None], "verbosity": 2}
 
 
 def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_SERVICE) -> dict[str, bytes]:
@@ -87,6 +123,9 @@ def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_
     compares out/ with them)."""
     files: dict[str, bytes] = {}
     for kind in kinds:
+        if kind.startswith(FORMAT_PREFIX):  # an output-format plugin: the paths are its own (checked there)
+            files.update(format_files(kind, service, plan.out_dir))
+            continue
         made = generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
         # The SLO names decide the file names (the default pair's names give the default files).
         expected = set(targets(plan.out_dir, service.name, kind, tuple(s.name for s in service.slos),
@@ -99,26 +138,41 @@ def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_
 
 def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) -> Callable[..., Any]:
     def action(changed: list[str]) -> Any:  # doit passes the file_deps that changed
+        if active().error is not None:  # a plugin that does not load: no service is built without it
+            return SpecFailure(active().error.format())
+        if plan.policy_error:
+            return SpecFailure(plan.policy_error)
         if entry.errors or entry.name is None:
             return SpecFailure("\n".join(e.format() for e in entry.errors))
         for warning in entry.warnings:
             print(warning.format(), file=sys.stderr)
         try:
             service = load_service(entry.path)
-            kinds = stale_kinds(entry.path, changed, stamps)
+            kinds = stale_kinds(entry.path, changed, stamps, entry.plugins)
             files = service_files(service, plan, kinds)
         except SpecErrors as exc:
             return SpecFailure("\n".join(exc.lines()))
+        except ConfigError as exc:  # nthlayer.toml does not parse: its one `file:line:col:` line
+            return SpecFailure(str(exc))
+        except PluginError as exc:
+            return SpecFailure(exc.as_spec_error().format())
         # Only after every kind was generated: an error leaves all files as they were. A service's first
         # build creates its folder whole; later ones replace the changed files one by one.
-        if len(kinds) < len(PER_SERVICE) or not write_new_tree(f"{plan.out_dir}/{service.name}", files):
+        everything = len(kinds) == len(all_kinds(entry.plugins))
+        base = f"{plan.out_dir}/{service.name}"
+        if not everything or not write_new_tree(base, files):
             remove_leftovers(sorted({os.path.dirname(path) for path in files}))  # a killed build's temp files
             write_all(files)
-            _remove_former_slo_files(f"{plan.out_dir}/{service.name}", kinds, files)
+            _remove_former_slo_files(base, [kind for kind in kinds if kind in KINDS], files)
+            remove_stale_format_files(base, kinds, files, BUILT_IN_FOLDERS, everything)
         return None
 
     action.__name__ = "build_service"
     return action
+
+
+# The folders under out/<service>/ the registered kinds write (an output format may not take their names).
+BUILT_IN_FOLDERS = {name.split("/", 1)[0] for kind in KINDS.values() for name in kind.files if "/" in name}
 
 
 def _remove_former_slo_files(base: str, kinds: list[str], files: dict[str, bytes]) -> None:

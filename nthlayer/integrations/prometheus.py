@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
@@ -110,7 +110,7 @@ class Sample:
 @dataclass(frozen=True)
 class Series:
     labels: dict[str, str]
-    values: list[tuple[Decimal, Decimal]]  # (unix seconds, value)
+    values: list[tuple[Any, Any]]  # (unix seconds, value): Decimal, or what query_range's ``number`` made
 
 
 def redact_url(url: str) -> str:
@@ -210,15 +210,21 @@ class PrometheusClient:
         raise PrometheusError(f"Prometheus at {self.display_url} returned an unexpected {kind!r} result "
                               "for an instant query")
 
-    def query_range(self, promql: str, start: datetime, end: datetime, step: str | float) -> list[Series]:
-        """Evaluate a range query from ``start`` to ``end`` every ``step`` (seconds or a duration like 5m)."""
+    def query_range(self, promql: str, start: datetime, end: datetime, step: str | float,
+                    number: Callable[[str], Any] | None = None) -> list[Series]:
+        """Evaluate a range query from ``start`` to ``end`` every ``step`` (seconds or a duration like 5m).
+        ``number`` parses each value and timestamp (default: Decimal; ``float`` where millions are read)."""
+        parse = number or _decimal
         params = {"query": promql, "start": _unix(start), "end": _unix(end), "step": str(step)}
         data = self._call("/api/v1/query_range", params)
         if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
             raise PrometheusError(f"Prometheus at {self.display_url} returned an unexpected "
                                   f"{data.get('resultType')!r} result for a range query")
-        return [Series(dict(item.get("metric", {})), [(_decimal(t), _decimal(v)) for t, v in item["values"]])
-                for item in data["result"]]
+        try:
+            return [Series(dict(item.get("metric", {})), [(parse(t), parse(v)) for t, v in item["values"]])
+                    for item in data["result"]]
+        except ValueError:  # float's complaint (_decimal raises PrometheusError itself)
+            raise PrometheusError(f"Prometheus at {self.display_url} returned a value that is not a number") from None
 
     # -- transport -------------------------------------------------------------------------
 

@@ -20,18 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import duckdb
 
 from generators.model import Matcher, Service
 from generators.promql import le_matcher, selector
+from generators.slo_maths import STATUS_CRITICAL_BELOW_PERCENT, STATUS_WARNING_BELOW_PERCENT
 from generators.render import json_default  # noqa: F401  (the commands import it from here)
 from nthlayer.integrations.prometheus import PrometheusClient
 from nthlayer.state.db import Opener, format_time, to_db
 
-WARNING_BELOW_PERCENT = Decimal(25)
-CRITICAL_BELOW_PERCENT = Decimal(10)
+if TYPE_CHECKING:
+    from nthlayer.ops.composites import Bound
+
+# The status thresholds are shared with the Grafana overview (generators/grafana_overview.py).
+WARNING_BELOW_PERCENT = STATUS_WARNING_BELOW_PERCENT
+CRITICAL_BELOW_PERCENT = STATUS_CRITICAL_BELOW_PERCENT
 BURN_RANGE = "1h"
 RANGE_LABEL = "nthlayer_range"
 # Labels that name a service in most setups, in order of preference, for grouping results.
@@ -57,10 +62,17 @@ class BudgetReport:
     remaining_percent: Decimal | None
     burn_rate_1h: Decimal | None
     status: str  # HEALTHY | WARNING | CRITICAL | EXHAUSTED | UNKNOWN
+    # A composite SLO (docs/composites.md): ``service`` and ``slo`` are both the composite's name.
+    composite: bool = False
+
+    @property
+    def title(self) -> str:
+        """How reasons name it: ``availability SLO``, or ``composite SLO checkout``."""
+        return f"composite SLO {self.slo}" if self.composite else f"{self.slo} SLO"
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "service": self.service, "tier": self.tier, "slo": self.slo,
+            "service": self.service, "tier": self.tier, "slo": self.slo, "composite": self.composite,
             "objective": self.objective, "window_days": self.window_days,
             "evaluated_at": format_time(self.evaluated_at),
             "budget_minutes": self.budget_minutes, "error_ratio": self.error_ratio,
@@ -111,7 +123,7 @@ def regex_escape(value: str) -> str:
     return "".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in value)
 
 
-def _split_selector(matchers: tuple[Matcher, ...]) -> tuple[str | None, str | None, tuple[Matcher, ...]]:
+def split_selector(matchers: tuple[Matcher, ...]) -> tuple[str | None, str | None, tuple[Matcher, ...]]:
     """(key label, its value, the other matchers): the equality matcher that tells services apart."""
     equal = {label: value for label, op, value in matchers if op == "="}
     key = next((label for label in PREFERRED_KEY_LABELS if label in equal), None)
@@ -160,7 +172,7 @@ def plan_queries(services: Iterable[Service]) -> list[QueryGroup]:
                 recorded.setdefault(slo.window_days, set()).add((service.name, slo.name))
                 continue
             sli = slo.sli_of(service)
-            key, value, others = _split_selector(sli.selector)
+            key, value, others = split_selector(sli.selector)
             sli_parts: tuple[Any, ...] = (
                 (sli.requests_metric, sli.error_matchers) if slo.kind == "availability"
                 else (sli.latency_histogram, slo.threshold_seconds))
@@ -211,8 +223,10 @@ def _finite(value: Decimal) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def evaluate(client: PrometheusClient, services: list[Service], at: datetime) -> list[BudgetReport]:
-    """Query Prometheus once per group and compute every service's budgets at instant ``at``."""
+def evaluate(client: PrometheusClient, services: list[Service], at: datetime,
+             composites: Sequence[Bound] = ()) -> list[BudgetReport]:
+    """Query Prometheus once per group and compute every service's budgets at instant ``at``, then those
+    of ``composites`` (one query each; nthlayer.ops.composites)."""
     ratios: dict[tuple[str, str, str], Decimal | None] = {}
     for group in plan_queries(services):
         for sample in client.query(group.promql, at=at):
@@ -228,19 +242,28 @@ def evaluate(client: PrometheusClient, services: list[Service], at: datetime) ->
     reports: list[BudgetReport] = []
     for service in sorted(services, key=lambda s: s.name):
         for slo in service.slos:
-            ratio = ratios.get((service.name, slo.name, "window"))
-            burn_ratio = ratios.get((service.name, slo.name, BURN_RANGE))
-            budget = ((Decimal(1) - slo.objective) * slo.window_days * 1440).quantize(MINUTES)
-            consumed = remaining = percent = None
-            if ratio is not None:
-                budget, consumed, remaining, percent = budget_figures(slo.objective, slo.window_days, ratio)
-            burn = None
-            if burn_ratio is not None and slo.objective < 1:
-                burn = (burn_ratio / (Decimal(1) - slo.objective)).quantize(RATE)
-            reports.append(BudgetReport(service.name, service.tier.number, slo.name, slo.objective,
-                                        slo.window_days, at, budget, ratio, consumed, remaining, percent,
-                                        burn, status_of(percent)))
+            reports.append(report_of(service.name, service.tier.number, slo.name, slo.objective, slo.window_days,
+                                     at, ratios.get((service.name, slo.name, "window")),
+                                     ratios.get((service.name, slo.name, BURN_RANGE))))
+    if composites:
+        from nthlayer.ops.composites import evaluate_composites
+
+        reports += evaluate_composites(client, composites, at)
     return reports
+
+
+def report_of(service: str, tier: int, slo: str, objective: Decimal, window_days: int, at: datetime,
+              ratio: Decimal | None, burn_ratio: Decimal | None, composite: bool = False) -> BudgetReport:
+    """The budget figures of one SLO from its error ratios over its window and over the burn range."""
+    budget = ((Decimal(1) - objective) * window_days * 1440).quantize(MINUTES)
+    consumed = remaining = percent = None
+    if ratio is not None:
+        budget, consumed, remaining, percent = budget_figures(objective, window_days, ratio)
+    burn = None
+    if burn_ratio is not None and objective < 1:
+        burn = (burn_ratio / (Decimal(1) - objective)).quantize(RATE)
+    return BudgetReport(service, tier, slo, objective, window_days, at, budget, ratio, consumed, remaining, percent,
+                        burn, status_of(percent), composite)
 
 
 _RECORD_CHUNK = 200  # rows per INSERT: one statement per row costs DuckDB about 1 ms each
@@ -280,7 +303,7 @@ def table(reports: list[BudgetReport]) -> str:
     header = ("SERVICE", "SLO", "TARGET", "WINDOW", "BUDGET(min)", "CONSUMED", "REMAINING", "LEFT%", "BURN(1h)",
               "STATUS")
     rows = [header] + [
-        (r.service, r.slo, percent_text(r.objective), f"{r.window_days}d", _num(r.budget_minutes),
+        (r.service, f"{r.slo} (composite)" if r.composite else r.slo, percent_text(r.objective), f"{r.window_days}d", _num(r.budget_minutes),
          _num(r.consumed_minutes), _num(r.remaining_minutes), _num(r.remaining_percent), _num(r.burn_rate_1h),
          r.status)
         for r in reports]
@@ -293,11 +316,11 @@ def table(reports: list[BudgetReport]) -> str:
     return "\n".join(lines)
 
 
-def track_budget(client: PrometheusClient, services: list[Service], at: datetime, opener: Opener
-                 ) -> list[BudgetReport]:
-    """Every SLO's budget of ``services`` at ``at``, recorded in the state database."""
+def track_budget(client: PrometheusClient, services: list[Service], at: datetime, opener: Opener,
+                 composites: Sequence[Bound] = ()) -> list[BudgetReport]:
+    """Every SLO's budget of ``services`` (and of ``composites``) at ``at``, recorded in the state database."""
     client.restart_deadline()  # the deadline bounds one evaluation (one sample, one request), not a process
-    reports = evaluate(client, services, at)
+    reports = evaluate(client, services, at, composites)
     with opener() as con:
         record_budgets(con, reports)
     return reports

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from generators.errors import UserError
 from generators.model import Service
@@ -20,6 +20,9 @@ from nthlayer.integrations import prometheus as prom
 from nthlayer.ops.budget import BudgetReport, evaluate, percent_text
 from nthlayer.state.correlation import Correlation, dependency_edges, open_incident_suspects
 from nthlayer.state.db import Opener, StateUnavailable, format_time, insert_audit
+
+if TYPE_CHECKING:
+    from nthlayer.ops.composites import Bound
 
 EXIT_APPROVE = 0
 EXIT_BLOCK = 2
@@ -57,7 +60,7 @@ class Decision:
 
 
 def _budget_line(report: BudgetReport) -> str:
-    return (f"{report.slo} SLO ({percent_text(report.objective)} over {report.window_days}d) has "
+    return (f"{report.title} ({percent_text(report.objective)} over {report.window_days}d) has "
             f"{report.remaining_percent}% of its error budget left")
 
 
@@ -99,7 +102,8 @@ def decide(service: Service, budgets: list[BudgetReport] | None, unavailable: st
     if unavailable is not None:
         unknown_reasons.append(f"cannot read error budgets: {unavailable}")
     for b in missing:
-        unknown_reasons.append(f"no data for the {b.slo} SLO of {b.service} in Prometheus "
+        whose = f"the {b.title}" if b.composite else f"the {b.slo} SLO of {b.service}"
+        unknown_reasons.append(f"no data for {whose} in Prometheus "
                                f"(no matching series, or no traffic in {b.window_days}d)")
     if unknown_reasons:
         decision.reasons.extend(unknown_reasons)
@@ -164,16 +168,18 @@ class GateOutcome:
 
 def check_gate(service: Service, everyone: list[Service], at: datetime, client: prom.PrometheusClient | None,
                on_unknown: str | None, opener: Opener, version: str | None = None,
-               actor: str | None = None) -> GateOutcome:
+               actor: str | None = None, composites: Sequence[Bound] = ()) -> GateOutcome:
     """Evaluate the gate for ``service`` at ``at``: its budgets from Prometheus (``client`` None: no
-    Prometheus configured, which is "cannot decide"), open incidents its recent deploys may have caused."""
+    Prometheus configured, which is "cannot decide"), and those of ``composites`` (the composite SLOs it
+    is a component of: nthlayer.ops.composites.composites_of), open incidents its recent deploys may have
+    caused."""
     budgets: list[BudgetReport] | None = None
     unavailable = None
     if client is None:
         unavailable = "no Prometheus URL configured"
     else:
         try:
-            budgets = evaluate(client, [service], at)
+            budgets = evaluate(client, [service], at, composites)
         except prom.PrometheusError as exc:
             unavailable = str(exc)
     edges = dependency_edges(everyone)

@@ -326,6 +326,7 @@ class Applier:
         self.on_integration = on_integration
         self.done: list[str] = []
         self.created: dict[tuple[str, str], str] = {}  # (kind, name) → id, for "planned" steps
+        self.ids: dict[str, dict[str, str]] = {}  # service → {kind: id} of its objects, once applied
 
     def apply(self, plan: ServicePlan) -> None:
         ids: dict[str, str] = {}
@@ -338,6 +339,7 @@ class Applier:
                 so_far = "; ".join(self.done) or "nothing"
                 raise ApplyFailed(f"{explain(exc, what)} — done before the failure: {so_far}. "
                                   "Re-running setup-pagerduty finishes the job without duplicates") from exc
+        self.ids[plan.service] = dict(ids)
 
     def _apply_step(self, plan: ServicePlan, step: Step, ids: dict[str, str]) -> None:
         client = self.client

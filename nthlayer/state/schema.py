@@ -113,6 +113,25 @@ MIGRATIONS: list[tuple[int, Migration]] = [
             revoked_at TIMESTAMP
         );
     """),
+    # Budget history (nthlayer.ops.budget_history): per SLO and instant, the remaining error budget (percent)
+    # over the SLO's window and over 1d/7d/28d/30d; one row per (service, slo, evaluated_at), so a rerun of
+    # a backfill or a tick at the same instant replaces its row instead of adding one.
+    (4, """
+        CREATE TABLE budget_history (
+            service VARCHAR NOT NULL,
+            slo VARCHAR NOT NULL,
+            evaluated_at TIMESTAMP NOT NULL,
+            objective DECIMAL(12, 9) NOT NULL,
+            window_days INTEGER NOT NULL,
+            remaining_window DECIMAL(18, 2),
+            remaining_1d DECIMAL(18, 2),
+            remaining_7d DECIMAL(18, 2),
+            remaining_28d DECIMAL(18, 2),
+            remaining_30d DECIMAL(18, 2),
+            source VARCHAR NOT NULL,
+            PRIMARY KEY (service, slo, evaluated_at)
+        );
+    """),
     # ArgoCD rollbacks (nthlayer.ops.rollback, docs/rollback.md); a deploy links to the rollback that undid it.
     # Written so that applying it twice is harmless (IF NOT EXISTS): renumbering it, should another
     # migration take its number, cannot break a database that already has it.

@@ -41,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="folder Alertmanager reads routing keys from, written into alertmanager.yml as "
                              "routing_key_file DIR/<service>.key; absolute for a deployment, e.g. "
                              "/etc/alertmanager/secrets (default: $NTHLAYER_SECRETS_DIR or state/secrets)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="load the plugins of a Python file (repeatable; besides nthlayer.toml's [build] "
+                             "plugins and installed ones; env NTHLAYER_PLUGINS; docs/plugins.md)")
     parser.add_argument("--strict", action="store_true",
                         help="treat every spec warning as an error: that service is not built (env NTHLAYER_STRICT=1)")
     parser.add_argument("doit_args", nargs=argparse.REMAINDER, metavar="DOIT ARGS",
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["NTHLAYER_SECRETS_DIR"] = args.secrets_dir
     if args.strict:
         os.environ["NTHLAYER_STRICT"] = "1"
+    if args.plugin:  # the build (and its --check) reads them from there, as it reads its other settings
+        os.environ["NTHLAYER_PLUGINS"] = os.pathsep.join(args.plugin)
     rest = list(args.doit_args)
     if rest and rest[0] == "--":
         rest = rest[1:]

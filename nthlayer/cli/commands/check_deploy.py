@@ -13,8 +13,9 @@ from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.cli import api_client
 from nthlayer.cli.commands.rollback import add_argocd_arguments, rollback_from_args
-from nthlayer.buildsys.project import load_services
+from nthlayer.buildsys.project import load_services, with_slo_plugins
 from nthlayer.ops.budget import json_default
+from nthlayer.ops.composites import gate_composites
 from nthlayer.ops.gate import EXIT_BLOCK, EXIT_UNKNOWN
 from nthlayer.ops.gate import check_gate, service_and_graph
 from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
@@ -53,7 +54,7 @@ def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
 
     if not os.path.isfile(args.spec):
         raise UserError(f"no such spec file: {args.spec}")
-    service = load_spec(args.spec).service
+    service = with_slo_plugins(load_spec(args.spec)).service
     return service, [s for s in everyone if s.name != service.name] + [service]
 
 
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
     client = prom.client_from_args(args)
     outcome = check_gate(service, everyone, at, client, args.on_unknown, partial(connect, args.state),
-                         version=args.deploy_version)
+                         version=args.deploy_version,
+                         composites=gate_composites(args.services, service, everyone))
     if not outcome.recorded:
         print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
     if args.json:

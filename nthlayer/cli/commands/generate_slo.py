@@ -24,14 +24,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="write nothing; list each file as it would be created, changed or left unchanged, "
                              "with its size")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="apply the SLO generators of a Python file (repeatable; besides nthlayer.toml's "
+                             "[build] plugins and installed ones; docs/plugins.md)")
     add_state_argument(parser)
 
 
-def slo_files(spec_path: str, fmt: str, output: str | None) -> dict[str, bytes]:
-    """The files ``generate-slo`` writes for one spec (SpecErrors for a bad spec)."""
+def slo_files(spec_path: str, fmt: str, output: str | None, plugins: list[str] | None = None) -> dict[str, bytes]:
+    """The files ``generate-slo`` writes for one spec, with the SLO generator plugins applied as the build
+    applies them (SpecErrors for a bad spec, PluginError for a failing plugin)."""
+    from nthlayer.buildsys.plugin_calls import apply_slo_generators
+    from nthlayer.buildsys.plugins import load_plugins, plugin_files
+
     spec = load_spec(spec_path)
     for warning in spec_warnings(spec):
         print(warning.format(), file=sys.stderr)
+    spec, _ = apply_slo_generators(spec, load_plugins(plugin_files(plugins or [])).slo_generators)
     service = spec.service
     if fmt == "openslo":
         from generators.openslo import openslo_files
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     to_stdout = args.output == "-"
     if to_stdout and args.dry_run:
         raise UsageError("--dry-run lists files it would write; with --output - nothing is written anyway")
-    files = slo_files(args.spec, args.format, "." if to_stdout else args.output)
+    files = slo_files(args.spec, args.format, "." if to_stdout else args.output, args.plugin)
     if to_stdout:
         sys.stdout.write(yaml_stream(files))
         return 0

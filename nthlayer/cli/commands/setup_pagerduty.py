@@ -74,6 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-routing-keys", metavar="DIR", default=None,
                         help="after applying, write each service's routing key to DIR/<service>.key (mode 0600) "
                              "for Alertmanager's routing_key_file (e.g. state/secrets)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="run the integration plugins of a Python file after the setup (repeatable; besides "
+                             "nthlayer.toml's [build] plugins and installed ones; docs/plugins.md)")
     parser.add_argument("--state", default=None, help="state database (default: $NTHLAYER_STATE or state/nthlayer.duckdb)")
     parser.add_argument("--retries", type=int, default=int(os.environ.get("NTHLAYER_PD_RETRIES", "5")),
                         help="retries after HTTP 429/5xx or a network error (default 5)")
@@ -131,6 +134,9 @@ def check_run_args(args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nthlayer.buildsys.plugins import load_plugins, plugin_files
+
+    args.plugins = load_plugins(plugin_files(args.plugin))  # a plugin that does not load stops us before any change
     specs = check_run_args(args)
     key = api_key(args)
     if key is None and not args.dry_run:
@@ -179,6 +185,7 @@ def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, sp
         print(line)
     if args.dry_run:
         print("Dry run: nothing was changed.")
+        _run_integrations(args, specs, plans, {})
         return 0
     assert client is not None
 
@@ -207,7 +214,21 @@ def _plan_and_apply(args: argparse.Namespace, client: PagerDutyClient | None, sp
         for path in write_routing_keys(stored, args.write_routing_keys):
             name = os.path.basename(path)[: -len(".key")]
             print(f"Wrote routing key {masked(stored[name].routing_key)} to {path}")
+    _run_integrations(args, specs, plans, applier.ids)
     return 0
+
+
+def _run_integrations(args: argparse.Namespace, specs: list, plans: list[ServicePlan],
+                      ids: dict[str, dict[str, str]]) -> None:
+    """The integration plugins hooked to setup-pagerduty, after its own work: each service's planned or
+    applied steps and the ids of its PagerDuty objects (those known: a dry run without a key knows few)."""
+    from nthlayer.buildsys.plugin_calls import run_integrations
+
+    results = {plan.service: {"actions": [f"{step.action} {step.kind} {step.label}" for step in plan.steps],
+                              "ids": ids.get(plan.service) or {step.kind: step.object_id for step in plan.steps
+                                                               if step.object_id}}
+               for plan in plans}
+    run_integrations(args.plugins, "setup-pagerduty", [spec.service for spec in specs], args.dry_run, results)
 
 
 def settings_url(client: PagerDutyClient | None) -> str:

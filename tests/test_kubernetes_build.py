@@ -1,0 +1,133 @@
+"""The Kubernetes manifests in the doit build: what a build writes, what an edit rewrites (the DAG), the
+project's [kubernetes] settings as an input, and kustomize's verdict on the result."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generators.crd_schema import kubernetes_loader, manifest_problems
+from tests.conftest import ROOT
+
+
+def _doit(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
+    env = {**base, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(cwd), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _ran(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return sorted(line[3:] for line in result.stdout.splitlines() if line.startswith(".  "))
+
+
+def _snapshot(out: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(out)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _changed(before: dict[str, tuple[str, int]], after: dict[str, tuple[str, int]]) -> list[str]:
+    return sorted(p for p in after.keys() | before.keys() if before.get(p) != after.get(p))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "services", tmp_path / "services")
+    return tmp_path
+
+
+def test_build_writes_valid_manifests_for_every_service(workspace: Path) -> None:
+    first = _doit(workspace)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = workspace / "out"
+    services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
+    assert yaml.safe_load((out / "k8s" / "kustomization.yaml").read_text())["resources"] == [
+        f"../{name}/k8s" for name in services]
+    for name in services:
+        folder = out / name / "k8s"
+        assert sorted(p.name for p in folder.iterdir()) == ["alertmanagerconfig.yaml", "kustomization.yaml",
+                                                            "prometheusrule.yaml"]
+        rule = yaml.safe_load((folder / "prometheusrule.yaml").read_text())
+        assert manifest_problems(rule) == []
+        assert manifest_problems(yaml.safe_load((folder / "alertmanagerconfig.yaml").read_text())) == []
+        groups = []
+        for path in (out / name / "prometheus" / "slo.rules.yaml", out / name / "prometheus" / "alerts.rules.yaml"):
+            if path.exists():
+                groups += yaml.safe_load(path.read_text())["groups"]
+        assert rule["spec"]["groups"] == groups  # the rule files' groups, as the build wrote them
+    built = subprocess.run(["kubectl", "kustomize", str(out / "k8s")], capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in yaml.load_all(built.stdout, Loader=kubernetes_loader()))
+    assert kinds == sorted((kind, name) for name in services for kind in ("AlertmanagerConfig", "PrometheusRule"))
+
+
+def test_one_spec_edit_rewrites_its_manifests_and_nothing_else(workspace: Path) -> None:
+    assert _doit(workspace).returncode == 0
+    out = workspace / "out"
+    before = _snapshot(out)
+    spec = workspace / "services" / "search-api.yaml"
+    spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
+    edited = _doit(workspace)
+    assert edited.returncode == 0, edited.stderr
+    assert _ran(edited) == ["service:search-api"]  # the service list is unchanged: out/k8s is not rebuilt
+    changed = _changed(before, _snapshot(out))
+    assert "search-api/k8s/prometheusrule.yaml" in changed
+    assert all(p.startswith("search-api/") for p in changed), changed
+    assert "search-api/k8s/kustomization.yaml" not in changed  # same bytes: not rewritten
+
+    # A new service changes the list: out/k8s/kustomization.yaml is rebuilt, and only it besides the service.
+    before = _snapshot(out)
+    shutil.copy(spec, workspace / "services" / "search-api-eu.yaml")
+    (workspace / "services" / "search-api-eu.yaml").write_text(spec.read_text().replace(
+        "service: search-api", "service: search-api-eu"))
+    added = _doit(workspace)
+    assert added.returncode == 0, added.stderr
+    # (prune runs when the list of services changes; it removes nothing here)
+    assert _ran(added) == ["alertmanager", "k8s", "prune", "service:search-api-eu"]
+    changed = _changed(before, _snapshot(out))
+    assert [p for p in changed if not p.startswith("search-api-eu/")] == ["alertmanager/alertmanager.yml",
+                                                                          "k8s/kustomization.yaml"]
+    assert "../search-api-eu/k8s" in (out / "k8s" / "kustomization.yaml").read_text()
+
+    # Deleting it takes it out of the list and out/.
+    (workspace / "services" / "search-api-eu.yaml").unlink()
+    removed = _doit(workspace)
+    assert removed.returncode == 0 and "k8s" in _ran(removed)
+    assert "search-api-eu" not in (out / "k8s" / "kustomization.yaml").read_text()
+    assert not (out / "search-api-eu").exists()
+
+
+def test_project_settings_regenerate_only_the_manifests(workspace: Path) -> None:
+    assert _doit(workspace).returncode == 0
+    out = workspace / "out"
+    before = _snapshot(out)
+    (workspace / "nthlayer.toml").write_text('[kubernetes]\nnamespace = "observability"\n'
+                                             'labels = { release = "kube-prometheus-stack" }\n')
+    rebuilt = _doit(workspace)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    changed = _changed(before, _snapshot(out))
+    assert changed and all(p.endswith(("/k8s/prometheusrule.yaml", "/k8s/alertmanagerconfig.yaml")) for p in changed)
+    rule = yaml.safe_load((out / "payment-api" / "k8s" / "prometheusrule.yaml").read_text())
+    assert rule["metadata"]["namespace"] == "observability"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert "(kubernetes)" in rebuilt.stdout  # doit's title: only that kind of each service
+    assert _ran(_doit(workspace)) == []  # and then nothing
+
+
+def test_a_broken_kubernetes_table_fails_the_build_with_its_line(workspace: Path) -> None:
+    assert _doit(workspace).returncode == 0
+    out = workspace / "out"
+    before = _snapshot(out)
+    (workspace / "nthlayer.toml").write_text('[kubernetes]\nnamespace = "Observability"\n')
+    broken = _doit(workspace)
+    assert broken.returncode != 0
+    assert ("nthlayer.toml:2:1: /kubernetes/namespace: 'Observability' is not a Kubernetes namespace: use lowercase "
+            "letters, digits and hyphens, start and end with a letter or digit, at most 63 characters") in broken.stderr
+    assert "Traceback" not in broken.stderr + broken.stdout
+    assert _changed(before, _snapshot(out)) == []
