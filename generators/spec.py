@@ -254,7 +254,11 @@ def _datadog_errors(located: Located, service: Service) -> list[SpecError]:
     for entry in service.datadog.slos:
         pointer = f"/datadog/slos/{entry.name}"
         slo = names.get(entry.name)
-        if slo is None:
+        metric, monitor = entry.good is not None and entry.total is not None, bool(entry.monitor_ids)
+        if metric == monitor or (entry.good is None) != (entry.total is None):
+            errors.append(located.error(pointer, (
+                "give either good and total (a metric-based SLO) or monitor_ids (a monitor-based SLO)")))
+        elif slo is None:
             errors.append(located.error(pointer, (
                 f"no SLO named '{entry.name}' in this spec (its SLOs: {', '.join(sorted(names))})"), key=True))
         elif slo.window_days not in DATADOG_WINDOWS:
