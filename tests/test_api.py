@@ -262,6 +262,51 @@ def test_rate_limit_answers_429_then_recovers(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_requests_without_a_valid_key_are_throttled_per_address(tmp_path: Path) -> None:
+    services = tmp_path / "services"
+    services.mkdir()
+    server = start_api(tmp_path, services, "--auth-failure-limit", "3", "--rate-window", "2")
+    wrong = {"Authorization": "Bearer nthl_0000000000000000_guess"}
+    try:
+        seen = [server.send("GET", "/api/v1/api-keys", key=None, headers=wrong),
+                server.get("/api/v1/api-keys", key=None),  # no key at all counts too
+                server.send("GET", "/api/v1/api-keys", key=None, headers=wrong)]
+        assert [r.status_code for r in seen] == [401, 401, 401]
+        refused = server.get("/api/v1/api-keys")  # a valid key from this address: refused too (no oracle)
+        assert refused.status_code == 429
+        retry = int(refused.headers["Retry-After"])
+        assert 1 <= retry <= 2
+        assert problem_of(refused)["detail"] == ("more than 3 requests without a valid API key from this address "
+                                                 f"in 2 s; retry after {retry} s")
+        assert server.get("/healthz", key=None).status_code == 200  # health stays open
+        time.sleep(retry + 0.2)
+        assert server.get("/api/v1/api-keys").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_a_local_command_finds_the_state_held_by_the_server_and_names_it(tmp_path: Path, run_cli,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    services = tmp_path / "services"
+    services.mkdir()
+    server = start_api(tmp_path, services)
+    try:
+        started = time.monotonic()
+        code, _, err = run_cli("record-deploy", "--service", "web", "--version", "1", "--state", str(server.state))
+        assert time.monotonic() - started < 10  # at once, not after the 30 s lock timeout
+        pid = server.process.pid
+        assert (code, err) == (1, f"nthlayer record-deploy: error: state database {server.state} is held by "
+                                  f"'nthlayer serve' (pid {pid}) at {server.url}: send the command there with "
+                                  f"--api {server.url} (record-deploy, check-deploy, correlate-deploy), or stop "
+                                  "the server to use the file directly\n")
+        monkeypatch.setenv("NTHLAYER_API_KEY", server.keys["admin"])
+        assert run_cli("record-deploy", "--service", "web", "--version", "1", "--api", server.url)[0] == 0
+    finally:
+        assert server.stop() == 0
+    assert not Path(f"{server.state}.serve").exists()  # the mark goes with the server
+    assert run_cli("record-deploy", "--service", "web", "--version", "2", "--state", str(server.state))[0] == 0
+
+
 def test_concurrent_writers_lose_no_deploy(tmp_path: Path) -> None:
     services = tmp_path / "services"
     services.mkdir()

@@ -129,7 +129,10 @@ def test_interval_samples_until_interrupted(prometheus: PrometheusServer, fixtur
     proc = subprocess.Popen([sys.executable, "-m", "nthlayer", "track-budget", "--service", "alpha",
                              "--services", str(fixture_specs), "--prometheus", prometheus.url, "--interval", "1s",
                              "--json", "--state", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=str(tmp_path))
+                            env=env, cwd=str(tmp_path),
+                            # A suite started in the background by a shell without job control runs with
+                            # SIGINT ignored, which the child would inherit: give it the default, as a terminal would.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     lines = [proc.stdout.readline(), proc.stdout.readline()]
     time.sleep(0.2)  # let the second sample's write finish before interrupting

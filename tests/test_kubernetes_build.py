@@ -89,10 +89,11 @@ def test_one_spec_edit_rewrites_its_manifests_and_nothing_else(workspace: Path) 
     added = _doit(workspace)
     assert added.returncode == 0, added.stderr
     # (prune runs when the list of services changes; it removes nothing here)
-    assert _ran(added) == ["alertmanager", "k8s", "prune", "service:search-api-eu"]
+    assert _ran(added) == ["alertmanager", "grafana-overview", "k8s", "prune", "report", "service:search-api-eu"]
     changed = _changed(before, _snapshot(out))
-    assert [p for p in changed if not p.startswith("search-api-eu/")] == ["alertmanager/alertmanager.yml",
-                                                                          "k8s/kustomization.yaml"]
+    # (and the other files that list every service: the Grafana overview, the report's index and its page)
+    assert [p for p in changed if not p.startswith(("search-api-eu/", "grafana/", "reports/"))] == [
+        "alertmanager/alertmanager.yml", "k8s/kustomization.yaml"]
     assert "../search-api-eu/k8s" in (out / "k8s" / "kustomization.yaml").read_text()
 
     # Deleting it takes it out of the list and out/.

@@ -138,10 +138,12 @@ def test_the_api_and_the_cli_do_not_import_each_other() -> None:
 
 
 @pytest.mark.parametrize("room, source, expected", [
-    ("generators", "from nthlayer.state.db import connect\n", "generators.zz_probe (generators) imports nthlayer.state.db"),
+    ("generators", "from nthlayer.state.db import connect\n",
+     "generators.zz_probe (generators) imports nthlayer.state.db"),
     ("nthlayer/state", "def f():\n    from nthlayer.ops import gate\n",
      "nthlayer.state.zz_probe (nthlayer.state) imports nthlayer.ops.gate (nthlayer.ops)"),
-    ("nthlayer/buildsys", "import nthlayer.cli\n", "nthlayer.buildsys.zz_probe (nthlayer.buildsys) imports nthlayer.cli"),
+    ("nthlayer/buildsys", "import nthlayer.cli\n",
+     "nthlayer.buildsys.zz_probe (nthlayer.buildsys) imports nthlayer.cli"),
     ("nthlayer/api", "from nthlayer.cli import api_client\n",
      "nthlayer.api.zz_probe (nthlayer.api) imports nthlayer.cli.api_client (nthlayer.cli)"),
     ("nthlayer/ops", "from ..api import handlers\n",

@@ -18,6 +18,7 @@ from nthlayer.api.handlers import (check_deploy, correlate, create_key, create_s
                                    update_service)
 from nthlayer.api.problems import problem
 from nthlayer.api.server import Handler, Server, ServerConfig, _flush_quietly, guarded
+from nthlayer.state.holder import mark_served, unmark_served
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -61,11 +62,14 @@ def create_app(config: ServerConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(server.store.open)
         await run_in_threadpool(server.keys.reload)
+        if config.url and server.store.path != ":memory:":  # local commands learn where to send their work
+            mark_served(server.store.path, config.url)
         try:
             yield
         finally:
             await run_in_threadpool(_flush_quietly, server)
             await run_in_threadpool(server.store.close)
+            unmark_served(server.store.path)
 
     app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: _http_problem})
     app.state.server = server

@@ -1,14 +1,12 @@
 """Who is calling, may they, and how often: API keys, OIDC bearer tokens, scopes, rate limits."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from generators.errors import UserError
 from nthlayer.ops.api_keys import ApiKey, key_id_of, list_keys, matches, touch_keys
 from nthlayer.state.db import utc_now
 
@@ -72,19 +70,15 @@ class KeyRing:
 
 
 class OidcVerifier:
-    """OAuth2/OIDC access tokens (JWTs) checked against a JWKS file: signature, issuer, audience, expiry.
-    Scopes come from the ``scope`` claim (space-separated) or ``scp`` (a list)."""
+    """OAuth2/OIDC access tokens (JWTs) checked against a JWKS file or URL (nthlayer.api.jwks): signature,
+    issuer, audience, expiry. Scopes come from the ``scope`` claim (space-separated) or ``scp`` (a list)."""
 
     ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 
-    def __init__(self, jwks_path: str, issuer: str | None, audience: str | None) -> None:
-        import jwt
+    def __init__(self, jwks: str, issuer: str | None, audience: str | None) -> None:
+        from nthlayer.api.jwks import JwksSource
 
-        try:
-            with open(jwks_path, encoding="utf-8") as handle:
-                self.keys = jwt.PyJWKSet.from_dict(json.load(handle))
-        except (OSError, ValueError, jwt.exceptions.PyJWKSetError) as exc:
-            raise UserError(f"cannot use the JWKS file {jwks_path}: {exc}") from None
+        self.source = JwksSource(jwks)
         self.issuer = issuer
         self.audience = audience
 
@@ -93,7 +87,7 @@ class OidcVerifier:
 
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            candidates = [k for k in self.keys.keys if kid is None or k.key_id == kid]
+            candidates = self.source.keys(kid if isinstance(kid, str) else None)
             if not candidates:
                 return None
             claims = jwt.decode(token, key=candidates[0].key, algorithms=self.ALGORITHMS,
@@ -126,5 +120,16 @@ class RateLimiter:
             self._counts[who] = (start, count)
             if len(self._counts) > 100_000:  # forget idle principals rather than grow without bound
                 self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
-        reset = max(1, int(round(start + self.window - now + 0.4999)))
-        return count <= self.limit, max(0, self.limit - count), reset
+        return count <= self.limit, max(0, self.limit - count), self._reset(start, now)
+
+    def _reset(self, start: float, now: float) -> int:
+        return max(1, int(round(start + self.window - now + 0.4999)))
+
+    def blocked(self, who: str) -> int | None:
+        """Seconds until ``who`` may try again, when over the limit in the current window; else None."""
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._counts.get(who, (now, 0))
+        if now - start >= self.window or count < self.limit:
+            return None
+        return self._reset(start, now)

@@ -16,6 +16,7 @@ from nthlayer.api.server import Call, Server, parse_json, reply
 from nthlayer.buildsys.project import load_services
 from nthlayer.state.events import Deploy
 from nthlayer.ops import api_keys, services as svc
+from nthlayer.ops.build import BuildOutcome, build_services
 from nthlayer.ops.budget import track_budget
 from nthlayer.ops.composites import budget_composites, gate_composites
 from nthlayer.ops.deploys import correlate_deploy, deploy_text
@@ -117,13 +118,13 @@ async def get_slos(call: Call) -> Response:
     return reply({"service": name, "slos": svc.slo_documents(service)})
 
 
-def _build(call: Call, names: list[str]) -> svc.BuildOutcome:
+def _build(call: Call, names: list[str]) -> BuildOutcome:
     known = svc.spec_index(call.config.services_dir)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise svc.NotFound(f"no spec for service {', '.join(repr(n) for n in unknown)} in {call.config.services_dir}")
     with call.server.build_lock:
-        return svc.build_services(names, call.config.services_dir, call.config.out_dir, call.config.workdir)
+        return build_services(names, call.config.services_dir, call.config.out_dir, call.config.workdir)
 
 
 async def generate(call: Call) -> Response:

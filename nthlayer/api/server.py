@@ -26,6 +26,7 @@ from nthlayer.state.db import crash_log_path
 
 DEFAULT_RATE_LIMIT = 1000
 DEFAULT_RATE_WINDOW_SECONDS = 60.0
+DEFAULT_AUTH_FAILURE_LIMIT = 30  # requests without a valid key, per client address and window
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -41,6 +42,8 @@ class ServerConfig:
     prometheus_retries: int = 1
     rate_limit: int = DEFAULT_RATE_LIMIT
     rate_window: float = DEFAULT_RATE_WINDOW_SECONDS
+    auth_failure_limit: int = DEFAULT_AUTH_FAILURE_LIMIT
+    url: str | None = None  # where clients reach it: written beside the state database (nthlayer.state.holder)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     oidc_jwks: str | None = None
     oidc_issuer: str | None = None
@@ -55,6 +58,8 @@ class Server:
         self.store = StateStore(config.state)
         self.keys = KeyRing(self.store)
         self.limiter = RateLimiter(config.rate_limit, config.rate_window)
+        # Requests without a valid key, per client address: key guessing is throttled (see guarded).
+        self.failures = RateLimiter(config.auth_failure_limit, config.rate_window)
         self.oidc = OidcVerifier(config.oidc_jwks, config.oidc_issuer, config.oidc_audience) \
             if config.oidc_jwks else None
         self.build_lock = threading.Lock()  # one doit run at a time: they share its dependency file
@@ -170,7 +175,7 @@ def guarded(scope: str | None, handler: Handler) -> Callable[[Request], Awaitabl
         principal = None
         try:
             if scope is not None:
-                principal = server.authenticate(request)
+                principal = await _authenticated(server, request)
                 allowed, remaining, reset = server.limiter.hit(principal.id)
                 headers = {"RateLimit-Limit": str(server.limiter.limit), "RateLimit-Remaining": str(remaining),
                            "RateLimit-Reset": str(reset),
@@ -190,6 +195,28 @@ def guarded(scope: str | None, handler: Handler) -> Callable[[Request], Awaitabl
         return response
 
     return endpoint
+
+
+async def _authenticated(server: Server, request: Request) -> Principal:
+    """The caller, or 401; 429 while its address is over the limit of requests without a valid key.
+
+    Once over, every request from that address is refused until the window ends, a valid key too:
+    answering a right guess differently from a wrong one would tell the guesser it was right."""
+    address = f"ip:{request.client.host if request.client else 'unknown'}"
+    wait = server.failures.blocked(address)
+    if wait is not None:
+        raise HttpProblem(429, f"more than {server.failures.limit} requests without a valid API key from this "
+                               f"address in {server.failures.window:g} s; retry after {wait} s",
+                          {"Retry-After": str(wait)})
+    try:
+        if server.oidc is not None and server.oidc.source.remote:
+            # a token naming an unknown key may refetch the provider's keys: off the event loop
+            return await run_in_threadpool(server.authenticate, request)
+        return server.authenticate(request)
+    except HttpProblem as exc:
+        if exc.status == 401:
+            server.failures.hit(address)
+        raise
 
 
 def _flush_quietly(server: Server) -> None:

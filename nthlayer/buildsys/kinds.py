@@ -173,7 +173,8 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
                 _SLO_RULE_FILES, _slo_rules,
                 # no SLO rules or tests without SLOs; the scrape config always
                 files_for_slos=lambda slos: _SLO_RULE_FILES if slos else ("prometheus/scrape.yaml",)),
-    ServiceKind("alerts", ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
+    ServiceKind("alerts",
+                ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
                 ("prometheus/alerts.rules.yaml",), _alerts, reads_catalog=True),
     ServiceKind("pagerduty", ("pagerduty.py",), ("pagerduty.json",), _pagerduty),
     # Grafana dashboards (docs/dashboards.md): a row per SLO and per technology dependency (catalog signals).
@@ -276,7 +277,8 @@ def _kustomization(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes
 
 
 SHARED_KINDS: tuple[SharedKind, ...] = (
-    SharedKind("alertmanager", "Alertmanager routing tree and receivers for every valid service.", ("alertmanager.py",), "alertmanager", ("alertmanager.yml",),
+    SharedKind("alertmanager", "Alertmanager routing tree and receivers for every valid service.",
+               ("alertmanager.py",), "alertmanager", ("alertmanager.yml",),
                _alertmanager_inputs, _alertmanager),
     # Rebuilt when a service is added, removed or renamed: the files name the services and nothing else.
     SharedKind("grafana-overview", "Grafana overview of every service and the provisioning file of the dashboards.",

@@ -75,6 +75,13 @@ class PagerDutyClient(RestApiV2Client):
             self.retry, self.max_network_attempts = saved
 
 
+def api_url(given: str | None = None) -> str:
+    """The REST API base URL: ``given`` (--api-url), else $PAGERDUTY_API_URL, else the US service."""
+    import os
+
+    return given or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL
+
+
 def status_of(exc: Exception) -> int | None:
     response = getattr(exc, "response", None)
     return None if response is None else int(response.status_code)

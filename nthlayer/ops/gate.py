@@ -1,4 +1,5 @@
-"""The deploy gate (``check-deploy`` and ``POST /api/v1/deploys/check``): approve, block, or say it cannot decide, from the worst SLO's remaining budget.
+"""The deploy gate (``check-deploy`` and ``POST /api/v1/deploys/check``): approve, block, or say it cannot
+decide, from the worst SLO's remaining budget.
 
 Policy numbers come from the tier table (generators/tiers.py) only:
 ``gate_block_below_percent``, ``gate_warn_below_percent`` and ``gate_on_unknown``.

@@ -1,5 +1,5 @@
-"""Service specs as files in the services folder, and building them: ``POST/PUT/DELETE
-/api/v1/services``, ``POST /api/v1/slos/generate``.
+"""Service specs as files in the services folder: ``POST/PUT/DELETE /api/v1/services`` (building them,
+``POST /api/v1/slos/generate``, is nthlayer.ops.build).
 
 The files stay the source of truth (git and doit read them): a write is validated first, with the
 same errors ``nthlayer validate`` prints, then replaces the file atomically. Each version of a file
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +19,6 @@ from generators.model import Service
 from generators.render import to_yaml, write_if_changed
 from generators.spec import expand_paths, load_spec
 from generators.yamlload import MAX_FILE_BYTES, Located, read_bounded
-
-BUILD_TIMEOUT_SECONDS = 600.0
-
 
 class NotFound(UserError):
     """No spec declares that service."""
@@ -177,28 +172,3 @@ def slo_documents(service: Service) -> list[dict[str, Any]]:
              "budget_minutes": format(slo.budget_minutes.normalize(), "f"),
              "threshold_ms": None if slo.threshold_ms is None else str(slo.threshold_ms)}
             for slo in service.slos]
-
-
-@dataclass(frozen=True)
-class BuildOutcome:
-    exit_code: int  # nthlayer build's: 0 built, 1 a spec or task failed
-    output: str
-
-
-def build_services(names: list[str], services_dir: str, out_dir: str, workdir: str,
-                   timeout: float = BUILD_TIMEOUT_SECONDS) -> BuildOutcome:
-    """Run the doit build (dodo.py, as ``nthlayer build``) for the named services' tasks only.
-
-    In a child process: doit prints, changes directory and forks workers, none of which a server's
-    threads may share; and the child cannot hold up the server longer than ``timeout``."""
-    from nthlayer.buildsys.dodo import DODO_FILE, doit_exit_code
-
-    command = [sys.executable, "-m", "doit", "run", "-f", DODO_FILE, "-d", workdir,
-               f"services={os.path.abspath(services_dir)}", f"out={os.path.abspath(out_dir)}",
-               *(f"service:{name}" for name in names)]
-    try:
-        done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"the build did not finish within {timeout:g} s") from None
-    return BuildOutcome(doit_exit_code(done.returncode), (done.stdout + done.stderr).strip())

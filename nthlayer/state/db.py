@@ -121,6 +121,8 @@ def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float
         try:
             return duckdb.connect(path)
         except duckdb.IOException as exc:
+            if _is_lock_conflict(exc):
+                _refuse_if_served(path)
             if not _is_lock_conflict(exc):
                 problem = damage(exc)
                 if problem is not None and not problem.startswith("unreadable"):
@@ -136,6 +138,17 @@ def _open(path: str, timeout: float, first_delay: float = 0.02, max_delay: float
                 told = True
             time.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+def _refuse_if_served(path: str) -> None:
+    """A server holds the file until it stops: say so now, and how to reach it, rather than wait for it."""
+    from nthlayer.state.holder import serving
+
+    holder = serving(path)
+    if holder is not None:
+        raise StateLocked(f"state database {path} is held by 'nthlayer serve' (pid {holder.pid}) at {holder.url}: "
+                          f"send the command there with --api {holder.url} (record-deploy, check-deploy, "
+                          "correlate-deploy), or stop the server to use the file directly")
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:

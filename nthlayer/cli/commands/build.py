@@ -1,6 +1,6 @@
 """``nthlayer build [--check] [DOIT ARGS]``: run the doit build in the current folder, from anywhere.
 
-The tasks come from the installed package (nthlayer/dodo.py, the definition the checkout's dodo.py
+The tasks come from the installed package (nthlayer/buildsys/dodo.py, the definition the checkout's dodo.py
 re-exports), so a monorepo with only services/ builds without a copy of dodo.py or of the catalog.
 ``--check`` builds nothing: it lists the files of out/ that differ from what the specs produce.
 """
@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
-from nthlayer.buildsys.dodo import doit_exit_code
 from nthlayer.buildsys.project import build_setting, is_on, require_services_dir
+from nthlayer.ops.build import check_build, run_build
 
 DOIT_COMMANDS = {"run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep",
                  "tabcompletion", "help"}
@@ -51,23 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "service:NAME), or doit options after '--'")
 
 
-def _task_loader() -> Any:
-    """doit's loader for the packaged task definitions, made when doit loads them (after it has read
-    ``name=value`` variables), as its own loader imports dodo.py then."""
-    from doit.cmd_base import NamespaceTaskLoader
-
-    class PackagedTasks(NamespaceTaskLoader):
-        def setup(self, opt_values: dict[str, Any]) -> None:
-            from nthlayer.buildsys.dodo import namespace
-
-            self.namespace = namespace()
-
-    return PackagedTasks()
-
-
 def run(args: argparse.Namespace) -> int:
-    from doit.doit_cmd import DoitMain
-
     if args.services:
         os.environ["NTHLAYER_SERVICES"] = args.services
     if args.out:
@@ -90,23 +73,11 @@ def run(args: argparse.Namespace) -> int:
                       given.get("catalog"), build_setting(given, "secrets_dir", "NTHLAYER_SECRETS_DIR") or None,
                       is_on(build_setting(given, "strict", "NTHLAYER_STRICT")))
     command, options = (rest[:1], rest[1:]) if rest and rest[0] in DOIT_COMMANDS else (["run"], rest)
-    doit = DoitMain(_task_loader())
-    doit.BIN_NAME = "nthlayer build"  # doit's hints ("Type ... list") name the command the user typed
-    code = doit_exit_code(doit.run([*command, *options]))
-    if command == ["run"]:
-        from nthlayer.state.db import record_audit
-
-        record_audit("build", None, "ok" if code == 0 else "failed",
-                     {"exit": code, "doit_args": options, "services": services})
-    return code
+    return run_build(command, options, services)
 
 
 def _check(services: str, out: str, state: str, catalog: str | None, secrets_dir: str | None, strict: bool) -> int:
-    from nthlayer.buildsys.outputs import check_out
-
-    state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
-    differences, errors = check_out(services, out, state_db, os.path.join(state, "spec-index.json"), catalog,
-                                    secrets_dir, strict)
+    differences, errors = check_build(services, out, state, catalog, secrets_dir, strict)
     for line in errors:
         print(line, file=sys.stderr)
     for path, problem in differences:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 
 from generators.errors import UserError
 from nthlayer.cli.argparsing import UsageError
-from nthlayer.state.events import fetch_pagerduty_incidents, import_files, insert_incidents
-from nthlayer.state.db import add_state_argument, connect, format_time, insert_audit, parse_time
+from nthlayer.ops.events import ImportCounts, import_event_files, import_pagerduty_incidents
+from nthlayer.state.db import add_state_argument, connect, parse_time
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_state_argument(parser)
 
 
-def _pagerduty(args: argparse.Namespace) -> int:
+def _pagerduty(args: argparse.Namespace) -> ImportCounts:
     from nthlayer.buildsys.project import load_services
     from nthlayer.cli.commands.setup_pagerduty import NO_KEY, api_key
-    from nthlayer.integrations.pagerduty import DEFAULT_API_URL, ClientSettings, PagerDutyClient, explain
+    from nthlayer.integrations.pagerduty import ClientSettings, PagerDutyClient, api_url
 
     if not (args.since and args.until):
         raise UsageError("--pagerduty needs --since and --until")
@@ -40,39 +41,23 @@ def _pagerduty(args: argparse.Namespace) -> int:
     names = {}
     if os.path.isdir(args.services):
         names = {s.pagerduty.service_id: s.name for s in load_services(args.services) if s.pagerduty.service_id}
-    settings = ClientSettings(api_url=args.api_url or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL,
-                              read_only=True)
-    client = PagerDutyClient(key, settings)
+    client = PagerDutyClient(key, ClientSettings(api_url=api_url(args.api_url), read_only=True))
     try:
-        incidents = fetch_pagerduty_incidents(client, since, until, names)
-    except UserError:
-        raise
-    except Exception as exc:  # the client's errors: explain() words them without the key
-        raise UserError(explain(exc, "listing incidents")) from None
+        return import_pagerduty_incidents(partial(connect, args.state), client, since, until, names)
     finally:
         client.close()
-    with connect(args.state) as con:
-        added = insert_incidents(con, incidents)
-        insert_audit(con, "import-events", None, "imported",
-                     {"source": "pagerduty", "since": format_time(since), "until": format_time(until),
-                      "incidents_read": len(incidents), "incidents_added": added})
-    print(f"pagerduty: {len(incidents)} incidents read, {added} new")
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.pagerduty:
         if args.files:
             raise UsageError("give files or --pagerduty, not both")
-        return _pagerduty(args)
+        counts = _pagerduty(args)
+        print(f"pagerduty: {counts.incidents_read} incidents read, {counts.incidents_added} new")
+        return 0
     if not args.files:
         raise UsageError("nothing to import: give .json/.csv files or --pagerduty --since T --until T")
-    with connect(args.state) as con:
-        deploys_read, deploys_added, incidents_read, incidents_added = import_files(con, args.files)
-        insert_audit(con, "import-events", None, "imported",
-                     {"files": [os.path.basename(f) for f in args.files], "deploys_read": deploys_read,
-                      "deploys_added": deploys_added, "incidents_read": incidents_read,
-                      "incidents_added": incidents_added})
-    print(f"deploys: {deploys_read} read, {deploys_added} new; incidents: {incidents_read} read, "
-          f"{incidents_added} new")
+    counts = import_event_files(partial(connect, args.state), args.files)
+    print(f"deploys: {counts.deploys_read} read, {counts.deploys_added} new; incidents: {counts.incidents_read} "
+          f"read, {counts.incidents_added} new")
     return 0

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
-from nthlayer.state.events import SEVERITIES, Incident, check_incident, insert_incidents
-from nthlayer.state.db import add_state_argument, connect, format_time, insert_audit, parse_time
+from nthlayer.ops.events import record_incident
+from nthlayer.state.db import add_state_argument, connect, parse_time
+from nthlayer.state.events import SEVERITIES, Incident
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +26,6 @@ def run(args: argparse.Namespace) -> int:
         service=args.service, started_at=parse_time(args.started_at, "--started-at"), severity=args.severity,
         key=args.id, title=args.title,
         resolved_at=parse_time(args.resolved_at, "--resolved-at") if args.resolved_at else None)
-    check_incident(incident)
-    with connect(args.state) as con:
-        added = insert_incidents(con, [incident])
-        insert_audit(con, "record-incident", args.service, "recorded" if added else "updated",
-                     {"id": incident.natural_key, "severity": incident.severity,
-                      "started_at": format_time(incident.started_at),
-                      "resolved_at": format_time(incident.resolved_at) if incident.resolved_at else None})
+    added = record_incident(partial(connect, args.state), incident)
     print(f"{'recorded' if added else 'updated'}: incident {incident.natural_key} on {args.service}")
     return 0
