@@ -162,6 +162,23 @@ class PagerDutyRef:
 
 
 @dataclass(frozen=True)
+class DatadogSLO:
+    """One SLO mirrored into Datadog: metric-based with ``good``/``total`` queries, else monitor-based."""
+    name: str
+    good: str | None = None
+    total: str | None = None
+    monitor_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Datadog:
+    """The spec's ``datadog:`` block."""
+    site: str | None
+    tags: tuple[tuple[str, str], ...]
+    slos: tuple[DatadogSLO, ...]  # in spec order
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     source: str
@@ -180,6 +197,7 @@ class Service:
     scrape: Scrape = Scrape(DEFAULT_SCRAPE_PORT, DEFAULT_SCRAPE_PATH, ())
     kubernetes: KubernetesPlacement = KubernetesPlacement()
     argocd_app: str | None = None  # deploy.argocd_app: what `nthlayer rollback` rolls back
+    datadog: Datadog | None = None  # None: no `datadog:` block, nothing in Datadog
 
     def slo(self, name: str) -> SLO:
         """The SLO called ``name`` (the default SLOs are called availability and latency)."""
@@ -347,4 +365,11 @@ def build_service(data: dict[str, Any], source: str) -> Service:
             labels=tuple(sorted(data.get("kubernetes", {}).get("labels", {}).items())),
         ),
         argocd_app=data.get("deploy", {}).get("argocd_app"),
+        datadog=_datadog(data["datadog"]) if "datadog" in data else None,
     )
+
+
+def _datadog(block: dict[str, Any]) -> Datadog:
+    slos = tuple(DatadogSLO(name, entry.get("good"), entry.get("total"), tuple(entry.get("monitor_ids", ())))
+                 for name, entry in block.get("slos", {}).items())
+    return Datadog(block.get("site"), tuple(sorted(block.get("tags", {}).items())), slos)

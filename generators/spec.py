@@ -239,7 +239,32 @@ def semantic_errors(located: Located, service: Service) -> list[SpecError]:
             errors.append(located.error(f"/dependencies/technologies/{index}/name",
                                         f"duplicate dependency {tech.type} '{tech.name}' (also item {seen[key]})"))
         seen.setdefault(key, index)
-    return errors + paging_problems(located, service)
+    return errors + paging_problems(located, service) + _datadog_errors(located, service)
+
+
+DATADOG_WINDOWS = (7, 30, 90)  # the SLO timeframes Datadog accepts (SLOTimeframe, "custom" aside)
+
+
+def _datadog_errors(located: Located, service: Service) -> list[SpecError]:
+    """A `datadog:` block's SLO names must be the service's, with a window Datadog can hold."""
+    if service.datadog is None:
+        return []
+    errors: list[SpecError] = []
+    names = {slo.name: slo for slo in service.slos}
+    for entry in service.datadog.slos:
+        pointer = f"/datadog/slos/{entry.name}"
+        slo = names.get(entry.name)
+        metric, monitor = entry.good is not None and entry.total is not None, bool(entry.monitor_ids)
+        if metric == monitor or (entry.good is None) != (entry.total is None):
+            errors.append(located.error(pointer, (
+                "give either good and total (a metric-based SLO) or monitor_ids (a monitor-based SLO)")))
+        elif slo is None:
+            errors.append(located.error(pointer, (
+                f"no SLO named '{entry.name}' in this spec (its SLOs: {', '.join(sorted(names))})"), key=True))
+        elif slo.window_days not in DATADOG_WINDOWS:
+            errors.append(located.error(pointer, (
+                f"{slo.name} has a {slo.window} window and Datadog SLOs take 7, 30 or 90 days only"), key=True))
+    return errors
 
 
 class LoadedSpec(NamedTuple):
@@ -307,16 +332,19 @@ class FileSummary(NamedTuple):
     warnings: tuple[SpecError, ...]
     # The names of the SLOs a `slos:` block declares (they name output files); None: no `slos:` block.
     slos: tuple[str, ...] | None = None
+    # The optional artifact kinds the spec turns on (datadog: a `datadog:` block); they add output files.
+    extras: tuple[str, ...] = ()
 
     def to_json(self) -> list:
-        return [self.path, self.name, self.upstream, self.technologies, self.errors, self.warnings, self.slos]
+        return [self.path, self.name, self.upstream, self.technologies, self.errors, self.warnings, self.slos,
+                self.extras]
 
     @classmethod
     def from_json(cls, data: list) -> "FileSummary":
-        path, name, upstream, techs, errors, warnings, slos = data
+        path, name, upstream, techs, errors, warnings, slos, extras = data
         return cls(path, Ref(*name) if name else None, tuple(Ref(*r) for r in upstream),
                    tuple(Ref(*r) for r in techs), tuple(SpecError(*e) for e in errors),
-                   tuple(SpecError(*w) for w in warnings), None if slos is None else tuple(slos))
+                   tuple(SpecError(*w) for w in warnings), None if slos is None else tuple(slos), tuple(extras))
 
 
 def _ref(located: Located, value: str, pointer: str) -> Ref:
@@ -342,8 +370,14 @@ def summarize(path: str, raw: bytes | None = None) -> tuple[FileSummary, LoadedS
         (),
         tuple(spec_warnings(spec) + _file_name_warnings(located, service.name)),
         tuple(slo.name for slo in service.slos) if "slos" in located.data else None,
+        extra_kinds(service),
     )
     return summary, spec
+
+
+def extra_kinds(service: Service) -> tuple[str, ...]:
+    """The optional artifact kinds a service turns on (nthlayer.buildsys.kinds: ``ServiceKind.optional``)."""
+    return ("datadog",) if service.datadog is not None else ()
 
 
 def _file_name_warnings(located: Located, name: str) -> list[SpecError]:

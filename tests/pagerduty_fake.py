@@ -9,33 +9,18 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tls_fake import TlsFake
+from tls_fake import Fault, TlsFake
 
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 INDEXES = ("teams", "escalation_policies", "services", "users", "schedules")
 ENTITY = {"teams": "team", "escalation_policies": "escalation_policy", "services": "service",
           "users": "user", "schedules": "schedule"}
-
-
-@dataclass
-class Fault:
-    """Answer ``status`` to matching requests, ``times`` times (None: always)."""
-    method: str
-    path: str  # regular expression on the path
-    status: int = 500
-    times: int | None = 1
-    delay: float = 0.0
-    after_commit: bool = False  # do the work, then answer the error anyway
-
-    def matches(self, method: str, path: str) -> bool:
-        return self.method in (method, "*") and re.fullmatch(self.path, path) is not None
 
 
 @dataclass

@@ -158,7 +158,7 @@ def test_an_invalid_spec_answers_the_validator_lines_and_writes_nothing(api: Api
     assert answer.status_code == 422
     assert problem_of(answer)["errors"] == [
         "request:3:11: /tier: 7 is not a tier: use 1, 2, 3 or critical, standard, low",
-        "request:5:3: /colour: unknown key 'colour' (allowed keys: dependencies, deploy, description, kubernetes, labels, "
+        "request:5:3: /colour: unknown key 'colour' (allowed keys: datadog, dependencies, deploy, description, kubernetes, labels, "
         "observability, pagerduty, runbook_url, service, slos, team, tech_stack, tier, type)",
     ]
     yaml_body = b"service: bad-api\ntier: 1\nteam: x\nobservability:\n  slo_overrides:\n    availability: 1.5\n"

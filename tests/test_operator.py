@@ -204,8 +204,8 @@ def test_an_invalid_spec_sets_invalid_spec_and_keeps_the_last_objects(fake: Fake
     assert conditions(current(api)) == {
         "Ready": ("False", "InvalidSpec", "the spec is invalid; owned objects are left as they were"),
         "InvalidSpec": ("True", "InvalidSpec", "\n".join([
-            "/runbook: unknown key 'runbook'; did you mean 'runbook_url'? (allowed keys: dependencies, deploy, description, "
-            "kubernetes, labels, observability, pagerduty, runbook_url, service, slos, team, tech_stack, tier, type)",
+            "/runbook: unknown key 'runbook'; did you mean 'runbook_url'? (allowed keys: datadog, dependencies, deploy, "
+            "description, kubernetes, labels, observability, pagerduty, runbook_url, service, slos, team, tech_stack, tier, type)",
         ])),
     }
     assert fake.all("PrometheusRule") == before

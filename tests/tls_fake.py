@@ -6,14 +6,31 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import ssl
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-# handle(method, path, query, headers, body) -> (status, JSON-able answer or None)
+# handle(method, path, query, headers, body) -> (status, JSON-able answer or None[, extra response headers])
 Handle = Callable[[str, str, "dict[str, list[str]]", Any, bytes], "tuple[int, Any]"]
+
+
+@dataclass
+class Fault:
+    """An injected failure: answer ``status`` to matching requests, ``times`` times (None: always)."""
+    method: str
+    path: str  # regular expression on the path
+    status: int = 500
+    times: int | None = 1
+    delay: float = 0.0
+    after_commit: bool = False  # do the work, then answer the error anyway
+    headers: dict[str, str] = field(default_factory=dict)  # sent with the error (rate-limit headers)
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in (method, "*") and re.fullmatch(self.path, path) is not None
 
 
 def make_certificate(directory: str, name: str = "nthlayer test API") -> tuple[str, str]:
@@ -89,8 +106,8 @@ def _handler(owner: TlsJsonServer, handle: Handle) -> type[BaseHTTPRequestHandle
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, answer = handle(method, url.path, parse_qs(url.query, keep_blank_values=True),
-                                    self.headers, body)
+            status, answer, *extra = handle(method, url.path, parse_qs(url.query, keep_blank_values=True),
+                                            self.headers, body)
             with owner.lock:
                 owner.requests.append((method, url.path, status))
             data = json.dumps(answer).encode() if answer is not None else b""
@@ -98,6 +115,8 @@ def _handler(owner: TlsJsonServer, handle: Handle) -> type[BaseHTTPRequestHandle
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):

@@ -14,6 +14,8 @@ each service's doit task. One entry says everything the build needs:
   it no longer writes there (a renamed SLO) is removed; files of ``files`` no longer written are removed too;
 - ``reads_catalog``: its output depends on the rules catalog files of the service's technologies (an edit
   of one regenerates this kind for the services using that technology);
+- ``optional``: it writes its files only for the services whose spec turns it on (the spec summary's
+  ``extras``, generators.spec.extra_kinds: datadog.json for a spec with a ``datadog:`` block), nothing else;
 - ``config``: the tables of nthlayer.toml its output depends on; their content is part of its code stamp, so
   editing one regenerates this kind only, for every service.
 
@@ -67,6 +69,7 @@ class ServiceKind:
     files_for_slos: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
     owned_folder: str | None = None
     reads_catalog: bool = False  # regenerated when a catalog file of the service's technologies changes
+    optional: bool = False  # written only for the services whose spec summary lists it in ``extras``
     # Distributions whose version is part of the code stamp (an upgrade of the library that writes the
     # files regenerates them, like an edit of the kind's code).
     packages: tuple[str, ...] = ()
@@ -116,6 +119,12 @@ def _pagerduty(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     from generators.pagerduty import pagerduty_files
 
     return pagerduty_files(service, ctx.base(service))
+
+
+def _datadog(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
+    from generators.datadog import datadog_files
+
+    return datadog_files(service, ctx.base(service))
 
 
 def _grafana(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
@@ -177,23 +186,28 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
                                "shapes.py"),
                 ("k8s/prometheusrule.yaml", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml"), _kubernetes,
                 reads_catalog=True, config=("kubernetes",)),
+    ServiceKind("datadog", ("datadog.py", "slo_rules.py"), ("datadog.json",), _datadog, optional=True),
 )
 KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
 PER_SERVICE: tuple[str, ...] = tuple(KINDS)
-SERVICE_FILES = tuple(name for kind in SERVICE_KINDS for name in kind.files)  # every kind, default SLOs
+# every kind but the optional ones, default SLOs
+SERVICE_FILES = tuple(name for kind in SERVICE_KINDS if not kind.optional for name in kind.files)
 
 
-def artifact_files(kind: str, slos: tuple[str, ...] | None) -> tuple[str, ...]:
+def artifact_files(kind: str, slos: tuple[str, ...] | None, extras: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The files of ``kind`` under out/<service>/, for a spec declaring SLOs ``slos`` (None: the default
-    availability and latency SLOs)."""
+    availability and latency SLOs) and turning on the optional kinds ``extras``."""
     entry = KINDS[kind]
+    if entry.optional and kind not in extras:
+        return ()
     if slos is None or entry.files_for_slos is None:
         return entry.files
     return entry.files_for_slos(slos)
 
 
-def targets(out_dir: str, service: str, kind: str, slos: tuple[str, ...] | None = None) -> list[str]:
-    return [f"{out_dir}/{service}/{name}" for name in artifact_files(kind, slos)]
+def targets(out_dir: str, service: str, kind: str, slos: tuple[str, ...] | None = None,
+            extras: tuple[str, ...] = ()) -> list[str]:
+    return [f"{out_dir}/{service}/{name}" for name in artifact_files(kind, slos, extras)]
 
 
 def generate(kind: str, service: Service, out_dir: str, catalog_dir: str,

@@ -112,7 +112,7 @@ class BuildPlan:
 # warnings (generators.catalog_labels, which read the catalog files: each entry keeps their stamps too).
 INDEX_CODE = (*CORE_CODE, "alertmanager.py", "pagerduty.py", "catalog_labels.py", "catalog.py", "promql_scope.py",
               "tech_alerts.py", "slo_tests.py", "schemas/catalog.schema.json")
-INDEX_FORMAT = "6"  # [size/mtime, summary, routing, upstream, catalog stamps, plugin keys] per file
+INDEX_FORMAT = "7"  # [size/mtime, summary, routing, upstream, catalog stamps, plugin keys] per file; summary with extras
 
 
 def _code_fingerprint() -> str:

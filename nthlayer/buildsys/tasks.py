@@ -13,6 +13,7 @@ from generators.alertmanager import Routing
 from generators.errors import SpecErrors
 from generators.model import Service
 from generators.render import write_all, write_if_changed, write_new_tree
+from generators.spec import extra_kinds
 from nthlayer.buildsys.kinds import (KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files, code_fingerprint,
                                      generate, shared_targets, targets)
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
@@ -73,10 +74,10 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
     if service is not None:
         deps += plan.catalog_files(entry)
         base = f"{plan.out_dir}/{service}/"
-        slos = entry.summary.slos
+        slos, extras = entry.summary.slos, entry.summary.extras
         # Every kind's targets (a thousand tasks are made a run: the default SLOs' list is made once).
-        outputs = [base + name for name in (SERVICE_FILES if slos is None else
-                                            [f for kind in PER_SERVICE for f in artifact_files(kind, slos)])]
+        outputs = [base + name for name in (SERVICE_FILES if slos is None and not extras else
+                                            [f for kind in PER_SERVICE for f in artifact_files(kind, slos, extras)])]
 
     def title(task: Any) -> str:
         kinds = stale_kinds(entry.path, task.dep_changed or (), stamps, entry.plugins)
@@ -127,7 +128,8 @@ def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_
             continue
         made = generate(kind, service, plan.out_dir, plan.catalog_dir, plan.catalog_cache)
         # The SLO names decide the file names (the default pair's names give the default files).
-        expected = set(targets(plan.out_dir, service.name, kind, tuple(s.name for s in service.slos)))
+        expected = set(targets(plan.out_dir, service.name, kind, tuple(s.name for s in service.slos),
+                               extra_kinds(service)))
         if set(made) != expected:
             raise RuntimeError(f"{kind} generator wrote {sorted(made)}, dodo expects {sorted(expected)}")
         files.update(made)

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "setup-prometheus": ("setup_prometheus", "write a prometheus.yml fragment for out/ and check it with promtool"),
     "plugins": ("plugins", "list the plugins a build loads: kind, plugin API version, file or package"),
     "setup-pagerduty": ("setup_pagerduty", "plan and apply a service's PagerDuty team, policy, service, integration"),
+    "setup-datadog": ("setup_datadog", "plan and apply a service's Datadog service definition, SLOs and burn-rate monitors"),
     "track-budget": ("track_budget", "report error budgets from Prometheus and record them in state/"),
     "record-deploy": ("record_deploy", "record a deploy of a service (called by CD)"),
     "check-deploy": ("check_deploy", "approve (0) or block (2) a deploy on its error budget; 3 = cannot decide"),

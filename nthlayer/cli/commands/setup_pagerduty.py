@@ -110,21 +110,19 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _log_retries() -> None:
-    # The client reports each retry through this logger: one plain line each, on stderr.
-    logger = logging.getLogger("nthlayer.pagerduty")
+def log_retries(logger_name: str, prefix: str) -> None:
+    """Show the client's retry reports (one plain line each) on stderr, as ``prefix: …``."""
+    logger = logging.getLogger(logger_name)
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("pagerduty: %(message)s"))
+        handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
         logger.propagate = False
 
 
-def run(args: argparse.Namespace) -> int:
-    from nthlayer.buildsys.plugins import load_plugins, plugin_files
-
-    args.plugins = load_plugins(plugin_files(args.plugin))  # a plugin that does not load stops us before any change
+def check_run_args(args: argparse.Namespace) -> list:
+    """The valid specs of ``args.specs`` (SpecErrors / UserError otherwise), and sane retry settings."""
     result = validate_specs(args.specs, None)
     if result.errors:
         raise SpecErrors(result.errors)
@@ -132,16 +130,24 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no service specs in {', '.join(args.specs)}")
     if args.retries < 0 or args.backoff < 0 or args.timeout <= 0:
         raise UserError("--retries and --backoff must be >= 0 and --timeout > 0")
+    return result.specs
+
+
+def run(args: argparse.Namespace) -> int:
+    from nthlayer.buildsys.plugins import load_plugins, plugin_files
+
+    args.plugins = load_plugins(plugin_files(args.plugin))  # a plugin that does not load stops us before any change
+    specs = check_run_args(args)
     key = api_key(args)
     if key is None and not args.dry_run:
         raise UserError(NO_KEY + " (or use --dry-run to plan without one)")
     settings = ClientSettings(api_url=args.api_url or os.environ.get("PAGERDUTY_API_URL") or DEFAULT_API_URL,
                               retries=args.retries, backoff=args.backoff, timeout=args.timeout,
                               read_only=args.dry_run)
-    _log_retries()
+    log_retries("nthlayer.pagerduty", "pagerduty")
     client = PagerDutyClient(key, settings) if key else None
     try:
-        return _plan_and_apply(args, client, result.specs)
+        return _plan_and_apply(args, client, specs)
     finally:
         if client is not None:
             client.close()
