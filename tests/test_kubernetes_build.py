@@ -2,11 +2,8 @@
 project's [kubernetes] settings as an input, and kustomize's verdict on the result."""
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,22 +11,7 @@ import yaml
 
 from generators.crd_schema import kubernetes_loader, manifest_problems
 from tests.conftest import ROOT
-
-
-def _doit(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
-    env = {**base, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(cwd), *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def _ran(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return sorted(line[3:] for line in result.stdout.splitlines() if line.startswith(".  "))
-
-
-def _snapshot(out: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(out)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(out.rglob("*")) if p.is_file()}
+from tests.test_doit_build import _doit, _ran, _snapshot
 
 
 def _changed(before: dict[str, tuple[str, int]], after: dict[str, tuple[str, int]]) -> list[str]:

@@ -3,7 +3,6 @@ whose verdict changed; a no-op evaluates nothing; a deny fails that service alon
 the build with its file and line; and the pre-commit hook's command (nthlayer validate) enforces them."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_doit_build import _doit, _ran, _snapshot
 
 WARN_TEAMS = """package nthlayer.policies.acme
 
@@ -27,22 +27,6 @@ warn contains {"id": "acme-team", "msg": sprintf("team '%s' is under review", [i
 def _policy(workspace: Path, teams: list[str], extra: str = "") -> None:
     listed = ", ".join(f'"{team}"' for team in teams)
     (workspace / "policies" / "acme.rego").write_text(WARN_TEAMS + f"\nTEAMS := {{{listed}}}\n" + extra)
-
-
-def _doit(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")}
-    env = {**base, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(cwd), *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def _ran(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return sorted(line[3:] for line in result.stdout.splitlines() if line.startswith(".  "))
-
-
-def _snapshot(out: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(out)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
