@@ -13,14 +13,12 @@ from nthlayer.integrations import prometheus as prom
 from nthlayer.api.openapi import document
 from nthlayer.api.problems import HttpProblem, problem
 from nthlayer.api.server import Call, Server, parse_json, reply
-from nthlayer.buildsys.project import load_services
 from nthlayer.state.events import Deploy
 from nthlayer.ops import api_keys, services as svc
 from nthlayer.ops.build import BuildOutcome, build_services
-from nthlayer.ops.budget import track_budget
-from nthlayer.ops.composites import budget_composites, gate_composites
+from nthlayer.ops.tracking import budget_scope, track_budget
 from nthlayer.ops.deploys import correlate_deploy, deploy_text
-from nthlayer.ops.gate import check_gate, service_and_graph
+from nthlayer.ops import gate
 from nthlayer.state.db import format_time, parse_time, utc_now
 
 
@@ -150,9 +148,8 @@ def _budgets(call: Call, names: list[str] | None, at: Any) -> list[Any]:
     client = call.server.prometheus()
     if client is None:
         raise HttpProblem(503, "the server has no Prometheus URL (nthlayer serve --prometheus URL)")
-    services = load_services(call.config.services_dir, names)
-    composites = budget_composites(call.config.services_dir, names)
-    return track_budget(client, services, at, call.server.store.connection, composites)
+    scope = budget_scope(call.config.services_dir, names)
+    return track_budget(client, scope, at, call.server.store.connection, history=False)
 
 
 async def error_budgets(call: Call) -> Response:
@@ -180,17 +177,12 @@ async def record_deploy(call: Call) -> Response:
                   "text": deploy_text(deploy, added)}, 201 if added else 200)
 
 
-def _gate(call: Call, data: dict[str, Any], at: Any) -> Any:
-    service, everyone = service_and_graph(call.config.services_dir, data["service"])
-    composites = gate_composites(call.config.services_dir, service, everyone)
-    return check_gate(service, everyone, at, call.server.prometheus(), data.get("on_unknown"),
-                      call.server.store.connection, version=data.get("version"), actor=call.actor,
-                      composites=composites)
-
-
 async def check_deploy(call: Call) -> Response:
     located = await call.json("api-gate.schema.json")
-    outcome = await call.run(_gate, call, located.data, _at(located, located.data.get("at")))
+    data = located.data
+    outcome = await call.run(gate.check_deploy, call.config.services_dir, _at(located, data.get("at")),
+                             call.server.prometheus(), data.get("on_unknown"), call.server.store.connection,
+                             name=data["service"], version=data.get("version"), actor=call.actor)
     return reply({**outcome.as_dict(), "recorded": outcome.recorded, "text": outcome.text()})
 
 

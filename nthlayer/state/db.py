@@ -318,6 +318,11 @@ def format_time(value: datetime) -> str:
 _UNIX = re.compile(r"^-?\d+(\.\d+)?$")
 
 
+def instant(text: str | None, what: str = "time") -> datetime:
+    """``text`` parsed as :func:`parse_time` does, or the present to the second when there is none."""
+    return parse_time(text, what) if text else utc_now().replace(microsecond=0)
+
+
 def parse_time(text: str, what: str = "time") -> datetime:
     """RFC 3339 (with Z or an offset) or unix seconds → aware UTC datetime; raise UserError otherwise."""
     value = text.strip()
