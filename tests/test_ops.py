@@ -19,7 +19,7 @@ from nthlayer.ops.gate import EXIT_BLOCK, check_deploy
 from nthlayer.ops.setup import ApplyFailed, ServicePlan, Target, apply_plans
 from nthlayer.ops.setup_datadog import DatadogSetup, setup_datadog
 from nthlayer.ops.tracking import backfill, budget_scope, interval_seconds, track_budget
-from nthlayer.state.db import connect
+from nthlayer.state.db import connect, writer
 from nthlayer.state.history import read_history
 
 AT = datetime.fromtimestamp(END, timezone.utc)
@@ -67,9 +67,9 @@ def test_track_budget_records_budgets_and_history_unless_told(prometheus: Promet
     scope = budget_scope(str(fixture_specs), ["alpha"])
     assert [s.name for s in scope.services] == ["alpha"] and scope.composites == []
     with_history, without = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
-    reports = track_budget(_client(prometheus), scope, AT, partial(connect, str(with_history)))
+    reports = track_budget(_client(prometheus), scope, AT, writer(partial(connect, str(with_history))))
     assert [(r.slo, str(r.remaining_percent)) for r in reports] == [("availability", "50.00"), ("latency", "90.00")]
-    again = track_budget(_client(prometheus), scope, AT, partial(connect, str(without)), history=False)
+    again = track_budget(_client(prometheus), scope, AT, writer(partial(connect, str(without))), history=False)
     assert [r.as_dict() for r in again] == [r.as_dict() for r in reports]
     for path, points in ((with_history, 2), (without, 0)):
         with connect(str(path)) as con:

@@ -123,7 +123,7 @@ def _budgets(call: Call, names: list[str] | None, at: Any) -> list[Any]:
     if client is None:
         raise HttpProblem(503, "the server has no Prometheus URL (nthlayer serve --prometheus URL)")
     scope = budget_scope(call.config.services_dir, names)
-    return track_budget(client, scope, at, call.server.store.connection, history=False)
+    return track_budget(client, scope, at, call.server.store.write, history=False)  # batched commits
 
 
 async def error_budgets(call: Call) -> Response:

@@ -21,7 +21,7 @@ from nthlayer.integrations import prometheus as prom
 from nthlayer.ops.budget import BudgetReport, evaluate, record_budgets
 from nthlayer.ops.budget_history import backfill_history, sample_history, step_grid
 from nthlayer.ops.composites import Bound, budget_composites
-from nthlayer.state.db import Opener, format_time, utc_now
+from nthlayer.state.db import Opener, Writer, format_time, utc_now
 from nthlayer.state.history import Columns, record_history, write_columns
 
 _DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
@@ -39,18 +39,22 @@ def budget_scope(services_dir: str, names: list[str] | None = None) -> BudgetSco
     return BudgetScope(load_services(services_dir, names), budget_composites(services_dir, names))
 
 
-def track_budget(client: prom.PrometheusClient, scope: BudgetScope, at: datetime, opener: Opener, *,
+def track_budget(client: prom.PrometheusClient, scope: BudgetScope, at: datetime, write: Writer, *,
                  history: bool = True) -> list[BudgetReport]:
-    """Every SLO's budget in ``scope`` (composites too) at ``at``, recorded in the state database; with
-    ``history``, also one budget-history point per SLO (what the reports' trend lines are drawn from).
-    The API answers without the history point: how often clients ask must not shape the trend lines."""
+    """Every SLO's budget in ``scope`` (composites too) at ``at``, recorded in the state database through
+    ``write`` (:func:`nthlayer.state.db.writer`, or the server's batching store); with ``history``, also one
+    budget-history point per SLO (what the reports' trend lines are drawn from). The API answers without
+    the history point: how often clients ask must not shape the trend lines."""
     client.restart_deadline()  # the deadline bounds one evaluation (one sample, one request), not a process
     reports = evaluate(client, scope.services, at, scope.composites)
     points = sample_history(client, scope.services, at) if history else None
-    with opener() as con:
+
+    def record(con: Any) -> None:
         record_budgets(con, reports)
         if points is not None:
             record_history(con, points)
+
+    write(record)
     return reports
 
 
@@ -61,7 +65,7 @@ def interval_seconds(text: str) -> int:
     return duration_seconds(text)
 
 
-def track_every(client: prom.PrometheusClient, scope: BudgetScope, seconds: int, opener: Opener,
+def track_every(client: prom.PrometheusClient, scope: BudgetScope, seconds: int, write: Writer,
                 emit: Callable[[list[BudgetReport]], None], warn: Callable[[prom.PrometheusError], None]) -> None:
     """Sample every ``seconds`` until interrupted (KeyboardInterrupt reaches the caller), handing each
     sample to ``emit``. A monitoring loop outlives a Prometheus restart: a failed sample goes to ``warn``
@@ -69,7 +73,7 @@ def track_every(client: prom.PrometheusClient, scope: BudgetScope, seconds: int,
     while True:
         started = time.monotonic()
         try:
-            emit(track_budget(client, scope, utc_now().replace(microsecond=0), opener))
+            emit(track_budget(client, scope, utc_now().replace(microsecond=0), write))
         except prom.PrometheusError as exc:
             warn(exc)
         time.sleep(max(0.0, seconds - (time.monotonic() - started)))

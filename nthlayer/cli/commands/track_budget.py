@@ -10,7 +10,7 @@ from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.ops.budget import BudgetReport, json_default, table
 from nthlayer.ops.tracking import backfill, budget_scope, interval_seconds, track_budget, track_every
-from nthlayer.state.db import add_state_argument, connect, format_time, instant, parse_time, utc_now
+from nthlayer.state.db import add_state_argument, connect, format_time, instant, parse_time, utc_now, writer
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -67,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
             print(summary.text())
         return 0
     if seconds is None:
-        _emit(track_budget(client, scope, instant(args.at, "--at"), opener), args.json, False)
+        _emit(track_budget(client, scope, instant(args.at, "--at"), writer(opener)), args.json, False)
         return 0
     try:
-        track_every(client, scope, seconds, opener, partial(_emit, as_json=args.json, compact=True), _warn)
+        track_every(client, scope, seconds, writer(opener), partial(_emit, as_json=args.json, compact=True), _warn)
     except KeyboardInterrupt:
         print("nthlayer track-budget: stopped", file=sys.stderr)
     return 0
