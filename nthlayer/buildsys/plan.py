@@ -21,6 +21,7 @@ from generators.render import write_if_changed
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import external_links_allowed, load_yaml
+from nthlayer.buildsys.backend import compact_json
 from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators
 from nthlayer.buildsys.plugin_kinds import active as active_plugins
 from nthlayer.buildsys.plugin_kinds import apply_plugins
@@ -324,7 +325,7 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
             fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary), list(plugins)]
                            if path in checked else cache[path])
     if index_path and record and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
-        data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
+        data = compact_json({"code": fingerprint, "files": fresh})
         write_if_changed(index_path, data)
     return summaries, set(checked)
 

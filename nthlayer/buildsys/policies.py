@@ -19,6 +19,7 @@ from generators.policy import PolicyError, PolicySet, unknown_ids
 from generators.policy_input import policy_input
 from generators.spec import FileSummary
 from generators.yamlload import Located, load_yaml
+from nthlayer.buildsys.backend import compact_json
 from nthlayer.config import ConfigError, ProjectConfig, load_config
 
 KEYS = {"paths": "policy files or folders of them (*.rego), relative to nthlayer.toml",
@@ -139,7 +140,7 @@ class VerdictCache:
         from generators.render import write_if_changed
 
         data = {"policies": self.digest, "files": self.entries}
-        write_if_changed(self.path, json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+        write_if_changed(self.path, compact_json(data, sort_keys=True))
         self.dirty = False
 
 
