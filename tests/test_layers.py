@@ -157,11 +157,11 @@ def test_an_upward_import_is_reported(room: str, source: str, expected: str) -> 
 
 # --- commands and handlers: parse, call one operation, print or reply ------------------------------------
 # They reach the state database only through nthlayer.ops: they may hand an operation an opener
-# (`partial(connect, path)`) and use the state's argument and time helpers and its record types, but they
+# (`partial(connect, path)`, or a writer made of one) and use the state's argument and time helpers and its record types, but they
 # open no connection, run no SQL and call no state function that writes.
 STATE_NAMES_FOR_ENTRY_POINTS = {
-    "nthlayer.state.db": {"add_state_argument", "connect", "state_path", "format_time", "parse_time", "instant",
-                          "utc_now", "crash_log_path"},
+    "nthlayer.state.db": {"add_state_argument", "connect", "writer", "state_path", "format_time", "parse_time",
+                          "instant", "utc_now", "crash_log_path"},
     "nthlayer.state.events": {"Deploy", "Incident", "SEVERITIES"},
     # `nthlayer state backup|restore` copies the database file itself: the state room's own operation.
     "nthlayer.state.backup": {"backup", "restore"},
