@@ -12,7 +12,7 @@ from generators.errors import UserError
 from generators.model import Service
 from generators.slo_maths import duration_seconds
 from nthlayer.integrations import prometheus as prom
-from nthlayer.cli.argparsing import UsageError
+from nthlayer.cli.argparsing import UsageError, add_service_arguments
 from nthlayer.buildsys.project import load_services
 from nthlayer.ops.composites import Bound, budget_composites
 from nthlayer.ops.budget import BudgetReport, evaluate, json_default, record_budgets, table
@@ -24,10 +24,7 @@ _DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--service", action="append", metavar="NAME", help="this service (repeatable)")
-    which.add_argument("--all", action="store_true", help="every service under --services")
-    parser.add_argument("--services", metavar="DIR", default="services", help="spec folder (default: services/)")
+    add_service_arguments(parser)
     prom.add_arguments(parser)
     parser.add_argument("--at", metavar="TIME", help="evaluate at this instant (RFC 3339 or unix seconds; "
                                                      "default: now)")
