@@ -60,7 +60,11 @@ SERVICE_GRAPH_SOURCES: tuple[GraphSource, ...] = (
     GraphSource("istio", "istio_requests_total", "source_workload", "destination_workload",
                 duplicate_label="reporter"),
     GraphSource("linkerd", "response_total", "deployment", "dst_deployment", matchers='direction="outbound"'),
-    GraphSource("tempo", "traces_service_graph_request_total", "client", "server"),
+    # Tempo marks an edge to a database (server: the database system) or through a message queue (client:
+    # the producer, server: the consumer, which the producer does not call) with connection_type; the
+    # first is a technology, the second no dependency of the client.
+    GraphSource("tempo", "traces_service_graph_request_total", "client", "server",
+                matchers='connection_type!~"database|messaging_system"'),
 )
 
 

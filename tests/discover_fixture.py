@@ -17,6 +17,8 @@ payment-api → fraud-scorer               istio      2       no spec: an "unkno
 order-worker → payment-api               tempo      3       declared
 order-worker → notification-service      tempo      0.05    new, below --min-rps 0.1
 search-api → user-service                tempo      0.2     new, 2 of 7 days: low confidence
+order-worker → postgresql                tempo      6       connection_type=database: ignored
+order-worker → analytics-stream          tempo      1       connection_type=messaging_system: ignored
 notification-service → user-service      linkerd    4       declared (an inbound series is ignored)
 inventory-api → user-service             linkerd    0.5     new
 ======================================  =========  ======  ======================================
@@ -65,6 +67,10 @@ GRAPH: list[tuple[str, dict[str, str], str, tuple[int, ...] | None]] = [
     ("traces_service_graph_request", {"client": "order-worker", "server": "payment-api"}, "3", None),
     ("traces_service_graph_request", {"client": "order-worker", "server": "notification-service"}, "0.05", None),
     ("traces_service_graph_request", {"client": "search-api", "server": "user-service"}, "0.7", (3, 5)),
+    ("traces_service_graph_request", {"client": "order-worker", "server": "postgresql",
+                                      "connection_type": "database"}, "6", None),
+    ("traces_service_graph_request", {"client": "order-worker", "server": "analytics-stream",
+                                      "connection_type": "messaging_system"}, "1", None),
     ("response", {"direction": "outbound", "deployment": "notification-service",
                   "dst_deployment": "user-service"}, "4", None),
     ("response", {"direction": "inbound", "deployment": "user-service",

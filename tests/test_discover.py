@@ -242,7 +242,8 @@ def test_queries() -> None:
         "max by (source_workload, destination_workload) (sum by (source_workload, destination_workload, reporter) "
         "(increase(istio_requests_total[1d])))",
         'sum by (deployment, dst_deployment) (increase(response_total{direction="outbound"}[1d]))',
-        "sum by (client, server) (increase(traces_service_graph_request_total[1d]))"]
+        'sum by (client, server) (increase(traces_service_graph_request_total{connection_type!~"database|messaging_system"}'
+        '[1d]))']
     probe = technology_probe("postgres", {"discovery": {"metric": "pg_up", "instance_label": "cluster"}})
     assert probe is not None and probe.query() == "count by (cluster, client_service) (count_over_time(pg_up[1d]))"
     runtime = technology_probe("go-runtime", {"discovery": {"metric": "go_goroutines", "instance_label": "job",
