@@ -43,6 +43,7 @@ class GraphSource:
     server_label: str
     matchers: str = ""
     duplicate_label: str | None = None
+    placeholder: str | None = None  # the name the source gives a workload it could not identify
 
     def query(self) -> str:
         """Requests per (caller, callee) during the day before each evaluation instant."""
@@ -58,7 +59,7 @@ class GraphSource:
 
 SERVICE_GRAPH_SOURCES: tuple[GraphSource, ...] = (
     GraphSource("istio", "istio_requests_total", "source_workload", "destination_workload",
-                duplicate_label="reporter"),
+                duplicate_label="reporter", placeholder="unknown"),
     GraphSource("linkerd", "response_total", "deployment", "dst_deployment", matchers='direction="outbound"'),
     # Tempo marks an edge to a database (server: the database system) or through a message queue (client:
     # the producer, server: the consumer, which the producer does not call) with connection_type; the
@@ -178,7 +179,7 @@ def graph_edges(source: GraphSource, series: Iterable[tuple[Mapping[str, str], I
     edges = []
     for labels, values in series:
         client, server = labels.get(source.client_label, ""), labels.get(source.server_label, "")
-        if not client or not server or client == server:
+        if not client or not server or client == server or source.placeholder in (client, server):
             continue
         daily = _day_values(values)
         seen = sum(1 for value in daily if value > 0)

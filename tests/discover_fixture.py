@@ -14,6 +14,7 @@ checkout-web → search-api                istio      5       new
 edge-gateway → checkout-web              istio      50      declared
 payment-api → user-service               istio      8       declared
 payment-api → fraud-scorer               istio      2       no spec: an "unknown service"
+payment-api → unknown                    istio      1       Istio's name for an unidentified workload: ignored
 order-worker → payment-api               tempo      3       declared
 order-worker → notification-service      tempo      0.05    new, below --min-rps 0.1
 search-api → user-service                tempo      0.2     new, 2 of 7 days: low confidence
@@ -64,6 +65,8 @@ GRAPH: list[tuple[str, dict[str, str], str, tuple[int, ...] | None]] = [
                         "destination_workload": "user-service"}, "8", None),
     ("istio_requests", {"reporter": "source", "source_workload": "payment-api",
                         "destination_workload": "fraud-scorer"}, "2", None),
+    ("istio_requests", {"reporter": "source", "source_workload": "payment-api",
+                        "destination_workload": "unknown"}, "1", None),
     ("traces_service_graph_request", {"client": "order-worker", "server": "payment-api"}, "3", None),
     ("traces_service_graph_request", {"client": "order-worker", "server": "notification-service"}, "0.05", None),
     ("traces_service_graph_request", {"client": "search-api", "server": "user-service"}, "0.7", (3, 5)),

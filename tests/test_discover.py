@@ -289,3 +289,34 @@ def test_the_shipped_catalog_declares_discovery_for_the_common_technologies() ->
         "redis": ("redis_up", "redis_cluster", "client_service"),
     }
     assert "nginx" in without
+
+
+FOUR_SPACES = """\
+# the storefront's checkout
+---
+service: checkout-web
+tier: 1
+team: storefront
+dependencies:
+    upstream:
+    -   payment-api
+    technologies:
+    -   type: redis
+        name: cart-cache
+"""
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "services").glob("*.yaml")) + ["four-spaces"])
+def test_an_edit_changes_only_the_lines_it_must(name: str) -> None:
+    from nthlayer.ops.spec_edit import apply_proposal
+    from generators.discovery import Proposal
+
+    text = FOUR_SPACES if name == "four-spaces" else (ROOT / "services" / name).read_text()
+    edge = Edge("x", "zz-new", Decimal(1), 7, 7, ("istio",))
+    use = TechnologyUse("x", "postgres", "cluster", "zz-db", 7, 7)
+    after = apply_proposal(text, name, Proposal("x", (edge,), (), (use,), ()))
+    import difflib
+
+    removed = [line for line in difflib.ndiff(text.splitlines(), after.splitlines()) if line.startswith("- ")]
+    assert len(removed) <= 1  # at most the flow list `upstream: [...]`, rewritten with the new name
+    assert "zz-new" in after and "selector: {cluster: zz-db}" in after

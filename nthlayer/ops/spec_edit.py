@@ -21,22 +21,32 @@ from generators.errors import UserError
 
 # Keys that conventionally follow `dependencies` (the order of docs/spec.md): a new block goes before them.
 _AFTER_DEPENDENCIES = ("pagerduty", "datadog", "kubernetes", "slos")
-_ITEM = re.compile(r"^( *)- ")
+_ITEM = re.compile(r"^( *)-( +)\S")
 _KEY = re.compile(r"^( *)[^\s#-][^:]*:\s*(#.*)?$")
 
 
 def _indent_candidates(text: str) -> list[tuple[int, int, int]]:
-    """(mapping, sequence, offset) settings to try: the block-sequence style measured in the text first,
-    then the two common ones."""
-    found: list[tuple[int, int, int]] = []
+    """(mapping, sequence, offset) settings to try: those measured in the text first (the indent of the first
+    nested key, the dash offset of the first block sequence under a key), then the common ones."""
+    mappings: list[int] = []
+    offsets: list[tuple[int, int]] = []  # (dash offset under the key, dash to item text)
     lines = text.splitlines()
     for before, line in zip(lines, lines[1:]):
-        key, item = _KEY.match(before), _ITEM.match(line)
-        if key and item:
-            offset = len(item.group(1)) - len(key.group(1))
-            found.append((2, offset + 2, offset) if offset >= 0 else (2, 2, 0))
-            break
-    return list(dict.fromkeys(found + [(2, 4, 2), (2, 2, 0)]))
+        key = _KEY.match(before)
+        if not key:
+            continue
+        item = _ITEM.match(line)
+        nested = len(line) - len(line.lstrip(" "))
+        if item and not offsets:
+            offsets.append((max(0, len(item.group(1)) - len(key.group(1))), 1 + len(item.group(2))))
+        elif not item and line.strip() and not line.lstrip().startswith("#") and nested > len(key.group(1)) \
+                and not mappings:
+            mappings.append(nested - len(key.group(1)))
+    candidates = []
+    for mapping in dict.fromkeys(mappings + [2, 4]):
+        for offset, gap in dict.fromkeys(offsets + [(2, 2), (0, 2)]):
+            candidates.append((mapping, offset + gap, offset))
+    return candidates
 
 
 def _yaml(indent: tuple[int, int, int], explicit_start: bool) -> YAML:
@@ -57,7 +67,8 @@ def _dump(yaml: YAML, document: Any) -> str:
 
 def _load(text: str, path: str) -> tuple[YAML, Any]:
     """The document and the dumper that writes its untouched form back byte for byte."""
-    explicit = any(line.strip() == "---" for line in text.splitlines()[:1]) or text.startswith("---")
+    head = next((line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+    explicit = head.startswith("---")  # a document start marker, after any leading comments
     candidates = _indent_candidates(text)
     first: tuple[YAML, Any] | None = None
     for indent in candidates:
