@@ -35,7 +35,7 @@ def is_on(value: str) -> bool:
 def load_specs(directory: str, names: Iterable[str] | None = None) -> list[LoadedSpec]:
     """The valid specs under ``directory`` (all, sorted by service, or those named in that order): every
     spec of the folder must be valid; unknown names are a UserError."""
-    from generators.errors import SpecErrors, UserError
+    from generators.errors import SpecErrors
     from generators.spec import expand_paths, validate_specs
 
     require_services_dir(directory, "pass --services DIR")  # not 'services:1:1: no such file' (issue 14 item 13)
@@ -45,14 +45,19 @@ def load_specs(directory: str, names: Iterable[str] | None = None) -> list[Loade
     result = validate_specs(files, None)
     if result.errors:
         raise SpecErrors(result.errors)
-    specs = {spec.service.name: spec for spec in result.specs}
+    return select_specs(result.specs, names, directory)
+
+
+def select_specs(specs: Iterable[LoadedSpec], names: Iterable[str] | None, directory: str) -> list[LoadedSpec]:
+    """All of ``specs`` sorted by service, or those named in that order; unknown names are a UserError."""
+    by_name = {spec.service.name: spec for spec in specs}
     if names is None:
-        return [specs[n] for n in sorted(specs)]
+        return [by_name[n] for n in sorted(by_name)]
     wanted = list(dict.fromkeys(names))
-    unknown = [n for n in wanted if n not in specs]
+    unknown = [n for n in wanted if n not in by_name]
     if unknown:
         raise UserError(f"no spec for service {', '.join(repr(n) for n in unknown)} in {directory}")
-    return [specs[n] for n in wanted]
+    return [by_name[n] for n in wanted]
 
 
 def load_services(directory: str, names: Iterable[str] | None = None) -> list[Service]:

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
-from generators.catalog import load_catalog
+from generators.catalog import load_technology, technology_files
 from generators.discovery import (DAY_SECONDS, SERVICE_GRAPH_SOURCES, Edge, Proposal, TechnologyProbe, TechnologyUse,
                                   graph_edges, merge_edges, propose, technology_probe, technology_uses)
 from generators.errors import SpecError, SpecErrors, UserError
 from generators.render import write_if_changed
 from generators.spec import load_spec
-from nthlayer.buildsys.project import load_specs
+from nthlayer.buildsys.project import load_specs, select_specs
 from nthlayer.integrations.prometheus import PrometheusClient
 from nthlayer.ops.spec_edit import apply_proposal
 
@@ -65,10 +65,13 @@ def _series(rows: Iterable[Any]) -> list[tuple[dict[str, str], list[tuple[Any, A
 
 
 def probes(catalog_dir: str) -> tuple[list[TechnologyProbe], list[str]]:
-    """The catalog's technology probes, and the technologies that declare none (not discoverable)."""
+    """The catalog's technology probes, and the technologies that declare none (not discoverable). Only
+    files with a top-level ``discovery:`` line are validated (loading all of them costs a second)."""
     found, without = [], []
-    for name, tech in sorted(load_catalog(catalog_dir).items()):
-        probe = technology_probe(name, tech.data)
+    for name, path in sorted(technology_files(catalog_dir).items()):
+        with open(path, "rb") as handle:
+            declares = b"\ndiscovery:" in handle.read()
+        probe = technology_probe(name, load_technology(path).data) if declares else None
         if probe is None:
             without.append(name)
         else:
@@ -79,9 +82,10 @@ def probes(catalog_dir: str) -> tuple[list[TechnologyProbe], list[str]]:
 def discover(client: PrometheusClient, services_dir: str, names: Iterable[str] | None, *, days: int,
              at: datetime, min_rps: Decimal, prune: bool, catalog_dir: str) -> Discovery:
     """Ask Prometheus for a day-by-day picture of ``days`` days ending at ``at``; propose spec changes."""
-    specs = [(spec.located.path, spec.located.data) for spec in load_specs(services_dir, names)]
+    everything = load_specs(services_dir)
+    known = {spec.service.name for spec in everything}
+    specs = [(spec.located.path, spec.located.data) for spec in select_specs(everything, names, services_dir)]
     looked_at = {data["service"] for _path, data in specs}
-    known = {spec.service.name for spec in load_specs(services_dir)}
     start = at - timedelta(days=days - 1)
     edges: list[Edge] = []
     sources = []
