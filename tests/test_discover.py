@@ -320,3 +320,20 @@ def test_an_edit_changes_only_the_lines_it_must(name: str) -> None:
     removed = [line for line in difflib.ndiff(text.splitlines(), after.splitlines()) if line.startswith("- ")]
     assert len(removed) <= 1  # at most the flow list `upstream: [...]`, rewritten with the new name
     assert "zz-new" in after and "selector: {cluster: zz-db}" in after
+
+
+def test_a_spec_edited_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
+    from generators.discovery import Proposal
+    from generators.errors import UserError
+    from nthlayer.ops.discover import SpecChange, write_changes
+
+    path = tmp_path / "checkout-web.yaml"
+    original = (ROOT / "services" / "checkout-web.yaml").read_text()
+    edited = original.replace("upstream: [payment-api,", "upstream: [search-api, payment-api,")
+    path.write_text(original + "# a teammate's note\n")
+    with pytest.raises(UserError, match="changed while discovery ran; nothing written"):
+        write_changes([SpecChange(str(path), Proposal("checkout-web"), original, edited)])
+    assert path.read_text() == original + "# a teammate's note\n"
+    path.write_text(original)
+    assert write_changes([SpecChange(str(path), Proposal("checkout-web"), original, edited)]) == [str(path)]
+    assert path.read_text() == edited

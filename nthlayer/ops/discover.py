@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
@@ -53,7 +53,6 @@ class Discovery:
     changes: tuple[SpecChange, ...]
     unknown: tuple[Edge, ...] = ()  # to services without a spec (suggestions; never written)
     below_floor: tuple[Edge, ...] = ()
-    catalog_without_discovery: tuple[str, ...] = field(default=())
 
     @property
     def changed(self) -> tuple[SpecChange, ...]:
@@ -96,7 +95,7 @@ def discover(client: PrometheusClient, services_dir: str, names: Iterable[str] |
         edges.extend(found)
     callers = {e.client for e in edges}
     merged = [e for e in merge_edges(edges) if e.client in looked_at]
-    technology_probes, without = probes(catalog_dir)
+    technology_probes, _without = probes(catalog_dir)
     uses: list[TechnologyUse] = []
     visible: dict[str, tuple[str, set[str]]] = {}
     for probe in technology_probes:
@@ -115,7 +114,7 @@ def discover(client: PrometheusClient, services_dir: str, names: Iterable[str] |
         at, days, min_rps, tuple(sources), tuple(sorted(visible)),
         tuple(e for e in to_known if e.rps >= min_rps), tuple(uses), tuple(changes),
         tuple(e for e in merged if e.server not in known and e.rps >= min_rps),
-        tuple(e for e in merged if e.rps < min_rps), tuple(without))
+        tuple(e for e in merged if e.rps < min_rps))
 
 
 def write_changes(changes: Iterable[SpecChange]) -> list[str]:

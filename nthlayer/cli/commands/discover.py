@@ -28,8 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="propose only calls averaging at least RATE requests per second over the span "
                              "(default: 0, any traffic)")
     parser.add_argument("--prune", action="store_true",
-                        help="also remove declared dependencies discovery did not see (only for sources that "
-                             "had data)")
+                        help="also remove declared dependencies discovery did not see (only where Prometheus "
+                             "could have shown them: docs/discovery.md)")
     parser.add_argument("--write", action="store_true",
                         help="edit the specs in place (comments and layout kept) after validating the result")
     parser.add_argument("--check", action="store_true",
