@@ -7,17 +7,14 @@ import sys
 from functools import partial
 
 from nthlayer.integrations import prometheus as prom
-from nthlayer.cli.argparsing import UsageError
+from nthlayer.cli.argparsing import UsageError, add_service_arguments
 from nthlayer.ops.budget import BudgetReport, json_default, table
 from nthlayer.ops.tracking import backfill, budget_scope, interval_seconds, track_budget, track_every
 from nthlayer.state.db import add_state_argument, connect, format_time, instant, parse_time, utc_now, writer
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--service", action="append", metavar="NAME", help="this service (repeatable)")
-    which.add_argument("--all", action="store_true", help="every service under --services")
-    parser.add_argument("--services", metavar="DIR", default="services", help="spec folder (default: services/)")
+    add_service_arguments(parser)
     prom.add_arguments(parser)
     parser.add_argument("--at", metavar="TIME", help="evaluate at this instant (RFC 3339 or unix seconds; "
                                                      "default: now)")
