@@ -79,7 +79,7 @@ def test_every_example_service_has_every_artifact(built: Path) -> None:
     services = sorted(p.stem for p in (ROOT / "services").glob("*.yaml"))
     assert len(services) >= 8
     for name in services:
-        for rel in ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml",
+        for rel in ("openslo.yaml",
                     "prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/scrape.yaml",
                     "prometheus/alerts.rules.yaml", "pagerduty.json", "grafana/dashboard.json"):
             assert (built / name / rel).is_file(), f"{name}/{rel}"

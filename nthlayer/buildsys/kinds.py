@@ -10,8 +10,10 @@ each service's doit task. One entry says everything the build needs:
   out/<service>/; ``files_for_slos`` gives them for a spec's declared SLOs (None: the same whatever the SLOs);
 - ``generate(service, ctx)``: the files for one validated :class:`~generators.model.Service`, as
   {path under ``ctx.base``: bytes} (the build checks the paths are exactly its ``files``);
-- ``owned_folder``: a folder under out/<service>/ whose every ``*.yaml`` this kind alone writes, so a file
-  it no longer writes there (a renamed SLO) is removed; files of ``files`` no longer written are removed too;
+- ``former``: what earlier layouts of the kind wrote under out/<service>/ (files, or folders it alone
+  filled), removed when the kind is regenerated, so the first build after an upgrade leaves exactly the new
+  layout (its code changed with the layout, so every service regenerates it); files of ``files`` no longer
+  written (``slos: []``) are removed too;
 - ``reads_catalog``: its output depends on the rules catalog files of the service's technologies (an edit
   of one regenerates this kind for the services using that technology);
 - ``optional``: it writes its files only for the services whose spec turns it on (the spec summary's
@@ -67,7 +69,7 @@ class ServiceKind:
     files: tuple[str, ...]
     generate: Callable[[Service, GenerateContext], dict[str, bytes]]
     files_for_slos: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
-    owned_folder: str | None = None
+    former: tuple[str, ...] = ()  # earlier layouts' files and folders under out/<service>/, removed
     reads_catalog: bool = False  # regenerated when a catalog file of the service's technologies changes
     optional: bool = False  # written only for the services whose spec summary lists it in ``extras``
     # Distributions whose version is part of the code stamp (an upgrade of the library that writes the
@@ -92,7 +94,7 @@ def _openslo(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     from generators import openslo
     from generators.shapes import shaped_files
 
-    return shaped_files("openslo", openslo.openslo_documents, openslo.READS, service, f"{ctx.base(service)}/openslo")
+    return shaped_files("openslo", openslo.openslo_documents, openslo.READS, service, ctx.base(service))
 
 
 def _slo_rules(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
@@ -165,10 +167,8 @@ _SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml"
 
 SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("openslo", ("openslo.py", "shapes.py", "slo_rules.py", "sli_queries.py"),
-                ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml"), _openslo,
-                # an OpenSLO file per SLO
-                files_for_slos=lambda slos: ("openslo/service.yaml", *(f"openslo/{name}.yaml" for name in slos)),
-                owned_folder="openslo"),
+                ("openslo.yaml",), _openslo,
+                former=("openslo",)),  # a file per SLO in openslo/ before issue 22
     ServiceKind("slo_rules", ("slo_rules.py", "slo_tests.py", "slo_test_inputs.py", "sli_queries.py", "shapes.py"),
                 _SLO_RULE_FILES, _slo_rules,
                 # no SLO rules or tests without SLOs; the scrape config always
