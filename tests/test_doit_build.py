@@ -109,7 +109,7 @@ def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) ->
     assert _ran(result) == [f"service:{name} (alerts, grafana, kubernetes)" for name in users]
     after = _snapshot(out)
     assert sorted(p for p in after if after[p] != before[p]) == sorted(
-        [f"{n}/prometheus/alerts.rules.yaml" for n in users] + [f"{n}/k8s/prometheusrule.yaml" for n in users])
+        [f"{n}/prometheus/alerts.rules.yaml" for n in users] + [f"{n}/k8s.yaml" for n in users])
 
 
 def test_stale_kinds() -> None:
@@ -342,7 +342,7 @@ def test_named_slos_name_their_files_and_renames_leave_nothing_behind(tmp_path: 
     first = _doit(tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     files = lambda name: sorted(str(p.relative_to(tmp_path / "out" / name)) for p in (tmp_path / "out" / name).rglob("*"))  # noqa: E731
-    k8s = ["k8s", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml", "k8s/prometheusrule.yaml"]
+    k8s = ["k8s.yaml"]
     assert files("lag-worker") == ["grafana", "grafana/dashboard.json", *k8s,
                                    "openslo.yaml", "pagerduty.json",
                                    "prometheus", "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml",

@@ -83,7 +83,7 @@ class SharedKind:
     name: str
     doc: str  # what `doit list` says of its task
     code: tuple[str, ...]
-    folder: str
+    folder: str  # under out/; "" for out/ itself
     files: tuple[str, ...]  # under out/<folder>/
     inputs: Callable[[BuildPlan, dict[str, str]], dict[str, Any]]
     generate: Callable[[BuildPlan, dict[str, str]], dict[str, bytes]]
@@ -143,7 +143,7 @@ def _grafana(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     return shaped_files("grafana", lambda s: grafana.dashboard_documents(s, catalog), grafana.READS, service, out,
                         context, lambda s: grafana.check_standin(s, catalog), grafana.render_dashboards)
 def _kubernetes(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
-    """PrometheusRule, AlertmanagerConfig and their kustomization (docs/kubernetes.md): the rule files'
+    """out/<service>/k8s.yaml: PrometheusRule and AlertmanagerConfig (docs/kubernetes.md), the rule files'
     groups and the routing, templated per shape like the rule files themselves."""
     from generators import kubernetes, tech_alerts
     from generators.catalog import load_technologies
@@ -158,7 +158,7 @@ def _kubernetes(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     tech_alerts.check_dependencies(service, catalog)
     context = (defaults, paged, *((name, id(tech)) for name, tech in sorted(catalog.items())))
     return shaped_files("kubernetes", lambda s: kubernetes.kubernetes_documents(s, catalog, defaults, paged),
-                        kubernetes.READS, service, f"{ctx.base(service)}/k8s", context,
+                        kubernetes.READS, service, ctx.base(service), context,
                         lambda s: tech_alerts.check_standin(s, catalog))
 
 
@@ -184,8 +184,8 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("kubernetes", ("kubernetes.py", "k8s_names.py", "alertmanager.py", "slo_rules.py", "sli_queries.py",
                                "tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json",
                                "shapes.py"),
-                ("k8s/prometheusrule.yaml", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml"), _kubernetes,
-                reads_catalog=True, config=("kubernetes",)),
+                ("k8s.yaml",), _kubernetes, reads_catalog=True, config=("kubernetes",),
+                former=("k8s",)),  # k8s/{prometheusrule,alertmanagerconfig,kustomization}.yaml before issue 22
     ServiceKind("datadog", ("datadog.py", "slo_rules.py"), ("datadog.json",), _datadog, optional=True),
 )
 KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
@@ -262,18 +262,18 @@ def _grafana_overview(plan: BuildPlan, settings: dict[str, str]) -> dict[str, by
 def _kustomization_inputs(plan: BuildPlan, settings: dict[str, str]) -> dict[str, Any]:
     from nthlayer.buildsys.tasks import alertmanager_routes
 
-    # The services whose out/<name>/k8s/ exists: the valid ones, and broken specs' last valid names.
+    # The services whose out/<name>/k8s.yaml exists: the valid ones, and broken specs' last valid names.
     return {"services": sorted(route.name for route in alertmanager_routes(plan))}
 
 
 def _kustomization(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]:
-    """out/k8s/kustomization.yaml: every service's k8s/ folder, in name order."""
+    """out/kustomization.yaml: every service's k8s.yaml, in name order."""
     from generators.kubernetes import project_kustomization
     from generators.render import yaml_bytes
 
     names = _kustomization_inputs(plan, settings)["services"]
     document = project_kustomization(names)
-    return {f"{plan.out_dir}/k8s/kustomization.yaml": yaml_bytes(document, f"{plan.services_dir}/*.yaml")}
+    return {f"{plan.out_dir}/kustomization.yaml": yaml_bytes(document, f"{plan.services_dir}/*.yaml")}
 
 
 SHARED_KINDS: tuple[SharedKind, ...] = (
@@ -285,20 +285,29 @@ SHARED_KINDS: tuple[SharedKind, ...] = (
                ("grafana_overview.py", "grafana.py"), "grafana", ("overview.json", "provisioning/dashboards.yaml"),
                lambda plan, settings: {"services": _dashboard_names(plan)}, _grafana_overview,
                packages=("grafana-foundation-sdk",)),
-    SharedKind("k8s", "The kustomization of every service's Kubernetes manifests (kubectl apply -k out/k8s).",
-               ("kubernetes.py",), "k8s", ("kustomization.yaml",), _kustomization_inputs, _kustomization),
+    # At the root of out/ (folder ""): kustomize reads only files inside its kustomization's folder.
+    SharedKind("k8s", "The kustomization of every service's Kubernetes manifests (kubectl apply -k out).",
+               ("kubernetes.py",), "", ("kustomization.yaml",), _kustomization_inputs, _kustomization),
 )
 SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
 
 
 def shared_targets(kind: str, out_dir: str) -> list[str]:
     entry = SHARED[kind]
-    return [f"{out_dir}/{entry.folder}/{name}" for name in entry.files]
+    return [shared_folder(kind, out_dir) + "/" + name for name in entry.files]
+
+
+def shared_folder(kind: str, out_dir: str) -> str:
+    """Where a shared kind writes: out/<folder>, or out/ itself."""
+    folder = SHARED[kind].folder
+    return f"{out_dir}/{folder}" if folder else out_dir
 
 
 # out/ folders not of one service: the shared kinds', the reports and setup-prometheus's
 # (composites: out/composites/<name>/, one task per composite, nthlayer/buildsys/composites.py)
-SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus", "composites"})
+SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS if kind.folder), "reports", "prometheus", "composites"})
+# Shared folders of earlier layouts, which the prune removes (out/k8s/kustomization.yaml is now out/kustomization.yaml)
+FORMER_SHARED_DIRS = frozenset({"k8s"})
 
 
 # --- code stamps ---------------------------------------------------------------------------------------

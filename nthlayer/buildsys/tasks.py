@@ -14,8 +14,8 @@ from generators.errors import SpecErrors
 from generators.model import Service
 from generators.render import write_all, write_if_changed
 from generators.spec import extra_kinds
-from nthlayer.buildsys.kinds import (KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files, code_fingerprint,
-                                     generate, shared_targets, targets)
+from nthlayer.buildsys.kinds import (FORMER_SHARED_DIRS, KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files,
+                                     code_fingerprint, generate, shared_folder, shared_targets, targets)
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
 from nthlayer.buildsys.plan import BuildPlan, SpecEntry, load_service
 from nthlayer.buildsys.plugin_kinds import (FORMAT_PREFIX, active, format_files, format_kinds,
@@ -228,7 +228,8 @@ def prune_out(out_dir: str, keep: Iterable[str]) -> None:
         shutil.rmtree(path)
         removed.append(path)
     for path in removed:
-        print(f"removed {path} (its service spec is gone)")
+        why = "a folder of an earlier layout" if os.path.basename(path) in FORMER_SHARED_DIRS else "its service spec is gone"
+        print(f"removed {path} ({why})")
     return None
 
 
@@ -259,7 +260,7 @@ def shared_action(kind: str, plan: BuildPlan, settings: dict[str, str]) -> Calla
 
     def action() -> Any:
         files = entry.generate(plan, settings)
-        remove_leftovers([f"{plan.out_dir}/{entry.folder}"])
+        remove_leftovers([shared_folder(kind, plan.out_dir)])
         write_all(files)
         return None
 
