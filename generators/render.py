@@ -471,6 +471,8 @@ def write_if_changed(path: str, data: bytes, made: set[str] | None = None) -> bo
     read first."""
     directory, base = os.path.split(path)
     directory = directory or "."
+    if made is not None and directory not in made and os.path.dirname(directory) in made:
+        make_folder(directory, made)  # a folder in one this batch made is new too: make it, nothing to read
     if (made is None or directory not in made) and file_holds(path, data):
         return False
     fd, tmp = _create_beside(directory, base, _new_file, made)

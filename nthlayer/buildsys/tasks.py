@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 from generators.alertmanager import Routing
 from generators.errors import SpecErrors
 from generators.model import Service
-from generators.render import write_all, write_if_changed
+from generators.render import make_folder, write_all, write_if_changed
 from generators.spec import extra_kinds
 from nthlayer.buildsys.kinds import (FORMER_SHARED_DIRS, KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files,
                                      code_fingerprint, generate, shared_folder, shared_targets, targets)
@@ -162,6 +162,7 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
         everything = len(kinds) == len(all_kinds(entry.plugins))
         base = f"{plan.out_dir}/{service.name}"
         made: set[str] = set()
+        make_folder(base, made)  # one mkdir tells a first build (no file to read back) from a later one
         write_all(files, made)
         if base not in made:
             remove_leftovers(sorted({os.path.dirname(path) for path in files} - made))  # a killed build's temp files
