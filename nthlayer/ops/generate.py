@@ -33,7 +33,7 @@ def slo_files(spec_path: str, fmt: str, output: str | None, plugins: Sequence[st
     if fmt == "openslo":
         from generators.openslo import openslo_files
 
-        return openslo_files(service, output or os.path.join("out", service.name, "openslo"))
+        return openslo_files(service, output or os.path.join("out", service.name))  # out/<service>/openslo.yaml
     from generators.slo_rules import slo_rule_files
 
     return slo_rule_files(service, output or os.path.join("out", service.name, "prometheus"))
