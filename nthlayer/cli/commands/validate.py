@@ -12,10 +12,11 @@ from generators.schema_messages import plural
 from generators.composite import (CompositeResult, composite_paths, is_composite_file, services_dir_of,
                                   validate_composites)
 from generators.policy import PolicyError
-from generators.spec import expand_paths, summarize, validate_specs
+from generators.spec import expand_paths, summarize
 from generators.yamlload import allow_external_links
 from nthlayer.config import ConfigError
 from nthlayer.ops.policy import policy_problems
+from nthlayer.ops.validation import PARALLEL_MIN_FILES, validate_files, worker_count
 from nthlayer.buildsys.project import require_services_dir
 
 DEFAULT_PATH = "services"
@@ -69,14 +70,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
         return 1
     catalog_dir = args.catalog or default_catalog_dir()
-    result = validate_specs(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
+    result, documents = validate_files(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
     errors: list[SpecError] = list(result.errors)
     warnings: list[SpecError] = list(result.warnings)
     checked = _composite_problems(args, composites, result.specs)
     errors += checked.errors
     warnings += checked.warnings
     try:  # the project's policies on every valid spec (docs/policies.md)
-        denies, findings = policy_problems(result.specs, catalog_dir, errors=result.errors)
+        denies, findings = policy_problems(result.specs, catalog_dir, errors=result.errors, documents=documents,
+                                           jobs=worker_count() if len(documents) >= PARALLEL_MIN_FILES else 1)
     except (ConfigError, PolicyError) as exc:  # lines of their own: file:line:col: message
         print(str(exc), file=sys.stderr)
         return 1
