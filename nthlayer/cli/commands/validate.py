@@ -11,13 +11,14 @@ from generators.errors import SpecError, as_errors, sort_key
 from generators.schema_messages import plural
 from generators.composite import (CompositeResult, composite_paths, is_composite_file, services_dir_of,
                                   validate_composites)
-from generators.policy import PolicyError
+from generators.policy import PolicyError, PolicySet
 from generators.spec import expand_paths, summarize
 from generators.yamlload import allow_external_links
 from nthlayer.config import ConfigError
-from nthlayer.ops.policy import policy_problems
-from nthlayer.ops.validation import PARALLEL_MIN_FILES, validate_files, worker_count
-from nthlayer.buildsys.project import require_services_dir
+from nthlayer.buildsys.policies import project_policies
+from nthlayer.buildsys.project import build_setting, require_services_dir
+from nthlayer.ops.validate_cache import CACHE_FILE, ValidateCache, cache_key
+from nthlayer.ops.validation import SpecServices, Validated, judge, validate_files, worker_count
 
 DEFAULT_PATH = "services"
 
@@ -70,18 +71,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
         return 1
     catalog_dir = args.catalog or default_catalog_dir()
-    result, documents = validate_files(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
-    errors: list[SpecError] = list(result.errors)
-    warnings: list[SpecError] = list(result.warnings)
-    checked = _composite_problems(args, composites, result.specs)
-    errors += checked.errors
-    warnings += checked.warnings
-    try:  # the project's policies on every valid spec (docs/policies.md)
-        denies, findings = policy_problems(result.specs, catalog_dir, errors=result.errors, documents=documents,
-                                           jobs=worker_count() if len(documents) >= PARALLEL_MIN_FILES else 1)
+    try:  # the project's policies judge every valid spec (docs/policies.md); their digest keys the cache
+        policies = project_policies()
+        cache = _cache(catalog_dir, policies)
     except (ConfigError, PolicyError) as exc:  # lines of their own: file:line:col: message
         print(str(exc), file=sys.stderr)
         return 1
+    validated = validate_files(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir, cache)
+    result = validated.result
+    errors: list[SpecError] = list(result.errors)
+    warnings: list[SpecError] = list(result.warnings)
+    checked = _composite_problems(args, composites, validated)
+    errors += checked.errors
+    warnings += checked.warnings
+    try:
+        denies, findings = judge(validated, policies, catalog_dir, cache, worker_count())
+    except PolicyError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if cache is not None:
+        cache.save()
     errors += denies
     warnings += findings
     if args.strict:
@@ -99,33 +108,47 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         warn = f", {plural(len(warnings), 'warning')}" if warnings else ""
-        valid = plural(len(result.specs), 'service') + (f", {plural(len(composites), 'composite')}" if composites else "")
+        valid = plural(sum(1 for s in validated.summaries.values() if s.name is not None), 'service') + (f", {plural(len(composites), 'composite')}" if composites else "")
         print(f"{plural(len(files) + len(composites), 'spec')} valid ({valid}{warn})")
     return 0
 
 
-def _composite_problems(args: argparse.Namespace, composites: list[str], specs: list[Any]) -> CompositeResult:
+def _composite_problems(args: argparse.Namespace, composites: list[str], validated: Validated) -> CompositeResult:
     """The composites checked against the specs of their services folder (``--services-dir``, else the
-    folder above each one's ``composites`` folder): those just validated, the others loaded."""
-    from generators.spec import LoadedSpec
-
+    folder above each one's ``composites`` folder): those just validated (loaded only where a composite
+    names them), the others checked now."""
     result = CompositeResult([], [], [])
-    validated = {os.path.abspath(spec.located.path): spec for spec in specs}
+    summaries = {os.path.abspath(path): summary for path, summary in validated.summaries.items()}
+    models = {os.path.abspath(spec.located.path): spec.service for spec in validated.result.specs}
     by_folder: dict[str, list[str]] = {}
     for path in composites:
         by_folder.setdefault(args.services_dir or services_dir_of(path), []).append(path)
     for folder, paths in sorted(by_folder.items()):
-        services: dict[str, Any] = {}
+        where: dict[str, str] = {}  # service name → its spec file (the first, as the build keeps it)
+        loaded: dict[str, Any] = {}
         invalid: dict[str, str] = {}
         for spec_path in expand_paths([folder]) if os.path.isdir(folder) else []:
-            spec: LoadedSpec | None = validated.get(os.path.abspath(spec_path))
-            if spec is None:
-                spec = summarize(spec_path)[1]
-            if spec is None:
+            key = os.path.abspath(spec_path)
+            summary = summaries.get(key)
+            if summary is None:
+                summary, spec = summarize(spec_path)
+                if spec is not None:
+                    models[key] = spec.service
+            if summary.name is None:
                 invalid[os.path.splitext(os.path.basename(spec_path))[0]] = spec_path
-            else:
-                services.setdefault(spec.service.name, spec.service)
-        found = validate_composites(paths, services, invalid)
+            elif summary.name.value not in where:
+                where[summary.name.value] = spec_path
+                if key in models:
+                    loaded[summary.name.value] = models[key]
+        found = validate_composites(paths, SpecServices(where, loaded), invalid)
         result.errors.extend(found.errors)
         result.warnings.extend(found.warnings)
     return result
+
+
+def _cache(catalog_dir: str, policies: PolicySet) -> ValidateCache | None:
+    """The validation cache in the build's state folder, when that folder exists (docs/validate.md)."""
+    state = build_setting({}, "state", "NTHLAYER_STATE_DIR", "state")
+    if not os.path.isdir(state):
+        return None
+    return ValidateCache(os.path.join(state, CACHE_FILE), cache_key(catalog_dir, policies.digest()))
