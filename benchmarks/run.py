@@ -10,8 +10,8 @@ I/O floor, and their sum), no-op rebuild (beside doit's no-op floor), one servic
 that service's files changed), one catalog file edited (only dependants rebuilt), a project policy added and
 edited, `nthlayer validate`. Also `nthlayer --help`, track-budget for 1000 SLOs against a real Prometheus
 with backfilled data (benchmarks/budget.py) and correlation of 100k deploys × 10k incidents
-(benchmarks/correlation.py). At 10,000 services: `--sizes 10000 --rows noop,edit,validate` (fewer runs
-above 1000 services; --repeat and --full-repeat say how many).
+(benchmarks/correlation.py). Above 1000 services, fewer runs (--repeat and --full-repeat say how many) and
+fewer measurements (--big-rows): `--sizes 1000,10000` is practical.
 """
 from __future__ import annotations
 
@@ -254,17 +254,29 @@ def bench_size(count: int, rows_wanted: set[str]) -> list[Row]:
         if "policy" in rows_wanted:
             rows += policy_rows(work, env, names, note, repeat)
         if "validate" in rows_wanted:
-            validates = [measure([sys.executable, "-m", "nthlayer", "validate", "-q", "services"], work, env)
-                         for _ in range(repeat if big else 1)]
-            rows.append(Row("nthlayer validate (all specs)", validates, "",
-                            note(verdict("nthlayer validate (all specs)", count, validates),
-                                 sample=best_of(validates))))
+            rows += validate_rows(work, env, count, repeat if big else 2, note)
         if count == TARGET_N and PROFILE:
             PROFILES.append(profile_build(work, env))
     return rows
 
 
 TARGET_N = 1000  # the size profiled (unless --no-profile)
+
+
+def validate_rows(work: Path, env: dict[str, str], count: int, repeat: int, note: Any) -> list[Row]:
+    """`nthlayer validate` of every spec: without a state folder (nothing cached: a fresh clone), then
+    with the build's, where its first run fills state/validate-cache.json and the next ones read it
+    (docs/validate.md)."""
+    argv = [sys.executable, "-m", "nthlayer", "validate", "-q", "services"]
+    fresh = {**env, "NTHLAYER_STATE_DIR": str(work / "no-state-folder")}
+    colds = [measure(argv, work, fresh) for _ in range(max(1, repeat - 1))]
+    (work / "state" / "validate-cache.json").unlink(missing_ok=True)
+    filling = measure(argv, work, env)
+    warms = [measure(argv, work, env) for _ in range(repeat)]
+    what = "nthlayer validate (all specs)"
+    return [Row(f"{what}, nothing cached", colds, "", note(verdict(what, count, colds), sample=best_of(colds))),
+            Row(f"{what}, filling state/validate-cache.json", [filling], "", note(sample=filling)),
+            Row(f"{what}, cache read", warms, "", note(verdict(what, count, warms), sample=best_of(warms)))]
 
 
 def edit_row(work: Path, env: dict[str, str], names: list[str], before: dict[str, str], count: int,
@@ -387,6 +399,9 @@ def main() -> int:
     parser.add_argument("--rows", default=",".join(ROWS),
                         help="which measurements beside the full builds and their floors (comma-separated, "
                              f"default all: {','.join(ROWS)}); e.g. --sizes 10000 --rows noop,edit,validate")
+    parser.add_argument("--big-rows", default="noop,edit,validate",
+                        help=f"the same for the sizes above {BIG} services (default noop,edit,validate: a single-"
+                             "process build, a catalog edit and policy edits of 10,000 services take minutes)")
     parser.add_argument("--repeat", type=int, help="runs of each incremental figure (default 5, 3 above 1000 "
                                                    "services)")
     parser.add_argument("--full-repeat", type=int, help="full builds, each with its two floors (default 3, 2 above "
@@ -394,8 +409,10 @@ def main() -> int:
     parser.add_argument("--no-others", action="store_true", help="skip --help, track-budget and correlation")
     args = parser.parse_args()
     wanted = {row for row in args.rows.split(",") if row}
-    if wanted - set(ROWS):
-        parser.error(f"--rows: unknown {', '.join(sorted(wanted - set(ROWS)))} (known: {', '.join(ROWS)})")
+    wanted_big = {row for row in args.big_rows.split(",") if row}
+    for option, rows_given in (("--rows", wanted), ("--big-rows", wanted_big)):
+        if rows_given - set(ROWS):
+            parser.error(f"{option}: unknown {', '.join(sorted(rows_given - set(ROWS)))} (known: {', '.join(ROWS)})")
     if args.repeat:
         REPEAT = REPEAT_BIG = args.repeat
     if args.full_repeat:
@@ -412,7 +429,7 @@ def main() -> int:
     rows = ["| N services | what | best s | median s | ratio (best / median) | peak RSS MB | runs | note |",
             "|---:|---|---:|---:|---|---:|---:|---|"]
     for count in sizes:
-        for row in bench_size(count, wanted):
+        for row in bench_size(count, wanted_big if count > BIG else wanted):
             rss = max(sample.peak_rss_mb for sample in row.samples)
             rows.append(f"| {count} | {row.what} | {best_of(row.samples).seconds:.2f} | {median(row.samples):.2f} | "
                         f"{row.ratio} | {rss:.0f} | {len(row.samples)} | {row.note} |")
