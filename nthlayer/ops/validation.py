@@ -13,6 +13,7 @@ from the summaries, in the order of the files.
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
@@ -33,7 +34,7 @@ class Validated(NamedTuple):
     summary of every file."""
 
     result: ValidationResult
-    documents: dict[str, dict[str, Any]]
+    documents: dict[str, str]  # JSON text (generators.policy.PolicySet.evaluate_all)
     verdicts: dict[str, tuple[SpecError, ...]]
     summaries: dict[str, FileSummary]
 
@@ -42,17 +43,18 @@ class Validated(NamedTuple):
 _CATALOG: list[str | None] = [None]
 
 
-def _check_one(path: str) -> tuple[Checked, dict[str, Any] | None]:
+def _check_one(path: str) -> tuple[Checked, str | None]:
     """One file's checks and, when valid, its policy input document (made here, beside the model it reads)."""
     from nthlayer.buildsys.policies import input_document
 
     checked = check_file(path, _CATALOG[0])
     spec = checked.spec
-    document = input_document(spec.located, spec.service, _CATALOG[0]) if spec is not None and _CATALOG[0] else None
-    return checked, document
+    if spec is None or not _CATALOG[0]:
+        return checked, None
+    return checked, json.dumps(input_document(spec.located, spec.service, _CATALOG[0]))  # a tenth of the dict
 
 
-def _check_all(files: list[str], documents: dict[str, dict[str, Any]]) -> list[Checked]:
+def _check_all(files: list[str], documents: dict[str, str]) -> list[Checked]:
     """Every file's own checks, in order; in forked processes when there are many files and cores."""
     workers = worker_count()
     if len(files) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
@@ -75,7 +77,7 @@ def validate_files(files: Iterable[str], known_technologies: Iterable[str] | Non
                    cache: ValidateCache | None = None) -> Validated:
     """:func:`generators.spec.validate_specs` of ``files`` against ``catalog_dir``; files whose bytes
     ``cache`` knows are not checked again."""
-    documents: dict[str, dict[str, Any]] = {}
+    documents: dict[str, str] = {}
     verdicts: dict[str, tuple[SpecError, ...]] = {}
     known: dict[str, Checked] = {}
     summaries: dict[str, FileSummary] = {}
@@ -114,7 +116,7 @@ def judge(validated: Validated, policies: PolicySet, catalog_dir: str, cache: Va
     checked = {spec.located.path: spec for spec in validated.result.specs}
     lines: dict[str, tuple[SpecError, ...]] = {}
     stale: list[tuple[Any, Service]] = []
-    documents = dict(validated.documents)
+    documents: dict[str, dict[str, Any] | str] = dict(validated.documents)
     for path, summary in validated.summaries.items():
         if path in failed or summary.name is None:  # an invalid spec is not judged: it fails anyway
             continue
