@@ -238,9 +238,15 @@ def _ask_all(requests: list[str]) -> list[str]:
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   cwd=str(Path(__file__).resolve().parent.parent), env=_engine_env())
                  for _ in requests]
+    if len(processes) == 1:
+        outputs = [processes[0].communicate(requests[0])]
+    else:  # each fed and read by a thread of its own: one after the other, the second engine waited for its input
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(processes)) as threads:
+            outputs = list(threads.map(lambda pair: pair[0].communicate(pair[1]), zip(processes, requests)))
     answers = []
-    for process, request in zip(processes, requests):
-        out, err = process.communicate(request)
+    for process, (out, err) in zip(processes, outputs):
         if process.returncode != 0 and not out:
             last = (err.strip().splitlines() or [f"exit status {process.returncode}"])[-1]
             out = f"exit status {process.returncode}: {last}"
