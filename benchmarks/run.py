@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,11 +208,24 @@ def full_builds(work: Path, env: dict[str, str], count: int, repeat: int) -> lis
             Row("doit floor + I/O floor", sums, "1×")]
 
 
+LEFT: list[str] = []  # the workspaces measured, deleted once their rows are printed
+
+
+@contextlib.contextmanager
+def workspace(count: int) -> Iterator[str]:
+    """A temporary folder for one size, deleted by :func:`main` after its rows are out: deleting the
+    builds set aside at 10,000 services (hundreds of thousands of files, trimmed one by one on this
+    disk) takes minutes."""
+    folder = tempfile.mkdtemp(prefix=f"nthlayer-bench-{count}-")
+    LEFT.append(folder)
+    yield folder
+
+
 def bench_size(count: int, rows_wanted: set[str]) -> list[Row]:
     rows: list[Row] = []
     big = count > BIG
     repeat, repeat_full = (REPEAT_BIG, FULL_REPEAT_BIG) if big else (REPEAT, FULL_REPEAT)
-    with tempfile.TemporaryDirectory(prefix=f"nthlayer-bench-{count}-") as tmp:
+    with workspace(count) as tmp:
         work = Path(tmp)
         names = synthesize(work, count, extras=True)
         catalog = work / "rules_catalog"
@@ -434,6 +448,8 @@ def main() -> int:
             rows.append(f"| {count} | {row.what} | {best_of(row.samples).seconds:.2f} | {median(row.samples):.2f} | "
                         f"{row.ratio} | {rss:.0f} | {len(row.samples)} | {row.note} |")
             print(rows[-1], flush=True)
+        while LEFT:
+            shutil.rmtree(LEFT.pop(), ignore_errors=True)
     others = ["| N | what | wall s | peak RSS MB | note |", "|---:|---|---:|---:|---|"]
     if not args.no_others:
         others += other_rows(args.skip_prometheus)
