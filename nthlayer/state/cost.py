@@ -6,8 +6,6 @@ the reliability report, which is built from state alone, can show the last measu
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -92,13 +90,9 @@ def latest_series_counts(con: Any, services: Iterable[str]) -> dict[str, tuple[d
     return result
 
 
-def series_fingerprint(path: str, lock_timeout: float | None = None) -> str:
-    """A hash of the recorded series counts (content, not file times), for the report's ``uptodate``."""
-    from nthlayer.state.db import connect
-
-    if not os.path.exists(path):
-        return "series:0:0"
-    with connect(path, timeout=lock_timeout) as con:
-        count, digest = con.execute("SELECT count(*), coalesce(bit_xor(hash(measured_at, service, metric, series)), 0) "
-                                    "FROM series_counts").fetchall()[0]
-    return hashlib.sha256(f"series:{count}:{digest}".encode()).hexdigest()
+def series_digest(con: Any) -> str:
+    """The recorded series counts' content as ``series:<rows>:<hash>`` (order-independent), for the
+    report's ``uptodate`` (nthlayer.state.history.history_fingerprint)."""
+    count, digest = con.execute("SELECT count(*), coalesce(bit_xor(hash(measured_at, service, metric, series)), 0) "
+                                "FROM series_counts").fetchall()[0]
+    return f"series:{count}:{digest}"
