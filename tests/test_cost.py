@@ -177,6 +177,14 @@ def test_cost_without_state_creates_none(run_cli, tmp_path: Path, monkeypatch: p
                                    "standard = …, low = …"),
     ('[cost]\ncurrency = "EUR"\n[cost.incident_minute]\ncritical = 10\nstandard = -1\nlow = 1\n',
      "nthlayer.toml:5:1: /cost/incident_minute/standard: -1 is not an amount (a number ≥ 0)"),
+    ('[cost]\ncurrency = "EUR"\n[cost.incident_minute]\ncritical = inf\nstandard = 1\nlow = 1\n',
+     "nthlayer.toml:4:1: /cost/incident_minute/critical: inf is not an amount (a number ≥ 0)"),
+    ('[cost]\ncurrency = "EUR"\n[cost.incident_minute]\ncritical = "10"\nstandard = 1\nlow = 1\n',
+     "nthlayer.toml:4:1: /cost/incident_minute/critical: '10' is not an amount (a number ≥ 0)"),
+    ('[cost]\ncurrency = "EUR"\nincident_minute = 5\n',
+     "nthlayer.toml:3:1: /cost/incident_minute: must be a table of the cost of one incident minute per tier, "
+     "e.g. [cost.incident_minute] with critical = …, standard = …, low = …"),
+    ('cost = 3\n', "nthlayer.toml:1:1: /cost: cost must be a table ([cost]), not a single value"),
     ('[cost]\ncurrency = "EUR"\n[cost.incident_minute]\ncritical = 10\nstandard = 2\n',
      "nthlayer.toml:3:1: /cost/incident_minute: no price for tier 'low': every tier needs one "
      "(critical, standard, low)"),

@@ -13,6 +13,8 @@ cut into such ranges, newest first, ending at the SLO's newest history point at 
 """
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,7 +67,7 @@ def cost_settings(config: ProjectConfig) -> CostSettings | None:
     for key, value in prices.items():
         if key not in names:
             raise config.error(f"/cost/incident_minute/{key}", f"unknown tier {key!r} (tiers: {', '.join(names)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise config.error(f"/cost/incident_minute/{key}", f"{value!r} is not an amount (a number ≥ 0)")
         result[key] = Decimal(str(value))
     missing = [name for name in names if name not in result]
@@ -307,8 +309,6 @@ def measure_costs(services: list[Service], state: str, end: datetime, days: int,
     """The operation: each service's figures from the state database at ``state`` (a missing file is an
     empty history and is not created), and with a Prometheus ``client`` its series counted at ``end`` and
     recorded in state, for the report."""
-    import os
-
     from nthlayer.state.cost import record_series_counts
     from nthlayer.state.db import connect
 
