@@ -153,4 +153,9 @@ MIGRATIONS: list[tuple[int, Migration]] = [
         CREATE INDEX IF NOT EXISTS rollbacks_service ON rollbacks (service);
         ALTER TABLE deploys ADD COLUMN IF NOT EXISTS rolled_back_by BIGINT;
     """),
+    # Other change kinds (record-change, docs/correlation.md): a config, flag or infra change is stored and
+    # scored like a deploy, its identifier in `version`. Idempotent like migration 5, for the same reason.
+    (6, """
+        ALTER TABLE deploys ADD COLUMN IF NOT EXISTS kind VARCHAR DEFAULT 'deploy';
+    """),
 ]
