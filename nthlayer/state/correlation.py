@@ -254,7 +254,7 @@ def _load_evidence(con: duckdb.DuckDBPyConnection, evidence: Evidence | None, re
 def score(con: duckdb.DuckDBPyConnection, edges: Iterable[tuple[str, str]],
           window_seconds: int = DEFAULT_WINDOW_SECONDS, deploy_ids: Iterable[int] | None = None,
           evidence: Evidence | None = None, max_hops: int = MAX_HOPS,
-          no_evidence: str = "no Prometheus configured") -> int:
+          no_evidence: str = "no Prometheus URL given") -> int:
     """(Re)compute correlations for the given changes (default: all); return how many pairs were stored.
 
     ``edges``: the direct (deployed, affected) edges; dependants up to ``max_hops`` away earn the blast
@@ -311,10 +311,11 @@ def all_correlations(con: duckdb.DuckDBPyConnection) -> list[Correlation]:
     return _rows(con, "", [])
 
 
-def deploys_of(con: duckdb.DuckDBPyConnection, service: str, version: str) -> list[int]:
-    rows = con.execute("SELECT id FROM deploys WHERE service = ? AND version = ? ORDER BY deployed_at, id",
-                       [service, version]).fetchall()
-    return [int(r[0]) for r in rows]
+def changes_of(con: duckdb.DuckDBPyConnection, service: str, version: str) -> list[tuple[int, datetime, str]]:
+    """(id, time, kind) of each recorded change of ``service`` with that version (or change id), oldest first."""
+    rows = con.execute("SELECT id, deployed_at, coalesce(kind, 'deploy') FROM deploys WHERE service = ? AND "
+                       "version = ? ORDER BY deployed_at, id", [service, version]).fetchall()
+    return [(int(r[0]), from_db(r[1]), str(r[2])) for r in rows]  # type: ignore[misc]
 
 
 def open_incident_suspects(con: duckdb.DuckDBPyConnection, service: str, edges: Iterable[tuple[str, str]],
