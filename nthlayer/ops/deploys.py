@@ -117,7 +117,8 @@ class MetricSummary:
             return f"metrics: unavailable: {self.unavailable}"
         verdict = "step up" if worst.step >= 1 else "flat"
         return (f"metrics: {verdict}: {worst.service} {worst.slo} burn rate {worst.burn_before:.2f} → "
-                f"{worst.burn_after:.2f} in the 30m after vs before ({metric_points(worst.step)}/{METRICS_WEIGHT})")
+                f"{worst.burn_after:.2f} in the 30m after vs before ({_number(metric_points(worst.step))}/"
+                f"{METRICS_WEIGHT})")
 
 
 @dataclass(frozen=True)
