@@ -221,3 +221,20 @@ def test_an_incident_that_started_before_the_change_is_never_attributed(run_cli,
         pairs = con.execute("SELECT i.incident_key FROM correlations c JOIN incidents i ON i.id = c.incident_id "
                             "JOIN deploys d ON d.id = c.deploy_id WHERE d.version = 'b7'").fetchall()
     assert pairs == [("INC-AFTER",)]
+
+
+def test_import_events_reads_changes_of_other_kinds(run_cli, tmp_path: Path) -> None:
+    state = str(tmp_path / "s.duckdb")
+    events = tmp_path / "changes.csv"
+    events.write_text("type,service,id,version,deployed_at\n"
+                      "flag,beta,checkout-v2=on,,2024-05-01T11:00:00Z\n"
+                      "deploy,beta,,b7,2024-05-01T11:05:00Z\n"
+                      "infra,delta,node-pool-upgrade,,2024-05-01T11:10:00Z\n")
+    assert record(run_cli, state, "import-events", str(events)) == "deploys: 3 read, 3 new; incidents: 0 read, 0 new\n"
+    with connect(state) as con:
+        assert con.execute("SELECT service, version, kind FROM deploys ORDER BY deployed_at").fetchall() == [
+            ("beta", "checkout-v2=on", "flag"), ("beta", "b7", "deploy"), ("delta", "node-pool-upgrade", "infra")]
+    events.write_text("type,service,id,deployed_at\nrelease,beta,x,2024-05-01T11:00:00Z\n")
+    code, _, err = run_cli("import-events", str(events), "--state", state)
+    assert (code, err) == (1, f"nthlayer import-events: error: {events}:2: type 'release' is not one of deploy, "
+                              "config, flag, infra, incident\n")
