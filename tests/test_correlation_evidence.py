@@ -158,6 +158,10 @@ def test_blast_radius_through_two_hops(run_cli, prometheus: PrometheusServer, gr
     code, out = correlate(run_cli, state, graph, "beta", "b7")
     assert "    factors: time 0.4667/0.5, dependency 0/0.3, blast radius 0.15/0.15 (2 hops), history 0/0.2, " \
            "metrics unavailable/0.4\n" in out
+    # gamma is not downstream of beta: neither blast radius nor metrics can count for it.
+    assert out.endswith("  INC-G  gamma  high  started 2024-05-01T11:20:00Z  confidence 47%  MONITOR\n"
+                        "    factors: time 0.4667/0.5, dependency 0/0.3, blast radius 0/0 (not downstream), "
+                        "history 0/0.2, metrics 0/0\n")
 
 
 def test_blast_radius_decays_per_hop_and_stops() -> None:

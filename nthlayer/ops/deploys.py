@@ -12,8 +12,9 @@ from generators.errors import UserError
 from generators.slo_maths import duration_seconds
 from nthlayer.buildsys.project import load_services
 from nthlayer.ops.evidence import NO_PROMETHEUS, Change, metric_evidence
-from nthlayer.state.correlation import (BLOCK_ABOVE, FULL_STEP, METRICS_WEIGHT, Correlation, SliStep, changes_of,
-                                        correlations_of, dependency_edges, metric_points, score)
+from nthlayer.state.correlation import (BLOCK_ABOVE, DEPENDENCY_WEIGHT, FULL_STEP, HISTORY_WEIGHT, METRICS_WEIGHT,
+                                        MIN_STEP, TIME_WEIGHT, Correlation, SliStep, changes_of, correlations_of,
+                                        dependency_edges, metric_points, score)
 from nthlayer.state.events import Deploy, insert_deploys
 from nthlayer.ops.gate import EXIT_APPROVE, EXIT_BLOCK
 from nthlayer.state.db import Opener, format_time, insert_audit, to_db, utc_now
@@ -76,13 +77,13 @@ def _number(value: Any) -> str:
 
 def factors_text(factors: dict[str, Any]) -> str:
     """Every factor of a pair as ``value/weight`` (the weight: the most it can add to this pair)."""
-    weights = factors.get("weights", {})
+    weights = factors.get("weights", {})  # rows scored before weights were stored: today's weights
     metrics = factors.get("metrics")
-    parts = [f"time {_number(factors['time'])}/{_number(weights.get('time', 0.5))}",
-             f"dependency {_number(factors['dependency'])}/{_number(weights.get('dependency', 0.3))}",
+    parts = [f"time {_number(factors['time'])}/{_number(weights.get('time', TIME_WEIGHT))}",
+             f"dependency {_number(factors['dependency'])}/{_number(weights.get('dependency', DEPENDENCY_WEIGHT))}",
              f"blast radius {_number(factors.get('blast_radius', 0))}/{_number(weights.get('blast_radius', 0))} "
              f"({_hops_text(factors.get('hops'))})",
-             f"history {_number(factors['history'])}/{_number(weights.get('history', 0.2))}",
+             f"history {_number(factors['history'])}/{_number(weights.get('history', HISTORY_WEIGHT))}",
              f"metrics {'unavailable' if metrics is None else _number(metrics)}/"
              f"{_number(weights.get('metrics', METRICS_WEIGHT))}"]
     return ", ".join(parts)
@@ -115,7 +116,7 @@ class MetricSummary:
         worst = self.worst
         if worst is None:
             return f"metrics: unavailable: {self.unavailable}"
-        verdict = "step up" if worst.step >= 1 else "flat"
+        verdict = "step up" if worst.step >= MIN_STEP else "flat"
         return (f"metrics: {verdict}: {worst.service} {worst.slo} burn rate {worst.burn_before:.2f} → "
                 f"{worst.burn_after:.2f} in the 30m after vs before ({_number(metric_points(worst.step))}/"
                 f"{METRICS_WEIGHT})")

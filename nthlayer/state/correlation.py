@@ -132,7 +132,7 @@ SELECT deploy_id, incident_id, service, incident_service, $window / 3600.0,
                    'metrics_unavailable', metrics_reason,
                    'weights', json_object('time', {time_weight}, 'dependency', {dependency_weight},
                                           'blast_radius', blast_factor, 'history', {history_weight},
-                                          'metrics', {metrics_weight}))
+                                          'metrics', CASE WHEN hops IS NULL THEN 0 ELSE {metrics_weight} END))
 FROM (
     SELECT p.deploy_id, p.incident_id, p.service, p.incident_service, p.hours, p.hops,
            CAST(round(greatest(0.0, {time_weight} - {time_decay} * p.hours), 4) AS DECIMAL(6, 4)) AS time_factor,
