@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
-from nthlayer.ops.deploys import deploy_text, record_deploys
-from nthlayer.state.db import add_state_argument, connect, parse_time, utc_now
+from nthlayer.ops.deploys import deploy_text, record_deploy
+from nthlayer.state.db import add_state_argument, connect, instant
 from nthlayer.state.events import CHANGE_KINDS, Deploy
 
 
@@ -21,9 +22,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
-    change = Deploy(args.service, args.id, at, args.commit, source="cli", kind=args.kind)
-    with connect(args.state) as con:
-        added = record_deploys(con, [change])[0]
-    print(deploy_text(change, added))
+    change = Deploy(args.service, args.id, instant(args.at, "--at"), args.commit, source="cli", kind=args.kind)
+    print(deploy_text(change, record_deploy(partial(connect, args.state), change)))
     return 0
