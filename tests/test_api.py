@@ -224,13 +224,15 @@ def test_record_check_and_correlate_a_deploy(api: ApiServer) -> None:
     deploy = {"service": "payment-api", "version": "v7", "commit": "abc123", "at": AT}
     first = api.send("POST", "/api/v1/deploys", key="ci", json=deploy)
     assert first.status_code == 201
-    assert first.json() == {"service": "payment-api", "version": "v7", "commit": "abc123", "deployed_at": AT,
+    assert first.json() == {"service": "payment-api", "version": "v7", "kind": "deploy", "commit": "abc123",
+                            "deployed_at": AT,
                             "recorded": True, "text": f"recorded: payment-api v7 at {AT}"}
     again = api.send("POST", "/api/v1/deploys", key="ci", json=deploy)
     assert again.status_code == 200 and again.json()["recorded"] is False
     correlated = api.send("POST", "/api/v1/deploys/correlate", key="ci",
                           json={"service": "payment-api", "version": "v7"})
-    assert correlated.json()["text"] == "payment-api v7: 0 correlated incidents within 1h; action: NONE"
+    assert correlated.json()["text"] == ("payment-api v7: 0 correlated incidents within 1h; action: NONE\n"
+                                         "  metrics: unavailable: no Prometheus URL given")
     assert correlated.json()["exit_code"] == 0
     unknown = api.send("POST", "/api/v1/deploys/correlate", key="ci", json={"service": "payment-api", "version": "v8"})
     assert unknown.status_code == 422

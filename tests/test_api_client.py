@@ -66,14 +66,16 @@ def test_check_deploy_over_the_api_prints_what_the_local_gate_prints(
 
 
 def test_record_and_correlate_over_the_api(run_cli, api: ApiServer, with_key: str, fixture_specs: Path,  # noqa: F811
-                                           tmp_path: Path) -> None:
+                                           prometheus: PrometheusServer, tmp_path: Path) -> None:  # noqa: F811
     local_state = str(tmp_path / "local.duckdb")
     for args in (("record-deploy", "--service", "beta", "--version", "r1", "--commit", "c0ffee", "--at", AT),
                  ("record-deploy", "--service", "beta", "--version", "r1", "--at", AT),
                  ("correlate-deploy", "--service", "beta", "--deploy", "r1", "--services", str(fixture_specs)),
                  ("correlate-deploy", "--service", "beta", "--deploy", "r1", "--json"),
                  ("correlate-deploy", "--service", "beta", "--deploy", "r9")):
-        local = run_cli(*args, "--state", local_state)
+        # The server reads the same Prometheus for the metrics factor as the local command is given.
+        metrics = ("--prometheus", prometheus.url) if args[0] == "correlate-deploy" else ()
+        local = run_cli(*args, *metrics, "--state", local_state)
         remote = run_cli(*[a for a in args if a not in ("--services", str(fixture_specs))], "--api", api.url)
         assert remote[0] == local[0], args
         assert remote[1] == local[1], args

@@ -89,8 +89,10 @@ def test_history_pushes_a_second_deploy_over_the_block_line(run_cli, db: str, sp
     code, out, _ = run_cli("correlate-deploy", "--deploy", "v2", "--service", "user-service",
                            "--services", str(specs), "--state", db)
     assert out == ("user-service v2: 1 correlated incident within 1h; action: BLOCK\n"
-                   "  INC-5  user-service  critical  started 2024-05-02T11:00:00Z  confidence 90%  "
-                   "(time 0.4, dependency 0.3, history 0.2)  BLOCK\n")
+                   "  metrics: unavailable: no Prometheus URL given\n"
+                   "  INC-5  user-service  critical  started 2024-05-02T11:00:00Z  confidence 90%  BLOCK\n"
+                   "    factors: time 0.4/0.5, dependency 0.3/0.3, blast radius 0/0 (same service), history 0.2/0.2, "
+                   "metrics unavailable/0.4\n")
 
 
 def test_incident_without_id_gets_a_natural_key(run_cli, db: str, specs: Path) -> None:
@@ -100,7 +102,7 @@ def test_incident_without_id_gets_a_natural_key(run_cli, db: str, specs: Path) -
 
 def test_unknown_deploy_is_a_user_error(run_cli, db: str, specs: Path) -> None:
     code, _, err = run_cli("correlate-deploy", "--deploy", "v9", "--service", "user-service", "--state", db)
-    assert code == 1 and "no recorded deploy of user-service version v9" in err
+    assert code == 1 and "no recorded deploy or change of user-service version v9" in err
 
 
 def test_reimport_does_not_duplicate_and_fingerprint_follows_data(run_cli, db: str) -> None:

@@ -162,7 +162,7 @@ def test_an_upward_import_is_reported(room: str, source: str, expected: str) -> 
 STATE_NAMES_FOR_ENTRY_POINTS = {
     "nthlayer.state.db": {"add_state_argument", "connect", "writer", "state_path", "format_time", "parse_time",
                           "instant", "utc_now", "crash_log_path"},
-    "nthlayer.state.events": {"Deploy", "Incident", "SEVERITIES"},
+    "nthlayer.state.events": {"Deploy", "Incident", "SEVERITIES", "CHANGE_KINDS"},
     # `nthlayer state backup|restore` copies the database file itself: the state room's own operation.
     "nthlayer.state.backup": {"backup", "restore"},
 }

@@ -144,9 +144,10 @@ async def error_budget(call: Call) -> Response:
 async def record_deploy(call: Call) -> Response:
     located = await call.json("api-deploy.schema.json")
     data = located.data
-    deploy = Deploy(data["service"], data["version"], _at(located, data.get("at")), data.get("commit"), source="api")
+    deploy = Deploy(data["service"], data["version"], _at(located, data.get("at")), data.get("commit"), source="api",
+                    kind=data.get("kind", "deploy"))
     added = await call.run(call.server.store.record_deploy, deploy, call.actor)
-    return reply({"service": deploy.service, "version": deploy.version, "commit": deploy.commit_sha,
+    return reply({"service": deploy.service, "version": deploy.version, "kind": deploy.kind, "commit": deploy.commit_sha,
                   "deployed_at": format_time(deploy.deployed_at), "recorded": added,
                   "text": deploy_text(deploy, added)}, 201 if added else 200)
 
@@ -163,7 +164,8 @@ async def check_deploy(call: Call) -> Response:
 async def correlate(call: Call) -> Response:
     data = (await call.json("api-correlate.schema.json")).data
     outcome = await call.run(correlate_deploy, call.server.store.connection, call.config.services_dir,
-                             data["service"], data["version"], data.get("time_window", "1h"), call.actor)
+                             data["service"], data["version"], data.get("time_window", "1h"), call.actor,
+                             call.server.prometheus())
     return reply({**outcome.as_dict(), "exit_code": outcome.exit_code, "text": outcome.text()})
 
 

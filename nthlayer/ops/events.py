@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from generators.errors import UserError
 from nthlayer.state.db import Opener, format_time, insert_audit, parse_time
-from nthlayer.state.events import SEVERITIES, Deploy, Incident, check_incident, insert_deploys, insert_incidents
+from nthlayer.state.events import CHANGE_KINDS, SEVERITIES, Deploy, Incident, check_incident, insert_deploys, insert_incidents
 
 if TYPE_CHECKING:
     import duckdb
@@ -47,13 +47,14 @@ def record_from_dict(record: dict[str, Any], where: str, source: str) -> Deploy 
     kind = (_text(record, "type", "kind") or "").lower()
     if not kind:
         kind = "deploy" if _text(record, "version") else "incident" if _text(record, "started_at") else ""
-    if kind == "deploy":
+    if kind in CHANGE_KINDS:  # a deploy, or a config/flag/infra change identified by its version or id
         return Deploy(
             service=_required(record, where, "service"),
-            version=_required(record, where, "version"),
+            version=_required(record, where, "version") if kind == "deploy" else
+            _required(record, where, "id", "version"),
             deployed_at=_time(_required(record, where, "deployed_at", "at"), where, "deployed_at"),
             commit_sha=_text(record, "commit", "commit_sha"),
-            source=source)
+            source=source, kind=kind)
     if kind == "incident":
         severity = _required(record, where, "severity").lower()
         if severity not in SEVERITIES:
@@ -69,6 +70,8 @@ def record_from_dict(record: dict[str, Any], where: str, source: str) -> Deploy 
             source=source)
         check_incident(incident, where)
         return incident
+    if kind:
+        raise UserError(f"{where}: type '{kind}' is not one of {', '.join(CHANGE_KINDS)}, incident")
     raise UserError(f"{where}: cannot tell a deploy from an incident; set 'type' to deploy or incident")
 
 

@@ -55,7 +55,8 @@ class RollbackOutcome:
 
 def latest_deploy(con: duckdb.DuckDBPyConnection, service: str) -> DeployRow | None:
     rows = con.execute("SELECT id, version, commit_sha, deployed_at, rolled_back_by FROM deploys "
-                       "WHERE service = ? ORDER BY deployed_at DESC, id DESC LIMIT 1", [service]).fetchall()
+                       "WHERE service = ? AND coalesce(kind, 'deploy') = 'deploy' "  # not a config/flag/infra change
+                       "ORDER BY deployed_at DESC, id DESC LIMIT 1", [service]).fetchall()
     if not rows:
         return None
     row = rows[0]

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # duckdb is imported where it is used: a build with no state 
     import duckdb
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+# What a row of the deploys table may record: a deploy, or another change scored like one (record-change).
+CHANGE_KINDS = ("deploy", "config", "flag", "infra")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Deploy:
     deployed_at: datetime
     commit_sha: str | None = None
     source: str = "cli"
+    kind: str = "deploy"  # one of CHANGE_KINDS
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,15 @@ def _stage(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ...
 
 def insert_deploys(con: duckdb.DuckDBPyConnection, deploys: Iterable[Deploy]) -> int:
     """Upsert deploys through a staging table (one statement, however many rows); return rows added."""
-    rows = [(d.service, d.version, d.commit_sha, to_db(d.deployed_at), d.source) for d in deploys]
+    rows = [(d.service, d.version, d.commit_sha, to_db(d.deployed_at), d.source, d.kind) for d in deploys]
     con.execute("CREATE OR REPLACE TEMP TABLE _stage_deploys (service VARCHAR, version VARCHAR, "
-                "commit_sha VARCHAR, deployed_at TIMESTAMP, source VARCHAR)")
-    _stage(con, "_stage_deploys", rows, 5)
+                "commit_sha VARCHAR, deployed_at TIMESTAMP, source VARCHAR, kind VARCHAR)")
+    _stage(con, "_stage_deploys", rows, 6)
     before = con.execute("SELECT count(*) FROM deploys").fetchall()[0][0]
+    # The kind of a change already stored is kept: the natural key names one change.
     con.execute(
-        "INSERT INTO deploys (service, version, commit_sha, deployed_at, source) "
-        "SELECT service, version, max(commit_sha), deployed_at, min(source) FROM _stage_deploys "
+        "INSERT INTO deploys (service, version, commit_sha, deployed_at, source, kind) "
+        "SELECT service, version, max(commit_sha), deployed_at, min(source), min(kind) FROM _stage_deploys "
         "GROUP BY service, version, deployed_at ORDER BY deployed_at, service, version "
         "ON CONFLICT (service, version, deployed_at) DO UPDATE SET "
         "commit_sha = coalesce(deploys.commit_sha, excluded.commit_sha)")

@@ -164,4 +164,9 @@ MIGRATIONS: list[tuple[int, Migration]] = [
             PRIMARY KEY (measured_at, service, metric)
         );
     """),
+    # Other change kinds (record-change, docs/correlation.md): a config, flag or infra change is stored and
+    # scored like a deploy, its identifier in `version`. Idempotent like migration 5, for the same reason.
+    (7, """
+        ALTER TABLE deploys ADD COLUMN IF NOT EXISTS kind VARCHAR DEFAULT 'deploy';
+    """),
 ]
