@@ -12,12 +12,15 @@ NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT); for a
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 from doit import get_var
+from doit.exceptions import InvalidDodoFile
 from doit.tools import config_changed
 
 from generators.catalog import default_catalog_dir
+from generators.errors import UserError
 from nthlayer.buildsys.backend import SharedMD5Checker
 from nthlayer.buildsys.composites import composite_names, composite_tasks, prune_composites
 from nthlayer.buildsys.correlation import correlation_action, correlation_code, correlation_targets
@@ -51,7 +54,8 @@ def namespace() -> dict[str, Any]:
     secrets = secrets_dir(given.get("secrets_dir"))  # the variable, else $NTHLAYER_SECRETS_DIR, else state/secrets
     # strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
     strict = is_on(build_setting(given, "strict", "NTHLAYER_STRICT"))
-    shard, shards = sharding(given)  # shard=K/N: that shard's services and its fragment; assemble=N: the rest
+    with dodo_errors():
+        shard, shards = sharding(given)  # shard=K/N: that shard's services and its fragment; assemble=N: the rest
     os.makedirs(state, mode=0o700, exist_ok=True)  # it will hold the state database (docs/state.md: 0700)
     remove_leftovers([out, state])  # what a killed build left: hidden staging folders and temp files
 
@@ -77,8 +81,9 @@ def namespace() -> dict[str, Any]:
     # entry points), loaded here, in the main process, before the plan and doit's workers fork: they inherit them.
     activate_plugins(state)
     if shards is not None:  # the plan of every spec, from the shards' fragments: no spec validated again
-        plan = assembled_plan(services, out, get_var("catalog", None) or default_catalog_dir(), shards, secrets,
-                              strict, os.path.join(state, "catalog"))
+        with dodo_errors():
+            plan = assembled_plan(services, out, get_var("catalog", None) or default_catalog_dir(), shards, secrets,
+                                  strict, os.path.join(state, "catalog"))
     else:
         plan = make_plan(services, out, get_var("catalog", None),
                          index_path=os.path.join(state, "spec-index.json"), strict=strict)
@@ -186,20 +191,23 @@ def namespace() -> dict[str, Any]:
 
 def sharding(given: dict[str, str]) -> tuple[Shard | None, int | None]:
     """``shard=K/N`` (and ``shard_by``) and ``assemble=N`` as given (or NTHLAYER_SHARD, NTHLAYER_SHARD_BY,
-    NTHLAYER_ASSEMBLE); a bad value is doit's "invalid dodo file" error (exit 3: nthlayer's usage error)."""
-    from doit.exceptions import InvalidDodoFile
-
-    from generators.errors import UserError
-
+    NTHLAYER_ASSEMBLE); a UserError for a bad value."""
     text = build_setting(given, "shard", "NTHLAYER_SHARD")
     by = build_setting(given, "shard_by", "NTHLAYER_SHARD_BY")
     count = build_setting(given, "assemble", "NTHLAYER_ASSEMBLE")
+    if text and count:
+        raise UserError(f"shard={text} and assemble={count}: a run builds one shard or assembles them, not both")
+    if by and not text:
+        raise UserError(f"shard_by={by} without shard=K/N")
+    return (parse_shard(text, by) if text else None), (parse_count(count) if count else None)
+
+
+@contextmanager
+def dodo_errors() -> Iterator[None]:
+    """A UserError while the tasks are made (a bad shard value, a missing fragment) is doit's "invalid dodo
+    file" error: one ``ERROR: nthlayer: …`` line and exit 3 (``nthlayer build``: a usage error), no traceback."""
     try:
-        if text and count:
-            raise UserError(f"shard={text} and assemble={count}: a run builds one shard or assembles them, not both")
-        if by and not text:
-            raise UserError(f"shard_by={by} without shard=K/N")
-        return (parse_shard(text, by) if text else None), (parse_count(count) if count else None)
+        yield
     except UserError as exc:
         raise InvalidDodoFile(f"nthlayer: {exc}") from None
 

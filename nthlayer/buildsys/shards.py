@@ -43,25 +43,26 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def parse_shard(text: str, by: str = "name") -> Shard:
-    """``K/N`` (1 ≤ K ≤ N) and ``name`` or ``team``; a UserError naming the value otherwise."""
+def parse_shard(text: str, by: str = "name", option: str = "shard=") -> Shard:
+    """``K/N`` (1 ≤ K ≤ N) and ``name`` or ``team``; a UserError naming the value (as ``option``) otherwise."""
     by = by or "name"
     if by not in SHARD_BY:
         raise UserError(f"shard_by={by}: must be one of {', '.join(SHARD_BY)}")
     index, slash, count = text.strip().partition("/")
     if not slash or not index.isdigit() or not count.isdigit():
-        raise UserError(f"shard={text}: must be K/N, the shard K (1 to N) of N, e.g. shard=2/8")
+        raise UserError(f"{option}{text}: must be K/N, the shard K (1 to N) of N, e.g. {option}2/8")
     shard = Shard(int(index), int(count), by)
-    if shard.count < 1 or not 1 <= shard.index <= shard.count:
-        raise UserError(f"shard={text}: the shard must be between 1 and {shard.count} (K/N, e.g. shard=2/8)"
-                        if shard.count >= 1 else f"shard={text}: the number of shards must be at least 1")
+    if shard.count < 1:
+        raise UserError(f"{option}{text}: the number of shards must be at least 1")
+    if not 1 <= shard.index <= shard.count:
+        raise UserError(f"{option}{text}: the shard must be between 1 and {shard.count} (K/N, e.g. {option}2/8)")
     return shard
 
 
-def parse_count(text: str) -> int:
+def parse_count(text: str, option: str = "assemble=") -> int:
     """``assemble=N``: the number of shards, at least 1."""
     if not text.strip().isdigit() or int(text) < 1:
-        raise UserError(f"assemble={text}: must be the number of shards, e.g. assemble=8")
+        raise UserError(f"{option}{text}: must be the number of shards, e.g. {option}8")
     return int(text)
 
 
@@ -159,7 +160,7 @@ def assembled_plan(services_dir: str, out_dir: str, catalog_dir: str, count: int
                 documents.append((path, json.load(handle)))
         except FileNotFoundError:
             found = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-            raise UserError(f"{path}: missing: assemble={count} needs the fragment of every shard "
+            raise UserError(f"{path}: missing: assembling {count} shards needs the fragment of each "
                             f"(found: {', '.join(found) or 'none'}; download every shard stage's out/ first)") from None
         except (OSError, ValueError) as exc:
             raise UserError(f"{path}: cannot read the fragment: {exc}") from None
