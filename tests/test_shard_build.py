@@ -140,3 +140,90 @@ def test_assignment_is_stable_across_runs_and_hash_seeds(shard_outs: list[Path])
 
 
 PINNED = [6, 5, 3, 6]
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    return _checkout(tmp_path / "work", ROOT / "services")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0/8", "shard=0/8: the shard must be between 1 and 8 (K/N, e.g. shard=2/8)"),
+    ("9/8", "shard=9/8: the shard must be between 1 and 8 (K/N, e.g. shard=2/8)"),
+    ("x", "shard=x: must be K/N, the shard K (1 to N) of N, e.g. shard=2/8"),
+    ("1/0", "shard=1/0: the number of shards must be at least 1"),
+])
+def test_an_invalid_shard_is_one_error_line(examples: Path, value: str, message: str) -> None:
+    result = _doit(examples, f"shard={value}")
+    assert (result.returncode, result.stderr) == (3, f"ERROR: nthlayer: {message}\n")
+    assert not (examples / "out").exists()
+    cli = subprocess.run([sys.executable, "-m", "nthlayer", "build", "--shard", value], cwd=examples,
+                         capture_output=True, text=True, env={**os.environ, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog")})
+    assert cli.returncode == 64
+    assert cli.stderr.splitlines()[-1] == "nthlayer build: error: " + message.replace("shard=", "--shard ")
+    assert not (examples / "out").exists()
+
+
+def test_invalid_assembly_inputs_are_one_error_line(examples: Path) -> None:
+    assert _doit(examples, "shard_by=color", "shard=1/2").stderr == \
+        "ERROR: nthlayer: shard_by=color: must be one of name, team\n"
+    assert _doit(examples, "assemble=two").stderr == \
+        "ERROR: nthlayer: assemble=two: must be the number of shards, e.g. assemble=8\n"
+    assert _doit(examples, "shard=1/2").returncode == 0
+    missing = _doit(examples, "assemble=2")
+    assert (missing.returncode, missing.stderr) == (3, (
+        "ERROR: nthlayer: out/.shards/shard-2-of-2.json: missing: assembling 2 shards needs the fragment of each "
+        "(found: shard-1-of-2.json; download every shard stage's out/ first)\n"))
+    assert _doit(examples, "shard=2/2", "strict=1").returncode == 0  # another setting than shard 1's
+    mismatch = _doit(examples, "assemble=2")
+    assert (mismatch.returncode, mismatch.stderr) == (3, (
+        "ERROR: nthlayer: out/.shards/shard-2-of-2.json: strict is True but False in this assembly "
+        "(or out/.shards/shard-1-of-2.json): every shard must build the same specs with the same settings\n"))
+    assert not (examples / "out" / "alertmanager").exists()
+
+
+def test_shards_by_team_keep_each_team_together_and_share_one_out(examples: Path, tmp_path: Path) -> None:
+    """A local loop: three shards by team into one out/ and one state/, then the assembly."""
+    full = _checkout(tmp_path / "full", ROOT / "services")
+    assert _doit(full).returncode == 0
+    teams: dict[str, set[int]] = {}
+    for index in (1, 2, 3):
+        result = _doit(examples, f"shard={index}/3", "shard_by=team")
+        assert result.returncode == 0, result.stdout + result.stderr
+        fragment = json.loads((examples / "out" / ".shards" / f"shard-{index}-of-3.json").read_text())
+        assert fragment["by"] == "team"
+        for row in fragment["entries"]:
+            teams.setdefault(row[5][1], set()).add(index)  # its routing's team
+    assert all(len(shards) == 1 for shards in teams.values()) and len(teams) > 1
+    result = _doit(examples, "assemble=3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _tree(examples / "out") == _tree(full / "out")
+
+
+def test_a_broken_spec_fails_its_shard_and_the_assembly_keeping_its_routing(examples: Path, tmp_path: Path) -> None:
+    """As in a full build: the broken spec's service keeps its last valid routing (from its shard's
+    state/spec-index.json), the other files are written, and the run fails with the spec's error line."""
+    from nthlayer.buildsys.shards import shard_number
+
+    assert _doit(examples).returncode == 0  # the last valid versions, in state/
+    full = tmp_path / "full"
+    shutil.copytree(examples, full)
+    for work in (examples, full):
+        spec = work / "services" / "payment-api.yaml"
+        spec.write_text(spec.read_text().replace("tier: 1", "tier: 9"))
+    broken = _doit(full)
+    assert broken.returncode in (1, 2)  # doit's "a task failed" (nthlayer build: 1)
+    line = next(line for line in broken.stderr.splitlines() if line.startswith("services/payment-api.yaml:"))
+    home = shard_number("payment-api", 3)
+    for index in (1, 2, 3):
+        result = _doit(examples, f"shard={index}/3")
+        assert (result.returncode != 0) == (index == home), (index, result.stdout + result.stderr)
+        assert (line in result.stderr) == (index == home)
+    assembled = _doit(examples, "assemble=3")
+    assert assembled.returncode in (1, 2)
+    assert line in assembled.stderr.splitlines()
+    assert "payment-api" in (examples / "out" / "alertmanager" / "alertmanager.yml").read_text()
+    tree = _tree(examples / "out")
+    fragments = {path for path in tree if path.startswith(".shards/")}
+    assert fragments == {f".shards/shard-{index}-of-3.json" for index in (1, 2, 3)}  # kept for the retry
+    assert {path: data for path, data in tree.items() if path not in fragments} == _tree(full / "out")

@@ -32,7 +32,7 @@ from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
 from nthlayer.buildsys.shards import (Shard, assemble_task, assembled_plan, fragment_task, in_shard, parse_count,
-                                      parse_shard)
+                                      parse_shard, shard_errors_task)
 from nthlayer.buildsys.tasks import clean_targets, code_stamps, policies_task, prune_out, service_task, shared_task
 from nthlayer.integrations.secrets import secrets_dir
 
@@ -178,14 +178,18 @@ def namespace() -> dict[str, Any]:
     elif shards is not None:  # the shared files from the fragments; no service task
         shared_names = [*(kind.name for kind in SHARED_KINDS), "composite", "correlate", "report", "prune"]
 
+        def task_shard_errors() -> dict[str, Any]:
+            """Fails with the error lines of the specs broken in their shard (their stage failed too)."""
+            return shard_errors_task(plan)
+
         def task_assemble() -> dict[str, Any]:
-            """Fails with the lines of specs broken in their shard; else removes the fragments (out/.shards/)."""
-            return assemble_task(plan, shared_names)
+            """Removes the fragments (out/.shards/) once every other task of the assembly succeeded."""
+            return assemble_task(plan, [*shared_names, "shard-errors"])
 
         creators = {name: creator for name, creator in creators.items()
                     if name not in ("task_service", "task_policies")}
-        creators["task_assemble"] = task_assemble
-        config["default_tasks"] = [*shared_names, "assemble"]
+        creators.update({"task_shard-errors": task_shard_errors, "task_assemble": task_assemble})
+        config["default_tasks"] = [*shared_names, "shard-errors", "assemble"]
     return {"DOIT_CONFIG": config, **creators}
 
 

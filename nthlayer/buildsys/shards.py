@@ -188,18 +188,25 @@ def broken_specs(plan: BuildPlan) -> list[str]:
     return [error.format() for entry in plan.entries for error in entry.errors]
 
 
-def assemble_task(plan: BuildPlan, after: list[str]) -> dict[str, Any]:
-    """The last task of an assembly: fails with the broken specs' lines (their services keep their last
-    valid routing, as in a full build), else removes out/.shards/ once the shared tasks ``after`` succeeded."""
+def shard_errors_task(plan: BuildPlan) -> dict[str, Any]:
+    """Fails with the lines of the specs broken in their shard (their stage failed already), as their
+    service tasks fail a full build; their services keep their last valid routing, as there."""
     from nthlayer.buildsys.reporter import SpecFailure
 
     lines = broken_specs(plan)
 
     def action() -> Any:
-        if lines:  # the fragments stay: fix the spec, rebuild its shard, assemble again
-            return SpecFailure("\n".join(lines))
-        shutil.rmtree(f"{plan.out_dir}/{FRAGMENTS_DIR}", ignore_errors=True)
-        return None
+        return SpecFailure("\n".join(lines)) if lines else None
 
-    action.__name__ = "assemble"
+    action.__name__ = "check_shard_errors"
+    return {"actions": [action], "uptodate": [not lines], "verbosity": 2}
+
+
+def assemble_task(plan: BuildPlan, after: list[str]) -> dict[str, Any]:
+    """The last task of an assembly: removes out/.shards/ once the tasks ``after`` succeeded (else the
+    fragments stay: fix the spec, rebuild its shard, assemble again)."""
+    def action() -> None:
+        shutil.rmtree(f"{plan.out_dir}/{FRAGMENTS_DIR}", ignore_errors=True)
+
+    action.__name__ = "remove_fragments"
     return {"actions": [action], "task_dep": after, "uptodate": [False], "verbosity": 2}
