@@ -227,3 +227,27 @@ def test_a_broken_spec_fails_its_shard_and_the_assembly_keeping_its_routing(exam
     fragments = {path for path in tree if path.startswith(".shards/")}
     assert fragments == {f".shards/shard-{index}-of-3.json" for index in (1, 2, 3)}  # kept for the retry
     assert {path: data for path, data in tree.items() if path not in fragments} == _tree(full / "out")
+
+
+def test_nthlayer_build_runs_the_shards_and_the_assembly(examples: Path, tmp_path: Path) -> None:
+    full = _checkout(tmp_path / "full", ROOT / "services")
+    assert _doit(full).returncode == 0
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NTHLAYER_")},
+           "NTHLAYER_CATALOG": str(ROOT / "rules_catalog")}
+
+    def build(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nthlayer", "build", *args], cwd=examples, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    for index in (1, 2):
+        result = build("--shard", f"{index}/2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "alertmanager" not in result.stdout
+    assert sorted(os.listdir(examples / "out" / ".shards")) == ["shard-1-of-2.json", "shard-2-of-2.json"]
+    usage = build("--assemble", "2", "--check")
+    assert usage.returncode == 64 and usage.stderr.splitlines()[-1] == (
+        "nthlayer build: error: --check judges a whole out/: run it after the assembly, without --shard/--assemble")
+    result = build("--assemble", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _tree(examples / "out") == _tree(full / "out")
+    assert build("--check").returncode == 0
