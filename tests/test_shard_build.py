@@ -251,3 +251,29 @@ def test_nthlayer_build_runs_the_shards_and_the_assembly(examples: Path, tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
     assert _tree(examples / "out") == _tree(full / "out")
     assert build("--check").returncode == 0
+
+
+def test_a_policy_deny_fails_only_its_shard_and_the_assembly(examples: Path, tmp_path: Path) -> None:
+    """A shard judges its own specs only (the policies are per spec); a deny there is the full build's."""
+    from nthlayer.buildsys.shards import shard_number
+
+    full = _checkout(tmp_path / "full", ROOT / "services")
+    for work in (examples, full):
+        spec = work / "services" / "payment-api.yaml"
+        spec.write_text(spec.read_text().replace("availability: 0.9995", "availability: 0.99"))
+    denied = _doit(full)
+    assert denied.returncode in (1, 2)
+    lines = [line for line in denied.stderr.splitlines() if line.startswith("services/payment-api.yaml:")]
+    assert lines == ["services/payment-api.yaml:10:5: policy tier1-objective: SLO availability of tier-1 service "
+                     "'payment-api' has objective 0.99, below tier 1's 0.999: a critical service's objectives are at "
+                     "least 0.999"], denied.stderr
+    home = shard_number("payment-api", 3)
+    for index in (1, 2, 3):
+        result = _doit(examples, f"shard={index}/3")
+        assert (result.returncode != 0) == (index == home), (index, result.stdout + result.stderr)
+        assert all((line in result.stderr) == (index == home) for line in lines)
+    assembled = _doit(examples, "assemble=3")
+    assert assembled.returncode in (1, 2)
+    assert all(line in assembled.stderr.splitlines() for line in lines)
+    tree = _tree(examples / "out")
+    assert {path: data for path, data in tree.items() if not path.startswith(".shards/")} == _tree(full / "out")

@@ -86,7 +86,8 @@ def namespace() -> dict[str, Any]:
                                   strict, os.path.join(state, "catalog"))
     else:
         plan = make_plan(services, out, get_var("catalog", None),
-                         index_path=os.path.join(state, "spec-index.json"), strict=strict)
+                         index_path=os.path.join(state, "spec-index.json"), strict=strict,
+                         judge=None if shard is None else shard.holds)  # a shard judges its own specs
     full = plan  # every spec: the prune keeps every service's folder, the fragment reads its shard's share
     if shard is not None:
         plan = in_shard(full, shard)

@@ -42,6 +42,10 @@ class Shard:
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
+    def holds(self, entry: SpecEntry) -> bool:
+        """Whether the spec of ``entry`` is built by this shard."""
+        return shard_of(entry, self.count, self.by) == self.index
+
 
 def parse_shard(text: str, by: str = "name", option: str = "shard=") -> Shard:
     """``K/N`` (1 ≤ K ≤ N) and ``name`` or ``team``; a UserError naming the value (as ``option``) otherwise."""
@@ -84,8 +88,7 @@ def shard_of(entry: SpecEntry, count: int, by: str = "name") -> int:
 
 def in_shard(plan: BuildPlan, shard: Shard) -> BuildPlan:
     """The plan of the specs of ``shard`` (each validated against all the others first: make_plan)."""
-    return replace(plan, entries=[entry for entry in plan.entries
-                                  if shard_of(entry, shard.count, shard.by) == shard.index])
+    return replace(plan, entries=[entry for entry in plan.entries if shard.holds(entry)])
 
 
 def fragment_path(out_dir: str, shard: Shard) -> str:
