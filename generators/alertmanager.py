@@ -26,7 +26,8 @@ from typing import Any, Iterable, NamedTuple
 
 from generators.model import Service
 from generators.paging import uses_pagerduty
-from generators.render import yaml_bytes
+from generators import render
+from generators.render import header, to_yaml, yaml_bytes
 from generators.tiers import TIERS, Tier
 
 DEFAULT_SECRETS_DIR = os.path.join("state", "secrets")
@@ -183,5 +184,122 @@ def alertmanager_files(services: Iterable[Service | Routing], alertmanager_dir: 
     ordered = sorted(map(Routing.of, services), key=lambda s: s.name)
     folders = sorted({os.path.dirname(s.source) or "." for s in ordered})
     sources = ", ".join(os.path.join(f, "*.yaml") for f in folders) or "no services"
-    document = alertmanager_config(ordered, secrets_dir)
-    return {os.path.join(alertmanager_dir, "alertmanager.yml"): yaml_bytes(document, sources)}
+    path = os.path.join(alertmanager_dir, "alertmanager.yml")
+    text = _config_text(ordered, secrets_dir)
+    if text is None:
+        return {path: yaml_bytes(alertmanager_config(ordered, secrets_dir), sources)}
+    return {path: (header(sources) + text).encode("utf-8")}
+
+
+# --- alertmanager.yml a service at a time --------------------------------------------------------------
+# At 10,000 services alertmanager.yml is 15 MB and rendering it whole took seconds, on every build that
+# changes a routing fact (a one-spec edit of a team). :func:`_config_text` writes the same text from
+# pieces: the YAML emitter is context-free but for the indentation, so a service's route item rendered
+# under the same keys at the same depth, with the wrapper's own lines cut off, is exactly its text in
+# the whole document, and so are its receivers. Each piece is rendered once per (tier, paging, secrets
+# folder) for stand-in name and team, and each service gets it with its own name and team put back, when
+# that is certain to give the same text as rendering it: both are inert (render.INERT: no character
+# YAML would quote or escape) and every string holding them keeps its YAML style (checked per service
+# unless render.substitution_keeps_style proves it for any inert text). Anything else renders directly.
+_NAME, _TEAM = "NthlayerNameX", "NthlayerTeamX"  # begin and end with a letter, as the style proof needs
+
+
+def _route_text(route: dict[str, Any]) -> str | None:
+    text = render._direct({"r": {"routes": [route]}})
+    return None if text is None else text.split("\n", 2)[2]  # without "r:" and "  routes:"
+
+
+def _receivers_text(receivers: list[dict[str, Any]]) -> str | None:
+    if not receivers:
+        return ""
+    text = render._direct({"receivers": receivers})
+    return None if text is None else text.split("\n", 1)[1]  # without "receivers:"
+
+
+def _strings(node: Any, found: dict[tuple[str, bool], None]) -> None:
+    """Every string of ``node`` holding a stand-in, and whether it is a mapping key."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if _NAME in key or _TEAM in key:
+                found[(key, True)] = None
+            _strings(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _strings(item, found)
+    elif isinstance(node, str) and (_NAME in node or _TEAM in node):
+        found[(node, False)] = None
+
+
+class _Piece(NamedTuple):
+    text: str  # the route item and the receivers of the stand-in service
+    # (string, is key, style, lead) to check per service; lead: 0 (name) or 1 (team) when the check holds
+    # anyway for a real text of that stand-in starting with a character render.unresolved_start allows
+    checks: tuple[tuple[str, bool, str | None, int], ...]
+    sizes: tuple[tuple[int, int, int], ...]  # each stand-in string's length and its counts of each stand-in
+
+
+def _piece(tier: int, paged: bool, secrets_dir: str) -> _Piece | None:
+    standin = Routing(_NAME, _TEAM, tier, paged, "")
+    route, receivers = service_route(standin), service_receivers(standin, secrets_dir)
+    route_text, receivers_text = _route_text(route), _receivers_text(receivers)
+    if route_text is None or receivers_text is None:
+        return None
+    found: dict[tuple[str, bool], None] = {}
+    _strings([route, receivers], found)
+    checks = []
+    sizes = tuple((len(text), text.count(_NAME), text.count(_TEAM)) for text, _ in found)
+    for text, key in found:
+        words = tuple(word for word in (_NAME, _TEAM) if word in text)
+        if not render.substitution_keeps_style(text, key, words):
+            lead = next((index for index, word in enumerate((_NAME, _TEAM)) if text.startswith(word)), -1)
+            if lead >= 0 and not render.substitution_keeps_style(text, key, words, lead_unresolved=True):
+                lead = -1
+            checks.append((text, key, render.scalar_style(text, key), lead))
+    return _Piece(route_text + "\0" + receivers_text, tuple(checks), sizes)
+
+
+def _service_text(service: Routing, secrets_dir: str, pieces: dict[tuple[int, bool], _Piece | None]
+                  ) -> tuple[str, str] | None:
+    """The service's route item and receivers, as rendering them gives (None: a piece fell back)."""
+    key = (service.tier, service.paged)
+    if key not in pieces:
+        pieces[key] = _piece(service.tier, service.paged, secrets_dir)
+    piece = pieces[key]
+    name, team = service.name, service.team
+    if piece is not None and render.INERT.match(name) and render.INERT.match(team) \
+            and "Nthlayer" not in name and "Nthlayer" not in team \
+            and all(size + names * (len(name) - len(_NAME)) + teams * (len(team) - len(_TEAM)) <= render.MAX_SCALAR
+                    for size, names, teams in piece.sizes) \
+            and all((lead >= 0 and render.unresolved_start((name, team)[lead][0]))
+                    or render.scalar_style(text.replace(_NAME, name).replace(_TEAM, team), key) == style
+                    for text, key, style, lead in piece.checks):
+        route, _, receivers = piece.text.replace(_NAME, name).replace(_TEAM, team).partition("\0")
+        return route, receivers
+    route_text, receivers_text = _route_text(service_route(service)), _receivers_text(
+        service_receivers(service, secrets_dir))
+    if route_text is None or receivers_text is None:
+        return None
+    return route_text, receivers_text
+
+
+def _config_text(ordered: list[Routing], secrets_dir: str) -> str | None:
+    """:func:`alertmanager_config` of ``ordered`` as YAML text, as :func:`render.to_yaml` writes it (None:
+    render it whole)."""
+    if not ordered:
+        return None
+    document = alertmanager_config([], secrets_dir)
+    routes_head = render._direct({"route": {**document["route"], "routes": ["-"]}})
+    inhibit = render._direct({"inhibit_rules": document["inhibit_rules"]})
+    fixed = _receivers_text(document["receivers"])
+    if routes_head is None or inhibit is None or fixed is None:
+        return None
+    pieces: dict[tuple[int, bool], _Piece | None] = {}
+    routes, receivers = [], []
+    for service in ordered:
+        texts = _service_text(service, secrets_dir, pieces)
+        if texts is None:
+            return None
+        routes.append(texts[0])
+        receivers.append(texts[1])
+    head = routes_head[:routes_head.rindex("  - ")]  # up to and with "  routes:"
+    return head + "".join(routes) + inhibit + "receivers:\n" + fixed + "".join(receivers)

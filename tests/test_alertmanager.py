@@ -120,3 +120,45 @@ def test_service_without_pagerduty_routes_to_nobody(tmp_path: Path) -> None:
     assert [r["receiver"] for r in config["route"]["routes"][0]["routes"]] == [
         "nthlayer-unrouted", "nthlayer-unrouted", "nthlayer-info"]
     assert [r["name"] for r in config["receivers"]] == ["nthlayer-unrouted", "nthlayer-info"]
+
+
+# --- alertmanager.yml a service at a time (generators/alertmanager.py _config_text) -------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from generators.alertmanager import Routing, _config_text  # noqa: E402
+from generators.render import to_yaml  # noqa: E402
+
+_AWKWARD = ["true", "yes", "no", "on", "off", "null", "y", "n", "123", "1e3", "0x1f", "-x", "a.b", "x:y", "a #b",
+            "it's", 'say "hi"', "ünïcode", "NthlayerNameX", "NthlayerTeamX", "a" * 990, "~", "<<", "=", "a b", ""]
+_TEXT = st.one_of(st.sampled_from(_AWKWARD), st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True), st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_TEXT, _TEXT, st.integers(1, 3), st.booleans()), min_size=1, max_size=6, unique_by=lambda t: t[0]),
+       st.sampled_from(["state/secrets", "/etc/alertmanager/secrets", "yes", "a b/c", "-"]))
+def test_alertmanager_yml_a_service_at_a_time_is_the_whole_document(services: list, secrets: str) -> None:
+    ordered = sorted((Routing(name, team, tier, paged, "services/x.yaml") for name, team, tier, paged in services),
+                     key=lambda routing: routing.name)
+    text = _config_text(ordered, secrets)
+    if text is not None:  # None: the whole document is rendered instead
+        assert text == to_yaml(alertmanager_config(ordered, secrets))
+
+
+def test_alertmanager_yml_of_many_services_takes_the_stand_in_path() -> None:
+    """The stand-in pieces are used for ordinary names (a broken guard would render each service directly:
+    the same text, slower, so the equality above alone would not notice)."""
+    import generators.alertmanager as module
+
+    ordered = [Routing(f"svc-{index:03d}", f"team-{index % 7}", index % 3 + 1, index % 4 != 0, "s.yaml")
+               for index in range(40)]
+    direct = []
+    original = module.service_route
+    module.service_route = lambda service: (direct.append(service.name), original(service))[1]
+    try:
+        text = _config_text(ordered, "state/secrets")
+    finally:
+        module.service_route = original
+    assert text == to_yaml(alertmanager_config(ordered, "state/secrets"))
+    assert direct == [module._NAME] * len(direct) and 1 <= len(direct) <= 6  # one stand-in per (tier, paging)

@@ -9,6 +9,23 @@ from doit.dependency import JsonDB, MD5Checker, get_file_md5
 from generators.render import write_if_changed
 
 
+def compact_json(value: Any, sort_keys: bool = False) -> bytes:
+    """``value`` as compact JSON (no spaces; named tuples as arrays), for the build's own state files:
+    doit's dependency database, the spec index and the policy verdicts. orjson writes the 15 MB database
+    of 10,000 services about six times faster than the json module (docs/benchmarks.md); ``json.loads``
+    reads back exactly what it wrote (floats in shortest round-trip form)."""
+    import orjson
+
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    return orjson.dumps(value, option=option, default=_as_array)
+
+
+def _as_array(value: Any) -> Any:
+    if isinstance(value, tuple):  # a named tuple (orjson writes plain tuples itself)
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 class SharedMD5Checker(MD5Checker):
     """doit's md5 checker, but each dependency is stat'ed and hashed once per run, not once per task.
 
@@ -60,7 +77,7 @@ class StateJsonDB(JsonDB):
     desc = "JSON file, written atomically and only when changed"
 
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None) -> None:
-        self._saved: str | None = None
+        self._saved: bytes | None = None
         self._dirty = False
         super().__init__(name, codec, module_name=module_name)
 
@@ -79,10 +96,10 @@ class StateJsonDB(JsonDB):
         super().remove_all()
 
     def _load(self) -> Any:
-        with open(self.name, encoding="utf-8") as handle:
+        with open(self.name, "rb") as handle:
             self._saved = handle.read()
         try:
-            return self.codec.decode(self._saved)
+            return self.codec.decode(self._saved.decode("utf-8"))
         except ValueError:
             from doit.dependency import DatabaseException
 
@@ -92,8 +109,8 @@ class StateJsonDB(JsonDB):
     def dump(self) -> None:
         if not self._dirty and self._saved is not None:
             return
-        text = self.codec.encode(self._db)
-        if text != self._saved:
-            write_if_changed(self.name, text.encode("utf-8"))
-            self._saved = text
+        data = compact_json(self._db)
+        if data != self._saved:
+            write_if_changed(self.name, data)
+            self._saved = data
         self._dirty = False

@@ -31,6 +31,7 @@ from nthlayer.buildsys.plugin_kinds import activate as activate_plugins
 from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
+from nthlayer.buildsys.settled import settled_filter
 from nthlayer.buildsys.shards import (Shard, assemble_task, assembled_plan, fragment_task, in_shard, parse_count,
                                       parse_shard, shard_errors_task)
 from nthlayer.buildsys.tasks import clean_targets, code_stamps, policies_task, prune_out, service_task, shared_task
@@ -144,12 +145,16 @@ def namespace() -> dict[str, Any]:
         """Per service: OpenSLO documents, SLO rules and their promtool tests, scrape config, technology
         alerts from the rules catalog, PagerDuty desired state. Only the stale kinds are regenerated: all
         after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
+        yield {"name": None, "doc": task_service.__doc__}  # the group exists when every service is settled
         stamps = code_stamps(state)
+        settled = settled_filter()  # a plain run: the tasks certainly up to date are left out (settled.py)
         # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
         # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
         names = plan.task_names()
         for entry in sorted(plan.entries, key=lambda entry: not entry.changed):
-            yield service_task(entry, plan, stamps, names[entry.path])
+            task = service_task(entry, plan, stamps, names[entry.path])
+            if settled is None or entry.changed or not settled(task):
+                yield task
 
     settings = {"secrets_dir": secrets}  # what the shared kinds are given besides the plan
 

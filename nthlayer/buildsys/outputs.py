@@ -39,6 +39,10 @@ class _TargetsUnedited:
         return {"targets": self._stamp()}
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        return self.settled(values)
+
+    def settled(self, values: dict[str, Any]) -> bool:
+        """Up to date by the saved ``values`` alone (nthlayer.buildsys.settled)."""
         stamp = self._stamp()
         return stamp is not None and values.get("targets") == stamp
 

@@ -21,6 +21,7 @@ from generators.render import write_if_changed
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import external_links_allowed, load_yaml
+from nthlayer.buildsys.backend import compact_json
 from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators
 from nthlayer.buildsys.plugin_kinds import active as active_plugins
 from nthlayer.buildsys.plugin_kinds import apply_plugins
@@ -170,17 +171,23 @@ def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) 
     return summary._replace(warnings=tuple(sorted((*summary.warnings, *extra), key=sort_key)))
 
 
-_STAMPS: dict[str, list[int] | None] = {}  # catalog file → [size, mtime_ns], once per process
+_STAMPS: dict[str, list[int] | None] = {}  # catalog file → [size, mtime_ns], once per plan
+_STAMP_SETS: dict[tuple[str, ...], dict[str, list[int] | None]] = {}  # technologies → their stamps, once per plan
 
 
 def catalog_stamps(technologies: Iterable[str]) -> dict[str, list[int] | None]:
     """The size and mtime of the catalog file of each technology (None: not in the catalog), by which a
-    spec-index entry's selector warnings are known to be current."""
+    spec-index entry's selector warnings are known to be current. Worked out once per plan for each set
+    of technologies (a plan asks twice per spec; projects repeat a few dozen sets): do not modify it."""
     if not _CATALOG:
         return {}
+    key = tuple(sorted(set(technologies)))
+    stamps = _STAMP_SETS.get(key)
+    if stamps is not None:
+        return stamps
     files = technology_files(_CATALOG[0][0])
-    stamps: dict[str, list[int] | None] = {}
-    for name in sorted(set(technologies)):
+    stamps = {}
+    for name in key:
         path = files.get(name)
         if path is not None and path not in _STAMPS:
             try:
@@ -189,6 +196,7 @@ def catalog_stamps(technologies: Iterable[str]) -> dict[str, list[int] | None]:
             except OSError:
                 _STAMPS[path] = None
         stamps[name] = _STAMPS[path] if path is not None else None
+    _STAMP_SETS[key] = stamps
     return stamps
 
 
@@ -281,6 +289,7 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
             keys[path] = [stat.st_size, stat.st_mtime_ns]
         except OSError:
             keys[path] = None
+    _VERSIONS.update(keys)
     stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]
              or cache[p][4] != catalog_stamps(cache[p][4])]
     checked = dict(zip(stale, _summarize_all(stale, meanwhile)))
@@ -316,7 +325,7 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
             fresh[path] = ([key, summary.to_json(), routing, upstream, _entry_stamps(summary), list(plugins)]
                            if path in checked else cache[path])
     if index_path and record and (checked or fresh.keys() != cache.keys()):  # a no-op neither encodes nor writes it
-        data = json.dumps({"code": fingerprint, "files": fresh}, separators=(",", ":")).encode("utf-8")
+        data = compact_json({"code": fingerprint, "files": fresh})
         write_if_changed(index_path, data)
     return summaries, set(checked)
 
@@ -337,7 +346,10 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     warmer = _Warmer(catalog_dir, os.path.join(state_dir, "catalog")) if state_dir else None
     _CATALOG[:] = [(catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None)]
-    _STAMPS.clear()  # a new plan: catalog files may have changed since the last (a long-lived process)
+    # a new plan: catalog and spec files may have changed since the last (a long-lived process)
+    _STAMPS.clear()
+    _STAMP_SETS.clear()
+    _VERSIONS.clear()
     summaries, changed = _summaries(files, index_path, warmer, record)
     errors, warnings = cross_file_problems([s for s, _, _, _ in summaries], technology_files(catalog_dir))
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
@@ -369,14 +381,20 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
 _DOCUMENTS: dict[str, dict[str, Any]] = {}  # policy input documents of the specs validated by this plan
 
 
+_VERSIONS: dict[str, list[int] | None] = {}  # spec file → [size, mtime_ns] as this plan's validation saw it
+
+
 def _verdict_stamp(entry: SpecEntry) -> list[Any]:
-    """What a cached policy verdict is valid for: the spec file's version and its technologies' catalog
-    files (their categories are in the input document)."""
-    try:
-        stat = os.stat(entry.path)
-        version: list[int] | None = [stat.st_size, stat.st_mtime_ns]
-    except OSError:
-        version = None
+    """What a cached policy verdict is valid for: the spec file's version (as the plan read it) and its
+    technologies' catalog files (their categories are in the input document)."""
+    if entry.path in _VERSIONS:
+        version = _VERSIONS[entry.path]
+    else:
+        try:
+            stat = os.stat(entry.path)
+            version = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            version = None
     return [version, _entry_stamps(entry.summary)]
 
 

@@ -19,6 +19,7 @@ from generators.policy import PolicyError, PolicySet, unknown_ids
 from generators.policy_input import policy_input
 from generators.spec import FileSummary
 from generators.yamlload import Located, load_yaml
+from nthlayer.buildsys.backend import compact_json
 from nthlayer.config import ConfigError, ProjectConfig, load_config
 
 KEYS = {"paths": "policy files or folders of them (*.rego), relative to nthlayer.toml",
@@ -139,7 +140,7 @@ class VerdictCache:
         from generators.render import write_if_changed
 
         data = {"policies": self.digest, "files": self.entries}
-        write_if_changed(self.path, json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+        write_if_changed(self.path, compact_json(data, sort_keys=True))
         self.dirty = False
 
 
@@ -212,14 +213,26 @@ def _document(path: str, catalog_dir: str, catalog_cache: str | None) -> dict[st
     return input_document(located, build_service(located.data, path), catalog_dir, catalog_cache)
 
 
+class _VerdictUnchanged:
+    """doit uptodate: the spec's policy verdict is the one its task last succeeded with."""
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        digest = self.digest
+        task.value_savers.append(lambda: {"policy_verdict": digest})
+        return self.settled(values)
+
+    def settled(self, values: dict[str, Any]) -> bool:
+        """Up to date by the saved ``values`` alone (nthlayer.buildsys.settled)."""
+        return values.get("policy_verdict", "") == self.digest
+
+
 def verdict_unchanged(digest: str) -> Callable[[Any, dict[str, Any]], bool]:
     """doit uptodate: a service task depends on its spec's verdict, not on the policy files, so editing a
     policy rebuilds only the services whose verdict it changed."""
-    def check(task: Any, values: dict[str, Any]) -> bool:
-        task.value_savers.append(lambda: {"policy_verdict": digest})
-        return values.get("policy_verdict", "") == digest
-
-    return check
+    return _VerdictUnchanged(digest)
 
 
 __all__ = ["project_policies", "technology_categories", "input_document", "verdicts", "verdict_digest",

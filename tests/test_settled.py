@@ -1,0 +1,132 @@
+"""The settled-service fast path (nthlayer/buildsys/settled.py): a plain ``doit`` run leaves out the
+service tasks its checks find up to date. Each edit below is made to two copies of one built project;
+one is rebuilt with the fast path, the other without it (NTHLAYER_FAST_PATH=0): the same tasks must run
+and the same files must be written."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.test_doit_build import ROOT, _doit, _ran
+
+ENV = {"NTHLAYER_CATALOG": "catalog"}  # relative: a copy of the project is a project of its own
+
+
+def _tree(folder: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("settled") / "project"
+    shutil.copytree(ROOT / "services", project / "services")
+    shutil.copytree(ROOT / "rules_catalog", project / "catalog")
+    first = _doit(project, env=ENV)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return project
+
+
+def _spec_edit(project: Path) -> None:
+    spec = project / "services" / "payment-api.yaml"
+    spec.write_text(spec.read_text().replace("team: payments", "team: billing"))
+
+
+def _target_edit(project: Path) -> None:
+    with open(project / "out" / "search-api" / "pagerduty.json", "a") as handle:
+        handle.write(" ")
+
+
+def _target_removed(project: Path) -> None:
+    os.remove(project / "out" / "user-service" / "pagerduty.json")
+
+
+def _catalog_touched(project: Path) -> None:
+    path = project / "catalog" / "postgres.yaml"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # same bytes, a new mtime
+
+
+def _catalog_edited(project: Path) -> None:
+    with open(project / "catalog" / "redis.yaml", "a") as handle:
+        handle.write("# reviewed\n")
+
+
+def _spec_touched(project: Path) -> None:
+    path = project / "services" / "order-worker.yaml"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+
+def _spec_removed(project: Path) -> None:
+    os.remove(project / "services" / "report-batch.yaml")
+
+
+def _spec_added(project: Path) -> None:
+    spec = (project / "services" / "user-service.yaml").read_text()
+    (project / "services" / "user-service-2.yaml").write_text(spec.replace("service: user-service",
+                                                                          "service: user-service-2"))
+
+
+def _config_edited(project: Path) -> None:
+    # the Kubernetes kind's code stamp changes (state/code/kubernetes.sha256): that kind, for every service
+    (project / "nthlayer.toml").write_text('[kubernetes]\nnamespace = "observability"\n')
+
+
+def _nothing(project: Path) -> None:
+    pass
+
+
+EDITS: dict[str, Callable[[Path], None]] = {
+    "nothing": _nothing, "spec edited": _spec_edit, "target edited": _target_edit,
+    "target removed": _target_removed, "catalog file touched": _catalog_touched,
+    "catalog file edited": _catalog_edited, "spec touched": _spec_touched, "spec removed": _spec_removed,
+    "spec added": _spec_added, "kubernetes defaults edited": _config_edited,
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_the_fast_path_runs_and_writes_what_doit_alone_would(built: Path, tmp_path: Path, edit: str) -> None:
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    for copy in (fast, slow):
+        shutil.copytree(built, copy)  # copy2: the same mtimes, so doit's database holds for the copies
+        EDITS[edit](copy)
+    before = _tree(fast / "out")
+    quick = _doit(fast, env=ENV)
+    full = _doit(slow, env={**ENV, "NTHLAYER_FAST_PATH": "0"})
+    assert (quick.returncode, quick.stderr) == (full.returncode, full.stderr)
+    assert _ran(quick) == _ran(full)
+    after_fast, after_slow = _tree(fast / "out"), _tree(slow / "out")
+    assert {path: digest for path, (digest, _) in after_fast.items()} == \
+           {path: digest for path, (digest, _) in after_slow.items()}
+    rewritten = sorted(path for path, (_, mtime) in after_fast.items() if before.get(path, ("", 0))[1] != mtime)
+    expected = sorted(path for path, (_, mtime) in after_slow.items() if before.get(path, ("", 0))[1] != mtime)
+    assert rewritten == expected
+    if edit == "nothing":
+        assert _ran(quick) == []
+        # doit's database is left as it was (no entry of a left-out task is touched)
+        assert (fast / "state" / "doit.json").read_bytes() == (built / "state" / "doit.json").read_bytes()
+    if edit == "target edited":
+        assert "service:search-api" in _ran(quick)
+    if edit == "kubernetes defaults edited":
+        assert len([name for name in _ran(quick) if name.startswith("service:")]) == 10
+
+
+def test_other_commands_and_named_tasks_see_every_service(built: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(built, project)
+    listed = _doit(project, "list", "--all", env=ENV)
+    services = sorted(p.stem for p in (project / "services").glob("*.yaml"))
+    assert [f"service:{name}" for name in services] == \
+           sorted(line.split()[0] for line in listed.stdout.splitlines() if line.startswith("service:"))
+    named = _doit(project, "service:payment-api", env=ENV)  # settled, yet named: doit finds it up to date
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert _ran(named) == []
+    forced = _doit(project, "run", "-a", "service", env=ENV)  # --always-execute: doit runs each one
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert [f"service:{name}" for name in services] == [name for name in _ran(forced) if name.startswith("service:")]
