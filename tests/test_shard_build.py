@@ -157,8 +157,9 @@ def test_an_invalid_shard_is_one_error_line(examples: Path, value: str, message:
     result = _doit(examples, f"shard={value}")
     assert (result.returncode, result.stderr) == (3, f"ERROR: nthlayer: {message}\n")
     assert not (examples / "out").exists()
+    env = {**os.environ, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog")}
     cli = subprocess.run([sys.executable, "-m", "nthlayer", "build", "--shard", value], cwd=examples,
-                         capture_output=True, text=True, env={**os.environ, "NTHLAYER_CATALOG": str(ROOT / "rules_catalog")})
+                         capture_output=True, text=True, env=env)
     assert cli.returncode == 64
     assert cli.stderr.splitlines()[-1] == "nthlayer build: error: " + message.replace("shard=", "--shard ")
     assert not (examples / "out").exists()
