@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from generators.catalog_labels import lint_metric_labels
+from generators.discovery import lint_discovery
 from generators.errors import SpecError, SpecErrors, UserError
 from generators.promql_scope import PromQLError, metric_names, raw_counters
 from generators.render import write_if_changed
@@ -158,7 +159,7 @@ def load_technology(path: str) -> Technology:
 
 
 # What decides whether a catalog file is valid, besides its bytes.
-_VALIDATING_CODE = ("catalog.py", "catalog_labels.py", "promql_scope.py", "spec.py", "yamlload.py", "errors.py", "slo_maths.py",
+_VALIDATING_CODE = ("catalog.py", "catalog_labels.py", "discovery.py", "promql_scope.py", "spec.py", "yamlload.py", "errors.py", "slo_maths.py",
                     "schemas/catalog.schema.json")
 
 
@@ -227,6 +228,7 @@ def _validated(path: str, raw: bytes) -> Technology:
                                         "where it stays silent"))
     errors.extend(lint_rules(located))
     errors.extend(lint_metric_labels(located))
+    errors.extend(lint_discovery(located))
     if errors:
         raise SpecErrors(errors)
     return Technology(stem, path, data, located)

@@ -178,14 +178,19 @@ OPENSLO_OPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 CONDITION_ANNOTATION = "nthlayer.dev/condition"
 
 
+FILE = "openslo.yaml"  # under out/<service>/: every document of the service in one file
+
+
 def openslo_documents(service: Service) -> dict[str, tuple[Any, bool]]:
-    """Every OpenSLO file of a service: file name → (documents, multi)."""
-    files: dict[str, tuple[Any, bool]] = {"service.yaml": (service_documents(service), True)}
+    """The service's OpenSLO file as {name: (documents, multi)}: the Service and its notification target,
+    then each SLO's indicator, SLO and alerting documents, in the spec's SLO order. One multi-document
+    file rather than one per SLO: OpenSLO tools read streams, and a build writes a third of the files."""
+    documents: list[Any] = service_documents(service)
     for slo in service.slos:
         alerts = alert_documents(service, slo)
         policies = [doc["metadata"]["name"] for doc in alerts if doc["kind"] == "AlertPolicy"]
-        files[f"{slo.name}.yaml"] = ([indicator(service, slo), slo_document(service, slo, policies), *alerts], True)
-    return files
+        documents += [indicator(service, slo), slo_document(service, slo, policies), *alerts]
+    return {FILE: (documents, True)}
 
 
 def openslo_files(service: Service, out_dir: str) -> dict[str, bytes]:

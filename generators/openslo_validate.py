@@ -26,8 +26,9 @@ _REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
 def openslo_files(path: str) -> list[str]:
     """The OpenSLO files under ``path`` (or ``path`` itself), sorted.
 
-    In a build output folder (out/) that is every file inside an ``openslo/`` folder, since
-    out/ also holds Prometheus and Alertmanager YAML; elsewhere every *.yaml / *.yml file.
+    In a build output folder (out/) that is each service's ``openslo.yaml`` and every file inside an
+    ``openslo/`` folder (the composites'), since out/ also holds Prometheus and Alertmanager YAML;
+    elsewhere every *.yaml / *.yml file.
     """
     if not os.path.isdir(path):
         return [path]
@@ -35,7 +36,8 @@ def openslo_files(path: str) -> list[str]:
     for root, dirs, names in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [os.path.join(root, n) for n in names if n.endswith((".yaml", ".yml")) and not n.startswith(".")]
-    in_openslo = [f for f in found if "openslo" in os.path.relpath(f, path).split(os.sep)[:-1]]
+    in_openslo = [f for f in found if "openslo" in os.path.relpath(f, path).split(os.sep)[:-1]
+                  or os.path.basename(f) == "openslo.yaml"]
     return sorted(in_openslo or found)
 
 

@@ -5,7 +5,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable, Mapping
@@ -392,12 +391,14 @@ def file_holds(path: str, data: bytes) -> bool:
         os.close(fd)
 
 
-def _create_beside(directory: str, base: str, create: Callable[[str], Any]) -> tuple[Any, str]:
+def _create_beside(directory: str, base: str, create: Callable[[str], Any], made: set[str] | None = None
+                   ) -> tuple[Any, str]:
     """``create(path)`` for a new hidden name beside ``base`` in ``directory``, named for this process so
-    concurrent writers never share one; the folder is made on first need (a makedirs per file cost a
-    1000-service build 10 000 syscalls). Plain os calls: tempfile.mkstemp and open() cost five more
-    syscalls a file (getpid, getcwd, ioctl, lseek, fchmod), a tenth of a first build's system time."""
-    made = False
+    concurrent writers never share one; the folder is made on first need (no stat or makedirs before each
+    file: a folder is only made when creating in it fails), and recorded in ``made``. Plain os calls:
+    tempfile.mkstemp and open() cost five more syscalls a file (getpid, getcwd, ioctl, lseek, fchmod),
+    a tenth of a first build's system time."""
+    tried = False
     while True:
         path = f"{directory}/.{base}.{_pid[0]}-{next(_temp_names)}.tmp"
         try:
@@ -405,10 +406,30 @@ def _create_beside(directory: str, base: str, create: Callable[[str], Any]) -> t
         except FileExistsError:  # left by a crashed process that had our pid
             continue
         except FileNotFoundError:
-            if made:
+            if tried:
                 raise
-            os.makedirs(directory, exist_ok=True)
-            made = True
+            make_folder(directory, made)
+            tried = True
+
+
+def make_folder(directory: str, made: set[str] | None = None) -> None:
+    """Create ``directory`` and its missing parents, adding each folder created to ``made``. Unlike
+    os.makedirs it stats nothing first: a mkdir per missing level, one more for the first that exists."""
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(directory)
+        if not parent or parent == directory:
+            raise
+        make_folder(parent, made)
+        try:
+            os.mkdir(directory)
+        except FileExistsError:  # another writer made it meanwhile
+            return
+    if made is not None:
+        made.add(directory)
 
 
 _TEMP_NAME = re.compile(r"\..+\.(\d+)-\d+\.tmp")  # the names _create_beside gives: .BASE.PID-N.tmp
@@ -444,12 +465,17 @@ def _write_fd(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-def write_if_changed(path: str, data: bytes) -> bool:
-    """Atomically replace ``path`` with ``data`` unless it already holds exactly those bytes."""
-    if file_holds(path, data):
-        return False
+def write_if_changed(path: str, data: bytes, made: set[str] | None = None) -> bool:
+    """Atomically replace ``path`` with ``data`` unless it already holds exactly those bytes. ``made``: the
+    folders this write batch created (added to as it makes more); a file in one of them is new, so it is not
+    read first."""
     directory, base = os.path.split(path)
-    fd, tmp = _create_beside(directory or ".", base, _new_file)
+    directory = directory or "."
+    if made is not None and directory not in made and os.path.dirname(directory) in made:
+        make_folder(directory, made)  # a folder in one this batch made is new too: make it, nothing to read
+    if (made is None or directory not in made) and file_holds(path, data):
+        return False
+    fd, tmp = _create_beside(directory, base, _new_file, made)
     try:
         _write_fd(fd, data)
         os.replace(tmp, path)
@@ -462,36 +488,9 @@ def write_if_changed(path: str, data: bytes) -> bool:
     return True
 
 
-def write_new_tree(root: str, files: Mapping[str, bytes]) -> bool:
-    """Create folder ``root`` holding ``files`` (paths under it) so that it appears whole: written under a
-    hidden name beside it, then renamed. A first build makes each service's folder this way: 13 folder
-    operations where file-by-file atomic writes take 21 (each file's temporary name and rename), and an
-    interrupted build leaves no partly written service. False, and nothing written, when ``root`` exists."""
-    if os.path.lexists(root):
-        return False
-    parent, name = os.path.split(root)
-    _, staging = _create_beside(parent or ".", name, os.mkdir)
-    try:
-        made = {staging}
-        prefix = root + "/"
-        for path, data in sorted(files.items()):
-            if not path.startswith(prefix):
-                raise ValueError(f"{path} is not under {root}")
-            target = staging + "/" + path[len(prefix):]
-            folder = os.path.dirname(target)
-            if folder not in made:
-                os.makedirs(folder, exist_ok=True)
-                made.add(folder)
-            _write_fd(_new_file(target), data)
-        os.rename(staging, root)  # fails if another process made root meanwhile (unless it is empty)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and os.path.isdir(root):
-            return False  # lost a race: the caller writes file by file into the existing folder
-        raise
-    return True
-
-
-def write_all(files: Mapping[str, bytes]) -> list[str]:
-    """Write several files (each atomically); return the paths whose bytes changed."""
-    return [path for path, data in sorted(files.items()) if write_if_changed(path, data)]
+def write_all(files: Mapping[str, bytes], made: set[str] | None = None) -> list[str]:
+    """Write several files, each atomically (a temporary name, then a rename: a killed build leaves whole
+    files only), in path order; return the paths whose bytes changed. The folders created on the way are
+    added to ``made`` (when given), so a first build neither reads back nor stats the files it creates."""
+    made = set() if made is None else made
+    return [path for path, data in sorted(files.items()) if write_if_changed(path, data, made)]

@@ -43,7 +43,7 @@ def test_check_lists_every_difference_and_writes_nothing(tmp_path: Path) -> None
     (out / "search-api" / "pagerduty.json").write_text("{}\n")
     (out / "alertmanager" / "alertmanager.yml").unlink()
     (out / "search-api" / "notes.txt").write_text("mine\n")
-    (out / "search-api" / "openslo" / ".service.yaml.999999-0.tmp").write_text("half")
+    (out / "search-api" / ".openslo.yaml.999999-0.tmp").write_text("half")
     (out / "prometheus").mkdir()
     (out / "prometheus" / "prometheus.yml").write_text("written by setup-prometheus\n")
     state = _tree(tmp_path / "state")
@@ -51,8 +51,8 @@ def test_check_lists_every_difference_and_writes_nothing(tmp_path: Path) -> None
     result = _nthlayer(tmp_path, "build", "--check")
     assert result.returncode == 1
     assert result.stdout == ("out/alertmanager/alertmanager.yml: missing\n"
+                             "out/search-api/.openslo.yaml.999999-0.tmp: extra\n"
                              "out/search-api/notes.txt: extra\n"
-                             "out/search-api/openslo/.service.yaml.999999-0.tmp: extra\n"
                              "out/search-api/pagerduty.json: edited\n")
     assert result.stderr == "nthlayer build --check: 4 files of out/ differ from what services/ produces; " \
                             "run 'nthlayer build' and remove the extra files (a build leaves them)\n"

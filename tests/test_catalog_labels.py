@@ -215,6 +215,29 @@ def test_lint_refuses_a_scrape_label_the_file_does_not_name(tmp_path: Path) -> N
         "by 'node', which metric_labels does not declare for it"]
 
 
+def test_lint_accepts_a_discovery_block_on_declared_labels(tmp_path: Path) -> None:
+    block = "discovery:\n  metric: lb_process_conns\n  instance_label: job\n  service_label: node\nrules:\n"
+    assert _lint(tmp_path, "rules:\n", block) == []
+
+
+def test_lint_refuses_a_discovery_metric_or_label_the_file_does_not_declare(tmp_path: Path) -> None:
+    assert _lint(tmp_path, "rules:\n", "discovery:\n  metric: lb_up\n  instance_label: job\nrules:\n") == [
+        "lb.yaml:13:11: /discovery/metric: discovery metric lb_up is not declared in metric_labels"]
+    assert _lint(tmp_path, "rules:\n", "discovery:\n  metric: lb_backend_up\n  instance_label: cluster\nrules:\n") == [
+        "lb.yaml:13:3: /discovery: discovery service_label 'client_service' is neither a label metric_labels "
+        "declares for lb_backend_up nor a target label (instance, job or one of target_labels)",
+        "lb.yaml:14:19: /discovery/instance_label: discovery instance_label 'cluster' is neither a label "
+        "metric_labels declares for lb_backend_up nor a target label (instance, job or one of target_labels)"]
+
+
+def test_the_shipped_discovery_blocks_name_labels_their_metrics_carry() -> None:
+    # load_catalog lints every file; these technologies declare discovery (docs/discovery.md).
+    catalog = load_catalog(str(CATALOG))
+    assert sorted(name for name, tech in catalog.items() if "discovery" in tech.data) == [
+        "elasticsearch", "go-runtime", "jvm", "kafka", "memcached", "mongodb", "mysql", "nodejs", "postgres",
+        "rabbitmq", "redis"]
+
+
 def test_a_file_without_declarations_is_not_linted_and_warns_about_nothing(tmp_path: Path) -> None:
     start, end = LINTED.index("target_labels:"), LINTED.index("rules:")
     assert _lint(tmp_path, LINTED[start:end]) == []

@@ -1,6 +1,7 @@
 """Composite SLOs in the doit build: what a component edit rebuilds, what a deleted component does."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -74,9 +75,10 @@ def test_a_deleted_component_fails_the_composite_and_touches_nothing_else(worksp
     after = _snapshot(out)
     # The composite's files are as they were; every other service's too (payment-api's folder is pruned,
     # and the shared kinds' files of all services, alertmanager.yml and the like, drop it).
-    from nthlayer.buildsys.kinds import SHARED_KINDS
+    from nthlayer.buildsys.kinds import SHARED_KINDS, shared_targets
 
-    changed = ("payment-api/", "reports/", *(f"{kind.folder}/" for kind in SHARED_KINDS))
+    changed = ("payment-api/", "reports/",
+               *(os.path.relpath(path, out) for kind in SHARED_KINDS for path in shared_targets(kind.name, str(out))))
     assert {p: v for p, v in after.items() if not p.startswith(changed)} == \
         {p: v for p, v in before.items() if not p.startswith(changed)}
     # It keeps failing until the composite is fixed; fixed, it is rebuilt.

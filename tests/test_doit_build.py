@@ -64,7 +64,7 @@ def test_incremental_build(workspace: Path) -> None:
     after = _snapshot(out)
     changed = sorted(p for p in after if after[p] != before[p])
     assert changed and all(p.startswith("search-api/") for p in changed), changed
-    assert "search-api/openslo/availability.yaml" in changed
+    assert "search-api/openslo.yaml" in changed
 
     # A team change is a routing change: alertmanager.yml is rebuilt too. The edited spec's task is
     # defined (so handed out) first, not after the up-to-date checks of the specs before it.
@@ -109,7 +109,7 @@ def test_catalog_edit_regenerates_only_the_dependants_alerts(workspace: Path) ->
     assert _ran(result) == [f"service:{name} (alerts, grafana, kubernetes)" for name in users]
     after = _snapshot(out)
     assert sorted(p for p in after if after[p] != before[p]) == sorted(
-        [f"{n}/prometheus/alerts.rules.yaml" for n in users] + [f"{n}/k8s/prometheusrule.yaml" for n in users])
+        [f"{n}/prometheus/alerts.rules.yaml" for n in users] + [f"{n}/k8s.yaml" for n in users])
 
 
 def test_stale_kinds() -> None:
@@ -150,7 +150,7 @@ def test_broken_spec_fails_alone_and_touches_nothing(workspace: Path, monkeypatc
     # payment-api's old outputs are kept as they were; search-api was rebuilt.
     assert {p: v for p, v in after.items() if p.startswith("payment-api/")} == \
         {p: v for p, v in before.items() if p.startswith("payment-api/")}
-    assert after["search-api/openslo/availability.yaml"] != before["search-api/openslo/availability.yaml"]
+    assert after["search-api/openslo.yaml"] != before["search-api/openslo.yaml"]
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     # Its routes stay in alertmanager.yml (the last valid version's), in this run and the next, and its
     # dependency edges in the correlation graph (the correlate task did not run: its graph is unchanged).
@@ -234,7 +234,7 @@ def test_two_builds_in_one_process_see_the_edit_between(workspace: Path, monkeyp
     spec = workspace / "services" / "search-api.yaml"
     spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
     assert DoitMain().run(argv) == 0
-    assert "0.997" in (workspace / "out" / "search-api" / "openslo" / "availability.yaml").read_text()
+    assert "0.997" in (workspace / "out" / "search-api" / "openslo.yaml").read_text()
 
 
 def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_path: Path,
@@ -262,7 +262,7 @@ def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_pat
         service = load_spec(path, Path(path).read_bytes()).service
         base = f"out/{name}"
         catalog = load_technologies(str(ROOT / "rules_catalog"), service.technology_types)
-        expected = {**openslo_files(service, f"{base}/openslo"), **slo_rule_files(service, f"{base}/prometheus"),
+        expected = {**openslo_files(service, base), **slo_rule_files(service, f"{base}/prometheus"),
                     **service_alert_files(service, catalog, f"{base}/prometheus"),
                     **pagerduty_files(service, base)}
         for file, data in expected.items():
@@ -342,19 +342,20 @@ def test_named_slos_name_their_files_and_renames_leave_nothing_behind(tmp_path: 
     first = _doit(tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     files = lambda name: sorted(str(p.relative_to(tmp_path / "out" / name)) for p in (tmp_path / "out" / name).rglob("*"))  # noqa: E731
-    k8s = ["k8s", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml", "k8s/prometheusrule.yaml"]
+    k8s = ["k8s.yaml"]
     assert files("lag-worker") == ["grafana", "grafana/dashboard.json", *k8s,
-                                   "openslo", "openslo/consumer-lag.yaml", "openslo/service.yaml", "pagerduty.json",
+                                   "openslo.yaml", "pagerduty.json",
                                    "prometheus", "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml",
                                    "prometheus/slo-burst.test.yaml", "prometheus/slo-rules.test.yaml",
                                    "prometheus/slo.rules.yaml"]
     # slos: [] — no SLO artifacts: no OpenSLO SLO, no SLO rules or tests.
-    assert files("exporter") == ["grafana", "grafana/dashboard.json", *k8s, "openslo", "openslo/service.yaml",
+    assert files("exporter") == ["grafana", "grafana/dashboard.json", *k8s, "openslo.yaml",
                                  "pagerduty.json", "prometheus",
                                  "prometheus/alerts.rules.yaml", "prometheus/scrape.yaml"]
     spec.write_text(spec.read_text().replace("consumer-lag", "lag"))
     assert _doit(tmp_path).returncode == 0
-    assert "openslo/lag.yaml" in files("lag-worker") and "openslo/consumer-lag.yaml" not in files("lag-worker")
+    openslo = (tmp_path / "out" / "lag-worker" / "openslo.yaml").read_text()
+    assert "name: lag-worker-lag\n" in openslo and "consumer-lag" not in openslo
     spec.write_text(spec.read_text().replace("slos:\n  - name: lag\n    threshold: {query: 'max(lag{group=\"a\"})', "
                                              "op: '<', value: 10}\n", "slos: []\n"))
     assert _doit(tmp_path).returncode == 0

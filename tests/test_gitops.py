@@ -48,7 +48,7 @@ def test_the_kustomization_applies_what_the_source_publishes() -> None:
     source, apply = flux("gitrepository.yaml"), flux("kustomization.yaml")
     assert apply["spec"]["sourceRef"] == {"kind": "GitRepository", "name": source["metadata"]["name"]}
     assert apply["metadata"]["namespace"] == source["metadata"]["namespace"]
-    assert apply["spec"]["path"] == "./out/k8s" and apply["spec"]["prune"] is True
+    assert apply["spec"]["path"] == "./out" and apply["spec"]["prune"] is True
     assert validator_for("source.toolkit.fluxcd.io/v1", "GitRepository").version == "v1"
 
 
@@ -96,8 +96,8 @@ def test_flux_ignore_rules_keep_exactly_the_kubernetes_manifests(tmp_path: Path)
     ignored = set(checked.stdout.split())
     kept = sorted(f for f in files if f not in ignored)
     assert checked.returncode == 0, checked.stderr  # 0: some path is ignored
-    assert kept == sorted(f for f in files if "/k8s/" in f or f == "out/k8s/kustomization.yaml")
-    assert "out/k8s/kustomization.yaml" in kept and "out/payment-api/k8s/prometheusrule.yaml" in kept
+    assert kept == sorted(f for f in files if f.endswith("/k8s.yaml") or f == "out/kustomization.yaml")
+    assert "out/kustomization.yaml" in kept and "out/payment-api/k8s.yaml" in kept
     assert "out/payment-api/prometheus/slo.rules.yaml" not in kept
 
 
@@ -105,7 +105,7 @@ def test_kustomize_builds_the_project_kustomization(tmp_path: Path) -> None:
     project = _project(tmp_path)
     env = _env(project)
     assert _run(["nthlayer", "build"], project, env).returncode == 0
-    built = _run(["kubectl", "kustomize", "out/k8s"], project, env)
+    built = _run(["kubectl", "kustomize", "out"], project, env)
     assert built.returncode == 0, built.stderr
     objects = list(yaml.load_all(built.stdout, Loader=kubernetes_loader()))
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
@@ -127,7 +127,7 @@ def test_publish_script_publishes_proven_output_only(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     head = _run(["git", "rev-parse", "nthlayer-out"], remote, env).stdout.strip()
     tree = _run(["git", "ls-tree", "-r", "--name-only", "nthlayer-out"], remote, env).stdout.split()
-    assert "out/k8s/kustomization.yaml" in tree and "out/user-service/k8s/alertmanagerconfig.yaml" in tree
+    assert "out/kustomization.yaml" in tree and "out/user-service/k8s.yaml" in tree
     assert not any(not path.startswith("out/") for path in tree)
     # Nothing changed: nothing published.
     again = _run([str(SCRIPT)], project, env)
@@ -161,5 +161,4 @@ def test_build_check_fails_on_a_stale_committed_out(tmp_path: Path) -> None:
     spec.write_text(spec.read_text() + "kubernetes: {namespace: payments}\n")
     stale = _run(["nthlayer", "build", "--check"], project, env)
     assert stale.returncode == 1
-    assert stale.stdout.splitlines() == ["out/payment-api/k8s/alertmanagerconfig.yaml: edited",
-                                         "out/payment-api/k8s/prometheusrule.yaml: edited"]
+    assert stale.stdout.splitlines() == ["out/payment-api/k8s.yaml: edited"]

@@ -124,30 +124,28 @@ def test_openslo_round_trip_of_every_example(tmp_path: Path, run_cli) -> None:
     from generators.openslo import openslo_files
     from generators.spec import load_spec
 
-    services = sorted(p.name for p in EXAMPLES.iterdir() if (p / "openslo").is_dir())
+    services = sorted(p.name for p in EXAMPLES.iterdir() if (p / "openslo.yaml").is_file())
     assert len(services) >= 10
     for name in services:
-        folder = EXAMPLES / name / "openslo"
+        source = EXAMPLES / name / "openslo.yaml"
         into = tmp_path / "services"
-        code, _out, err = run_cli("import", "openslo", *sorted(str(p) for p in folder.iterdir()), "--into", str(into))
+        code, _out, err = run_cli("import", "openslo", str(source), "--into", str(into))
         # Nothing lost; the one assumption: OpenSLO does not list histogram buckets, so a threshold off the
         # default buckets brings its own (the spec the example came from declared them).
         assumed = [line for line in err.splitlines() if "histogram buckets assumed" not in line]
         assert (code, assumed) == (0, []), name
         spec = load_spec(str(into / f"{name}.yaml")).service
         again = openslo_files(spec, "out")
-        for path in sorted(folder.iterdir()):
-            original = path.read_text().split("\n", 1)[1]  # past the generated-from header
-            assert again[f"out/{path.name}"].decode().split("\n", 1)[1] == original, f"{name}/{path.name}"
-        assert sorted(again) == sorted(f"out/{p.name}" for p in folder.iterdir())
+        assert sorted(again) == ["out/openslo.yaml"]
+        original = source.read_text().split("\n", 1)[1]  # past the generated-from header
+        assert again["out/openslo.yaml"].decode().split("\n", 1)[1] == original, name
 
 
 def test_round_trip_gives_back_the_spec(tmp_path: Path, run_cli) -> None:
     """payment-api's OpenSLO comes back as the very spec fields OpenSLO carries (tier, team, overrides)."""
     import yaml
 
-    folder = EXAMPLES / "payment-api" / "openslo"
-    code, _out, _err = run_cli("import", "openslo", *sorted(str(p) for p in folder.iterdir()),
+    code, _out, _err = run_cli("import", "openslo", str(EXAMPLES / "payment-api" / "openslo.yaml"),
                                "--into", str(tmp_path))
     assert code == 0
     imported = yaml.safe_load((tmp_path / "payment-api.yaml").read_text())
@@ -158,7 +156,7 @@ def test_round_trip_gives_back_the_spec(tmp_path: Path, run_cli) -> None:
 
 
 def test_refuses_to_overwrite_without_force(tmp_path: Path, run_cli) -> None:
-    source = str(EXAMPLES / "payment-api" / "openslo" / "availability.yaml")
+    source = str(EXAMPLES / "payment-api" / "openslo.yaml")
     target = tmp_path / "payment-api.yaml"
     target.write_text("service: payment-api\n")
     code, _out, err = run_cli("import", "openslo", source, "--into", str(tmp_path))
@@ -167,7 +165,7 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path, run_cli) -> None:
     assert target.read_text() == "service: payment-api\n"
     code, _out, err = run_cli("import", "openslo", source, "--into", str(tmp_path), "--force")
     assert code == 0, err
-    assert "availability: {}" in target.read_text()
+    assert "availability: 0.9995" in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["payment-api.yaml"]  # no temporary file left behind
 
 
@@ -183,7 +181,7 @@ def test_no_team_is_an_error_and_other_services_are_written(tmp_path: Path, run_
 
 
 def test_wrong_format_is_a_clear_error(tmp_path: Path, run_cli) -> None:
-    openslo = str(EXAMPLES / "payment-api" / "openslo" / "service.yaml")
+    openslo = str(EXAMPLES / "payment-api" / "openslo.yaml")
     code, _out, err = run_cli("import", "sloth", openslo, "--into", str(tmp_path / "s"))
     assert code == 1
     assert err.splitlines()[0] == (f"{openslo}:3:1: /: not a Sloth spec: expected version: prometheus/v1 "
@@ -234,7 +232,8 @@ def test_imported_specs_build_rules_promtool_accepts(tmp_path: Path) -> None:
 
 def test_openslo_round_trip_of_every_sli_kind(tmp_path: Path, run_cli) -> None:
     """A spec with every SLI kind, per-SLO windows and alerting switches: export → import → export is identical,
-    with nothing reported; the imported spec has the same SLOs (OpenSLO keeps no order: sorted by name)."""
+    with nothing reported; the imported spec has the same SLOs in the same order (out/<service>/openslo.yaml is one
+    stream, in the spec's SLO order)."""
     import yaml
 
     from generators.openslo import openslo_files
@@ -253,7 +252,7 @@ def test_openslo_round_trip_of_every_sli_kind(tmp_path: Path, run_cli) -> None:
         assert again[path].split(b"\n", 1)[1] == data.split(b"\n", 1)[1], path
     original = yaml.safe_load(source.read_text())
     back = yaml.safe_load(imported.read_text())
-    assert back["slos"] == sorted(original["slos"], key=lambda slo: slo["name"])
+    assert back["slos"] == original["slos"]  # one stream, in the spec's order
     assert {k: v for k, v in back.items() if k != "slos"} == {k: v for k, v in original.items() if k != "slos"}
 
 

@@ -38,7 +38,10 @@ def example(path: str):
 
 
 def documents(service, catalog, defaults: KubernetesDefaults = KubernetesDefaults()) -> dict:
-    return {name: document for name, (document, _) in kubernetes_documents(service, catalog, defaults).items()}
+    """The objects of out/<service>/k8s.yaml by kind."""
+    [(stream, multi)] = kubernetes_documents(service, catalog, defaults).values()
+    assert multi and [doc["kind"] for doc in stream] == ["PrometheusRule", "AlertmanagerConfig"]
+    return {doc["kind"]: doc for doc in stream}
 
 
 # --- every example service, judged by the CRDs -----------------------------------------------------
@@ -49,10 +52,10 @@ def test_example_manifests_satisfy_the_prometheus_operator_crds(path: str) -> No
     docs = documents(service, catalog)
     # Each as the API server receives it: rendered, then read back.
     rendered = render_files(kubernetes_documents(service, catalog, KubernetesDefaults()), service.source, "k8s")
-    for name in ("prometheusrule.yaml", "alertmanagerconfig.yaml"):
-        manifest = yaml.safe_load(rendered[f"k8s/{name}"])
-        assert manifest == docs[name]
-        assert manifest_problems(manifest) == [], name
+    manifests = list(yaml.safe_load_all(rendered["k8s/k8s.yaml"]))
+    assert manifests == [docs["PrometheusRule"], docs["AlertmanagerConfig"]]
+    for manifest in manifests:
+        assert manifest_problems(manifest) == [], manifest["kind"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: Path(p).stem)
@@ -64,7 +67,7 @@ def test_nested_routes_satisfy_the_route_schema(path: str) -> None:
     service, catalog = example(path)
     route_schema = validator_for("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig").schema[
         "properties"]["spec"]["properties"]["route"]
-    children = documents(service, catalog)["alertmanagerconfig.yaml"]["spec"]["route"]["routes"]
+    children = documents(service, catalog)["AlertmanagerConfig"]["spec"]["route"]["routes"]
     assert children
     for child in children:
         assert [e.message for e in Draft7Validator(route_schema).iter_errors(child)] == []
@@ -73,7 +76,7 @@ def test_nested_routes_satisfy_the_route_schema(path: str) -> None:
 def test_the_crd_schema_refuses_what_the_api_server_would() -> None:
     """The translation is not vacuous: each kind of mistake is caught, as the server would catch it."""
     service, catalog = example(str(ROOT / "services" / "payment-api.yaml"))
-    rule = documents(service, catalog)["prometheusrule.yaml"]
+    rule = documents(service, catalog)["PrometheusRule"]
     bad = copy.deepcopy(rule)
     bad["spec"]["groups"][0]["rules"][0]["exprs"] = "typo"  # pruned by the server: refused here
     bad["spec"]["groups"][1]["name"] = bad["spec"]["groups"][0]["name"]  # list-map key clash
@@ -87,7 +90,7 @@ def test_the_crd_schema_refuses_what_the_api_server_would() -> None:
         "the pattern ^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
         "/spec/groups: duplicate entry for keys name: 'slo:payment-api:availability'",
     ]
-    route = documents(service, catalog)["alertmanagerconfig.yaml"]
+    route = documents(service, catalog)["AlertmanagerConfig"]
     route["spec"]["route"]["matchers"][0]["matchType"] = "=="
     route["spec"]["receivers"][1]["pagerdutyConfigs"][0]["routingKey"] = "inline-secret"
     assert manifest_problems(route) == [
@@ -150,7 +153,7 @@ def test_prometheus_rule_holds_exactly_the_rule_files_groups(path: str) -> None:
     for name in ("p/slo.rules.yaml", "p/alerts.rules.yaml"):
         if name in files:
             expected += yaml.safe_load(files[name])["groups"]
-    rule = documents(service, catalog)["prometheusrule.yaml"]
+    rule = documents(service, catalog)["PrometheusRule"]
     assert rule["spec"]["groups"] == expected
     exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert exprs == [r["expr"] for g in expected for r in g["rules"]]  # the same strings, byte for byte
@@ -162,7 +165,7 @@ def test_promtool_accepts_the_groups_extracted_from_every_manifest(tmp_path: Pat
     for path in EXAMPLES:
         service, catalog = example(path)
         rendered = render_files(kubernetes_documents(service, catalog, KubernetesDefaults()), service.source, "k8s")
-        manifest = yaml.safe_load(rendered["k8s/prometheusrule.yaml"])
+        manifest = next(yaml.safe_load_all(rendered["k8s/k8s.yaml"]))  # the PrometheusRule
         target = tmp_path / f"{service.name}.rules.yaml"
         target.write_text(yaml.safe_dump({"groups": manifest["spec"]["groups"]}, sort_keys=False))
         paths.append(str(target))
@@ -184,7 +187,7 @@ def test_alertmanager_config_routes_as_alertmanager_yml_does(path: str) -> None:
     service, catalog = example(path)
     config = alertmanager_config([service])
     own = config["route"]["routes"][0]
-    resource = documents(service, catalog)["alertmanagerconfig.yaml"]["spec"]
+    resource = documents(service, catalog)["AlertmanagerConfig"]["spec"]
     assert _matchers(resource["route"]["matchers"]) == own["matchers"]
     assert resource["route"]["receiver"] == own["receiver"]
     assert resource["route"]["groupBy"] == own["group_by"]
@@ -250,7 +253,7 @@ def test_project_table_problems_are_pointers() -> None:
 def test_odd_but_valid_service_names_make_valid_objects(name: str) -> None:
     service = spec(f"service: '{name}'\ntier: 3\nteam: t\n")
     docs = documents(service, {})
-    for kind in ("prometheusrule.yaml", "alertmanagerconfig.yaml"):
+    for kind in ("PrometheusRule", "AlertmanagerConfig"):
         assert docs[kind]["metadata"]["name"] == name
         assert manifest_problems(docs[kind]) == []
 
@@ -270,7 +273,7 @@ def test_distinct_odd_names_stay_distinct() -> None:
 
 
 def test_project_kustomization_is_sorted_and_unique() -> None:
-    assert project_kustomization(["b", "a", "b"])["resources"] == ["../a/k8s", "../b/k8s"]
+    assert project_kustomization(["b", "a", "b"])["resources"] == ["a/k8s.yaml", "b/k8s.yaml"]
 
 
 # --- golden -----------------------------------------------------------------------------------------
@@ -280,15 +283,14 @@ def test_golden_payment_api_manifests() -> None:
                         (ROOT / "tests" / "golden" / "tech-alerts" / "services" / "payment-api.yaml").read_bytes()).service
     defaults = KubernetesDefaults(namespace="observability", labels=(("release", "kube-prometheus-stack"),))
     files = render_files(kubernetes_documents(service, load_catalog(FIXTURE_CATALOG), defaults), service.source,
-                         "out/payment-api/k8s")
+                         "out/payment-api")
     for path, data in files.items():
         golden = GOLDEN / os.path.relpath(path, "out")
         if UPDATE_GOLDEN:
             golden.parent.mkdir(parents=True, exist_ok=True)
             golden.write_bytes(data)
         assert golden.read_bytes() == data, f"{golden} differs (NTHLAYER_UPDATE_GOLDEN=1 to update)"
-    assert sorted(os.path.relpath(p, "out/payment-api/k8s") for p in files) == sorted(
-        os.listdir(GOLDEN / "payment-api" / "k8s"))
+    assert sorted(files) == ["out/payment-api/k8s.yaml"] and os.listdir(GOLDEN / "payment-api") == ["k8s.yaml"]
 
 
 def test_rule_file_groups_keep_file_order() -> None:

@@ -29,21 +29,21 @@ def test_build_writes_valid_manifests_for_every_service(workspace: Path) -> None
     assert first.returncode == 0, first.stdout + first.stderr
     out = workspace / "out"
     services = sorted(p.stem for p in (workspace / "services").glob("*.yaml"))
-    assert yaml.safe_load((out / "k8s" / "kustomization.yaml").read_text())["resources"] == [
-        f"../{name}/k8s" for name in services]
+    assert yaml.safe_load((out / "kustomization.yaml").read_text())["resources"] == [
+        f"{name}/k8s.yaml" for name in services]
+    assert not (out / "k8s").exists()
     for name in services:
-        folder = out / name / "k8s"
-        assert sorted(p.name for p in folder.iterdir()) == ["alertmanagerconfig.yaml", "kustomization.yaml",
-                                                            "prometheusrule.yaml"]
-        rule = yaml.safe_load((folder / "prometheusrule.yaml").read_text())
+        assert not (out / name / "k8s").exists()  # one file, no folder
+        rule, route = yaml.safe_load_all((out / name / "k8s.yaml").read_text())
+        assert (rule["kind"], route["kind"]) == ("PrometheusRule", "AlertmanagerConfig")
         assert manifest_problems(rule) == []
-        assert manifest_problems(yaml.safe_load((folder / "alertmanagerconfig.yaml").read_text())) == []
+        assert manifest_problems(route) == []
         groups = []
         for path in (out / name / "prometheus" / "slo.rules.yaml", out / name / "prometheus" / "alerts.rules.yaml"):
             if path.exists():
                 groups += yaml.safe_load(path.read_text())["groups"]
         assert rule["spec"]["groups"] == groups  # the rule files' groups, as the build wrote them
-    built = subprocess.run(["kubectl", "kustomize", str(out / "k8s")], capture_output=True, text=True, check=False)
+    built = subprocess.run(["kubectl", "kustomize", str(out)], capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stderr
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in yaml.load_all(built.stdout, Loader=kubernetes_loader()))
     assert kinds == sorted((kind, name) for name in services for kind in ("AlertmanagerConfig", "PrometheusRule"))
@@ -57,13 +57,13 @@ def test_one_spec_edit_rewrites_its_manifests_and_nothing_else(workspace: Path) 
     spec.write_text(spec.read_text().replace("availability: 0.998", "availability: 0.997"))
     edited = _doit(workspace)
     assert edited.returncode == 0, edited.stderr
-    assert _ran(edited) == ["service:search-api"]  # the service list is unchanged: out/k8s is not rebuilt
+    # The service list is unchanged: out/kustomization.yaml is not rebuilt.
+    assert _ran(edited) == ["service:search-api"]
     changed = _changed(before, _snapshot(out))
-    assert "search-api/k8s/prometheusrule.yaml" in changed
+    assert "search-api/k8s.yaml" in changed
     assert all(p.startswith("search-api/") for p in changed), changed
-    assert "search-api/k8s/kustomization.yaml" not in changed  # same bytes: not rewritten
 
-    # A new service changes the list: out/k8s/kustomization.yaml is rebuilt, and only it besides the service.
+    # A new service changes the list: out/kustomization.yaml is rebuilt, and only it besides the service.
     before = _snapshot(out)
     shutil.copy(spec, workspace / "services" / "search-api-eu.yaml")
     (workspace / "services" / "search-api-eu.yaml").write_text(spec.read_text().replace(
@@ -75,14 +75,14 @@ def test_one_spec_edit_rewrites_its_manifests_and_nothing_else(workspace: Path) 
     changed = _changed(before, _snapshot(out))
     # (and the other files that list every service: the Grafana overview, the report's index and its page)
     assert [p for p in changed if not p.startswith(("search-api-eu/", "grafana/", "reports/"))] == [
-        "alertmanager/alertmanager.yml", "k8s/kustomization.yaml"]
-    assert "../search-api-eu/k8s" in (out / "k8s" / "kustomization.yaml").read_text()
+        "alertmanager/alertmanager.yml", "kustomization.yaml"]
+    assert "- search-api-eu/k8s.yaml\n" in (out / "kustomization.yaml").read_text()
 
     # Deleting it takes it out of the list and out/.
     (workspace / "services" / "search-api-eu.yaml").unlink()
     removed = _doit(workspace)
     assert removed.returncode == 0 and "k8s" in _ran(removed)
-    assert "search-api-eu" not in (out / "k8s" / "kustomization.yaml").read_text()
+    assert "search-api-eu" not in (out / "kustomization.yaml").read_text()
     assert not (out / "search-api-eu").exists()
 
 
@@ -95,8 +95,8 @@ def test_project_settings_regenerate_only_the_manifests(workspace: Path) -> None
     rebuilt = _doit(workspace)
     assert rebuilt.returncode == 0, rebuilt.stderr
     changed = _changed(before, _snapshot(out))
-    assert changed and all(p.endswith(("/k8s/prometheusrule.yaml", "/k8s/alertmanagerconfig.yaml")) for p in changed)
-    rule = yaml.safe_load((out / "payment-api" / "k8s" / "prometheusrule.yaml").read_text())
+    assert changed and all(p.endswith("/k8s.yaml") for p in changed)
+    rule = next(yaml.safe_load_all((out / "payment-api" / "k8s.yaml").read_text()))
     assert rule["metadata"]["namespace"] == "observability"
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert "(kubernetes)" in rebuilt.stdout  # doit's title: only that kind of each service

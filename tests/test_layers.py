@@ -153,3 +153,72 @@ def test_an_upward_import_is_reported(room: str, source: str, expected: str) -> 
     probe = ROOT / room / "zz_probe.py"  # never written: its source is given
     found = violations([probe], {probe: source})
     assert len(found) == 1 and expected in found[0] and found[0].startswith(f"{room}/zz_probe.py:")
+
+
+# --- commands and handlers: parse, call one operation, print or reply ------------------------------------
+# They reach the state database only through nthlayer.ops: they may hand an operation an opener
+# (`partial(connect, path)`, or a writer made of one) and use the state's argument and time helpers and its record types, but they
+# open no connection, run no SQL and call no state function that writes.
+STATE_NAMES_FOR_ENTRY_POINTS = {
+    "nthlayer.state.db": {"add_state_argument", "connect", "writer", "state_path", "format_time", "parse_time",
+                          "instant", "utc_now", "crash_log_path"},
+    "nthlayer.state.events": {"Deploy", "Incident", "SEVERITIES"},
+    # `nthlayer state backup|restore` copies the database file itself: the state room's own operation.
+    "nthlayer.state.backup": {"backup", "restore"},
+}
+CONNECTION_CALLS = {"connect", "connection", "opener", "transaction"}
+SQL_CALLS = {"execute", "executemany", "sql", "fetchall", "fetchone"}
+
+
+def entry_points() -> list[Path]:
+    """The command modules and the API's handlers."""
+    return sorted([*ROOT.joinpath("nthlayer", "cli", "commands").glob("*.py"),
+                   *ROOT.joinpath("nthlayer", "api").glob("handlers*.py")])
+
+
+def _called(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Call):
+        func = node.func
+        return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    return None
+
+
+def state_handling(path: Path, text: str | None = None) -> list[str]:
+    """`file:line: what` for each place an entry point handles the state database itself."""
+    tree = ast.parse(path.read_text(encoding="utf-8") if text is None else text, str(path))
+    where = path.relative_to(ROOT)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nthlayer.state"):
+            allowed = STATE_NAMES_FOR_ENTRY_POINTS.get(node.module, set())
+            found += [f"{where}:{node.lineno}: imports {node.module}.{a.name}" for a in node.names
+                      if a.name not in allowed]
+        elif isinstance(node, ast.Import):
+            found += [f"{where}:{node.lineno}: imports {a.name}" for a in node.names
+                      if a.name.startswith("nthlayer.state")]
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            found += [f"{where}:{node.lineno}: opens a connection ({_called(item.context_expr)})"
+                      for item in node.items if _called(item.context_expr) in CONNECTION_CALLS]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS:
+            found.append(f"{where}:{node.lineno}: runs SQL (.{node.func.attr})")
+    return found
+
+
+def test_commands_and_handlers_leave_the_state_to_the_operations() -> None:
+    assert [line for path in entry_points() for line in state_handling(path)] == []
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from nthlayer.state.db import connect\ndef run(a):\n    with connect(a.state) as con:\n        pass\n",
+     "nthlayer/cli/commands/zz_probe.py:3: opens a connection (connect)"),
+    ("def run(call):\n    with call.server.store.connection() as con:\n        pass\n",
+     "nthlayer/cli/commands/zz_probe.py:2: opens a connection (connection)"),
+    ("def run(con):\n    return con.execute('SELECT 1')\n", "nthlayer/cli/commands/zz_probe.py:2: runs SQL (.execute)"),
+    ("from nthlayer.state.db import insert_audit\n",
+     "nthlayer/cli/commands/zz_probe.py:1: imports nthlayer.state.db.insert_audit"),
+    ("def run():\n    from nthlayer.state.history import record_history\n",
+     "nthlayer/cli/commands/zz_probe.py:2: imports nthlayer.state.history.record_history"),
+])
+def test_state_handling_in_an_entry_point_is_reported(source: str, expected: str) -> None:
+    probe = ROOT / "nthlayer" / "cli" / "commands" / "zz_probe.py"  # never written: its source is given
+    assert state_handling(probe, source) == [expected]

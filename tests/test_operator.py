@@ -130,8 +130,10 @@ def test_desired_objects_are_the_builds_manifests_plus_an_owner(api: KubernetesA
     service = load_spec("services/payment-api.yaml", yaml.safe_dump(SPEC).encode()).service
     built = kubernetes_documents(service, load_technologies(CATALOG, service.technology_types),
                                  KubernetesDefaults(namespace=NS, labels=DEFAULTS.labels))
-    for obj, name in zip(desired.objects, ("prometheusrule.yaml", "alertmanagerconfig.yaml")):
-        expected = copy.deepcopy(built[name][0])
+    [(stream, _multi)] = built.values()  # out/<service>/k8s.yaml: the PrometheusRule, the AlertmanagerConfig
+    assert len(desired.objects) == len(stream) == 2
+    for obj, document in zip(desired.objects, stream):
+        expected = copy.deepcopy(document)
         expected["metadata"]["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": KIND, "name": "payment-api",
                                                     "uid": body["metadata"]["uid"], "controller": True,
                                                     "blockOwnerDeletion": True}]
@@ -246,7 +248,7 @@ def test_an_object_it_does_not_own_is_left_alone(fake: FakeKubernetes, api: Kube
     service = load_spec("services/payment-api.yaml", yaml.safe_dump(SPEC).encode()).service
     docs = kubernetes_documents(service, load_technologies(CATALOG, service.technology_types),
                                 KubernetesDefaults(namespace=NS))
-    applied = fake.put_object(docs["prometheusrule.yaml"][0])  # e.g. Flux applied out/k8s
+    applied = fake.put_object(docs["k8s.yaml"][0][0])  # the PrometheusRule, as if Flux had applied out/
     create_resource(api, SPEC)
     outcome = reconcile(api, current(api), DEFAULTS, CATALOG)
     assert outcome.changes == ["created AlertmanagerConfig/payments/payment-api"]

@@ -61,6 +61,12 @@ def _sloth_problems(path: Path) -> list[str]:
     return problems
 
 
+def _slo_document(out: Path, service: str, name: str) -> dict | None:
+    """The OpenSLO SLO document named ``name`` in out/<service>/openslo.yaml, or None."""
+    documents = yaml.safe_load_all((out / service / "openslo.yaml").read_text())
+    return next((d for d in documents if d["kind"] == "SLO" and d["metadata"]["name"] == f"{service}-{name}"), None)
+
+
 @requires_promtool
 def test_the_examples_build_end_to_end_through_doit(project: Path) -> None:
     first = _doit(project)
@@ -68,8 +74,7 @@ def test_the_examples_build_end_to_end_through_doit(project: Path) -> None:
     out = project / "out"
     # FinancialSLO: payment-api (team payments) gets availability 0.9999 and latency-p99 at 200 ms …
     def slo_target(name: str) -> float:
-        documents = yaml.safe_load_all((out / "payment-api" / "openslo" / f"{name}.yaml").read_text())
-        return next(d for d in documents if d["kind"] == "SLO")["spec"]["objectives"][0]["target"]
+        return _slo_document(out, "payment-api", name)["spec"]["objectives"][0]["target"]
 
     assert (slo_target("latency-p99"), slo_target("availability")) == (0.99, 0.9999)
     rules = (out / "payment-api" / "prometheus" / "slo.rules.yaml").read_text()
@@ -84,7 +89,7 @@ def test_the_examples_build_end_to_end_through_doit(project: Path) -> None:
                        cwd=str(prometheus))
     assert tests.ok, tests.output
     # Other teams' services are as a build without the plugin makes them.
-    assert not (out / "search-api" / "openslo" / "latency-p99.yaml").exists()
+    assert _slo_document(out, "search-api", "latency-p99") is None
     # The Sloth export: one file per service, of Sloth's documented shape, read back by our own importer
     # with the same objectives.
     exported = sorted(out.glob("*/sloth/*.yaml"))
@@ -135,9 +140,9 @@ def test_a_plugin_edit_rebuilds_exactly_what_it_applies_to(project: Path) -> Non
     assert _ran(result) == ["service:payment-api (openslo, slo_rules, format:sloth)"], result.stdout
     after = _snapshot(out)
     changed = _changed(before, after)
-    assert changed and all(p.startswith(("payment-api/openslo/", "payment-api/prometheus/slo",
+    assert changed and all(p.startswith(("payment-api/openslo.yaml", "payment-api/prometheus/slo",
                                          "payment-api/sloth/")) for p in changed), changed
-    assert "payment-api/openslo/availability.yaml" in changed and "payment-api/sloth/payment-api-30d.yaml" in changed
+    assert "payment-api/openslo.yaml" in changed and "payment-api/sloth/payment-api-30d.yaml" in changed
     # An output format edit: its own folder, in every service it applies to, and nothing else.
     before = after
     _edit(project / "plugins" / "sloth.py", '"severity": "page"', '"severity": "critical"')
@@ -157,19 +162,19 @@ def test_a_plugin_edit_rebuilds_exactly_what_it_applies_to(project: Path) -> Non
     result = _doit(project)
     assert result.returncode == 0, result.stderr
     assert "service:payment-api (openslo, slo_rules, format:sloth)" in _ran(result)
-    assert (out / "search-api" / "openslo" / "latency-p99.yaml").exists()
+    assert _slo_document(out, "search-api", "latency-p99") is not None
     _edit(project / "plugins" / "financial.py", 'service.team in ("payments", "discovery")',
           'service.team == "payments"')
     result = _doit(project)
     assert result.returncode == 0, result.stderr
-    assert not (out / "search-api" / "openslo" / "latency-p99.yaml").exists()  # the SLO's files are gone
+    assert _slo_document(out, "search-api", "latency-p99") is None  # the SLO's documents are gone
     assert not (out / "search-api" / "prometheus" / "slo.rules.yaml").read_text().count("latency-p99")
     # A plugin removed from the configuration: its folder goes with it, the others stay.
     (project / "nthlayer.toml").write_text('[build]\nplugins = ["plugins/financial.py"]\n')
     result = _doit(project)
     assert result.returncode == 0, result.stderr
     assert not list(out.glob("*/sloth"))
-    assert (out / "payment-api" / "openslo" / "latency-p99.yaml").exists()
+    assert _slo_document(out, "payment-api", "latency-p99") is not None
 
 
 FAILING = """\
@@ -247,12 +252,12 @@ def test_nthlayer_build_and_generate_slo_take_plugin_files(project: Path) -> Non
                            cwd=project, capture_output=True, text=True, env=_env())
     assert build.returncode == 0, build.stdout + build.stderr
     assert (project / "out" / "search-api" / "sloth" / "search-api-30d.yaml").exists()
-    assert not (project / "out" / "payment-api" / "openslo" / "latency-p99.yaml").exists()
+    assert _slo_document(project / "out", "payment-api", "latency-p99") is None
     shown = subprocess.run([sys.executable, "-m", "nthlayer", "generate-slo", "--plugin", "plugins/financial.py",
                             "services/payment-api.yaml", "--output", "-"],
                            cwd=project, capture_output=True, text=True, env=_env())
     assert shown.returncode == 0, shown.stderr
-    assert "# latency-p99.yaml\n" in shown.stdout and "target: 0.9999" in shown.stdout
+    assert "  name: payment-api-latency-p99\n" in shown.stdout and "target: 0.9999" in shown.stdout
     refused = subprocess.run([sys.executable, "-m", "nthlayer", "generate-slo", "--plugin", "plugins/financial.py",
                               str(ROOT / "services" / "payment-api.yaml"), "--output", "-"],
                              cwd=project, capture_output=True, text=True, env=_env())

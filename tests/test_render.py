@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generators.render import (INERT, MAX_SCALAR, _pyyaml, json_bytes, scalar_style, substitution_keeps_style,
-                               to_yaml, unresolved_start, write_all, write_if_changed, write_new_tree, yaml_bytes)
+                               to_yaml, unresolved_start, write_all, write_if_changed, yaml_bytes)
 
 TRICKY = ["", " ", "a: b", "a:b", "- x", "-x", "? q", "#c", "a #c", "x:", "true", "True", "yes", "no", "off",
           "null", "~", "1", "1.0", "1e3", "0x1F", "0o7", ".inf", "-.5", "+1", "2026-11-27", "12:30", "'q'", '"q"',
@@ -80,11 +80,13 @@ def test_write_if_changed_is_atomic_and_skips_identical_bytes(tmp_path: Path) ->
         [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
-def test_write_new_tree_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+def test_write_all_makes_missing_folders_once_and_keeps_unchanged_files(tmp_path: Path) -> None:
     out = tmp_path / "out"
     root = out / "svc"
     files = {f"{root}/a.json": b"{}\n", f"{root}/sub/b.yaml": b"b: 1\n", f"{root}/sub/c.yaml": b"c: 2\n"}
-    assert write_new_tree(str(root), files) is True  # out/ itself did not exist either
+    made: set[str] = set()
+    assert write_all(files, made) == sorted(files)  # out/ itself did not exist either
+    assert made == {str(out), str(root), str(root / "sub")}  # each folder made once, by this batch
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["svc", "svc/a.json", "svc/sub",
                                                                         "svc/sub/b.yaml", "svc/sub/c.yaml"]
     assert (root / "sub" / "c.yaml").read_bytes() == b"c: 2\n"
@@ -92,18 +94,12 @@ def test_write_new_tree_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask  # as open() would create it
-    # An existing folder is left to file-by-file writes.
-    assert write_new_tree(str(root), {f"{root}/a.json": b"changed"}) is False
-    assert (root / "a.json").read_bytes() == b"{}\n"
-    # A failure part-way leaves nothing: no folder, no staging folder.
-    other = out / "other"
-    try:
-        write_new_tree(str(other), {f"{other}/x": b"1", f"{tmp_path}/elsewhere": b"2"})
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("a path outside the folder must be refused")
-    assert sorted(os.listdir(out)) == ["svc"]
+    # Folders that exist are not made again, and a file whose bytes are unchanged is not rewritten.
+    inode = (root / "a.json").stat().st_ino
+    made = set()
+    assert write_all({**files, f"{root}/sub/c.yaml": b"c: 3\n"}, made) == [f"{root}/sub/c.yaml"]
+    assert made == set() and (root / "a.json").stat().st_ino == inode
+    assert sorted(os.listdir(root / "sub")) == ["b.yaml", "c.yaml"]  # no temporary file left behind
 
 
 WORDS = ("NTHLAYERSTANDINSERVICE", "NTHLAYERSTANDINTEAM", "NTHLAYERSTANDINDEP0X")  # as generators.shapes makes them

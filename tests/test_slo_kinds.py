@@ -30,7 +30,7 @@ def _service(case: str):
 def _files(case: str) -> dict[str, bytes]:
     service = _service(case)
     base = os.path.relpath(GOLDEN / case, ROOT)
-    return {**slo_rule_files(service, f"{base}/prometheus"), **openslo_files(service, f"{base}/openslo")}
+    return {**slo_rule_files(service, f"{base}/prometheus"), **openslo_files(service, base)}
 
 
 def _yaml(case: str, name: str):
@@ -64,7 +64,7 @@ def test_golden(case: str) -> None:
 
 def test_no_slos_means_no_slo_artifacts() -> None:
     names = sorted(os.path.relpath(p, GOLDEN / "slos-empty") for p in _files("slos-empty"))
-    assert [os.path.basename(n) for n in names] == ["service.yaml", "scrape.yaml"]
+    assert [os.path.basename(n) for n in names] == ["openslo.yaml", "scrape.yaml"]
 
 
 @requires_promtool
@@ -79,7 +79,7 @@ def test_promtool_checks_and_runs_the_generated_tests(case: str) -> None:
 
 @pytest.mark.parametrize("case", WITH_SLOS)
 def test_openslo_documents_validate(case: str) -> None:
-    assert validate_openslo_dir(str(GOLDEN / case / "openslo")) == []
+    assert validate_openslo_dir(str(GOLDEN / case)) == []
 
 
 def _burst_pages(case: str) -> set[str]:

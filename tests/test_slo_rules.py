@@ -287,9 +287,9 @@ def test_generate_slo_writes_both_formats(tmp_path: Path, run_cli) -> None:
                                                   "slo.rules.yaml"]
     code, stdout, _ = run_cli("generate-slo", spec, "--output", str(tmp_path / "o"), "--format", "openslo")
     assert code == 0
-    assert sorted(os.listdir(tmp_path / "o")) == ["availability.yaml", "latency.yaml", "service.yaml"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["openslo.yaml"]  # every document in one stream
     code, stdout, _ = run_cli("generate-slo", spec, "--output", str(tmp_path / "o"), "--format", "openslo")
-    assert stdout.count("unchanged ") == 3
+    assert stdout.count("unchanged ") == 1
 
 
 def test_generate_slo_reports_spec_errors(tmp_path: Path, run_cli) -> None:

@@ -191,7 +191,7 @@ def test_build_with_a_bad_state_builds_every_service(tmp_path: Path, kind: str) 
                                   + ["alertmanager", "correlate", "grafana-overview", "k8s", "prune", "report"])
     for name in services:
         assert (tmp_path / "out" / name / "prometheus" / "slo.rules.yaml").is_file()
-        assert (tmp_path / "out" / name / "openslo" / "service.yaml").is_file()
+        assert (tmp_path / "out" / name / "openslo.yaml").is_file()
     assert (tmp_path / "out" / "alertmanager" / "alertmanager.yml").is_file()
     assert "Traceback" not in result.stdout + result.stderr
     problem = {"locked": "is still locked by another nthlayer process after 0.3 s",

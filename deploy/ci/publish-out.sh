@@ -16,7 +16,7 @@ rules=(out/*/prometheus/*.rules.yaml)
 tests=(out/*/prometheus/*.test.yaml)
 [ ${#rules[@]} -eq 0 ] || promtool check rules "${rules[@]}"
 [ ${#tests[@]} -eq 0 ] || promtool test rules "${tests[@]}"
-kubectl kustomize out/k8s >/dev/null                     # what Flux's kustomize-controller will build
+kubectl kustomize out >/dev/null                         # what Flux's kustomize-controller will build
 
 # One commit whose tree is out/ alone, on top of the branch's last one; nothing when out/ did not change.
 work=$(mktemp -d)

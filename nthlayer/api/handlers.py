@@ -9,48 +9,26 @@ from starlette.responses import Response
 from generators.errors import SpecErrors, UserError
 from generators.spec import load_spec
 from generators.yamlload import Located
-from nthlayer.integrations import prometheus as prom
 from nthlayer.api.openapi import document
 from nthlayer.api.problems import HttpProblem, problem
-from nthlayer.api.server import Call, Server, parse_json, reply
-from nthlayer.buildsys.project import load_services
+from nthlayer.api.server import Call, parse_json, reply
 from nthlayer.state.events import Deploy
 from nthlayer.ops import api_keys, services as svc
 from nthlayer.ops.build import BuildOutcome, build_services
-from nthlayer.ops.budget import track_budget
-from nthlayer.ops.composites import budget_composites, gate_composites
+from nthlayer.ops.tracking import budget_scope, track_budget
 from nthlayer.ops.deploys import correlate_deploy, deploy_text
-from nthlayer.ops.gate import check_gate, service_and_graph
-from nthlayer.state.db import format_time, parse_time, utc_now
+from nthlayer.ops import gate
+from nthlayer.ops.health import READY, readiness
+from nthlayer.state.db import format_time, instant
 
 
 async def healthz(call: Call) -> Response:
     return reply({"status": "ok"})
 
 
-def _readiness(server: Server) -> dict[str, str]:
-    checks: dict[str, str] = {}
-    try:
-        with server.store.connection() as con:
-            con.execute("SELECT 1").fetchall()
-        checks["state"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
-        checks["state"] = f"unavailable: {exc}"
-    client = server.prometheus()
-    if client is None:
-        checks["prometheus"] = "not configured"
-    else:
-        try:
-            client.query("vector(1)")
-            checks["prometheus"] = "ok"
-        except prom.PrometheusError as exc:
-            checks["prometheus"] = f"unavailable: {exc}"
-    return checks
-
-
 async def readyz(call: Call) -> Response:
-    checks = await call.run(_readiness, call.server)
-    ok = all(v in ("ok", "not configured") for v in checks.values())
+    checks = await call.run(readiness, call.server.store.connection, call.server.prometheus())
+    ok = all(v in READY for v in checks.values())
     if not ok:
         return problem(503, "not ready: " + "; ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"))
     return reply({"status": "ok", "checks": checks})
@@ -119,11 +97,7 @@ async def get_slos(call: Call) -> Response:
 
 
 def _build(call: Call, names: list[str]) -> BuildOutcome:
-    known = svc.spec_index(call.config.services_dir)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise svc.NotFound(f"no spec for service {', '.join(repr(n) for n in unknown)} in {call.config.services_dir}")
-    with call.server.build_lock:
+    with call.server.build_lock:  # one build at a time: doit's dependency file has one writer
         return build_services(names, call.config.services_dir, call.config.out_dir, call.config.workdir)
 
 
@@ -136,10 +110,8 @@ async def generate(call: Call) -> Response:
 
 
 def _at(located: Located | None, text: str | None) -> Any:
-    if not text:
-        return utc_now().replace(microsecond=0)
     try:
-        return parse_time(text, "at")
+        return instant(text, "at")
     except UserError as exc:
         if located is None:
             raise
@@ -150,9 +122,8 @@ def _budgets(call: Call, names: list[str] | None, at: Any) -> list[Any]:
     client = call.server.prometheus()
     if client is None:
         raise HttpProblem(503, "the server has no Prometheus URL (nthlayer serve --prometheus URL)")
-    services = load_services(call.config.services_dir, names)
-    composites = budget_composites(call.config.services_dir, names)
-    return track_budget(client, services, at, call.server.store.connection, composites)
+    scope = budget_scope(call.config.services_dir, names)
+    return track_budget(client, scope, at, call.server.store.write, history=False)  # batched commits
 
 
 async def error_budgets(call: Call) -> Response:
@@ -180,17 +151,12 @@ async def record_deploy(call: Call) -> Response:
                   "text": deploy_text(deploy, added)}, 201 if added else 200)
 
 
-def _gate(call: Call, data: dict[str, Any], at: Any) -> Any:
-    service, everyone = service_and_graph(call.config.services_dir, data["service"])
-    composites = gate_composites(call.config.services_dir, service, everyone)
-    return check_gate(service, everyone, at, call.server.prometheus(), data.get("on_unknown"),
-                      call.server.store.connection, version=data.get("version"), actor=call.actor,
-                      composites=composites)
-
-
 async def check_deploy(call: Call) -> Response:
     located = await call.json("api-gate.schema.json")
-    outcome = await call.run(_gate, call, located.data, _at(located, located.data.get("at")))
+    data = located.data
+    outcome = await call.run(gate.check_deploy, call.config.services_dir, _at(located, data.get("at")),
+                             call.server.prometheus(), data.get("on_unknown"), call.server.store.connection,
+                             name=data["service"], version=data.get("version"), actor=call.actor)
     return reply({**outcome.as_dict(), "recorded": outcome.recorded, "text": outcome.text()})
 
 
@@ -202,9 +168,7 @@ async def correlate(call: Call) -> Response:
 
 
 def _keys(call: Call) -> list[dict[str, Any]]:
-    with call.server.store.connection() as con:
-        keys = api_keys.list_keys(con)
-    return [call.server.keys.last_used(k).as_dict() for k in keys]
+    return [call.server.keys.last_used(k).as_dict() for k in api_keys.keys(call.server.store.connection)]
 
 
 async def list_keys(call: Call) -> Response:
@@ -212,8 +176,7 @@ async def list_keys(call: Call) -> Response:
 
 
 def _create_key(call: Call, name: str, scopes: list[str]) -> tuple[Any, str]:
-    with call.server.store.connection() as con:
-        created = api_keys.create_key(con, name, scopes, actor=call.actor)
+    created = api_keys.create(call.server.store.connection, name, scopes, actor=call.actor)
     call.server.keys.reload()
     return created
 
@@ -225,10 +188,7 @@ async def create_key(call: Call) -> Response:
 
 
 def _revoke_key(call: Call, key_id: str) -> Any:
-    if key_id not in {k["id"] for k in _keys(call)}:
-        raise svc.NotFound(f"no API key {key_id!r}")
-    with call.server.store.connection() as con:
-        key = api_keys.revoke_key(con, key_id, actor=call.actor)
+    key = api_keys.revoke(call.server.store.connection, key_id, actor=call.actor, by_name=False)
     call.server.keys.reload()
     return key
 

@@ -1,5 +1,5 @@
 """The server's hold on the state database: one DuckDB instance for the process, one unit of work at a time,
-deploys written in batches.
+deploys and the other writes of requests (budget samples) committed in batches.
 
 DuckDB lets one process open a file; the server is that process for as long as it runs (CLI commands
 and pipelines talk to it instead of opening the file). An anchor connection keeps the database open
@@ -13,7 +13,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from nthlayer.state.events import Deploy
 from nthlayer.ops.deploys import record_deploys
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import duckdb
 
 MAX_BATCH = 500
+Job = Callable[["duckdb.DuckDBPyConnection"], Any]
 WRITE_WAIT_SECONDS = 60.0
 
 
@@ -32,7 +33,8 @@ class StateStore:
         self.path = resolved if resolved == ":memory:" else os.path.abspath(resolved)
         self._lock = threading.Lock()
         self._anchor: Any = None
-        self._writes: queue.Queue[tuple[Deploy, str | None, Future[bool]] | None] = queue.Queue()
+        # A deploy (Deploy, actor) or any other write (a function of the connection), and who waits for it.
+        self._writes: queue.Queue[tuple[Deploy | Job, str | None, Future[Any]] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
 
     def open(self) -> None:
@@ -76,9 +78,16 @@ class StateStore:
         self._writes.put((deploy, actor, done))
         return done.result(timeout=WRITE_WAIT_SECONDS)
 
+    def write(self, job: Job) -> Any:
+        """A :data:`nthlayer.state.db.Writer`: run ``job(con)`` in the writer's next transaction, committed
+        with every other write waiting then (one commit, one fsync, for all), and return its result."""
+        done: Future[Any] = Future()
+        self._writes.put((job, None, done))
+        return done.result(timeout=WRITE_WAIT_SECONDS)
+
     def _write_loop(self) -> None:
-        # Group commit: every deploy waiting when the writer comes round goes into one transaction,
-        # so N pipelines posting at once cost about one commit, not N.
+        # Group commit: every write waiting when the writer comes round goes into one transaction,
+        # so N pipelines posting at once cost about one commit (one fsync of the WAL), not N.
         while True:
             first = self._writes.get()
             if first is None:
@@ -98,15 +107,18 @@ class StateStore:
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[Deploy, str | None, Future[bool]]]) -> None:
+    def _write(self, batch: list[tuple[Deploy | Job, str | None, Future[Any]]]) -> None:
         try:
             with self.connection() as con:
                 by_actor: dict[str | None, list[int]] = {}
-                for n, (_, actor, _) in enumerate(batch):
-                    by_actor.setdefault(actor, []).append(n)
-                results: dict[int, bool] = {}
-                for actor, positions in by_actor.items():
-                    added = record_deploys(con, [batch[n][0] for n in positions], actor=actor)
+                results: dict[int, Any] = {}
+                for n, (item, actor, _) in enumerate(batch):
+                    if isinstance(item, Deploy):
+                        by_actor.setdefault(actor, []).append(n)
+                    else:
+                        results[n] = item(con)
+                for actor, positions in by_actor.items():  # one statement for the deploys of each actor
+                    added = record_deploys(con, [batch[n][0] for n in positions], actor=actor)  # type: ignore[misc]
                     results.update(zip(positions, added))
         except BaseException as exc:  # every waiting request learns why (StateUnavailable: 503)
             for _, _, done in batch:

@@ -10,8 +10,10 @@ each service's doit task. One entry says everything the build needs:
   out/<service>/; ``files_for_slos`` gives them for a spec's declared SLOs (None: the same whatever the SLOs);
 - ``generate(service, ctx)``: the files for one validated :class:`~generators.model.Service`, as
   {path under ``ctx.base``: bytes} (the build checks the paths are exactly its ``files``);
-- ``owned_folder``: a folder under out/<service>/ whose every ``*.yaml`` this kind alone writes, so a file
-  it no longer writes there (a renamed SLO) is removed; files of ``files`` no longer written are removed too;
+- ``former``: what earlier layouts of the kind wrote under out/<service>/ (files, or folders it alone
+  filled), removed when the kind is regenerated, so the first build after an upgrade leaves exactly the new
+  layout (its code changed with the layout, so every service regenerates it); files of ``files`` no longer
+  written (``slos: []``) are removed too;
 - ``reads_catalog``: its output depends on the rules catalog files of the service's technologies (an edit
   of one regenerates this kind for the services using that technology);
 - ``optional``: it writes its files only for the services whose spec turns it on (the spec summary's
@@ -67,7 +69,7 @@ class ServiceKind:
     files: tuple[str, ...]
     generate: Callable[[Service, GenerateContext], dict[str, bytes]]
     files_for_slos: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
-    owned_folder: str | None = None
+    former: tuple[str, ...] = ()  # earlier layouts' files and folders under out/<service>/, removed
     reads_catalog: bool = False  # regenerated when a catalog file of the service's technologies changes
     optional: bool = False  # written only for the services whose spec summary lists it in ``extras``
     # Distributions whose version is part of the code stamp (an upgrade of the library that writes the
@@ -81,7 +83,7 @@ class SharedKind:
     name: str
     doc: str  # what `doit list` says of its task
     code: tuple[str, ...]
-    folder: str
+    folder: str  # under out/; "" for out/ itself
     files: tuple[str, ...]  # under out/<folder>/
     inputs: Callable[[BuildPlan, dict[str, str]], dict[str, Any]]
     generate: Callable[[BuildPlan, dict[str, str]], dict[str, bytes]]
@@ -92,7 +94,7 @@ def _openslo(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     from generators import openslo
     from generators.shapes import shaped_files
 
-    return shaped_files("openslo", openslo.openslo_documents, openslo.READS, service, f"{ctx.base(service)}/openslo")
+    return shaped_files("openslo", openslo.openslo_documents, openslo.READS, service, ctx.base(service))
 
 
 def _slo_rules(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
@@ -141,7 +143,7 @@ def _grafana(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     return shaped_files("grafana", lambda s: grafana.dashboard_documents(s, catalog), grafana.READS, service, out,
                         context, lambda s: grafana.check_standin(s, catalog), grafana.render_dashboards)
 def _kubernetes(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
-    """PrometheusRule, AlertmanagerConfig and their kustomization (docs/kubernetes.md): the rule files'
+    """out/<service>/k8s.yaml: PrometheusRule and AlertmanagerConfig (docs/kubernetes.md), the rule files'
     groups and the routing, templated per shape like the rule files themselves."""
     from generators import kubernetes, tech_alerts
     from generators.catalog import load_technologies
@@ -156,19 +158,21 @@ def _kubernetes(service: Service, ctx: GenerateContext) -> dict[str, bytes]:
     tech_alerts.check_dependencies(service, catalog)
     context = (defaults, paged, *((name, id(tech)) for name, tech in sorted(catalog.items())))
     return shaped_files("kubernetes", lambda s: kubernetes.kubernetes_documents(s, catalog, defaults, paged),
-                        kubernetes.READS, service, f"{ctx.base(service)}/k8s", context,
+                        kubernetes.READS, service, ctx.base(service), context,
                         lambda s: tech_alerts.check_standin(s, catalog))
 
 
+# The promtool tests stay two files: promtool has one `evaluation_interval` per test file, and the burst
+# scenario needs rules evaluated every minute (it proves a page within 10 minutes) while the 3-4 hour
+# scenarios are evaluated every 5 (generators/slo_tests.py). One file at 1m cost 2.7x the promtool CPU of
+# the pair (payment-api: 2.9 s against 1.0 s), in every CI run, to save one file a service in the build.
 _SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml", "prometheus/slo-burst.test.yaml",
                    "prometheus/scrape.yaml")
 
 SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("openslo", ("openslo.py", "shapes.py", "slo_rules.py", "sli_queries.py"),
-                ("openslo/service.yaml", "openslo/availability.yaml", "openslo/latency.yaml"), _openslo,
-                # an OpenSLO file per SLO
-                files_for_slos=lambda slos: ("openslo/service.yaml", *(f"openslo/{name}.yaml" for name in slos)),
-                owned_folder="openslo"),
+                ("openslo.yaml",), _openslo,
+                former=("openslo",)),  # a file per SLO in openslo/ before issue 22
     ServiceKind("slo_rules", ("slo_rules.py", "slo_tests.py", "slo_test_inputs.py", "sli_queries.py", "shapes.py"),
                 _SLO_RULE_FILES, _slo_rules,
                 # no SLO rules or tests without SLOs; the scrape config always
@@ -184,8 +188,8 @@ SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("kubernetes", ("kubernetes.py", "k8s_names.py", "alertmanager.py", "slo_rules.py", "sli_queries.py",
                                "tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json",
                                "shapes.py"),
-                ("k8s/prometheusrule.yaml", "k8s/alertmanagerconfig.yaml", "k8s/kustomization.yaml"), _kubernetes,
-                reads_catalog=True, config=("kubernetes",)),
+                ("k8s.yaml",), _kubernetes, reads_catalog=True, config=("kubernetes",),
+                former=("k8s",)),  # k8s/{prometheusrule,alertmanagerconfig,kustomization}.yaml before issue 22
     ServiceKind("datadog", ("datadog.py", "slo_rules.py"), ("datadog.json",), _datadog, optional=True),
 )
 KINDS: dict[str, ServiceKind] = {kind.name: kind for kind in SERVICE_KINDS}
@@ -262,18 +266,18 @@ def _grafana_overview(plan: BuildPlan, settings: dict[str, str]) -> dict[str, by
 def _kustomization_inputs(plan: BuildPlan, settings: dict[str, str]) -> dict[str, Any]:
     from nthlayer.buildsys.tasks import alertmanager_routes
 
-    # The services whose out/<name>/k8s/ exists: the valid ones, and broken specs' last valid names.
+    # The services whose out/<name>/k8s.yaml exists: the valid ones, and broken specs' last valid names.
     return {"services": sorted(route.name for route in alertmanager_routes(plan))}
 
 
 def _kustomization(plan: BuildPlan, settings: dict[str, str]) -> dict[str, bytes]:
-    """out/k8s/kustomization.yaml: every service's k8s/ folder, in name order."""
+    """out/kustomization.yaml: every service's k8s.yaml, in name order."""
     from generators.kubernetes import project_kustomization
     from generators.render import yaml_bytes
 
     names = _kustomization_inputs(plan, settings)["services"]
     document = project_kustomization(names)
-    return {f"{plan.out_dir}/k8s/kustomization.yaml": yaml_bytes(document, f"{plan.services_dir}/*.yaml")}
+    return {f"{plan.out_dir}/kustomization.yaml": yaml_bytes(document, f"{plan.services_dir}/*.yaml")}
 
 
 SHARED_KINDS: tuple[SharedKind, ...] = (
@@ -285,20 +289,29 @@ SHARED_KINDS: tuple[SharedKind, ...] = (
                ("grafana_overview.py", "grafana.py"), "grafana", ("overview.json", "provisioning/dashboards.yaml"),
                lambda plan, settings: {"services": _dashboard_names(plan)}, _grafana_overview,
                packages=("grafana-foundation-sdk",)),
-    SharedKind("k8s", "The kustomization of every service's Kubernetes manifests (kubectl apply -k out/k8s).",
-               ("kubernetes.py",), "k8s", ("kustomization.yaml",), _kustomization_inputs, _kustomization),
+    # At the root of out/ (folder ""): kustomize reads only files inside its kustomization's folder.
+    SharedKind("k8s", "The kustomization of every service's Kubernetes manifests (kubectl apply -k out).",
+               ("kubernetes.py",), "", ("kustomization.yaml",), _kustomization_inputs, _kustomization),
 )
 SHARED: dict[str, SharedKind] = {kind.name: kind for kind in SHARED_KINDS}
 
 
 def shared_targets(kind: str, out_dir: str) -> list[str]:
     entry = SHARED[kind]
-    return [f"{out_dir}/{entry.folder}/{name}" for name in entry.files]
+    return [shared_folder(kind, out_dir) + "/" + name for name in entry.files]
+
+
+def shared_folder(kind: str, out_dir: str) -> str:
+    """Where a shared kind writes: out/<folder>, or out/ itself."""
+    folder = SHARED[kind].folder
+    return f"{out_dir}/{folder}" if folder else out_dir
 
 
 # out/ folders not of one service: the shared kinds', the reports and setup-prometheus's
 # (composites: out/composites/<name>/, one task per composite, nthlayer/buildsys/composites.py)
-SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS), "reports", "prometheus", "composites"})
+SHARED_DIRS = frozenset({*(kind.folder for kind in SHARED_KINDS if kind.folder), "reports", "prometheus", "composites"})
+# Shared folders of earlier layouts, which the prune removes (out/k8s/kustomization.yaml is now out/kustomization.yaml)
+FORMER_SHARED_DIRS = frozenset({"k8s"})
 
 
 # --- code stamps ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from generators.errors import UserError
 if TYPE_CHECKING:
     from generators.kubernetes import KubernetesDefaults
     from generators.model import Service
+    from generators.spec import LoadedSpec
 
 
 def require_services_dir(services: str, hint: str) -> None:
@@ -31,9 +32,10 @@ def is_on(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def load_services(directory: str, names: Iterable[str] | None = None) -> list[Service]:
-    """The services specified under ``directory`` (all, or those named); unknown names are a UserError."""
-    from generators.errors import SpecErrors, UserError
+def load_specs(directory: str, names: Iterable[str] | None = None) -> list[LoadedSpec]:
+    """The valid specs under ``directory`` (all, sorted by service, or those named in that order): every
+    spec of the folder must be valid; unknown names are a UserError."""
+    from generators.errors import SpecErrors
     from generators.spec import expand_paths, validate_specs
 
     require_services_dir(directory, "pass --services DIR")  # not 'services:1:1: no such file' (issue 14 item 13)
@@ -43,14 +45,24 @@ def load_services(directory: str, names: Iterable[str] | None = None) -> list[Se
     result = validate_specs(files, None)
     if result.errors:
         raise SpecErrors(result.errors)
-    services = {spec.service.name: spec.service for spec in map(with_slo_plugins, result.specs)}
+    return select_specs(result.specs, names, directory)
+
+
+def select_specs(specs: Iterable[LoadedSpec], names: Iterable[str] | None, directory: str) -> list[LoadedSpec]:
+    """All of ``specs`` sorted by service, or those named in that order; unknown names are a UserError."""
+    by_name = {spec.service.name: spec for spec in specs}
     if names is None:
-        return [services[n] for n in sorted(services)]
+        return [by_name[n] for n in sorted(by_name)]
     wanted = list(dict.fromkeys(names))
-    unknown = [n for n in wanted if n not in services]
+    unknown = [n for n in wanted if n not in by_name]
     if unknown:
         raise UserError(f"no spec for service {', '.join(repr(n) for n in unknown)} in {directory}")
-    return [services[n] for n in wanted]
+    return [by_name[n] for n in wanted]
+
+
+def load_services(directory: str, names: Iterable[str] | None = None) -> list[Service]:
+    """The services specified under ``directory`` (all, or those named); unknown names are a UserError."""
+    return [with_slo_plugins(spec).service for spec in load_specs(directory, names)]
 
 
 _KUBERNETES: dict[tuple[str, Any], Any] = {}

@@ -12,10 +12,10 @@ from typing import Any, Callable, Iterable
 from generators.alertmanager import Routing
 from generators.errors import SpecErrors
 from generators.model import Service
-from generators.render import write_all, write_if_changed, write_new_tree
+from generators.render import make_folder, write_all, write_if_changed
 from generators.spec import extra_kinds
-from nthlayer.buildsys.kinds import (KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files, code_fingerprint,
-                                     generate, shared_targets, targets)
+from nthlayer.buildsys.kinds import (FORMER_SHARED_DIRS, KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files,
+                                     code_fingerprint, generate, shared_folder, shared_targets, targets)
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
 from nthlayer.buildsys.plan import BuildPlan, SpecEntry, load_service
 from nthlayer.buildsys.plugin_kinds import (FORMAT_PREFIX, active, format_files, format_kinds,
@@ -156,14 +156,17 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
             return SpecFailure(str(exc))
         except PluginError as exc:
             return SpecFailure(exc.as_spec_error().format())
-        # Only after every kind was generated: an error leaves all files as they were. A service's first
-        # build creates its folder whole; later ones replace the changed files one by one.
+        # Only after every kind was generated: an error leaves all files as they were. Each file is written
+        # under a temporary name and renamed (a killed build leaves whole files); a service's first build
+        # makes its folders as it goes, and neither reads back nor cleans up after files in folders it made.
         everything = len(kinds) == len(all_kinds(entry.plugins))
         base = f"{plan.out_dir}/{service.name}"
-        if not everything or not write_new_tree(base, files):
-            remove_leftovers(sorted({os.path.dirname(path) for path in files}))  # a killed build's temp files
-            write_all(files)
-            _remove_former_slo_files(base, [kind for kind in kinds if kind in KINDS], files)
+        made: set[str] = set()
+        make_folder(base, made)  # one mkdir tells a first build (no file to read back) from a later one
+        write_all(files, made)
+        if base not in made:
+            remove_leftovers(sorted({os.path.dirname(path) for path in files} - made))  # a killed build's temp files
+            _remove_former_files(base, [kind for kind in kinds if kind in KINDS], files)
             remove_stale_format_files(base, kinds, files, BUILT_IN_FOLDERS, everything)
         return None
 
@@ -171,23 +174,32 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
     return action
 
 
-# The folders under out/<service>/ the registered kinds write (an output format may not take their names).
-BUILT_IN_FOLDERS = {name.split("/", 1)[0] for kind in KINDS.values() for name in kind.files if "/" in name}
+# The folders under out/<service>/ the registered kinds write, or wrote in earlier layouts (an output format
+# may not take their names).
+BUILT_IN_FOLDERS = {name.split("/", 1)[0] for kind in KINDS.values() for name in (*kind.files, *kind.former)
+                    if "/" in name or name in kind.former}
 
 
-def _remove_former_slo_files(base: str, kinds: list[str], files: dict[str, bytes]) -> None:
-    """Remove the files a kind wrote before and no longer writes (a renamed or removed SLO: a `slos:`
-    block edited, added or removed): those of its default list, and the stray *.yaml of its own folder."""
-    candidates: list[str] = []
+def _remove_former_files(base: str, kinds: list[str], files: dict[str, bytes]) -> None:
+    """Remove what the regenerated ``kinds`` wrote before and no longer write: the files of a kind's default
+    list it did not write now (``slos: []``), and its earlier layouts' files and folders (``former``)."""
     for name in kinds:
         kind = KINDS[name]
-        if kind.owned_folder is not None and os.path.isdir(f"{base}/{kind.owned_folder}"):
-            candidates += [f"{base}/{kind.owned_folder}/{file}" for file in os.listdir(f"{base}/{kind.owned_folder}")
-                           if file.endswith(".yaml")]
-        candidates += [f"{base}/{file}" for file in kind.files]
-    for path in candidates:
-        if path not in files and os.path.isfile(path):
-            os.remove(path)
+        for file in kind.files:
+            path = f"{base}/{file}"
+            if path not in files:
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+        for old in kind.former:
+            path = f"{base}/{old}"
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            except (IsADirectoryError, PermissionError):  # a folder (Linux says EISDIR, macOS EPERM)
+                shutil.rmtree(path)
 
 
 def clean_targets(paths: Iterable[str], stop_at: str) -> None:
@@ -217,7 +229,8 @@ def prune_out(out_dir: str, keep: Iterable[str]) -> None:
         shutil.rmtree(path)
         removed.append(path)
     for path in removed:
-        print(f"removed {path} (its service spec is gone)")
+        why = "a folder of an earlier layout" if os.path.basename(path) in FORMER_SHARED_DIRS else "its service spec is gone"
+        print(f"removed {path} ({why})")
     return None
 
 
@@ -248,7 +261,7 @@ def shared_action(kind: str, plan: BuildPlan, settings: dict[str, str]) -> Calla
 
     def action() -> Any:
         files = entry.generate(plan, settings)
-        remove_leftovers([f"{plan.out_dir}/{entry.folder}"])
+        remove_leftovers([shared_folder(kind, plan.out_dir)])
         write_all(files)
         return None
 

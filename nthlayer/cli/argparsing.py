@@ -69,3 +69,11 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--service NAME`` (repeatable) or ``--all``, and ``--services DIR``: which specs a command reads."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--service", action="append", metavar="NAME", help="this service (repeatable)")
+    which.add_argument("--all", action="store_true", help="every service under --services")
+    parser.add_argument("--services", metavar="DIR", default="services", help="spec folder (default: services/)")

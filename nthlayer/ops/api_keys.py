@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Iterable
 
 from generators.errors import UserError
 from generators.spec import load_schema
-from nthlayer.state.db import from_db, insert_audit, to_db, utc_now
+from nthlayer.ops.services import NotFound
+from nthlayer.state.db import Opener, from_db, insert_audit, to_db, utc_now
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,6 +94,27 @@ def revoke_key(con: duckdb.DuckDBPyConnection, key_id: str, actor: str | None = 
         con.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [to_db(utc_now()), key.id])
         insert_audit(con, "api-key revoke", None, "ok", {"id": key.id, "name": key.name}, actor=actor)
     return next(k for k in list_keys(con) if k.id == key.id)
+
+
+def create(opener: Opener, name: str, scopes: Iterable[str], actor: str | None = None) -> tuple[ApiKey, str]:
+    """:func:`create_key` in its own short connection."""
+    with opener() as con:
+        return create_key(con, name, scopes, actor=actor)
+
+
+def keys(opener: Opener) -> list[ApiKey]:
+    """Every key, oldest first, in its own short connection."""
+    with opener() as con:
+        return list_keys(con)
+
+
+def revoke(opener: Opener, key_ref: str, actor: str | None = None, *, by_name: bool = True) -> ApiKey:
+    """:func:`revoke_key` in its own short connection; ``by_name`` False: ``key_ref`` is an id, and an
+    unknown one is :class:`NotFound` (the API's DELETE /api-keys/{id})."""
+    with opener() as con:
+        if not by_name and key_ref not in {k.id for k in list_keys(con)}:
+            raise NotFound(f"no API key {key_ref!r}")
+        return revoke_key(con, key_ref, actor=actor)
 
 
 def touch_keys(con: duckdb.DuckDBPyConnection, used: dict[str, datetime]) -> None:

@@ -29,7 +29,7 @@ from generators.promql import le_matcher, selector
 from generators.slo_maths import STATUS_CRITICAL_BELOW_PERCENT, STATUS_WARNING_BELOW_PERCENT
 from generators.render import json_default  # noqa: F401  (the commands import it from here)
 from nthlayer.integrations.prometheus import PrometheusClient
-from nthlayer.state.db import Opener, format_time, to_db
+from nthlayer.state.db import format_time, to_db
 
 if TYPE_CHECKING:
     from nthlayer.ops.composites import Bound
@@ -314,13 +314,3 @@ def table(reports: list[BudgetReport]) -> str:
         cells = [cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
-
-
-def track_budget(client: PrometheusClient, services: list[Service], at: datetime, opener: Opener,
-                 composites: Sequence[Bound] = ()) -> list[BudgetReport]:
-    """Every SLO's budget of ``services`` (and of ``composites``) at ``at``, recorded in the state database."""
-    client.restart_deadline()  # the deadline bounds one evaluation (one sample, one request), not a process
-    reports = evaluate(client, services, at, composites)
-    with opener() as con:
-        record_budgets(con, reports)
-    return reports

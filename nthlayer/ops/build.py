@@ -64,12 +64,18 @@ class BuildOutcome:
 
 def build_services(names: list[str], services_dir: str, out_dir: str, workdir: str,
                    timeout: float = BUILD_TIMEOUT_SECONDS) -> BuildOutcome:
-    """Run the doit build (dodo.py, as ``nthlayer build``) for the named services' tasks only.
+    """Run the doit build (dodo.py, as ``nthlayer build``) for the named services' tasks only (a name
+    without a spec in ``services_dir``: NotFound, before anything runs).
 
     In a child process: doit prints, changes directory and forks workers, none of which a server's
     threads may share; and the child cannot hold up the server longer than ``timeout``."""
     from nthlayer.buildsys.dodo import DODO_FILE, doit_exit_code
+    from nthlayer.ops.services import NotFound, spec_index
 
+    known = spec_index(services_dir)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise NotFound(f"no spec for service {', '.join(repr(n) for n in unknown)} in {services_dir}")
     command = [sys.executable, "-m", "doit", "run", "-f", DODO_FILE, "-d", workdir,
                f"services={os.path.abspath(services_dir)}", f"out={os.path.abspath(out_dir)}",
                *(f"service:{name}" for name in names)]

@@ -13,9 +13,9 @@ from typing import Any
 import json
 
 from generators.datadog import ID_TAG, SLO_ID
-from generators.errors import UserError
 from generators.render import json_default
 from nthlayer.integrations.datadog import API_ERRORS, DatadogClient, explain
+from nthlayer.ops.setup import ApplyFailed, ServicePlan
 
 AFTER_APPLY = "(known after apply)"
 NOUNS = {"definition": "service definition", "slo": "SLO", "monitor": "monitor"}
@@ -33,17 +33,6 @@ class Step:
     object_id: str | None = None
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     slo: str | None = None  # an SLO's key, or a monitor's SLO's
-
-
-@dataclass
-class ServicePlan:
-    service: str
-    source: str
-    steps: list[Step]
-
-
-class ApplyFailed(UserError):
-    pass
 
 
 def _plain(value: Any) -> Any:

@@ -53,6 +53,12 @@ def record_deploys(con: duckdb.DuckDBPyConnection, deploys: Sequence[Deploy], ac
     return added
 
 
+def record_deploy(opener: Opener, deploy: Deploy, actor: str | None = None) -> bool:
+    """:func:`record_deploys` for one deploy, in its own short connection: whether it was new."""
+    with opener() as con:
+        return record_deploys(con, [deploy], actor)[0]
+
+
 @dataclass(frozen=True)
 class CorrelationOutcome:
     service: str

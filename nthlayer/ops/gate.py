@@ -12,18 +12,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from generators.errors import UserError
 from generators.model import Service
-from nthlayer.buildsys.project import load_services
+from nthlayer.buildsys.project import load_services, with_slo_plugins
 from nthlayer.integrations import prometheus as prom
 from nthlayer.ops.budget import BudgetReport, evaluate, percent_text
+from nthlayer.ops.composites import Bound, gate_composites
 from nthlayer.state.correlation import Correlation, dependency_edges, open_incident_suspects
 from nthlayer.state.db import Opener, StateUnavailable, format_time, insert_audit
-
-if TYPE_CHECKING:
-    from nthlayer.ops.composites import Bound
 
 EXIT_APPROVE = 0
 EXIT_BLOCK = 2
@@ -149,12 +147,29 @@ def service_and_graph(services_dir: str, name: str) -> tuple[Service, list[Servi
     return matches[0], everyone
 
 
+def spec_and_graph(services_dir: str, spec_path: str) -> tuple[Service, list[Service]]:
+    """The service of the spec file ``spec_path`` (SLO plugins applied) and the graph around it: every
+    service of ``services_dir`` but its namesake, then the service itself."""
+    from generators.spec import load_spec
+
+    everyone = load_services(services_dir) if os.path.isdir(services_dir) else []
+    if not os.path.isfile(spec_path):
+        raise UserError(f"no such spec file: {spec_path}")
+    service = with_slo_plugins(load_spec(spec_path)).service
+    return service, [s for s in everyone if s.name != service.name] + [service]
+
+
 @dataclass
 class GateOutcome:
     decision: Decision
     budgets: list[BudgetReport]
     suspects: list[Correlation]
     recorded: bool  # False: the state database could not be used, the audit trail misses this decision
+    service: Service | None = None  # the service judged
+
+    @property
+    def blocked(self) -> bool:
+        return self.decision.exit_code == EXIT_BLOCK
 
     @property
     def exit_code(self) -> int:
@@ -195,9 +210,23 @@ def check_gate(service: Service, everyone: list[Service], at: datetime, client: 
                 "worst_remaining_percent": str(decision.worst.remaining_percent) if decision.worst else None,
                 "prometheus": client.display_url if client else None,
             }, actor=actor)
-        return GateOutcome(decision, budgets or [], suspects, True)
+        return GateOutcome(decision, budgets or [], suspects, True, service)
     except StateUnavailable as exc:
         # Without the state no open incident can be ruled out: "cannot decide" (exit 3, or --on-unknown),
         # unless the budget alone blocks. There is nowhere to record the decision.
         decision = decide(service, budgets, unavailable, [], on_unknown, state_problem=str(exc))
-        return GateOutcome(decision, budgets or [], [], False)
+        return GateOutcome(decision, budgets or [], [], False, service)
+
+
+def check_deploy(services_dir: str, at: datetime, client: prom.PrometheusClient | None, on_unknown: str | None,
+                 opener: Opener, *, name: str | None = None, spec_path: str | None = None,
+                 version: str | None = None, actor: str | None = None) -> GateOutcome:
+    """The gate's verdict on a deploy of one service: named (``name``, from ``services_dir``) or given by its
+    own spec file (``spec_path``), judged with the composite SLOs it belongs to and the dependency graph of
+    ``services_dir``. What `check-deploy` and ``POST /api/v1/deploys/check`` both answer."""
+    if (name is None) == (spec_path is None):
+        raise UserError("the gate judges one service: give its name or its spec file")
+    service, everyone = service_and_graph(services_dir, name) if name is not None \
+        else spec_and_graph(services_dir, str(spec_path))
+    return check_gate(service, everyone, at, client, on_unknown, opener, version=version, actor=actor,
+                      composites=gate_composites(services_dir, service, everyone))

@@ -16,6 +16,7 @@ from generators.errors import SpecError, SpecErrors, UserError
 from generators.paging import NO_POLICY_MESSAGE
 from generators.spec import LoadedSpec
 from nthlayer.integrations.pagerduty import PagerDutyClient, explain, is_transient, status_of
+from nthlayer.ops.setup import ApplyFailed, ServicePlan
 from nthlayer.state.pagerduty import Integration, masked
 
 KINDS = ("team", "escalation_policy", "service", "integration")
@@ -38,17 +39,6 @@ class Step:
     body: dict[str, Any] = field(default_factory=dict)  # what create/update sends
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field → (now, wanted)
     routing_key: str | None = None
-
-
-@dataclass
-class ServicePlan:
-    service: str
-    source: str
-    steps: list[Step]
-
-
-class ApplyFailed(UserError):
-    pass
 
 
 # ---------------------------------------------------------------- comparing

@@ -12,7 +12,7 @@ with the same content give the same manifests, apart from ``ownerReferences``.
 - An invalid spec: the owned objects stay as they were (the last valid version keeps alerting, as a broken
   spec keeps its previous out/ files); ``Ready=False``, ``InvalidSpec=True`` with one ``/pointer: message``
   line per problem.
-- An object of the same name that this resource does not own (applied by GitOps from out/k8s, or another
+- An object of the same name that this resource does not own (applied by GitOps from out/, or another
   resource) is left alone: ``Ready=False`` with reason ``Conflict``.
 - Deletion: the owned objects are deleted (the cluster's garbage collector would, through
   ``ownerReferences``; doing it here does not depend on it).

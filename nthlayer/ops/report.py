@@ -9,6 +9,7 @@ is suspected of: nothing here re-implements it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable
@@ -158,3 +159,27 @@ def write_report(state_path: str, services: list[Service], edges: list[tuple[str
             os.remove(path)
     return sorted(written)
 
+
+
+@dataclass(frozen=True)
+class ReportWritten:
+    """What `nthlayer report` did: the index page, how many services it shows, the files written."""
+    index: str
+    services: int
+    written: list[str]
+
+    def text(self) -> str:
+        return (f"{self.index}: {self.services} service{'s' if self.services != 1 else ''}, "
+                f"{len(self.written)} file{'s' if len(self.written) != 1 else ''} written")
+
+
+def report_project(services_dir: str, state: str | None, out_dir: str) -> ReportWritten:
+    """The reliability report of every service of ``services_dir`` from the state database ``state``
+    (None: the default), written under ``<out_dir>/reports``."""
+    from nthlayer.buildsys.project import load_services
+    from nthlayer.state.correlation import dependency_edges
+    from nthlayer.state.db import state_path
+
+    services = load_services(services_dir)
+    written = write_report(state_path(state), services, dependency_edges(services), out_dir)
+    return ReportWritten(os.path.join(out_dir, REPORT_DIR, "index.html"), len(services), written)

@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # duckdb is imported where it is used: a build with no state 
 # What an operation is given to reach the state: opens a connection for one unit of work (the CLI's
 # connect(path), the server's shared StateStore).
 Opener = Callable[[], AbstractContextManager["duckdb.DuckDBPyConnection"]]
+# Runs a write (a function of a connection) in a transaction and returns its result: in a short connection
+# of its own (:func:`writer`), or batched with other writes into one commit (nthlayer serve's state store).
+Writer = Callable[[Callable[["duckdb.DuckDBPyConnection"], Any]], Any]
 DEFAULT_STATE_PATH = os.path.join("state", "nthlayer.duckdb")
 STATE_ENV = "NTHLAYER_STATE"
 LOCK_TIMEOUT_ENV = "NTHLAYER_STATE_LOCK_TIMEOUT"
@@ -316,6 +319,19 @@ def format_time(value: datetime) -> str:
 
 
 _UNIX = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def writer(opener: Opener) -> Writer:
+    """A :data:`Writer` that runs each write in its own connection from ``opener``."""
+    def write(job: Callable[["duckdb.DuckDBPyConnection"], Any]) -> Any:
+        with opener() as con:
+            return job(con)
+    return write
+
+
+def instant(text: str | None, what: str = "time") -> datetime:
+    """``text`` parsed as :func:`parse_time` does, or the present to the second when there is none."""
+    return parse_time(text, what) if text else utc_now().replace(microsecond=0)
 
 
 def parse_time(text: str, what: str = "time") -> datetime:

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("plugins", "list the plugins a build loads: kind, plugin API version, file or package"),
     "setup-pagerduty": ("setup_pagerduty", "plan and apply a service's PagerDuty team, policy, service, integration"),
     "setup-datadog": ("setup_datadog", "plan and apply a service's Datadog service definition, SLOs and burn-rate monitors"),
+    "discover": ("discover", "propose each spec's upstream services and technologies from what Prometheus sees"),
     "track-budget": ("track_budget", "report error budgets from Prometheus and record them in state/"),
     "record-deploy": ("record_deploy", "record a deploy of a service (called by CD)"),
     "check-deploy": ("check_deploy", "approve (0) or block (2) a deploy on its error budget; 3 = cannot decide"),

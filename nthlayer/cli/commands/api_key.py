@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 
-from nthlayer.ops.api_keys import SCOPES, create_key, list_keys, revoke_key
+from nthlayer.ops import api_keys
+from nthlayer.ops.api_keys import SCOPES
 from nthlayer.state.db import add_state_argument, connect, format_time
 
 
@@ -27,13 +29,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with connect(args.state) as con:
-        if args.action == "create":
-            key, text = create_key(con, args.name, args.scope.split(","))
-        elif args.action == "revoke":
-            key = revoke_key(con, args.key)
-        else:
-            keys = list_keys(con)
+    opener = partial(connect, args.state)
+    if args.action == "create":
+        key, text = api_keys.create(opener, args.name, args.scope.split(","))
+    elif args.action == "revoke":
+        key = api_keys.revoke(opener, args.key)
+    else:
+        keys = api_keys.keys(opener)
     if args.action == "create":
         print(f"created API key {key.id} ({key.name}; scopes {','.join(key.scopes)}). "
               "It is shown only this once:")

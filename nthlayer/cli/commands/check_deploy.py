@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from functools import partial
 
@@ -13,12 +12,9 @@ from nthlayer.integrations import prometheus as prom
 from nthlayer.cli.argparsing import UsageError
 from nthlayer.cli import api_client
 from nthlayer.cli.commands.rollback import add_argocd_arguments, rollback_from_args
-from nthlayer.buildsys.project import load_services, with_slo_plugins
 from nthlayer.ops.budget import json_default
-from nthlayer.ops.composites import gate_composites
-from nthlayer.ops.gate import EXIT_BLOCK, EXIT_UNKNOWN
-from nthlayer.ops.gate import check_gate, service_and_graph
-from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
+from nthlayer.ops.gate import EXIT_UNKNOWN, check_deploy
+from nthlayer.state.db import add_state_argument, connect, format_time, instant
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,26 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     api_client.add_argument(parser)
 
 
-def _service(args: argparse.Namespace) -> tuple[Service, list[Service]]:
-    if bool(args.spec) == bool(args.service):
-        raise UsageError("give either SPEC or --service NAME")
-    if args.service:
-        return service_and_graph(args.services, args.service)
-    everyone = load_services(args.services) if os.path.isdir(args.services) else []
-    from generators.spec import load_spec
-
-    if not os.path.isfile(args.spec):
-        raise UserError(f"no such spec file: {args.spec}")
-    service = with_slo_plugins(load_spec(args.spec)).service
-    return service, [s for s in everyone if s.name != service.name] + [service]
-
-
 def _run_remote(args: argparse.Namespace) -> int:
     if args.on_block:
         raise UsageError("--on-block rollback needs the local state database: not available with --api")
     if args.spec or not args.service:
         raise UsageError("with --api, name the service with --service (the server reads its own specs)")
-    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    at = instant(args.at, "--at")
     try:
         answer = api_client.post(args.api, "/api/v1/deploys/check", {
             "service": args.service, "version": args.deploy_version, "at": format_time(at),
@@ -84,20 +66,20 @@ def _run_remote(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.api:
         return _run_remote(args)
-    service, everyone = _service(args)
-    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
-    client = prom.client_from_args(args)
-    outcome = check_gate(service, everyone, at, client, args.on_unknown, partial(connect, args.state),
-                         version=args.deploy_version,
-                         composites=gate_composites(args.services, service, everyone))
+    if bool(args.spec) == bool(args.service):
+        raise UsageError("give either SPEC or --service NAME")
+    outcome = check_deploy(args.services, instant(args.at, "--at"), prom.client_from_args(args), args.on_unknown,
+                           partial(connect, args.state), name=args.service, spec_path=args.spec,
+                           version=args.deploy_version)
     if not outcome.recorded:
         print("nthlayer check-deploy: warning: the decision was not recorded in the audit trail", file=sys.stderr)
     if args.json:
         print(json.dumps(outcome.as_dict(), indent=2, default=json_default))
     else:
         print(outcome.text(), file=sys.stdout)
-    if args.on_block == "rollback" and outcome.exit_code == EXIT_BLOCK:
-        _roll_back(args, service, outcome.decision.reasons)
+    if args.on_block == "rollback" and outcome.blocked:
+        assert outcome.service is not None
+        _roll_back(args, outcome.service, outcome.decision.reasons)
     return outcome.exit_code
 
 

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 
-from generators.catalog import default_catalog_dir, load_technologies
 from generators.errors import UserError
-from generators.render import write_all
-from generators.spec import load_spec
-from generators.tech_alerts import alert_counts, service_alert_files, summary_lines
+from generators.tech_alerts import summary_lines
 from nthlayer.cli.argparsing import UsageError
-from nthlayer.state.db import add_state_argument, record_audit
+from nthlayer.ops.generate import alert_files, write_generated
+from nthlayer.state.db import add_state_argument
 
 _URL = re.compile(r"^https?://\S+$")
 
@@ -35,25 +32,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--check runs promtool on the written file; with --output - nothing is written")
     if args.runbook_url is not None and not _URL.fullmatch(args.runbook_url):
         raise UserError(f"--runbook-url '{args.runbook_url}' is not an http(s) URL")
-    service = load_spec(args.spec).service
-    catalog_dir = args.catalog or default_catalog_dir()
-    catalog = load_technologies(catalog_dir, service.technology_types)
-    out_dir = args.output or os.path.join("out", service.name, "prometheus")
-    files = service_alert_files(service, catalog, "." if to_stdout else out_dir, args.runbook_url)
+    alerts = alert_files(args.spec, args.catalog, "." if to_stdout else args.output, args.runbook_url)
+    service, files, total = alerts.service, alerts.files, alerts.total
     if to_stdout:
         sys.stdout.write(b"".join(files.values()).decode("utf-8"))  # one file: alerts.rules.yaml
         return 0
-    changed = set(write_all(files))
-    for line in summary_lines(service, catalog):
-        print(line)
-    total = sum(alert_counts(service, catalog).values())
-    for path in sorted(files):
-        state = "wrote" if path in changed else "unchanged"
-        print(f"{state} {path} ({total} {'alert' if total == 1 else 'alerts'})")
-    if not service.technologies:
-        print(f"{service.name} declares no technology dependencies (dependencies.technologies)")
-    record_audit("generate-alerts", service.name, "written",
-                 {"files": sorted(files), "changed": sorted(changed), "alerts": total}, path=args.state)
+
+    def report(changed: set[str]) -> None:
+        for line in summary_lines(service, alerts.catalog):
+            print(line)
+        for path in sorted(files):
+            state = "wrote" if path in changed else "unchanged"
+            print(f"{state} {path} ({total} {'alert' if total == 1 else 'alerts'})")
+        if not service.technologies:
+            print(f"{service.name} declares no technology dependencies (dependencies.technologies)")
+
+    write_generated("generate-alerts", service.name, files, {"alerts": total}, args.state, report)
     if args.check:
         from nthlayer.integrations.promtool import check_rules
 

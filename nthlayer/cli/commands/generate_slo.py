@@ -5,10 +5,11 @@ import argparse
 import os
 import sys
 
-from generators.render import file_holds, write_all
-from generators.spec import load_spec, spec_warnings
+from generators.render import file_holds
+from generators.spec import load_spec
 from nthlayer.cli.argparsing import UsageError
-from nthlayer.state.db import add_state_argument, record_audit
+from nthlayer.ops.generate import slo_files, write_generated
+from nthlayer.state.db import add_state_argument
 
 FORMATS = ("openslo", "prometheus")
 
@@ -30,24 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_state_argument(parser)
 
 
-def slo_files(spec_path: str, fmt: str, output: str | None, plugins: list[str] | None = None) -> dict[str, bytes]:
-    """The files ``generate-slo`` writes for one spec, with the SLO generator plugins applied as the build
-    applies them (SpecErrors for a bad spec, PluginError for a failing plugin)."""
-    from nthlayer.buildsys.plugin_calls import apply_slo_generators
-    from nthlayer.buildsys.plugins import load_plugins, plugin_files
-
-    spec = load_spec(spec_path)
-    for warning in spec_warnings(spec):
-        print(warning.format(), file=sys.stderr)
-    spec, _ = apply_slo_generators(spec, load_plugins(plugin_files(plugins or [])).slo_generators)
-    service = spec.service
-    if fmt == "openslo":
-        from generators.openslo import openslo_files
-
-        return openslo_files(service, output or os.path.join("out", service.name, "openslo"))
-    from generators.slo_rules import slo_rule_files
-
-    return slo_rule_files(service, output or os.path.join("out", service.name, "prometheus"))
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def yaml_stream(files: dict[str, bytes]) -> str:
@@ -65,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     to_stdout = args.output == "-"
     if to_stdout and args.dry_run:
         raise UsageError("--dry-run lists files it would write; with --output - nothing is written anyway")
-    files = slo_files(args.spec, args.format, "." if to_stdout else args.output, args.plugin)
+    files = slo_files(args.spec, args.format, "." if to_stdout else args.output, args.plugin, _warn)
     if to_stdout:
         sys.stdout.write(yaml_stream(files))
         return 0
@@ -74,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
             verdict = "unchanged" if file_holds(path, data) else "would change" if os.path.exists(path) else "would create"
             print(f"{verdict} {path} ({len(data)} bytes)")
         return 0
-    changed = set(write_all(files))
-    for path, data in sorted(files.items()):
-        print(f"{'wrote' if path in changed else 'unchanged'} {path} ({len(data)} bytes)")
-    record_audit("generate-slo", load_spec(args.spec).service.name, "written",
-                 {"format": args.format, "files": sorted(files), "changed": sorted(changed)}, path=args.state)
+
+    def report(changed: set[str]) -> None:
+        for path, data in sorted(files.items()):
+            print(f"{'wrote' if path in changed else 'unchanged'} {path} ({len(data)} bytes)")
+
+    write_generated("generate-slo", load_spec(args.spec).service.name, files, {"format": args.format}, args.state,
+                    report)
     return 0

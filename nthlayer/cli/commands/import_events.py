@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _pagerduty(args: argparse.Namespace) -> ImportCounts:
     from nthlayer.buildsys.project import load_services
-    from nthlayer.cli.commands.setup_pagerduty import NO_KEY, api_key
+    from nthlayer.ops.setup_pagerduty import NO_KEY, api_key
     from nthlayer.integrations.pagerduty import ClientSettings, PagerDutyClient, api_url
 
     if not (args.since and args.until):
@@ -35,7 +35,7 @@ def _pagerduty(args: argparse.Namespace) -> ImportCounts:
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     if until <= since:
         raise UserError("--until must be after --since")
-    key = api_key(args)
+    key = api_key(args.api_key_file)
     if key is None:
         raise UserError(NO_KEY)
     names = {}

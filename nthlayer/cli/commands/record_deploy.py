@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from nthlayer.cli import api_client
 from nthlayer.state.events import Deploy
-from nthlayer.ops.deploys import deploy_text, record_deploys
-from nthlayer.state.db import add_state_argument, connect, format_time, parse_time, utc_now
+from nthlayer.ops.deploys import deploy_text, record_deploy
+from nthlayer.state.db import add_state_argument, connect, format_time, instant
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    at = parse_time(args.at, "--at") if args.at else utc_now().replace(microsecond=0)
+    at = instant(args.at, "--at")
     if args.api:
         answer = api_client.post(args.api, "/api/v1/deploys", {
             "service": args.service, "version": args.version, "commit": args.commit, "at": format_time(at)},
@@ -27,7 +28,5 @@ def run(args: argparse.Namespace) -> int:
         print(answer["text"])
         return 0
     deploy = Deploy(args.service, args.version, at, args.commit, source="cli")
-    with connect(args.state) as con:
-        added = record_deploys(con, [deploy])[0]
-    print(deploy_text(deploy, added))
+    print(deploy_text(deploy, record_deploy(partial(connect, args.state), deploy)))
     return 0

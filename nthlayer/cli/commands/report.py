@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from nthlayer.buildsys.project import load_services
-from nthlayer.state.correlation import dependency_edges
-from nthlayer.buildsys.report import REPORT_DIR
-from nthlayer.ops.report import write_report
-from nthlayer.state.db import add_state_argument, state_path
+from nthlayer.ops.report import report_project
+from nthlayer.state.db import add_state_argument
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +15,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    services = load_services(args.services)
-    changed = write_report(state_path(args.state), services, dependency_edges(services), args.out)
-    index = os.path.join(args.out, REPORT_DIR, "index.html")
-    print(f"{index}: {len(services)} service{'s' if len(services) != 1 else ''}, "
-          f"{len(changed)} file{'s' if len(changed) != 1 else ''} written")
+    print(report_project(args.services, args.state, args.out).text())
     return 0

@@ -2,21 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from typing import Any
 
-from generators.catalog import default_catalog_dir, technology_files
-from generators.errors import SpecError, as_errors, sort_key
+from generators.errors import sort_key
 from generators.schema_messages import plural
-from generators.composite import (CompositeResult, composite_paths, is_composite_file, services_dir_of,
-                                  validate_composites)
 from generators.policy import PolicyError
-from generators.spec import expand_paths, summarize, validate_specs
 from generators.yamlload import allow_external_links
 from nthlayer.config import ConfigError
-from nthlayer.ops.policy import policy_problems
 from nthlayer.buildsys.project import require_services_dir
+from nthlayer.ops.validate import validate_paths
 
 DEFAULT_PATH = "services"
 
@@ -37,57 +31,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="read specs that are symbolic links to files outside the project (refused by default)")
 
 
-def _known_services(args: argparse.Namespace, files: list[str]) -> dict[str, str]:
-    """The services of the other specs in the folders the given files live in (name → file): names
-    'upstream' may refer to, and names a given file must not define again (a build would refuse both)."""
-    from generators.spec import load_spec
-    from generators.errors import SpecErrors
-
-    folders = {args.services_dir} if args.services_dir else {os.path.dirname(f) or "." for f in files}
-    names: dict[str, str] = {}
-    given = {os.path.abspath(f) for f in files}
-    for path in expand_paths(sorted(folders)):
-        if os.path.abspath(path) in given:
-            continue
-        try:
-            names.setdefault(load_spec(path).service.name, path)
-        except SpecErrors:
-            continue
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
     if args.paths == [DEFAULT_PATH]:
         require_services_dir(DEFAULT_PATH, "name the spec files or folders to validate")
     if args.allow_external_links:
         allow_external_links(True)
-    given = expand_paths(args.paths)
-    files = [f for f in given if not is_composite_file(f)]
-    composites = [f for f in given if is_composite_file(f)]
-    composites += [c for path in args.paths if os.path.isdir(path) for c in composite_paths(path)]
-    if not files and not composites:
-        print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
-        return 1
-    catalog_dir = args.catalog or default_catalog_dir()
-    result = validate_specs(files, technology_files(catalog_dir), _known_services(args, files), catalog_dir)
-    errors: list[SpecError] = list(result.errors)
-    warnings: list[SpecError] = list(result.warnings)
-    checked = _composite_problems(args, composites, result.specs)
-    errors += checked.errors
-    warnings += checked.warnings
-    try:  # the project's policies on every valid spec (docs/policies.md)
-        denies, findings = policy_problems(result.specs, catalog_dir, errors=result.errors)
+    try:
+        found = validate_paths(args.paths, services_dir=args.services_dir, catalog=args.catalog,
+                               strict=args.strict, output=args.output)
     except (ConfigError, PolicyError) as exc:  # lines of their own: file:line:col: message
         print(str(exc), file=sys.stderr)
         return 1
-    errors += denies
-    warnings += findings
-    if args.strict:
-        errors, warnings = errors + as_errors(warnings), []
-    if args.output:
-        from generators.openslo_validate import validate_openslo_dir
-
-        errors.extend(validate_openslo_dir(args.output))
+    if not found.files and not found.composites:
+        print(f"nthlayer validate: no spec files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
+        return 1
+    errors, warnings = found.errors, found.warnings
     problems = sorted(errors + ([] if args.quiet else warnings), key=sort_key)
     for problem in problems:
         print(problem.format(), file=sys.stderr)
@@ -97,33 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         warn = f", {plural(len(warnings), 'warning')}" if warnings else ""
-        valid = plural(len(result.specs), 'service') + (f", {plural(len(composites), 'composite')}" if composites else "")
-        print(f"{plural(len(files) + len(composites), 'spec')} valid ({valid}{warn})")
+        valid = plural(len(found.specs), 'service') + \
+            (f", {plural(len(found.composites), 'composite')}" if found.composites else "")
+        print(f"{plural(len(found.files) + len(found.composites), 'spec')} valid ({valid}{warn})")
     return 0
-
-
-def _composite_problems(args: argparse.Namespace, composites: list[str], specs: list[Any]) -> CompositeResult:
-    """The composites checked against the specs of their services folder (``--services-dir``, else the
-    folder above each one's ``composites`` folder): those just validated, the others loaded."""
-    from generators.spec import LoadedSpec
-
-    result = CompositeResult([], [], [])
-    validated = {os.path.abspath(spec.located.path): spec for spec in specs}
-    by_folder: dict[str, list[str]] = {}
-    for path in composites:
-        by_folder.setdefault(args.services_dir or services_dir_of(path), []).append(path)
-    for folder, paths in sorted(by_folder.items()):
-        services: dict[str, Any] = {}
-        invalid: dict[str, str] = {}
-        for spec_path in expand_paths([folder]) if os.path.isdir(folder) else []:
-            spec: LoadedSpec | None = validated.get(os.path.abspath(spec_path))
-            if spec is None:
-                spec = summarize(spec_path)[1]
-            if spec is None:
-                invalid[os.path.splitext(os.path.basename(spec_path))[0]] = spec_path
-            else:
-                services.setdefault(spec.service.name, spec.service)
-        found = validate_composites(paths, services, invalid)
-        result.errors.extend(found.errors)
-        result.warnings.extend(found.warnings)
-    return result
