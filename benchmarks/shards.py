@@ -39,7 +39,8 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, floa
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--services", type=int, default=10000)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--plugin", action="append", default=[])

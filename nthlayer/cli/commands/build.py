@@ -28,8 +28,9 @@ examples:
   nthlayer build clean                  remove the outputs
   nthlayer build -- -n 0                doit options go after '--' (here: one process)
   nthlayer build --services services --out out
-  nthlayer build --shard 2/8            build shard 2 of 8 (its services and out/.shards/shard-2-of-8.json)
-  nthlayer build --assemble 8           the shared files from the 8 shards' fragments (docs/build.md)
+  nthlayer build --shard 1/2            shard 1 of 2: its services and its fragment out/.shards/shard-1-of-2.json
+  nthlayer build --shard 2/2            shard 2 of 2 (in CI: another runner; each uploads its out/)
+  nthlayer build --assemble 2           the shared files from both fragments, in one out/ (docs/build.md)
 """
 
 
