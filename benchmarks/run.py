@@ -1,20 +1,25 @@
 """NthLayer benchmarks: whole-process wall time and peak RSS, written to docs/benchmarks.md.
 
-    python benchmarks/run.py [--sizes 1,100,1000,5000] [--skip-prometheus] [--output docs/benchmarks.md]
+    python benchmarks/run.py [--sizes 1,100,1000,5000] [--rows noop,edit,...] [--repeat N] [--full-repeat N]
+                             [--plugin FILE] [--skip-prometheus] [--no-others] [--output docs/benchmarks.md]
 
-For each N it synthesizes N service specs (all tiers and types, realistic technology mixes) in a temp
-folder and measures, as separate processes: full `doit` build, no-op rebuild, one service edited (and
-checks exactly that service's files changed), one catalog file edited (only dependants rebuilt),
-`nthlayer validate`, and doit's own floor (one trivial task per service reading the YAML and writing one
-file). Also `nthlayer --help`, track-budget for 1000 SLOs against a real Prometheus with backfilled data
-(nthlayer/benchmarks support in benchmarks/budget.py) and correlation of 100k deploys × 10k incidents
-(benchmarks/correlation.py).
+For each N it synthesizes N service specs (benchmarks/synth.py: all tiers and types, realistic technology
+mixes, Datadog blocks and composites: every artifact kind in use) in a temp folder and measures, as separate
+processes: full `doit` builds, each beside its two references (benchmarks/floors.py: doit's floor and the
+I/O floor, and their sum), no-op rebuild (beside doit's no-op floor), one service edited (and checks exactly
+that service's files changed), one catalog file edited (only dependants rebuilt), a project policy added and
+edited, `nthlayer validate`. Also `nthlayer --help`, track-budget for 1000 SLOs against a real Prometheus
+with backfilled data (benchmarks/budget.py) and correlation of 100k deploys × 10k incidents
+(benchmarks/correlation.py). Above 1000 services, fewer runs (--repeat and --full-repeat say how many) and
+fewer measurements (--big-rows): `--sizes 1000,10000` is practical.
 """
 from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import hashlib
+import json
 import os
 import platform
 import random
@@ -26,43 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TECH_MIXES = [
-    ["postgres", "redis"],
-    ["mysql", "memcached", "haproxy"],
-    ["kafka", "postgres", "jvm"],
-    ["elasticsearch", "go-runtime"],
-    ["rabbitmq", "mongodb", "nodejs"],
-    ["nginx", "redis", "nodejs"],
-    ["clickhouse", "minio"],
-    ["kafka", "cassandra"],
-    ["envoy", "tls-certificates", "kubernetes"],
-    [],
-]
-TYPES = ["api", "web", "grpc", "worker", "stream", "batch"]
-
-FLOOR_DODO = '''
-import glob, os
-import yaml
-DOIT_CONFIG = {"dep_file": "floor-state/floor.db", "backend": "sqlite3", "verbosity": 0}
-os.makedirs("floor-state", exist_ok=True)
-
-def _copy(src, dst):
-    with open(src) as handle:
-        data = yaml.load(handle, Loader=yaml.CSafeLoader)
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    with open(dst, "w") as handle:
-        handle.write(yaml.dump(data, Dumper=yaml.CSafeDumper))
-
-def task_floor():
-    for path in sorted(glob.glob("services/*.yaml")):
-        name = os.path.basename(path)[:-5]
-        target = f"floor-out/{name}/copy.yaml"
-        yield {"name": name, "actions": [(_copy, [path, target])], "file_dep": [path], "targets": [target]}
-'''
+from floors import FLOOR_DODO  # noqa: E402 - benchmarks/ is this script's folder
+from synth import TECH_MIXES, synthesize  # noqa: E402,F401 - tests import synthesize from here
 
 
 class Sample(NamedTuple):
@@ -101,56 +75,45 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sa
     return Sample(elapsed, peak_kb / 1024, proc.returncode, stdout)
 
 
-def synthesize(folder: Path, count: int, seed: int = 7) -> list[str]:
-    rng = random.Random(seed)
-    services = folder / "services"
-    services.mkdir(parents=True)
-    names = [f"svc-{i:05d}" for i in range(count)]
-    for index, name in enumerate(names):
-        tier = (index % 3) + 1
-        kind = TYPES[index % len(TYPES)]
-        techs = TECH_MIXES[index % len(TECH_MIXES)]
-        lines = [f"service: {name}", f"tier: {tier}", f"team: team-{index % 40:02d}", f"type: {kind}"]
-        # Objectives that pass the default policies (docs/policies.md): tier 1 at 0.999 or better, with a runbook.
-        objectives = ['0.9995', '0.999'] if tier == 1 else ['0.999', '0.995', '0.99'][:tier]
-        if tier == 1:
-            lines.append(f"runbook_url: https://runbooks.example.com/{name}")
-        lines += ["observability:", "  slo_overrides:", f"    availability: {rng.choice(objectives)}",
-                  "    latency: 500" if tier < 3 else "    latency: 2500"]
-        deps = []
-        if index > 0 and rng.random() < 0.5:
-            deps.append(f"  upstream: [{names[rng.randrange(index)]}]")
-        if techs:
-            deps.append("  technologies:")
-            for tech in techs:
-                deps += [f"    - type: {tech}", f"      name: {name}-{tech}", f"      selector: {{service_instance: {name}}}"]
-        if deps:
-            lines += ["dependencies:", *deps]
-        lines += ["pagerduty:", f"  escalation_emails: [oncall-{index % 40:02d}@example.com]"]  # pages reach someone
-        (services / f"{name}.yaml").write_text("\n".join(lines) + "\n")
-    return names
-
-
 def tree_digest(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 # The VM's speed drifts by tens of percent from minute to minute: each figure is the best of several
-# runs (the median is noted), and ours alternate with doit's floor so that both meet the same minutes.
+# runs with their median beside it, and each full build alternates with doit's floor and the I/O floor so
+# that all three meet the same minutes (a slow-disk minute shows in the build and in its floors alike).
 REPEAT = 5  # incremental runs are short
-FULL_REPEAT = 3  # full builds up to N = 1000
+FULL_REPEAT = 3  # full builds
+BIG = 1000  # above this many services: fewer runs of each (REPEAT_BIG, FULL_REPEAT_BIG)
+REPEAT_BIG, FULL_REPEAT_BIG = 3, 2
 SHM = Path("/dev/shm")
+ROWS = ("single", "tmpfs", "noop", "edit", "catalog", "policy", "validate")  # --rows (the full build always runs)
 
 
 def doit_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", ".", *args]
 
 
-# Issue 8's targets on a 2-core machine, for N = 1000 (seconds; peak RSS of the full build ≤ 100 MB).
-TARGETS = {"full doit build": 3.0, "no-op rebuild": 0.5, "one service edited": 0.6}
-RSS_TARGET_MB = 100
-TARGET_N = 1000
+# Targets on this 2-core machine. Issue 8's at 1000 services (seconds; full build ≤ 100 MB); issue 22's at
+# 10,000 with every artifact kind on: full build ≤ 1.5× (doit floor + I/O floor), no-op ≤ 1.2× doit's
+# no-op floor, one spec edited ≤ 1 s, peak RSS of the full build ≤ 300 MB, validate ≤ 3 s.
+TARGETS: dict[int, dict[str, tuple[float, str]]] = {
+    1000: {"full doit build": (3.0, "s"), "no-op rebuild": (0.5, "s"), "one service edited": (0.6, "s")},
+    10000: {"full doit build": (1.5, "× floors"), "no-op rebuild": (1.2, "× floor"),
+            "one service edited": (1.0, "s"), "nthlayer validate (all specs)": (3.0, "s")},
+}
+RSS_TARGETS = {1000: 100, 10000: 300}
+
+
+class Row(NamedTuple):
+    """One line of the table: the runs of one measurement (best and median of them), its ratio to its
+    reference (best to best, median to median), and what else was checked."""
+
+    what: str
+    samples: list[Sample]
+    ratio: str = ""
+    note: str = ""
 
 
 def ran_tasks(stdout: str) -> list[str]:
@@ -158,27 +121,40 @@ def ran_tasks(stdout: str) -> list[str]:
     return sorted(line[3:].strip() for line in stdout.splitlines() if line.startswith(".  "))
 
 
-def verdict(what: str, count: int, sample: Sample) -> str:
-    if count != TARGET_N or what not in TARGETS:
-        return ""
-    misses = []
-    if sample.seconds > TARGETS[what]:
-        misses.append(f"≤ {TARGETS[what]:g} s")
-    if what == "full doit build" and sample.peak_rss_mb > RSS_TARGET_MB:
-        misses.append(f"≤ {RSS_TARGET_MB} MB")
-    target = f"≤ {TARGETS[what]:g} s" + (f", ≤ {RSS_TARGET_MB} MB" if what == "full doit build" else "")
-    return f"target {target}: " + ("MISSED (" + ", ".join(misses) + ")" if misses else "met")
-
-
 def best_of(samples: list[Sample]) -> Sample:
     return min(samples, key=lambda sample: sample.seconds)
 
 
-def spread(samples: list[Sample]) -> str:
-    """How a best-of figure was taken: "best of 5, median 0.47 s"."""
-    if len(samples) == 1:
+def median(samples: list[Sample]) -> float:
+    return statistics.median(sample.seconds for sample in samples)
+
+
+def ratio(samples: list[Sample], base: list[Sample], name: str) -> str:
+    """"1.4× / 1.6× floors": best to best, median to median."""
+    if len(samples) == 1 and len(base) == 1:
+        return f"{samples[0].seconds / base[0].seconds:.2f}× {name}"
+    return f"{best_of(samples).seconds / best_of(base).seconds:.2f}× / {median(samples) / median(base):.2f}× {name}"
+
+
+def verdict(what: str, count: int, samples: list[Sample], base: list[Sample] | None = None) -> str:
+    """Met or MISSED, by the best run (and, against a reference, the best ratio)."""
+    target = TARGETS.get(count, {}).get(what)
+    rss_target = RSS_TARGETS.get(count) if what == "full doit build" else None
+    if target is None and rss_target is None:
         return ""
-    return f"best of {len(samples)}, median {statistics.median(s.seconds for s in samples):.2f} s"
+    best = best_of(samples)
+    wanted, misses = [], []
+    if target is not None:
+        limit, unit = target
+        value = best.seconds if unit == "s" or not base else best.seconds / best_of(base).seconds
+        wanted.append(f"≤ {limit:g} {unit}".replace(" ×", "×"))
+        if value > limit:
+            misses.append(wanted[-1])
+    if rss_target is not None:
+        wanted.append(f"≤ {rss_target} MB")
+        if max(sample.peak_rss_mb for sample in samples) > rss_target:
+            misses.append(wanted[-1])
+    return f"target {', '.join(wanted)}: " + ("MISSED (" + ", ".join(misses) + ")" if misses else "met")
 
 
 def set_aside(work: Path, *names: str) -> None:
@@ -193,99 +169,168 @@ def set_aside(work: Path, *names: str) -> None:
             (work / name).rename(trash / f"{name}-{len(list(trash.iterdir()))}")
 
 
-def bench_size(count: int) -> list[tuple[str, Sample, str]]:
-    rows: list[tuple[str, Sample, str]] = []
-    with tempfile.TemporaryDirectory(prefix=f"nthlayer-bench-{count}-") as tmp:
+def io_floor(work: Path, attempt: int) -> Sample:
+    """The I/O floor (benchmarks/floors.py): out/ written again from memory into a fresh folder; its
+    seconds are the timed write alone (the process' start and its reading of the tree are not counted)."""
+    sample = measure([sys.executable, str(ROOT / "benchmarks" / "floors.py"), "out", f"io-floor-{attempt}"], work)
+    if sample.code != 0:
+        return sample
+    figures = json.loads(sample.stdout)
+    set_aside(work, f"io-floor-{attempt}")
+    return sample._replace(seconds=figures["seconds"])
+
+
+def summed(first: list[Sample], second: list[Sample]) -> list[Sample]:
+    """Run by run, the two floors added up (the pairs measured in the same minutes)."""
+    return [Sample(a.seconds + b.seconds, max(a.peak_rss_mb, b.peak_rss_mb), a.code or b.code, "")
+            for a, b in zip(first, second)]
+
+
+def full_builds(work: Path, env: dict[str, str], count: int, repeat: int) -> list[Row]:
+    """Full builds from scratch, each followed by doit's floor and the I/O floor of the tree it wrote."""
+    floor_cmd = [sys.executable, "-m", "doit", "-f", "floor_dodo.py"]
+    fulls, floors, ios = [], [], []
+    for attempt in range(repeat):
+        if attempt:
+            set_aside(work, "out", "state", "floor-state")
+        fulls.append(measure(doit_cmd(), work, env))
+        floors.append(measure(floor_cmd, work, env))
+        ios.append(io_floor(work, attempt))
+    sums = summed(floors, ios)
+    files = sum(1 for p in (work / "out").rglob("*") if p.is_file())
+    failed = "; ".join(f"EXIT {s.code}" for s in fulls + floors + ios if s.code)
+    return [Row("full doit build", fulls, ratio(fulls, sums, "floors"),
+                "; ".join(filter(None, [failed, f"{files} files", "2 worker processes",
+                                        verdict("full doit build", count, fulls, sums)]))),
+            Row("doit floor: full (1 trivial task/service)", floors, ratio(floors, sums, "floors")),
+            Row("I/O floor: out/ written from memory (temp + rename)", ios, ratio(ios, sums, "floors"),
+                f"{files} files"),
+            Row("doit floor + I/O floor", sums, "1×")]
+
+
+LEFT: list[str] = []  # the workspaces measured, deleted once their rows are printed
+
+
+@contextlib.contextmanager
+def workspace(count: int) -> Iterator[str]:
+    """A temporary folder for one size, deleted by :func:`main` after its rows are out: deleting the
+    builds set aside at 10,000 services (hundreds of thousands of files, trimmed one by one on this
+    disk) takes minutes."""
+    folder = tempfile.mkdtemp(prefix=f"nthlayer-bench-{count}-")
+    LEFT.append(folder)
+    yield folder
+
+
+def bench_size(count: int, rows_wanted: set[str]) -> list[Row]:
+    rows: list[Row] = []
+    big = count > BIG
+    repeat, repeat_full = (REPEAT_BIG, FULL_REPEAT_BIG) if big else (REPEAT, FULL_REPEAT)
+    with workspace(count) as tmp:
         work = Path(tmp)
-        names = synthesize(work, count)
+        names = synthesize(work, count, extras=True)
         catalog = work / "rules_catalog"
         shutil.copytree(ROOT / "rules_catalog", catalog)
         env = {**os.environ, "NTHLAYER_CATALOG": str(catalog)}
         if PLUGINS:  # --plugin: every measured build loads them (as `nthlayer build --plugin` does)
             env["NTHLAYER_PLUGINS"] = os.pathsep.join(PLUGINS)
         (work / "floor_dodo.py").write_text(FLOOR_DODO)
-        # Full builds up to N = 1000 (a few seconds each): best of FULL_REPEAT, each from scratch (the
-        # previous one's folders set aside).
-        repeat_full = FULL_REPEAT if count <= 1000 else 1
-        floor_cmd = [sys.executable, "-m", "doit", "-f", "floor_dodo.py"]
 
-        def note(what: str, sample: Sample, base: Sample | None, *extra: str) -> str:
-            parts = [] if sample.code == 0 else [f"EXIT {sample.code}"]
-            parts += [e for e in extra if e]
-            if base is not None:
-                parts.append(f"{sample.seconds / base.seconds:.1f}× doit floor")
-            parts.append(verdict(what, count, sample))
-            return "; ".join(p for p in parts if p)
+        def note(*extra: str, sample: Sample | None = None) -> str:
+            parts = [] if sample is None or sample.code == 0 else [f"EXIT {sample.code}"]
+            return "; ".join(p for p in [*parts, *extra] if p)
 
-        single = measure(doit_cmd("-n", "0"), work, env)  # the same build in one process
-        set_aside(work, "out", "state")
-        if SHM.is_dir():  # the same again with out/ in memory: what the disk adds
+        if "single" in rows_wanted:  # the same build in one process
+            single = measure(doit_cmd("-n", "0"), work, env)
+            set_aside(work, "out", "state")
+            rows.append(Row("full doit build, one process (-n 0)", [single], "", note(sample=single)))
+        if "tmpfs" in rows_wanted and SHM.is_dir():  # the same again with out/ in memory: what the disk adds
             with tempfile.TemporaryDirectory(prefix="nthlayer-bench-out-", dir=SHM) as shm:
                 memory = measure(doit_cmd(f"out={shm}/out", f"state={shm}/state"), work, env)
-        else:
-            memory = None
-        fulls, floors = [], []
-        for attempt in range(repeat_full):  # each from scratch, ours and the floor's in turn
-            if attempt:
-                set_aside(work, "out", "state", "floor-out", "floor-state")
-            fulls.append(measure(doit_cmd(), work, env))
-            floors.append(measure(floor_cmd, work, env))
-        full, floor = best_of(fulls), best_of(floors)
-        files = sum(1 for p in (work / "out").rglob("*") if p.is_file())
-        rows.append(("full doit build", full, note("full doit build", full, floor, spread(fulls), f"{files} files",
-                                                  "2 worker processes")))
-        rows.append(("full doit build, one process (-n 0)", single, note("", single, floor)))
-        if memory is not None:
-            rows.append(("full doit build, out/ on tmpfs", memory, note("", memory, floor)))
+            rows.append(Row("full doit build, out/ on tmpfs", [memory], "", note(sample=memory)))
+        rows = full_builds(work, env, count, repeat_full) + rows
         before = tree_digest(work / "out")
-        noops, floor_noops = [], []
-        for _ in range(REPEAT):
-            noops.append(measure(doit_cmd(), work, env))
-            floor_noops.append(measure(floor_cmd, work, env))
-        noop, floor_noop = best_of(noops), best_of(floor_noops)
-        same = tree_digest(work / "out") == before and all(not ran_tasks(n.stdout) for n in noops)
-        rows.append(("no-op rebuild", noop, note("no-op rebuild", noop, floor_noop, spread(noops),
-                                                f"{len(ran_tasks(noop.stdout))} tasks ran",
-                                                "no file changed" if same else "UNEXPECTED: files changed")))
-        edits = []
-        checks = set()
-        for attempt in range(REPEAT):
-            victim = names[(len(names) // 2 + attempt) % len(names)]
-            spec = work / "services" / f"{victim}.yaml"
-            spec.write_text(spec.read_text().replace("team: ", "team: edited-", 1))
-            edits.append(measure(doit_cmd(), work, env))
-            after = tree_digest(work / "out")
-            changed = {p.split("/")[0] for p in after if after.get(p) != before.get(p)}
-            ran = ran_tasks(edits[-1].stdout)
-            checks.add("only that service's files changed; its task and alertmanager (team is a routing fact) ran"
-                       if victim in changed and changed <= {victim, "alertmanager"}
-                       and ran == ["alertmanager", f"service:{victim}"]
-                       else f"UNEXPECTED: {sorted(changed)[:5]}, ran {ran[:5]}")
-            before = after
-        edit = best_of(edits)
-        rows.append(("one service edited", edit, note("one service edited", edit, None, spread(edits),
-                                                      *sorted(checks))))
-        redis = catalog / "redis.yaml"
-        redis.write_text(redis.read_text() + "\n# edited\n")
-        cat = measure(doit_cmd(), work, env)
-        from nthlayer.buildsys.kinds import SERVICE_KINDS
-
-        # The kinds that read the catalog: the alerts, the dashboards' dependency rows, the PrometheusRule.
-        readers = ", ".join(kind.name for kind in SERVICE_KINDS if kind.reads_catalog)
-        dependants = sorted(f"service:{names[i]} ({readers})" for i in range(count)
-                            if "redis" in TECH_MIXES[i % len(TECH_MIXES)])
-        ran = ran_tasks(cat.stdout)
-        check = f"exactly the {len(dependants)} dependants' {readers} were regenerated" if ran == dependants \
-            else f"UNEXPECTED: {len(ran)} tasks ran, {len(dependants)} dependants"
-        rows.append(("catalog file edited (redis)", cat, note("", cat, None, check)))
-        rows += policy_rows(work, env, names, note)
-        validate = measure([sys.executable, "-m", "nthlayer", "validate", "-q", "services"], work, env)
-        rows.append(("nthlayer validate (all specs)", validate, note("", validate, None)))
-        rows.append(("doit floor: full (1 trivial task/service)", floor, note("", floor, None, spread(floors))))
-        rows.append(("doit floor: no-op", floor_noop, note("", floor_noop, None, spread(floor_noops))))
+        if "noop" in rows_wanted:
+            noops, floor_noops = [], []
+            floor_cmd = [sys.executable, "-m", "doit", "-f", "floor_dodo.py"]
+            for _ in range(repeat):
+                noops.append(measure(doit_cmd(), work, env))
+                floor_noops.append(measure(floor_cmd, work, env))
+            same = tree_digest(work / "out") == before and all(not ran_tasks(n.stdout) for n in noops)
+            rows.append(Row("no-op rebuild", noops, ratio(noops, floor_noops, "doit no-op floor"),
+                            note(f"{len(ran_tasks(best_of(noops).stdout))} tasks ran",
+                                 "no file changed" if same else "UNEXPECTED: files changed",
+                                 verdict("no-op rebuild", count, noops, floor_noops), sample=best_of(noops))))
+            rows.append(Row("doit floor: no-op", floor_noops))
+        if "edit" in rows_wanted:
+            rows.append(edit_row(work, env, names, before, count, repeat, note))
+        if "catalog" in rows_wanted:
+            rows.append(catalog_row(work, env, names, count, note))
+        if "policy" in rows_wanted:
+            rows += policy_rows(work, env, names, note, repeat)
+        if "validate" in rows_wanted:
+            rows += validate_rows(work, env, count, repeat if big else 2, note)
         if count == TARGET_N and PROFILE:
             PROFILES.append(profile_build(work, env))
     return rows
+
+
+TARGET_N = 1000  # the size profiled (unless --no-profile)
+
+
+def validate_rows(work: Path, env: dict[str, str], count: int, repeat: int, note: Any) -> list[Row]:
+    """`nthlayer validate` of every spec: without a state folder (nothing cached: a fresh clone), then
+    with the build's, where its first run fills state/validate-cache.json and the next ones read it
+    (docs/validate.md)."""
+    argv = [sys.executable, "-m", "nthlayer", "validate", "-q", "services"]
+    fresh = {**env, "NTHLAYER_STATE_DIR": str(work / "no-state-folder")}
+    colds = [measure(argv, work, fresh) for _ in range(max(1, repeat - 1))]
+    (work / "state" / "validate-cache.json").unlink(missing_ok=True)
+    filling = measure(argv, work, env)
+    warms = [measure(argv, work, env) for _ in range(repeat)]
+    what = "nthlayer validate (all specs)"
+    return [Row(f"{what}, nothing cached", colds, "", note(verdict(what, count, colds), sample=best_of(colds))),
+            Row(f"{what}, filling state/validate-cache.json", [filling], "", note(sample=filling)),
+            Row(f"{what}, cache read", warms, "", note(verdict(what, count, warms), sample=best_of(warms)))]
+
+
+def edit_row(work: Path, env: dict[str, str], names: list[str], before: dict[str, str], count: int,
+             repeat: int, note: Any) -> Row:
+    """One service's spec edited (its team: a routing fact), again and again: only its files and the
+    shared files it feeds may change."""
+    edits = []
+    checks = set()
+    for attempt in range(repeat):
+        victim = names[(len(names) // 2 + attempt) % len(names)]
+        spec = work / "services" / f"{victim}.yaml"
+        spec.write_text(spec.read_text().replace("team: ", "team: edited-", 1))
+        edits.append(measure(doit_cmd(), work, env))
+        after = tree_digest(work / "out")
+        changed = {p.split("/")[0] for p in after if after.get(p) != before.get(p)}
+        ran = ran_tasks(edits[-1].stdout)
+        checks.add("only that service's files changed; its task and alertmanager (team is a routing fact) ran"
+                   if victim in changed and changed <= {victim, "alertmanager"}
+                   and ran == ["alertmanager", f"service:{victim}"]
+                   else f"UNEXPECTED: {sorted(changed)[:5]}, ran {ran[:5]}")
+        before = after
+    return Row("one service edited", edits, "", note(*sorted(checks), verdict("one service edited", count, edits),
+                                                     sample=best_of(edits)))
+
+
+def catalog_row(work: Path, env: dict[str, str], names: list[str], count: int, note: Any) -> Row:
+    """A catalog file edited: exactly the services that use it regenerate the kinds that read the catalog."""
+    redis = work / "rules_catalog" / "redis.yaml"
+    redis.write_text(redis.read_text() + "\n# edited\n")
+    cat = measure(doit_cmd(), work, env)
+    from nthlayer.buildsys.kinds import SERVICE_KINDS
+
+    # The kinds that read the catalog: the alerts, the dashboards' dependency rows, the PrometheusRule.
+    readers = ", ".join(kind.name for kind in SERVICE_KINDS if kind.reads_catalog)
+    dependants = sorted(f"service:{names[i]} ({readers})" for i in range(count)
+                        if "redis" in TECH_MIXES[i % len(TECH_MIXES)])
+    ran = ran_tasks(cat.stdout)
+    check = f"exactly the {len(dependants)} dependants' {readers} were regenerated" if ran == dependants \
+        else f"UNEXPECTED: {len(ran)} tasks ran, {len(dependants)} dependants"
+    return Row("catalog file edited (redis)", [cat], "", note(check, sample=cat))
 
 
 BENCH_POLICY = """package nthlayer.policies.bench
@@ -298,7 +343,7 @@ warn contains {"id": "bench", "msg": "under review", "pointer": "/service"} if {
 """
 
 
-def policy_rows(work: Path, env: dict[str, str], names: list[str], note: Any) -> list[tuple[str, Sample, str]]:
+def policy_rows(work: Path, env: dict[str, str], names: list[str], note: Any, repeat: int) -> list[Row]:
     """A project policy added, then edited: every spec is re-checked, only the services whose verdict
     changed run (docs/policies.md)."""
     rows = []
@@ -312,10 +357,10 @@ def policy_rows(work: Path, env: dict[str, str], names: list[str], note: Any) ->
         ran = ran_tasks(sample.stdout)
         check = (f"only the {len(expected)} services whose verdict changed ran" if ran == [f"service:{n}" for n in expected]
                  else f"UNEXPECTED: ran {ran[:5]}")
-        rows.append((what, sample, note("", sample, None, check)))
-    noop = best_of([measure(doit_cmd(), work, env) for _ in range(REPEAT)])
-    rows.append(("no-op rebuild with a project policy", noop, note("no-op rebuild", noop, None,
-                                                                   f"{len(ran_tasks(noop.stdout))} tasks ran")))
+        rows.append(Row(what, [sample], "", note(check, sample=sample)))
+    noops = [measure(doit_cmd(), work, env) for _ in range(repeat)]
+    rows.append(Row("no-op rebuild with a project policy", noops, "",
+                    note(f"{len(ran_tasks(best_of(noops).stdout))} tasks ran", sample=best_of(noops))))
     return rows
 
 
@@ -356,6 +401,7 @@ ANALYSIS = "## Analysis"
 
 
 def main() -> int:
+    global PROFILE, REPEAT, FULL_REPEAT, REPEAT_BIG, FULL_REPEAT_BIG
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--sizes", default="1,100,1000,5000")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -364,8 +410,27 @@ def main() -> int:
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
                         help="a plugin file every measured build loads (repeatable), e.g. "
                              "examples/plugins/sloth.py: the targets with a plugin active")
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help="which measurements beside the full builds and their floors (comma-separated, "
+                             f"default all: {','.join(ROWS)}); e.g. --sizes 10000 --rows noop,edit,validate")
+    parser.add_argument("--big-rows", default="noop,edit,validate",
+                        help=f"the same for the sizes above {BIG} services (default noop,edit,validate: a single-"
+                             "process build, a catalog edit and policy edits of 10,000 services take minutes)")
+    parser.add_argument("--repeat", type=int, help="runs of each incremental figure (default 5, 3 above 1000 "
+                                                   "services)")
+    parser.add_argument("--full-repeat", type=int, help="full builds, each with its two floors (default 3, 2 above "
+                                                        "1000 services)")
+    parser.add_argument("--no-others", action="store_true", help="skip --help, track-budget and correlation")
     args = parser.parse_args()
-    global PROFILE
+    wanted = {row for row in args.rows.split(",") if row}
+    wanted_big = {row for row in args.big_rows.split(",") if row}
+    for option, rows_given in (("--rows", wanted), ("--big-rows", wanted_big)):
+        if rows_given - set(ROWS):
+            parser.error(f"{option}: unknown {', '.join(sorted(rows_given - set(ROWS)))} (known: {', '.join(ROWS)})")
+    if args.repeat:
+        REPEAT = REPEAT_BIG = args.repeat
+    if args.full_repeat:
+        FULL_REPEAT = FULL_REPEAT_BIG = args.full_repeat
     PROFILE = not args.no_profile
     PLUGINS[:] = [os.path.abspath(path) for path in args.plugin]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -375,35 +440,26 @@ def main() -> int:
     compileall.compile_dir(str(ROOT / "generators"), quiet=1)
     compileall.compile_dir(str(ROOT / "nthlayer"), quiet=1)
     load_before = os.getloadavg()[0]
-    rows = ["| N services | what | wall s | peak RSS MB | note |", "|---:|---|---:|---:|---|"]
+    rows = ["| N services | what | best s | median s | ratio (best / median) | peak RSS MB | runs | note |",
+            "|---:|---|---:|---:|---|---:|---:|---|"]
     for count in sizes:
-        for what, sample, note in bench_size(count):
-            rows.append(f"| {count} | {what} | {sample.seconds:.2f} | {sample.peak_rss_mb:.0f} | {note} |")
+        for row in bench_size(count, wanted_big if count > BIG else wanted):
+            rss = max(sample.peak_rss_mb for sample in row.samples)
+            rows.append(f"| {count} | {row.what} | {best_of(row.samples).seconds:.2f} | {median(row.samples):.2f} | "
+                        f"{row.ratio} | {rss:.0f} | {len(row.samples)} | {row.note} |")
             print(rows[-1], flush=True)
-    help_sample = min((measure([sys.executable, "-m", "nthlayer", "--help"], ROOT) for _ in range(5)),
-                      key=lambda s: s.seconds)
-    met = "met" if help_sample.seconds <= 0.15 else "MISSED"
-    rows.append(f"| – | nthlayer --help (best of 5) | {help_sample.seconds:.3f} | {help_sample.peak_rss_mb:.0f} | "
-                f"target ≤ 0.15 s: {met} |")
-    print(rows[-1])
-    for script in ("budget.py", "correlation.py"):
-        if script == "budget.py" and args.skip_prometheus:
-            continue
-        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--markdown-row"],
-                                capture_output=True, text=True, cwd=ROOT, timeout=3600)
-        out = result.stdout.strip().splitlines()
-        rows.append(out[-1] if result.returncode == 0 and out else
-                    f"| – | {script} | failed | | exit {result.returncode}: {result.stderr.strip()[-200:]} |")
-        print(rows[-1])
+        while LEFT:
+            shutil.rmtree(LEFT.pop(), ignore_errors=True)
+    others = ["| N | what | wall s | peak RSS MB | note |", "|---:|---|---:|---:|---|"]
+    if not args.no_others:
+        others += other_rows(args.skip_prometheus)
     lines = ["# Benchmarks", "",
              "Generated by `python benchmarks/run.py` (the text from “Analysis” on is kept between runs).", "",
              f"Machine: {machine()}. Load average {load_before:.2f} before the run, "
              f"{os.getloadavg()[0]:.2f} after (other work on the machine slows every figure).", "",
-             "Each figure is one whole process: wall time, and peak RSS of that process (GNU time's %M, "
-             "else `os.wait4` ru_maxrss). Specs are synthesized: N services over all tiers and types, 40 teams, half with an "
-             "upstream, 0–3 technologies each from realistic mixes. Targets apply at N = 1000.",
+             *EXPLAINED,
              *(["", "Plugins active: " + ", ".join(os.path.relpath(p, ROOT) for p in PLUGINS) + "."] if PLUGINS else []),
-             "", *rows]
+             "", *rows, *(["", *others] if len(others) > 2 else [])]
     if PROFILES:
         lines += ["", "### Profile: full build of 1000 services (cProfile, top functions by own time)", "",
                   "```", *PROFILES, "```"]
@@ -417,6 +473,44 @@ def main() -> int:
     output.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""), encoding="utf-8")
     print(f"wrote {output}")
     return 0
+
+
+EXPLAINED = [
+    "Each figure is one whole process: wall time, and peak RSS of that process (GNU time's %M, else "
+    "`os.wait4` ru_maxrss); best and median of the runs. Specs are synthesized (benchmarks/synth.py): N "
+    "services over all tiers and types, 40 teams, half with an upstream, 0–3 technologies each from realistic "
+    "mixes, a `datadog` block on every tenth and up to five composite SLOs over the first services: every "
+    "artifact kind in use.",
+    "",
+    "Each full build is followed, in the same minutes, by its two references (benchmarks/floors.py): "
+    "**doit's floor**, one task per spec that does nothing, under our build's doit settings (the "
+    "`nthlayer-json` dependency file, the shared MD5 checker, two forked workers with the prefetching runner, "
+    "our reporter): starting doit, loading N tasks, hashing N specs, dispatching, saving the dependency "
+    "file; and the **I/O floor**, the very out/ tree that build wrote (same paths and bytes) written from "
+    "memory into a fresh folder, folders made once, a temporary file and a rename per file (the timed "
+    "write alone). A full build's ratio is to their sum, run by run; a no-op's to doit's no-op floor.",
+]
+
+
+def other_rows(skip_prometheus: bool) -> list[str]:
+    """``nthlayer --help``, track-budget against a real Prometheus, correlation in DuckDB."""
+    rows = []
+    help_sample = min((measure([sys.executable, "-m", "nthlayer", "--help"], ROOT) for _ in range(5)),
+                      key=lambda s: s.seconds)
+    met = "met" if help_sample.seconds <= 0.15 else "MISSED"
+    rows.append(f"| – | nthlayer --help (best of 5) | {help_sample.seconds:.3f} | {help_sample.peak_rss_mb:.0f} | "
+                f"target ≤ 0.15 s: {met} |")
+    print(rows[-1])
+    for script in ("budget.py", "correlation.py"):
+        if script == "budget.py" and skip_prometheus:
+            continue
+        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--markdown-row"],
+                                capture_output=True, text=True, cwd=ROOT, timeout=3600)
+        out = result.stdout.strip().splitlines()
+        rows.append(out[-1] if result.returncode == 0 and out else
+                    f"| – | {script} | failed | | exit {result.returncode}: {result.stderr.strip()[-200:]} |")
+        print(rows[-1])
+    return rows
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Needs Debian's ``prometheus`` package (server and promtool); no pytest, no netwo
 """
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -44,10 +45,14 @@ class PrometheusServer:
             self.process.wait(timeout=10)
 
 
-def start_prometheus(data: Path, port: int | None = None) -> PrometheusServer:
-    """Serve the TSDB at ``data`` (no scrape jobs) on 127.0.0.1 and wait until /-/ready answers."""
+def start_prometheus(data: Path, port: int | None = None, rule_files: list[Path] | None = None,
+                     evaluation_interval: str = "1m") -> PrometheusServer:
+    """Serve the TSDB at ``data`` (no scrape jobs) on 127.0.0.1 and wait until /-/ready answers; with
+    ``rule_files``, Prometheus evaluates them every ``evaluation_interval`` from start-up."""
     config = data.parent / "prometheus.yml"
-    config.write_text("global:\n  evaluation_interval: 1m\n", encoding="utf-8")
+    rules = "".join(f"  - {json.dumps(str(path))}\n" for path in rule_files or [])
+    config.write_text(f"global:\n  evaluation_interval: {evaluation_interval}\n"
+                      + (f"rule_files:\n{rules}" if rules else ""), encoding="utf-8")
     port = port or free_port()
     log = open(data.parent / f"prometheus-{port}.log", "wb")
     process = subprocess.Popen(

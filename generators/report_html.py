@@ -18,6 +18,8 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from generators.report_cost import CostFigures, service_cost_section, team_cost_section
+
 ASSETS = Path(__file__).resolve().parent / "report_assets"
 UPLOT_VERSION = "1.6.32"
 # Okabe & Ito's colour-blind-safe palette; lines also differ by width and dash.
@@ -75,6 +77,7 @@ class ServiceReport:
     incidents: list[Incident] = field(default_factory=list)
     correlated: list[dict[str, Any]] = field(default_factory=list)  # the correlation report's summaries
     paging_problem: str | None = None  # why its pages reach nobody; None: routed to PagerDuty
+    cost: CostFigures | None = None  # the last 30 days' incidents, pages, budget spent, series (report_cost)
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,7 @@ def render_index(data: ReportData) -> bytes:
         "<h2>Status and deploy gate</h2>\n<table><thead><tr><th>service</th><th>tier</th><th>team</th>"
         "<th>worst SLO</th><th>budget left</th><th>status</th><th>gate</th><th>paging</th></tr></thead><tbody>"
         + "".join(rows) + "</tbody></table>\n"
+        + team_cost_section((s.team, s.cost) for s in data.services if s.cost is not None) + "\n"
         "<h2>Top correlated deploys</h2>\n" + _correlated_rows(correlated[:20]) + "\n"
         "<h2>Services without PagerDuty routing</h2>\n" + unrouted_html + "\n"
         "<h2>Budget history</h2>\n" + _legend() + "\n" + "\n".join(sections))
@@ -266,7 +270,8 @@ def render_service(service: ServiceReport, latest: int | None) -> bytes:
         "<h2>Error budgets</h2>\n<table><thead><tr><th>SLO</th><th>objective</th><th>window</th>"
         "<th>left (window)</th><th>1d</th><th>7d</th><th>28d</th><th>30d</th><th>status</th></tr></thead><tbody>"
         + "".join(status_rows) + "</tbody></table>\n" + _legend() + "\n" + "\n".join(chart_html) + "\n"
-        "<h2>Top correlated deploys</h2>\n" + _correlated_rows(service.correlated) + "\n"
+        + (service_cost_section(service.cost) + "\n" if service.cost is not None else "")
+        + "<h2>Top correlated deploys</h2>\n" + _correlated_rows(service.correlated) + "\n"
         "<h2>Deploys</h2>\n" + ("<table><thead><tr><th>deployed at</th><th>version</th><th>commit</th></tr></thead>"
                                 f"<tbody>{deploys}</tbody></table>" if deploys else '<p class="empty">None recorded.</p>')
         + "\n<h2>Incidents</h2>\n" + (

@@ -13,7 +13,7 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from generators.errors import SpecError, SpecErrors, excerpt, sort_key
 from generators.k8s_names import reserved_label
@@ -439,33 +439,47 @@ class ValidationResult(NamedTuple):
     files: int
 
 
+class Checked(NamedTuple):
+    """One file validated on its own: its summary, its spec when valid, and (with a catalog) the
+    warnings for alerts its dependency selectors silence."""
+
+    summary: FileSummary
+    spec: LoadedSpec | None
+    selector_warnings: tuple[SpecError, ...] = ()
+
+
+def check_file(path: str, catalog_dir: str | None = None) -> Checked:
+    """:func:`summarize` plus, with ``catalog_dir``, the selector warnings of a valid spec."""
+    summary, spec = summarize(path)
+    if spec is None or catalog_dir is None or not spec.service.technologies:
+        return Checked(summary, spec)
+    from generators.catalog_labels import spec_selector_warnings  # it reads the catalog, which imports us
+
+    return Checked(summary, spec, tuple(spec_selector_warnings(spec.located, spec.service, catalog_dir)))
+
+
 def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | None,
                    all_service_names: Iterable[str] | Mapping[str, str] | None = None,
-                   catalog_dir: str | None = None) -> ValidationResult:
+                   catalog_dir: str | None = None,
+                   check_all: Callable[[list[str]], list[Checked]] | None = None) -> ValidationResult:
     """Validate files individually, then against each other.
 
     ``all_service_names`` widens the set that ``upstream`` may name (e.g. when
     validating one file of a larger folder). With ``catalog_dir``, the warnings include the alerts
-    a dependency selector silences (generators.catalog_labels).
+    a dependency selector silences (generators.catalog_labels). ``check_all``: how the files are
+    checked one by one (default :func:`check_file` on each in turn; ``nthlayer validate`` splits
+    many files over processes), in the order given.
     """
     files = expand_paths(paths)
-    specs: list[LoadedSpec] = []
-    summaries: list[FileSummary] = []
-    for path in files:
-        summary, spec = summarize(path)
-        summaries.append(summary)
-        if spec is not None:
-            specs.append(spec)
+    checked = check_all(files) if check_all is not None else [check_file(path, catalog_dir) for path in files]
+    summaries = [item.summary for item in checked]
+    specs = [item.spec for item in checked if item.spec is not None]
     errors, warnings = cross_file_problems(summaries, known_technologies, all_service_names or ())
-    if catalog_dir is not None:
-        from generators.catalog_labels import spec_selector_warnings  # it reads the catalog, which imports us
-
-        for spec in specs:
-            warnings += spec_selector_warnings(spec.located, spec.service, catalog_dir)
+    warnings += [w for item in checked for w in item.selector_warnings]
     errors += [e for s in summaries for e in s.errors]
     warnings += [w for s in summaries for w in s.warnings]
     return ValidationResult(specs, sorted(set(errors), key=sort_key), sorted(set(warnings), key=sort_key), len(files))
 
 
 __all__ = ["enable_fast_validation", "LoadedSpec", "ValidationResult", "FileSummary", "load_spec", "validate_located", "summarize",
-           "cross_file_problems", "validate_specs", "expand_paths", "to_decimal"]
+           "cross_file_problems", "Checked", "check_file", "validate_specs", "expand_paths", "to_decimal"]

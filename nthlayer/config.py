@@ -24,6 +24,7 @@ CONFIG_ENV = "NTHLAYER_CONFIG"
 # The top-level tables and the feature that owns each (documented in docs/config.md).
 SECTIONS: dict[str, str] = {
     "build": "build settings: plugins (docs/plugins.md)",
+    "cost": "what an incident minute costs per tier, for nthlayer cost (docs/cost.md)",
     "credentials": "references to secrets, never secrets (docs/secrets.md)",
     "kubernetes": "defaults for Kubernetes manifests (docs/kubernetes.md)",
     "policy": "project Rego policies (docs/policies.md)",

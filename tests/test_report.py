@@ -124,6 +124,44 @@ def test_pages_list_unrouted_services_and_correlated_deploys(report_dir: Path) -
     assert "data up to 2024-05-01 12:00 UTC." in index
 
 
+COST_HEAD = ("<th>incidents</th><th>incident minutes</th><th>pages</th><th>budget minutes spent</th>"
+             "<th>budget minutes</th><th>NthLayer series</th>")
+
+
+@requires_prometheus
+def test_cost_sections(report_dir: Path) -> None:
+    # beta over the 30 days up to END: its one critical incident (30 minutes, a page); budget spent from the
+    # history's 30d figure at END: 97.22 % left of 0.5 % over 43200 minutes → 6.00 (tests/test_cost.py);
+    # tier 2: (0.5 % + 5 %) of 43200 budget minutes.
+    beta = (report_dir / "services" / "beta.html").read_text(encoding="utf-8")
+    section = beta.split('<h2 id="cost">Cost</h2>', 1)[1].split("<h2>", 1)[0]
+    assert (f'<table class="cost"><thead><tr>{COST_HEAD}</tr></thead><tbody><tr><td class="num">1</td>'
+            '<td class="num">30.00</td><td class="num">1</td><td class="num">6.00</td><td class="num">2376.00</td>'
+            '<td class="num">—</td></tr></tbody></table>') in section
+    assert "Series never measured (run nthlayer cost --prometheus URL)." in section
+    index = (report_dir / "index.html").read_text(encoding="utf-8")
+    teams = index.split('<h2 id="cost">Cost by team</h2>', 1)[1].split("<h2>", 1)[0]
+    assert re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td>", teams) == [
+        ("t-alpha", "1", "0"), ("t-beta", "1", "1"), ("t-delta", "1", "0"), ("t-epsilon", "1", "0"),
+        ("t-gamma", "1", "0"), ("t-silent", "1", "0")]
+
+
+@requires_prometheus
+def test_cost_section_shows_the_last_series_measurement(report_state: Path, fixture_specs: Path,  # noqa: F811
+                                                        prometheus: PrometheusServer, tmp_path: Path) -> None:  # noqa: F811
+    state = tmp_path / "nthlayer.duckdb"
+    shutil.copy(report_state, state)
+    # The fixture's Prometheus holds raw series only: no rule has recorded anything, and the report says 0.
+    code, _, err = _cli("cost", "--services", str(fixture_specs), "--prometheus", prometheus.url, "--at", str(END),
+                        "--state", str(state))
+    assert (code, err) == (0, "")
+    assert _cli("report", "--services", str(fixture_specs), "--out", str(tmp_path), "--state", str(state))[0] == 0
+    alpha = (tmp_path / "reports" / "services" / "alpha.html").read_text(encoding="utf-8")
+    section = alpha.split('<h2 id="cost">Cost</h2>', 1)[1].split("<h2>", 1)[0]
+    assert '<td class="num">0</td></tr></tbody></table>' in section
+    assert "Series measured 2024-05-01 12:00 UTC." in section
+
+
 def _png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     return struct.unpack(">II", data[16:24])
@@ -169,6 +207,16 @@ def test_the_report_in_chromium(report_dir: Path, tmp_path: Path) -> None:
                 assert min(chart["points"]) > 0, chart
             shot = browser.screenshot(tmp_path / f"{page.stem}.png")
             assert _png_size(shot) == (WIDTH, HEIGHT)
+        # The cost table, as a person sees it on beta's page: one row, its header above.
+        cost = browser.evaluate("""(() => { const t = document.querySelector('table.cost');
+            const r = t.getBoundingClientRect();
+            return {heading: document.getElementById('cost').innerText, width: r.width, height: r.height,
+                    head: [...t.querySelectorAll('th')].map(c => c.innerText),
+                    row: [...t.querySelectorAll('tbody td')].map(c => c.innerText)}; })()""")
+        assert cost["heading"] == "Cost" and cost["width"] > 300 and cost["height"] > 20
+        assert cost["head"] == ["incidents", "incident minutes", "pages", "budget minutes spent", "budget minutes",
+                                "NthLayer series"]
+        assert cost["row"] == ["1", "30.00", "1", "6.00", "2376.00", "—"]
         # beta's availability chart, as the data says: 72 hourly points ending at END, the deploy a day
         # before, the incident an hour before.
         lo, hi = END - (SPAN_HOURS - 1) * HOUR, END
@@ -258,6 +306,13 @@ def test_the_report_task_runs_when_the_state_changes(report_state: Path, fixture
     assert _doit(tmp_path) == ["report"]
     assert (tmp_path / "out" / "reports" / "services" / "beta.html").read_bytes() == page
     assert "1.00 %" in (tmp_path / "out" / "reports" / "services" / "alpha.html").read_text()
+    # A series measurement (nthlayer cost --prometheus) is on the cost section: the report again.
+    with connect(str(state)) as con:
+        from nthlayer.state.cost import record_series_counts
+
+        record_series_counts(con, point.at, {("alpha", "sloth_slo_info"): 2})
+    assert _doit(tmp_path) == ["report"]
+    assert "Series measured 2024-05-01 12:00 UTC." in (tmp_path / "out" / "reports" / "services" / "alpha.html").read_text()
     # A spec edit that keeps the services and their graph leaves the report alone; a new service does not.
     spec = tmp_path / "services" / "alpha.yaml"
     spec.write_text(spec.read_text().replace("team: t-alpha", "team: t-alpha-2"))

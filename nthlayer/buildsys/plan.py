@@ -134,7 +134,7 @@ def _code_fingerprint() -> str:
 _CATALOG: list[tuple[str, str | None]] = []
 
 
-def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...], dict[str, Any] | None]:
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...], str | None]:
     """A spec's summary and model (the build's SLO generators applied), where its dependency selectors
     are (for the selector warnings the parent adds: it holds the catalog files, which a worker would
     otherwise read again), the keys of the plugins that apply to it, and its policy input document (the
@@ -147,7 +147,8 @@ def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[s
     from generators.catalog_labels import SelectorMarks
     from nthlayer.buildsys.policies import input_document
 
-    document = input_document(spec.located, spec.service, *_CATALOG[0]) if _CATALOG else None
+    # As JSON text: it crosses the pool's pipe and waits in the parent for the policy run (a tenth of the dict).
+    document = json.dumps(input_document(spec.located, spec.service, *_CATALOG[0])) if _CATALOG else None
     try:
         applied, keys = apply_plugins(spec)
     except PluginError as exc:
@@ -213,7 +214,7 @@ def worker_count() -> int:
 
 
 def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary], None] | None = None
-                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...], dict[str, Any] | None]]:
+                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...], str | None]]:
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
     is called with each summary as it arrives, while the pool works on the rest."""
@@ -378,7 +379,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
                      policy_error)
 
 
-_DOCUMENTS: dict[str, dict[str, Any]] = {}  # policy input documents of the specs validated by this plan
+_DOCUMENTS: dict[str, str] = {}  # policy input documents (JSON text) of the specs validated by this plan
 
 
 _VERSIONS: dict[str, list[int] | None] = {}  # spec file → [size, mtime_ns] as this plan's validation saw it

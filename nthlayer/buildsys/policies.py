@@ -83,10 +83,14 @@ def input_document(located: Located, service: Service, catalog_dir: str, cache_d
 
 
 def verdicts(specs: list[tuple[Located, Service]], policies: PolicySet, catalog_dir: str,
-             cache_dir: str | None = None, jobs: int = 1) -> dict[str, list[SpecError]]:
-    """Each spec's findings as error lines (warnings for ``warn``), by file path; raises PolicyError."""
-    documents = [input_document(located, service, catalog_dir, cache_dir) for located, service in specs]
-    results = policies.evaluate_all(documents, jobs)
+             cache_dir: str | None = None, jobs: int = 1, documents: Mapping[str, dict[str, Any] | str] | None = None
+             ) -> dict[str, list[SpecError]]:
+    """Each spec's findings as error lines (warnings for ``warn``), by file path; raises PolicyError.
+    ``documents``: input documents already made (or their JSON text), by file path (the others are made here)."""
+    made = documents or {}
+    inputs = [made.get(located.path) or input_document(located, service, catalog_dir, cache_dir)
+              for located, service in specs]
+    results = policies.evaluate_all(inputs, jobs)
     return {located.path: sorted((finding.error(located, located.path) for finding in findings), key=sort_key)
             for (located, _), findings in zip(specs, results)}
 
@@ -157,7 +161,7 @@ class Judged(Protocol):
     verdict: str
 
 
-def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, Any]],
+def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, Any] | str],
                    stamp_of: Callable[[Judged], Any], catalog_dir: str, catalog_cache: str | None,
                    verdicts_path: str | None, jobs: int = 1, record: bool = True) -> str | None:
     """Add each spec's policy findings to its entry (denies to ``errors``, ``warn`` to ``warnings``) and set

@@ -55,9 +55,11 @@ def report_code() -> list[str]:
     """The code and assets the pages are made by: rebuilt when they change."""
     nthlayer = [str(NTHLAYER_DIR / name) for name in (
         "buildsys/report.py", "ops/report.py", "ops/gate.py", "ops/budget.py", "state/history.py",
-        "state/correlation.py", "state/events.py", "state/db.py", "state/schema.py", "buildsys/reports.py")]
+        "state/correlation.py", "state/events.py", "state/db.py", "state/schema.py", "buildsys/reports.py",
+        "ops/cost.py", "state/cost.py")]
     assets = sorted(str(path) for path in (GENERATORS_DIR / "report_assets").iterdir() if path.is_file())
-    return nthlayer + [str(GENERATORS_DIR / "report_html.py"), str(GENERATORS_DIR / "paging.py"), *assets]
+    return nthlayer + [str(GENERATORS_DIR / "report_html.py"), str(GENERATORS_DIR / "report_cost.py"),
+                       str(GENERATORS_DIR / "paging.py"), *assets]
 
 
 def report_inputs(plan: BuildPlan) -> str:

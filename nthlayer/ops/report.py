@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from generators.model import Service
 from generators.paging import escalation_source, uses_pagerduty
+from generators.report_cost import REPORT_COST_DAYS, CostFigures
 from generators.report_html import (Deploy, Gate, Incident, ReportData, ServiceReport, SLOHistory, report_files,
                                     report_pages)
 from nthlayer.buildsys.report import REPORT_DIR
@@ -86,6 +87,27 @@ def _budget(service: Service, slo_name: str, history: SLOHistory | None, objecti
                         None, consumed, remaining, percent, None, status_of(percent))
 
 
+def _costs(con: Any | None, services: list[Service], at: datetime) -> dict[str, CostFigures]:
+    """Each service's cost over the REPORT_COST_DAYS days up to ``at``, from state alone (nthlayer.ops.cost;
+    no money: the report does not read nthlayer.toml), with its last recorded series count."""
+    from nthlayer.ops.cost import service_costs
+    from nthlayer.state.cost import latest_series_counts
+
+    def cents(value: Decimal | None) -> Decimal | None:
+        return None if value is None else value.quantize(Decimal("0.01"))
+
+    measured = latest_series_counts(con, [s.name for s in services]) if con is not None else {}
+    result = {}
+    for cost in service_costs(con, services, at, REPORT_COST_DAYS, None):
+        f = cost.figures
+        when, counts = measured.get(cost.service, (None, {}))
+        result[cost.service] = CostFigures(
+            f.incidents, cents(f.incident_minutes), f.pages, cents(f.budget_minutes),  # type: ignore[arg-type]
+            cents(f.budget_spent_minutes), sum(counts.values()) if when is not None else None,
+            None if when is None else _epoch(when))
+    return result
+
+
 def report_data(con: Any | None, services: Iterable[Service], edges: list[tuple[str, str]]) -> ReportData:
     """Everything the pages show, from the state database (``con`` None: nothing recorded yet)."""
     from nthlayer.buildsys.reports import correlation_report
@@ -105,6 +127,7 @@ def report_data(con: Any | None, services: Iterable[Service], edges: list[tuple[
         correlated = correlation_report(con, edges)["top_correlated_deploys"]
     latest = max((t for t in (newest_history, newest_event) if t is not None), default=None)
     at = datetime.fromtimestamp(latest if latest is not None else 0, timezone.utc)
+    costs = _costs(con, ordered, at)
     reports = []
     for service in ordered:
         slos, budgets = [], []
@@ -119,7 +142,7 @@ def report_data(con: Any | None, services: Iterable[Service], edges: list[tuple[
             service.name, service.tier.number, service.tier.name, service.team,
             service.tier.gate_block_below_percent, slos, Gate(decision.result, decision.reasons, decision.warnings),
             deploys.get(service.name, []), incidents.get(service.name, []), correlated.get(service.name, []),
-            _paging_problem(service)))
+            _paging_problem(service), costs[service.name]))
     return ReportData(reports, latest)
 
 

@@ -10,8 +10,12 @@ from generators.catalog import default_catalog_dir, technology_files
 from generators.composite import (CompositeResult, composite_paths, is_composite_file, services_dir_of,
                                   validate_composites)
 from generators.errors import SpecError, SpecErrors, as_errors
-from generators.spec import LoadedSpec, expand_paths, load_spec, summarize, validate_specs
-from nthlayer.ops.policy import policy_problems
+from generators.policy import PolicySet
+from generators.spec import expand_paths, load_spec, summarize
+from nthlayer.buildsys.policies import project_policies
+from nthlayer.buildsys.project import build_setting
+from nthlayer.ops.validate_cache import CACHE_FILE, ValidateCache, cache_key
+from nthlayer.ops.validation import SpecServices, Validated, judge, validate_files, worker_count
 
 
 @dataclass
@@ -19,7 +23,7 @@ class Validation:
     """What was validated and what was found (the errors and warnings unsorted)."""
     files: list[str]  # service specs
     composites: list[str]  # composite SLO files
-    specs: list[LoadedSpec] = field(default_factory=list)  # the valid service specs
+    services: int = 0  # the valid service specs
     errors: list[SpecError] = field(default_factory=list)
     warnings: list[SpecError] = field(default_factory=list)
 
@@ -29,7 +33,8 @@ def validate_paths(paths: list[str], *, services_dir: str | None = None, catalog
     """Validate the specs and composites of ``paths`` (files or folders): against the catalog (default:
     the project's), the other specs of their folder (``services_dir``: of that folder), the project's
     policies; ``strict`` turns warnings into errors; ``output``: also the OpenSLO documents under it.
-    Nothing to validate is an empty :class:`Validation`; a broken policy or config raises."""
+    Specs whose bytes state/validate-cache.json knows are not checked again (docs/validate.md). Nothing to
+    validate is an empty :class:`Validation`; a broken policy or config raises."""
     given = expand_paths(paths)
     files = [f for f in given if not is_composite_file(f)]
     composites = [f for f in given if is_composite_file(f)]
@@ -37,13 +42,19 @@ def validate_paths(paths: list[str], *, services_dir: str | None = None, catalog
     if not files and not composites:
         return Validation(files, composites)
     catalog_dir = catalog or default_catalog_dir()
-    result = validate_specs(files, technology_files(catalog_dir), _known_services(services_dir, files), catalog_dir)
+    policies = project_policies()  # they judge every valid spec (docs/policies.md); their digest keys the cache
+    cache = _cache(catalog_dir, policies)
+    validated = validate_files(files, technology_files(catalog_dir), _known_services(services_dir, files),
+                               catalog_dir, cache)
+    result = validated.result
     errors: list[SpecError] = list(result.errors)
     warnings: list[SpecError] = list(result.warnings)
-    checked = _composite_problems(services_dir, composites, result.specs)
+    checked = _composite_problems(services_dir, composites, validated)
     errors += checked.errors
     warnings += checked.warnings
-    denies, findings = policy_problems(result.specs, catalog_dir, errors=result.errors)  # docs/policies.md
+    denies, findings = judge(validated, policies, catalog_dir, cache, worker_count())
+    if cache is not None:
+        cache.save()
     errors += denies
     warnings += findings
     if strict:
@@ -52,7 +63,16 @@ def validate_paths(paths: list[str], *, services_dir: str | None = None, catalog
         from generators.openslo_validate import validate_openslo_dir
 
         errors.extend(validate_openslo_dir(output))
-    return Validation(files, composites, list(result.specs), errors, warnings)
+    services = sum(1 for summary in validated.summaries.values() if summary.name is not None)
+    return Validation(files, composites, services, errors, warnings)
+
+
+def _cache(catalog_dir: str, policies: PolicySet) -> ValidateCache | None:
+    """The validation cache in the build's state folder, when that folder exists (docs/validate.md)."""
+    state = build_setting({}, "state", "NTHLAYER_STATE_DIR", "state")
+    if not os.path.isdir(state):
+        return None
+    return ValidateCache(os.path.join(state, CACHE_FILE), cache_key(catalog_dir, policies.digest()))
 
 
 def _known_services(services_dir: str | None, files: list[str]) -> dict[str, str]:
@@ -71,26 +91,34 @@ def _known_services(services_dir: str | None, files: list[str]) -> dict[str, str
     return names
 
 
-def _composite_problems(services_dir: str | None, composites: list[str], specs: list[Any]) -> CompositeResult:
+def _composite_problems(services_dir: str | None, composites: list[str], validated: Validated) -> CompositeResult:
     """The composites checked against the specs of their services folder (``--services-dir``, else the
-    folder above each one's ``composites`` folder): those just validated, the others loaded."""
+    folder above each one's ``composites`` folder): those just validated (loaded only where a composite
+    names them), the others checked now."""
     result = CompositeResult([], [], [])
-    validated = {os.path.abspath(spec.located.path): spec for spec in specs}
+    summaries = {os.path.abspath(path): summary for path, summary in validated.summaries.items()}
+    models = {os.path.abspath(spec.located.path): spec.service for spec in validated.result.specs}
     by_folder: dict[str, list[str]] = {}
     for path in composites:
         by_folder.setdefault(services_dir or services_dir_of(path), []).append(path)
     for folder, paths in sorted(by_folder.items()):
-        services: dict[str, Any] = {}
+        where: dict[str, str] = {}  # service name → its spec file (the first, as the build keeps it)
+        loaded: dict[str, Any] = {}
         invalid: dict[str, str] = {}
         for spec_path in expand_paths([folder]) if os.path.isdir(folder) else []:
-            spec: LoadedSpec | None = validated.get(os.path.abspath(spec_path))
-            if spec is None:
-                spec = summarize(spec_path)[1]
-            if spec is None:
+            key = os.path.abspath(spec_path)
+            summary = summaries.get(key)
+            if summary is None:
+                summary, spec = summarize(spec_path)
+                if spec is not None:
+                    models[key] = spec.service
+            if summary.name is None:
                 invalid[os.path.splitext(os.path.basename(spec_path))[0]] = spec_path
-            else:
-                services.setdefault(spec.service.name, spec.service)
-        found = validate_composites(paths, services, invalid)
+            elif summary.name.value not in where:
+                where[summary.name.value] = spec_path
+                if key in models:
+                    loaded[summary.name.value] = models[key]
+        found = validate_composites(paths, SpecServices(where, loaded), invalid)
         result.errors.extend(found.errors)
         result.warnings.extend(found.warnings)
     return result

@@ -88,11 +88,13 @@ def read_history(con: Any, services: Iterable[str] | None = None) -> list[Histor
 
 def history_fingerprint(path: str, lock_timeout: float | None = None) -> str:
     """A hash of the budget history, deploys and incidents (content, not file times): doit's ``uptodate``
-    for the reliability report. A missing database fingerprints as empty and is not created."""
+    for the reliability report, with the series counts that its cost sections show (nthlayer.state.cost).
+    A missing database fingerprints as empty and is not created."""
     from nthlayer.state.db import connect
+    from nthlayer.state.cost import series_digest
     from nthlayer.state.events import state_fingerprint
 
-    history = "history:0:0"
+    history, series = "history:0:0", "series:0:0"
     if os.path.exists(path):
         with connect(path, timeout=lock_timeout) as con:
             # bit_xor of per-row hashes: order-independent, changes when any row's content changes.
@@ -100,4 +102,5 @@ def history_fingerprint(path: str, lock_timeout: float | None = None) -> str:
                 "SELECT count(*), coalesce(bit_xor(hash(service, slo, evaluated_at, objective, window_days, "
                 f"{', '.join(f'remaining_{r}' for r in RANGE_NAMES)})), 0) FROM budget_history").fetchall()[0]
             history = f"history:{count}:{digest}"
-    return hashlib.sha256(f"{history}|{state_fingerprint(path, lock_timeout)}".encode()).hexdigest()
+            series = series_digest(con)
+    return hashlib.sha256(f"{history}|{state_fingerprint(path, lock_timeout)}|{series}".encode()).hexdigest()

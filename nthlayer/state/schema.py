@@ -153,4 +153,15 @@ MIGRATIONS: list[tuple[int, Migration]] = [
         CREATE INDEX IF NOT EXISTS rollbacks_service ON rollbacks (service);
         ALTER TABLE deploys ADD COLUMN IF NOT EXISTS rolled_back_by BIGINT;
     """),
+    # Series counts that `nthlayer cost --prometheus` measured (nthlayer.state.cost, docs/cost.md), for the
+    # report. Idempotent (IF NOT EXISTS), like migration 5, so a renumbering cannot break a database.
+    (6, """
+        CREATE TABLE IF NOT EXISTS series_counts (
+            measured_at TIMESTAMP NOT NULL,
+            service VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,
+            series BIGINT NOT NULL,
+            PRIMARY KEY (measured_at, service, metric)
+        );
+    """),
 ]

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record-incident": ("record_incident", "record an incident of a service"),
     "import-events": ("import_events", "bulk-import deploys and incidents from JSON/CSV files or PagerDuty"),
     "correlate-deploy": ("correlate_deploy", "score how likely a deploy caused the incidents after it"),
+    "cost": ("cost", "incident minutes, pages, budget minutes spent, money and NthLayer's series per service and team"),
     "report": ("report", "write the HTML reliability report (budget history, deploys, incidents, gate) to out/reports/"),
     "state": ("state", "back up or restore the state database (nthlayer state backup|restore DIR)"),
     "serve": ("serve", "serve the REST API (deploys, gate, budgets, services) over HTTP; docs/api.md"),

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         warn = f", {plural(len(warnings), 'warning')}" if warnings else ""
-        valid = plural(len(found.specs), 'service') + \
+        valid = plural(found.services, "service") + \
             (f", {plural(len(found.composites), 'composite')}" if found.composites else "")
         print(f"{plural(len(found.files) + len(found.composites), 'spec')} valid ({valid}{warn})")
     return 0
