@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 
 from generators import slo_rules, tech_alerts
 from generators.alertmanager import Routing, alertmanager_config, key_file_name
-from generators.k8s_names import MANAGED_BY, OWN_PREFIX, object_name, reserved_label
+from generators.k8s_names import MANAGED_BY, OWN_PREFIX, reserved_label
 from generators.model import Service
 
 PROMETHEUS_RULE_API = "monitoring.coreos.com/v1"
@@ -120,7 +120,10 @@ def object_labels(service: Service, defaults: KubernetesDefaults) -> dict[str, s
 
 def _metadata(service: Service, defaults: KubernetesDefaults, namespace: str | None) -> dict[str, Any]:
     return {
-        "name": object_name(service.name),
+        # A service's name is a DNS-1123 label (the spec's schema, whoever loads it: the build, the operator),
+        # so it names its objects as is. Cleaning it (k8s_names.object_name) would lowercase and hash the
+        # build's shape stand-in's placeholder name (generators/shapes.py), a text no substitution puts back.
+        "name": service.name,
         "namespace": namespace or namespace_of(service, defaults),
         "labels": object_labels(service, defaults),
     }

@@ -12,7 +12,8 @@ back. The result is byte-identical to generating the service directly, by constr
   reading an undeclared field makes the kind fall back to direct generation, and tests/test_shapes.py
   fails until the field is declared.
 * Placeholders all begin with :data:`PREFIX`; a spec whose own text holds it is generated directly, so
-  the substitution back meets only text the stand-in put there.
+  the substitution back meets only text the stand-in put there. A template in which a placeholder was
+  changed (lowercased or cleaned into another name) is not used: its shape is generated directly.
 * Real text must be inert: printable ASCII without quotes or backslashes, which neither YAML quoting
   nor PromQL string literals change, and only equality matchers (a regex value is checked by the PromQL
   parser). A kind may veto a stand-in whose output could depend on the real text in other ways
@@ -238,15 +239,23 @@ def _collect(node: Any, found: dict[tuple[str, bool], None]) -> None:
         found[(node, False)] = None
 
 
+def _transformed(rendered: dict[str, bytes]) -> bool:
+    """Whether a generator changed a placeholder (lowercased it, cleaned it into a name, hashed it with
+    it): the template then holds text that no substitution turns into the real service's."""
+    prefix, lowered = PREFIX.encode(), PREFIX.lower().encode()
+    return any(data.lower().count(lowered) != data.count(prefix) for data in rendered.values())
+
+
 def _template(documents: Documents, standin: Service, placeholders: tuple[str, ...],
               renderer: Renderer | None = None) -> _Template | None:
     files = documents(standin)
     if renderer is not None:
         # JSON writes every string the same way, whatever inert text it holds: no style to check.
-        return _Template(renderer(files, SOURCE, "."), [], placeholders)
+        rendered = renderer(files, SOURCE, ".")
+        return None if _transformed(rendered) else _Template(rendered, [], placeholders)
     rendered = render.render_files_direct(files, SOURCE, ".")
-    if rendered is None:
-        return None  # PyYAML would write a document: its choices are not checked here
+    if rendered is None or _transformed(rendered):  # None: PyYAML would write a document, its choices unchecked
+        return None
     found: dict[tuple[str, bool], None] = {}
     for docs, multi in files.values():
         for doc in docs if multi else [docs]:

@@ -134,6 +134,18 @@ def test_a_field_read_but_not_declared_falls_back_to_direct_generation() -> None
     assert shapes.stats["templated"] == 0 and shapes.stats["not_in_shape"] == 1
 
 
+def test_a_placeholder_changed_by_the_generator_falls_back_to_direct_generation() -> None:
+    def documents(service: Service) -> dict[str, tuple[Any, bool]]:
+        docs = openslo.openslo_documents(service)
+        docs["extra.yaml"] = ({"object": f"{service.name.upper().lower()}-x"}, False)  # read, then changed
+        return docs
+
+    service = EXAMPLES[0]
+    for twin in (service, renamed(service, "twin-one"), renamed(service, "twin-two")):
+        assert shaped(documents, openslo.READS, twin) == direct(documents, twin)
+    assert shapes.stats["templated"] == 0
+
+
 def test_unused_fields_refuse_every_use() -> None:
     unused = shapes.UNUSED
     for use in (lambda: bool(unused), lambda: list(unused), lambda: unused.type, lambda: unused == "api",
@@ -226,3 +238,26 @@ def test_any_dependency_names_and_selector_values_are_byte_identical(index: int,
         base = dataclasses.replace(base, technologies=(Technology("redis", "cache", (("cluster", "=", "c1"),), None),))
     for service in (base, renamed(base, name, team, instances=tuple(values)), renamed(base, name + "x", team)):
         assert shaped(ALERTS, tech_alerts.READS, service) == direct(ALERTS, service), (name, team, values)
+
+
+def _fresh_generate(kind: str, service: Service) -> dict[str, bytes]:
+    """``kind``'s files for ``service`` made directly (no template seen in this process yet)."""
+    shapes._seen.clear()
+    shapes._templates.clear()
+    return generate(kind, service, "out", CATALOG)
+
+
+@pytest.mark.parametrize("kind", ["openslo", "slo_rules", "alerts", "grafana", "kubernetes"])
+def test_every_kind_of_the_build_is_byte_identical_from_a_template(kind: str) -> None:
+    """Each kind's second service of a shape, made from the first one's template, as made directly. (The
+    Kubernetes objects' names are cleaned from the service name: the stand-in's uppercase placeholder came
+    out lowercased and hashed, a text no substitution puts back, and the template wrote it into every
+    further service's PrometheusRule and AlertmanagerConfig.)"""
+    for service in EXAMPLES:
+        twin = renamed(service, f"{service.name}-two")
+        expected = _fresh_generate(kind, twin)
+        shapes._seen.clear()
+        shapes._templates.clear()
+        generate(kind, service, "out", CATALOG)
+        generate(kind, service, "out", CATALOG)  # seen twice: its shape's template is made
+        assert generate(kind, twin, "out", CATALOG) == expected, (kind, service.name)

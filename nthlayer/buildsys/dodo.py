@@ -5,16 +5,22 @@ nthlayer.buildsys.kinds) and the generators package. One definition for both
 entry points: the checkout's top-level ``dodo.py`` (``doit``) takes its names from :func:`namespace`,
 and ``nthlayer build`` hands the same namespace to doit from an installed package, in any folder.
 Variables: ``doit services=DIR out=DIR catalog=DIR secrets_dir=DIR strict=1`` (or NTHLAYER_SERVICES /
-NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT).
+NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT); for a sharded build
+(nthlayer.buildsys.shards, docs/build.md) ``shard=K/N shard_by=name|team``, then ``assemble=N``
+(NTHLAYER_SHARD / NTHLAYER_SHARD_BY / NTHLAYER_ASSEMBLE).
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 from doit import get_var
+from doit.exceptions import InvalidDodoFile
 from doit.tools import config_changed
 
+from generators.catalog import default_catalog_dir
+from generators.errors import UserError
 from nthlayer.buildsys.backend import SharedMD5Checker
 from nthlayer.buildsys.composites import composite_names, composite_tasks, prune_composites
 from nthlayer.buildsys.correlation import correlation_action, correlation_code, correlation_targets
@@ -26,6 +32,8 @@ from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
 from nthlayer.buildsys.settled import settled_filter
+from nthlayer.buildsys.shards import (Shard, assemble_task, assembled_plan, fragment_task, in_shard, parse_count,
+                                      parse_shard, shard_errors_task)
 from nthlayer.buildsys.tasks import clean_targets, code_stamps, policies_task, prune_out, service_task, shared_task
 from nthlayer.integrations.secrets import secrets_dir
 
@@ -36,7 +44,8 @@ def namespace() -> dict[str, Any]:
     Called when doit loads its tasks (after it has read ``name=value`` arguments), so each load plans
     from the spec files as they are then.
     """
-    given = {name: value for name in ("services", "out", "state", "secrets_dir", "strict")
+    given = {name: value for name in ("services", "out", "state", "secrets_dir", "strict", "shard", "shard_by",
+                                      "assemble")
              if (value := get_var(name, None)) is not None}
     services = build_setting(given, "services", "NTHLAYER_SERVICES", "services")
     out = build_setting(given, "out", "NTHLAYER_OUT", "out")
@@ -46,6 +55,8 @@ def namespace() -> dict[str, Any]:
     secrets = secrets_dir(given.get("secrets_dir"))  # the variable, else $NTHLAYER_SECRETS_DIR, else state/secrets
     # strict=1 (or NTHLAYER_STRICT=1, nthlayer build --strict): every spec warning is an error, its service not built.
     strict = is_on(build_setting(given, "strict", "NTHLAYER_STRICT"))
+    with dodo_errors():
+        shard, shards = sharding(given)  # shard=K/N: that shard's services and its fragment; assemble=N: the rest
     os.makedirs(state, mode=0o700, exist_ok=True)  # it will hold the state database (docs/state.md: 0700)
     remove_leftovers([out, state])  # what a killed build left: hidden staging folders and temp files
 
@@ -70,8 +81,17 @@ def namespace() -> dict[str, Any]:
     # The plugins (nthlayer build --plugin / $NTHLAYER_PLUGINS, nthlayer.toml's [build] plugins, installed
     # entry points), loaded here, in the main process, before the plan and doit's workers fork: they inherit them.
     activate_plugins(state)
-    plan = make_plan(services, out, get_var("catalog", None), index_path=os.path.join(state, "spec-index.json"),
-                     strict=strict)
+    if shards is not None:  # the plan of every spec, from the shards' fragments: no spec validated again
+        with dodo_errors():
+            plan = assembled_plan(services, out, get_var("catalog", None) or default_catalog_dir(), shards, secrets,
+                                  strict, os.path.join(state, "catalog"))
+    else:
+        plan = make_plan(services, out, get_var("catalog", None),
+                         index_path=os.path.join(state, "spec-index.json"), strict=strict,
+                         judge=None if shard is None else shard.holds)  # a shard judges its own specs
+    full = plan  # every spec: the prune keeps every service's folder, the fragment reads its shard's share
+    if shard is not None:
+        plan = in_shard(full, shard)
     def task_correlate() -> dict[str, Any]:
         """Deploy/incident correlation reports from the DuckDB state, rebuilt only when that data changed."""
         from nthlayer.buildsys.correlation import state_unchanged
@@ -107,8 +127,8 @@ def namespace() -> dict[str, Any]:
     def task_prune() -> dict[str, Any]:
         """Remove out/<service>/ of services whose spec was deleted (and out/composites/<name>/ of
         composites whose file was)."""
-        keep = sorted(plan.protected_dirs())
-        composites = sorted({name for name in composite_names(plan).values() if name is not None})
+        keep = sorted(full.protected_dirs())  # a shard's build may share out/ with the other shards'
+        composites = sorted({name for name in composite_names(full).values() if name is not None})
         return {
             "actions": [(prune_out, [out, keep]), (prune_composites, [out, composites])],
             "uptodate": [config_changed({"keep": keep, "composites": composites})],
@@ -150,10 +170,56 @@ def namespace() -> dict[str, Any]:
         """The project's Rego policies (docs/policies.md): fails while one cannot be used."""
         return policies_task(plan)
 
-    return {"DOIT_CONFIG": config, **shared,
-            "task_composite": task_composite, "task_correlate": task_correlate,
-            "task_report": task_report, "task_prune": task_prune,
-            "task_policies": task_policies, "task_service": task_service}
+    creators = {**shared, "task_composite": task_composite, "task_correlate": task_correlate,
+                "task_report": task_report, "task_prune": task_prune,
+                "task_policies": task_policies, "task_service": task_service}
+    if shard is not None:  # the services of one shard and its fragment; the shared files are the assembly's
+        def task_fragment() -> dict[str, Any]:
+            """What the shared files need from this shard's specs (out/.shards/), for ``assemble=N``."""
+            return fragment_task(full, shard, secrets)
+
+        creators = {name: creators[name] for name in ("task_prune", "task_policies", "task_service")}
+        creators["task_fragment"] = task_fragment
+        config["default_tasks"] = ["prune", "policies", "service", "fragment"]
+    elif shards is not None:  # the shared files from the fragments; no service task
+        shared_names = [*(kind.name for kind in SHARED_KINDS), "composite", "correlate", "report", "prune"]
+
+        def task_shard_errors() -> dict[str, Any]:
+            """Fails with the error lines of the specs broken in their shard (their stage failed too)."""
+            return shard_errors_task(plan)
+
+        def task_assemble() -> dict[str, Any]:
+            """Removes the fragments (out/.shards/) once every other task of the assembly succeeded."""
+            return assemble_task(plan, [*shared_names, "shard-errors"])
+
+        creators = {name: creator for name, creator in creators.items()
+                    if name not in ("task_service", "task_policies")}
+        creators.update({"task_shard-errors": task_shard_errors, "task_assemble": task_assemble})
+        config["default_tasks"] = [*shared_names, "shard-errors", "assemble"]
+    return {"DOIT_CONFIG": config, **creators}
+
+
+def sharding(given: dict[str, str]) -> tuple[Shard | None, int | None]:
+    """``shard=K/N`` (and ``shard_by``) and ``assemble=N`` as given (or NTHLAYER_SHARD, NTHLAYER_SHARD_BY,
+    NTHLAYER_ASSEMBLE); a UserError for a bad value."""
+    text = build_setting(given, "shard", "NTHLAYER_SHARD")
+    by = build_setting(given, "shard_by", "NTHLAYER_SHARD_BY")
+    count = build_setting(given, "assemble", "NTHLAYER_ASSEMBLE")
+    if text and count:
+        raise UserError(f"shard={text} and assemble={count}: a run builds one shard or assembles them, not both")
+    if by and not text:
+        raise UserError(f"shard_by={by} without shard=K/N")
+    return (parse_shard(text, by) if text else None), (parse_count(count) if count else None)
+
+
+@contextmanager
+def dodo_errors() -> Iterator[None]:
+    """A UserError while the tasks are made (a bad shard value, a missing fragment) is doit's "invalid dodo
+    file" error: one ``ERROR: nthlayer: …`` line and exit 3 (``nthlayer build``: a usage error), no traceback."""
+    try:
+        yield
+    except UserError as exc:
+        raise InvalidDodoFile(f"nthlayer: {exc}") from None
 
 
 def doit_exit_code(code: int | None) -> int:

@@ -332,11 +332,14 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
 
 
 def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
-              index_path: str | None = None, strict: bool = False, record: bool = True) -> BuildPlan:
+              index_path: str | None = None, strict: bool = False, record: bool = True,
+              judge: Callable[[SpecEntry], bool] | None = None) -> BuildPlan:
     """The build plan of ``services_dir``: every spec validated (reusing state/spec-index.json for
     unchanged files). ``index_path``: the spec index to reuse and, with ``record``, to update along with
     state/'s validator and catalog caches; without ``record`` nothing is written (``nthlayer build --check``).
     ``strict`` (``--strict``) promotes every warning to an error: that spec's service is not built.
+    ``judge``: the specs the policies are evaluated on (default all; a shard's build: its own, the others'
+    verdicts are their shards' business).
     """
     catalog_dir = catalog_dir or default_catalog_dir()
     state_dir = (os.path.dirname(index_path) or ".") if index_path and record else None
@@ -359,7 +362,8 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
         entries[warning.path].warnings.append(warning)
     from nthlayer.buildsys.policies import VERDICTS_FILE, apply_policies
 
-    policy_error = apply_policies(entries.values(), _DOCUMENTS, _verdict_stamp, catalog_dir,
+    judged = [entry for entry in entries.values() if judge is None or judge(entry)]
+    policy_error = apply_policies(judged, _DOCUMENTS, _verdict_stamp, catalog_dir,
                                   os.path.join(state_dir, "catalog") if state_dir else None,
                                   os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
                                   worker_count(), record)

@@ -10,7 +10,10 @@ import argparse
 import os
 import sys
 
+from generators.errors import UserError
 from nthlayer.buildsys.project import build_setting, is_on, require_services_dir
+from nthlayer.buildsys.shards import SHARD_BY
+from nthlayer.cli.argparsing import UsageError
 from nthlayer.ops.build import check_build, run_build
 
 DOIT_COMMANDS = {"run", "list", "clean", "info", "forget", "ignore", "dumpdb", "strace", "reset-dep",
@@ -25,6 +28,9 @@ examples:
   nthlayer build clean                  remove the outputs
   nthlayer build -- -n 0                doit options go after '--' (here: one process)
   nthlayer build --services services --out out
+  nthlayer build --shard 1/2            shard 1 of 2: its services and its fragment out/.shards/shard-1-of-2.json
+  nthlayer build --shard 2/2            shard 2 of 2 (in CI: another runner; each uploads its out/)
+  nthlayer build --assemble 2           the shared files from both fragments, in one out/ (docs/build.md)
 """
 
 
@@ -45,6 +51,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "plugins and installed ones; env NTHLAYER_PLUGINS; docs/plugins.md)")
     parser.add_argument("--strict", action="store_true",
                         help="treat every spec warning as an error: that service is not built (env NTHLAYER_STRICT=1)")
+    parser.add_argument("--shard", metavar="K/N", default=None,
+                        help="build only shard K of N (services by a stable hash of their name) and write its "
+                             "fragment out/.shards/shard-K-of-N.json instead of the shared files (env NTHLAYER_SHARD)")
+    parser.add_argument("--shard-by", choices=SHARD_BY, default=None,
+                        help="what places a service in a shard: its name (default) or its team")
+    parser.add_argument("--assemble", metavar="N", default=None,
+                        help="write the shared files (Alertmanager, overview, kustomization, composites, reports) "
+                             "from the fragments of N shards in out/.shards/, then remove them (env NTHLAYER_ASSEMBLE)")
     parser.add_argument("doit_args", nargs=argparse.REMAINDER, metavar="DOIT ARGS",
                         help="a doit command and its arguments (list, clean, info TASK, a task name such as "
                              "service:NAME), or doit options after '--'")
@@ -59,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["NTHLAYER_SECRETS_DIR"] = args.secrets_dir
     if args.strict:
         os.environ["NTHLAYER_STRICT"] = "1"
+    _sharding(args)
     if args.plugin:  # the build (and its --check) reads them from there, as it reads its other settings
         os.environ["NTHLAYER_PLUGINS"] = os.pathsep.join(args.plugin)
     rest = list(args.doit_args)
@@ -74,6 +89,26 @@ def run(args: argparse.Namespace) -> int:
                       is_on(build_setting(given, "strict", "NTHLAYER_STRICT")))
     command, options = (rest[:1], rest[1:]) if rest and rest[0] in DOIT_COMMANDS else (["run"], rest)
     return run_build(command, options, services)
+
+
+def _sharding(args: argparse.Namespace) -> None:
+    """--shard/--shard-by/--assemble, checked here (a usage error) and handed to the build as its variables."""
+    from nthlayer.buildsys.shards import parse_count, parse_shard
+
+    try:
+        if args.shard is not None and args.assemble is not None:
+            raise UserError("--shard and --assemble: a run builds one shard or assembles them, not both")
+        if args.shard_by is not None and args.shard is None:
+            raise UserError("--shard-by needs --shard K/N")
+        if args.check and (args.shard is not None or args.assemble is not None):
+            raise UserError("--check judges a whole out/: run it after the assembly, without --shard/--assemble")
+        if args.shard is not None:
+            os.environ["NTHLAYER_SHARD"] = str(parse_shard(args.shard, args.shard_by or "name", "--shard "))
+            os.environ["NTHLAYER_SHARD_BY"] = args.shard_by or "name"
+        if args.assemble is not None:
+            os.environ["NTHLAYER_ASSEMBLE"] = str(parse_count(args.assemble, "--assemble "))
+    except UserError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check(services: str, out: str, state: str, catalog: str | None, secrets_dir: str | None, strict: bool) -> int:
