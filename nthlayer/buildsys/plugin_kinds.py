@@ -110,10 +110,21 @@ def format_kind(plugin: LoadedPlugin) -> str:
 
 
 def format_kinds(keys: Iterable[str]) -> list[str]:
-    """The output-format kinds among the plugins ``keys`` of a spec, in load order."""
-    by_key = active().by_key
-    chosen = set(keys)
-    return [format_kind(p) for p in active().plugins.output_formats if p.key in chosen and p.key in by_key]
+    """The output-format kinds among the plugins ``keys`` of a spec, in load order (worked out once per
+    set of keys while the same plugins are active: a build asks for every spec, a plugin's key is a hash)."""
+    build = active()
+    if _FORMAT_KINDS[0] is not build:
+        _FORMAT_KINDS[:] = [build, {}]
+    known: dict[tuple[str, ...], list[str]] = _FORMAT_KINDS[1]
+    chosen = tuple(keys)
+    if chosen not in known:
+        by_key = build.by_key
+        wanted = set(chosen)
+        known[chosen] = [format_kind(p) for p in build.plugins.output_formats if p.key in wanted and p.key in by_key]
+    return list(known[chosen])
+
+
+_FORMAT_KINDS: list[Any] = [None, {}]  # the active plugins they were worked out for, and keys → kinds
 
 
 def stale_plugin_kinds(changed: set[str], keys: Iterable[str]) -> set[str]:
