@@ -26,11 +26,15 @@ back. The result is byte-identical to generating the service directly, by constr
 * A shape is templated when it is seen the second time, so services of one-off shapes cost nothing
   extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process. A kind with its own
   renderer (JSON: no style checks, so a template costs one generation) is templated when first seen.
+* Within :func:`preparing`, shapes are only counted and templated, no file is made: a first build's
+  parent does it while its pool validates the specs, so the workers doit forks inherit the templates
+  instead of each making them all again (docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, NamedTuple
 
 from generators import render
@@ -111,6 +115,7 @@ class _Check(NamedTuple):
 
 
 _NEW, _UNUSABLE = object(), object()
+_PREPARING: list[bool] = []  # non-empty inside preparing()
 _seen: dict[bytes, Any] = {}  # shape key digest → its _Template, None (seen once) or _UNUSABLE
 _templates: dict[str, int] = {}
 stats = {"direct": 0, "templated": 0, "not_in_shape": 0}
@@ -334,6 +339,8 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
             if template is not None:
                 template.key = key
             _seen[digest] = template or _UNUSABLE
+        if _PREPARING:
+            return {}
         subs = shape[2]
         if isinstance(template, _Template) and template.key == key:
             inert = all(render.INERT.match(real) for _, real in subs)
@@ -346,8 +353,26 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
                         data = data.replace(*encoded[index])
                     result[out_dir + path[1:]] = data
                 return result
+    if _PREPARING:
+        return {}
     stats["direct"] += 1
     return (renderer or render.render_files)(documents(service), service.source, out_dir)
 
 
-__all__ = ["shaped_files", "UNUSED", "NAME", "TEAM", "SOURCE", "MAX_SHAPES", "stats"]
+def templates_made() -> int:
+    """How many templates this process has made (or tried to), all kinds."""
+    return sum(_templates.values())
+
+
+@contextmanager
+def preparing() -> Any:
+    """Within it, :func:`shaped_files` makes no file (it returns ``{}``): it only counts the service's shape
+    as seen and makes the shape's template when due, as a build of the service would."""
+    _PREPARING.append(True)
+    try:
+        yield
+    finally:
+        _PREPARING.pop()
+
+
+__all__ = ["shaped_files", "preparing", "templates_made", "UNUSED", "NAME", "TEAM", "SOURCE", "MAX_SHAPES", "stats"]

@@ -269,6 +269,37 @@ def test_a_build_of_repeated_shapes_writes_what_direct_generation_writes(tmp_pat
             assert Path(file).read_bytes() == data, file
 
 
+def test_a_first_build_of_many_specs_writes_every_kind_as_direct_generation_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Enough specs for the plan's pool (nthlayer.buildsys.plan.PARALLEL_MIN_FILES), so the parent makes the
+    shape templates while the pool validates and doit's workers inherit them: every file of every kind of
+    every service equals that service's files generated directly, with no template at all."""
+    from generators import shapes
+    from nthlayer.buildsys import plan as build
+    from nthlayer.buildsys.tasks import all_kinds, service_files
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from synth import synthesize
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    names = synthesize(tmp_path, build.PARALLEL_MIN_FILES + 10, extras=True)
+    result = _doit(tmp_path)
+    assert result.returncode == 0, result.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shapes, "MAX_SHAPES", 0)  # every file made directly
+    shapes._seen.clear()
+    shapes._templates.clear()
+    plan = build.make_plan("services", "out", str(ROOT / "rules_catalog"))
+    assert [entry.name for entry in plan.valid] == names
+    for entry in plan.valid:
+        expected = service_files(build.load_service(entry.path), plan, all_kinds(entry.plugins))
+        assert len(expected) >= 8
+        for file, data in expected.items():
+            assert Path(file).read_bytes() == data, file
+    assert shapes.stats["templated"] == 0
+
+
 def test_dependency_db_is_rewritten_only_when_an_entry_changes(tmp_path: Path) -> None:
     from doit.dependency import JSONCodec
 

@@ -261,3 +261,28 @@ def test_every_kind_of_the_build_is_byte_identical_from_a_template(kind: str) ->
         generate(kind, service, "out", CATALOG)
         generate(kind, service, "out", CATALOG)  # seen twice: its shape's template is made
         assert generate(kind, twin, "out", CATALOG) == expected, (kind, service.name)
+
+
+def test_preparing_makes_no_file_and_leaves_templates_the_build_uses() -> None:
+    """Inside shapes.preparing (a first build's parent, nthlayer.buildsys.kinds.prepare_shapes) a shaped
+    kind makes no file: the shape is counted and its template made when due, and the next service of that
+    shape outside is made from the template, byte for byte as directly."""
+    from nthlayer.buildsys.kinds import SERVICE_KINDS, prepare_shapes
+
+    shaped = [kind.name for kind in SERVICE_KINDS if kind.shaped]
+    assert set(shaped) == {"openslo", "slo_rules", "alerts", "grafana", "kubernetes"}
+    service = next(s for s in EXAMPLES if s.technologies)
+    twin = renamed(service, f"{service.name}-two")
+    expected = {kind: _fresh_generate(kind, twin) for kind in shaped}
+    shapes._seen.clear()
+    shapes._templates.clear()
+    with shapes.preparing():
+        assert all(generate(kind, service, "out", CATALOG) == {} for kind in shaped)
+    assert shapes.templates_made() == 1  # the JSON dashboards at first sight; the YAML kinds at the second
+    assert prepare_shapes(service, CATALOG) == len(shaped) - 1
+    assert prepare_shapes(service, CATALOG) == 0
+    before = dict(shapes.stats)
+    for kind in shaped:
+        assert generate(kind, twin, "out", CATALOG) == expected[kind], kind
+    assert shapes.stats["templated"] - before["templated"] == len(shaped)
+    assert shapes.stats["direct"] == before["direct"]

@@ -19,7 +19,9 @@ each service's doit task. One entry says everything the build needs:
 - ``optional``: it writes its files only for the services whose spec turns it on (the spec summary's
   ``extras``, generators.spec.extra_kinds: datadog.json for a spec with a ``datadog:`` block), nothing else;
 - ``config``: the tables of nthlayer.toml its output depends on; their content is part of its code stamp, so
-  editing one regenerates this kind only, for every service.
+  editing one regenerates this kind only, for every service;
+- ``shaped``: it generates through generators.shapes (one template per shape, names substituted), so a
+  first build's parent can make its templates before doit forks the workers (:func:`prepare_shapes`).
 
 Adding a kind is adding one entry to :data:`SERVICE_KINDS` (and its code to generators/): the service tasks,
 the stale-kind detection, ``nthlayer build --check``, ``doit clean`` and the no-op fast path follow.
@@ -76,6 +78,7 @@ class ServiceKind:
     # files regenerates them, like an edit of the kind's code).
     packages: tuple[str, ...] = ()
     config: tuple[str, ...] = ()  # nthlayer.toml tables it reads (in its stamp)
+    shaped: bool = False  # generated through generators.shapes.shaped_files
 
 
 @dataclass(frozen=True)
@@ -171,24 +174,24 @@ _SLO_RULE_FILES = ("prometheus/slo.rules.yaml", "prometheus/slo-rules.test.yaml"
 
 SERVICE_KINDS: tuple[ServiceKind, ...] = (
     ServiceKind("openslo", ("openslo.py", "shapes.py", "slo_rules.py", "sli_queries.py"),
-                ("openslo.yaml",), _openslo,
+                ("openslo.yaml",), _openslo, shaped=True,
                 former=("openslo",)),  # a file per SLO in openslo/ before issue 22
     ServiceKind("slo_rules", ("slo_rules.py", "slo_tests.py", "slo_test_inputs.py", "sli_queries.py", "shapes.py"),
-                _SLO_RULE_FILES, _slo_rules,
+                _SLO_RULE_FILES, _slo_rules, shaped=True,
                 # no SLO rules or tests without SLOs; the scrape config always
                 files_for_slos=lambda slos: _SLO_RULE_FILES if slos else ("prometheus/scrape.yaml",)),
     ServiceKind("alerts",
                 ("tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json", "shapes.py"),
-                ("prometheus/alerts.rules.yaml",), _alerts, reads_catalog=True),
+                ("prometheus/alerts.rules.yaml",), _alerts, reads_catalog=True, shaped=True),
     ServiceKind("pagerduty", ("pagerduty.py",), ("pagerduty.json",), _pagerduty),
     # Grafana dashboards (docs/dashboards.md): a row per SLO and per technology dependency (catalog signals).
     ServiceKind("grafana", ("grafana.py", "grafana_signals.py", "grafana_check.py", "tech_alerts.py", "catalog.py",
                             "slo_rules.py", "sli_queries.py", "shapes.py", "schemas/catalog.schema.json"),
-                ("grafana/dashboard.json",), _grafana, reads_catalog=True, packages=("grafana-foundation-sdk",)),
+                ("grafana/dashboard.json",), _grafana, reads_catalog=True, shaped=True, packages=("grafana-foundation-sdk",)),
     ServiceKind("kubernetes", ("kubernetes.py", "k8s_names.py", "alertmanager.py", "slo_rules.py", "sli_queries.py",
                                "tech_alerts.py", "promql_scope.py", "catalog.py", "schemas/catalog.schema.json",
                                "shapes.py"),
-                ("k8s.yaml",), _kubernetes, reads_catalog=True, config=("kubernetes",),
+                ("k8s.yaml",), _kubernetes, reads_catalog=True, shaped=True, config=("kubernetes",),
                 former=("k8s",)),  # k8s/{prometheusrule,alertmanagerconfig,kustomization}.yaml before issue 22
     ServiceKind("datadog", ("datadog.py", "slo_rules.py"), ("datadog.json",), _datadog, optional=True),
 )
@@ -218,6 +221,22 @@ def generate(kind: str, service: Service, out_dir: str, catalog_dir: str,
              catalog_cache: str | None = None) -> dict[str, bytes]:
     """The files of one kind for one service: {path under out_dir/<service>: bytes}."""
     return KINDS[kind].generate(service, GenerateContext(out_dir, catalog_dir, catalog_cache))
+
+
+def prepare_shapes(service: Service, catalog_dir: str, catalog_cache: str | None = None) -> int:
+    """Count ``service``'s shape of each shaped kind as seen and make the templates that are due, writing
+    nothing (generators.shapes.preparing); how many templates that made. A first build's parent does it
+    as its pool validates the specs; the workers doit forks then inherit the templates instead of each
+    making them all."""
+    from generators.shapes import preparing, templates_made
+
+    context = GenerateContext("", catalog_dir, catalog_cache)
+    before = templates_made()
+    with preparing():
+        for kind in SERVICE_KINDS:
+            if kind.shaped:
+                kind.generate(service, context)
+    return templates_made() - before
 
 
 def import_generators() -> None:
