@@ -37,7 +37,7 @@ _PACKAGE = re.compile(r"^[ \t]*package[ \t]+([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)[ \
 _ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 # What a verdict depends on besides the policy files and the input document's data: this evaluator, the
 # code that builds the input document, and the Rego engine.
-_CODE = ("policy.py", "policy_input.py", "model.py", "tiers.py", "paging.py")
+_CODE = ("policy.py", "policy_engine.py", "policy_input.py", "model.py", "tiers.py", "paging.py")
 
 
 class PolicyError(UserError):
