@@ -82,9 +82,19 @@ class _Template:
 
     def __init__(self, files: dict[str, bytes], checks: list[_Check], placeholders: tuple[str, ...]) -> None:
         self.key: tuple[Any, ...] = ()  # the full shape key (shapes are remembered by digest)
-        # Each file with the placeholders it holds (by index), so substitution skips the others.
-        self.files = [(path, data, tuple(index for index, placeholder in enumerate(placeholders)
-                                         if placeholder.encode() in data)) for path, data in files.items()]
+        # Each file as a %-format of its placeholders (by index) when it holds any, so that substituting
+        # is one pass in C (``data % values``) instead of one bytes.replace per placeholder: a tenth of a
+        # build's CPU went to those passes over the largest files. Placeholders never overlap (all begin
+        # with PREFIX, none is the start of another) and real text never holds PREFIX, so one pass is
+        # the same as replacing them one after another.
+        self.files = []
+        for path, data in files.items():
+            held = tuple(index for index, placeholder in enumerate(placeholders) if placeholder.encode() in data)
+            if held:
+                data = data.replace(b"%", b"%%")
+                for index in held:
+                    data = data.replace(placeholders[index].encode(), b"%%(%d)s" % index)
+            self.files.append((path, data, held))
         self.checks = [check for check in checks if not check.settled]
         # The settled checks pass at once while each stays within render.MAX_SCALAR characters: true of all
         # when the longest of them, its placeholders all replaced by the longest real text, would.
@@ -346,13 +356,8 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
             inert = all(render.INERT.match(real) for _, real in subs)
             if _same_style(template.checks_for(subs, inert), subs, inert):
                 stats["templated"] += 1
-                encoded = [(placeholder.encode(), real.encode("utf-8")) for placeholder, real in subs]
-                result = {}
-                for path, data, held in template.files:
-                    for index in held:
-                        data = data.replace(*encoded[index])
-                    result[out_dir + path[1:]] = data
-                return result
+                values = {b"%d" % index: real.encode("utf-8") for index, (_, real) in enumerate(subs)}
+                return {out_dir + path[1:]: data % values if held else data for path, data, held in template.files}
     if _PREPARING:
         return {}
     stats["direct"] += 1
