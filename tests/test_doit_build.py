@@ -290,6 +290,7 @@ def test_a_first_build_of_many_specs_writes_every_kind_as_direct_generation_does
     monkeypatch.setattr(shapes, "MAX_SHAPES", 0)  # every file made directly
     shapes._seen.clear()
     shapes._templates.clear()
+    templated = shapes.stats["templated"]
     plan = build.make_plan("services", "out", str(ROOT / "rules_catalog"))
     assert [entry.name for entry in plan.valid] == names
     for entry in plan.valid:
@@ -297,7 +298,7 @@ def test_a_first_build_of_many_specs_writes_every_kind_as_direct_generation_does
         assert len(expected) >= 8
         for file, data in expected.items():
             assert Path(file).read_bytes() == data, file
-    assert shapes.stats["templated"] == 0
+    assert shapes.stats["templated"] == templated
 
 
 def test_dependency_db_is_rewritten_only_when_an_entry_changes(tmp_path: Path) -> None:
