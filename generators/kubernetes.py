@@ -70,6 +70,8 @@ def settings_schema() -> dict[str, Any]:
 def defaults_from_table(table: Mapping[str, Any]) -> tuple[KubernetesDefaults, list[tuple[str, str]]]:
     """The defaults a ``[kubernetes]`` table sets, and its problems as (JSON pointer, message) pairs
     under ``/kubernetes`` (nthlayer.config locates them in the file)."""
+    if not table:  # no table, or an empty one: nothing to check (and no 0.1 s import of jsonschema in a build)
+        return KubernetesDefaults(), []
     from jsonschema import Draft202012Validator
 
     from generators.schema_messages import describe, unknown_key
