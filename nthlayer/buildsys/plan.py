@@ -241,26 +241,40 @@ SHAPES_SATURATED = 50
 
 class _Warmer:
     """What every build process would otherwise do alone, done once in the parent before doit forks
-    its workers, while the plan's pool validates the specs (the parent only waits for it): the
-    generator modules imported, each catalog file the specs name validated (kept in state/catalog,
-    and in memory for the forked workers), and the shape templates of the valid specs made
-    (kinds.prepare_shapes) until :data:`SHAPES_SATURATED` specs in a row make none. A first build of
-    1000 services: two workers each spent 0.2-0.3 s of CPU on the catalog files, and 0.3 s on templates
-    the other had made too."""
+    its workers: while the plan's pool validates the specs (the parent only waits for it), the
+    generator modules imported and each catalog file the specs name validated (kept in state/catalog,
+    and in memory for the forked workers); then, while the Rego engines judge the specs
+    (:meth:`prepare`), the shape templates of the valid specs made (kinds.prepare_shapes) until
+    :data:`SHAPES_SATURATED` specs in a row make none. A first build of 1000 services: two workers each
+    spent 0.2-0.3 s of CPU on the catalog files, and 0.3 s on templates the other had made too; made
+    while the pool ran, the templates kept the pool's results waiting."""
 
     def __init__(self, catalog_dir: str, cache_dir: str) -> None:
         self.catalog_dir = catalog_dir
         self.cache_dir = cache_dir
         self.seen: set[str] = set()
-        self.barren = 0  # specs in a row that made no template
+        self.services: list[Service] = []  # the valid specs' models, in order, for prepare()
 
     def __call__(self, summary: FileSummary, service: Service | None) -> None:
         try:
             self._warm(summary)
-            if service is not None and not summary.errors and self.barren < SHAPES_SATURATED:
-                self.barren = 0 if prepare_shapes(service, self.catalog_dir, self.cache_dir) else self.barren + 1
         except Exception:  # noqa: BLE001 - only a head start: the tasks meet (and report) any problem again
             pass
+        if service is not None and not summary.errors:
+            self.services.append(service)
+
+    def prepare(self) -> None:
+        """Make the shape templates of the specs validated, in their order, until SHAPES_SATURATED in a
+        row make none."""
+        barren = 0
+        for service in self.services:
+            if barren >= SHAPES_SATURATED:
+                break
+            try:
+                barren = 0 if prepare_shapes(service, self.catalog_dir, self.cache_dir) else barren + 1
+            except Exception:  # noqa: BLE001 - as above: the service's own task reports it
+                barren += 1
+        self.services = []
 
     def _warm(self, summary: FileSummary) -> None:
         from generators.catalog import load_technology_cached
@@ -373,10 +387,17 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     from nthlayer.buildsys.policies import VERDICTS_FILE, apply_policies
 
     judged = [entry for entry in entries.values() if judge is None or judge(entry)]
-    policy_error = apply_policies(judged, _DOCUMENTS, _verdict_stamp, catalog_dir,
-                                  os.path.join(state_dir, "catalog") if state_dir else None,
-                                  os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
-                                  worker_count(), record)
+
+    def judge_all() -> str | None:
+        return apply_policies(judged, _DOCUMENTS, _verdict_stamp, catalog_dir,
+                              os.path.join(state_dir, "catalog") if state_dir else None,
+                              os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
+                              worker_count(), record)
+
+    if warmer is not None and warmer.services:  # the engines judge while this process makes the templates
+        policy_error = _meanwhile(judge_all, warmer.prepare)
+    else:
+        policy_error = judge_all()
     _DOCUMENTS.clear()
     for entry in entries.values():
         if strict and entry.warnings:
@@ -387,6 +408,29 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     cache = os.path.join(state_dir, "catalog") if state_dir else None
     return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict,
                      policy_error)
+
+
+def _meanwhile(call: Callable[[], Any], work: Callable[[], None]) -> Any:
+    """``call()``'s result (or exception), run in a thread while this one does ``work()``: ``call`` mostly
+    waits for processes of its own (the Rego engines)."""
+    import threading
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="judge", daemon=True)
+    thread.start()
+    work()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 _DOCUMENTS: dict[str, str] = {}  # policy input documents (JSON text) of the specs validated by this plan
