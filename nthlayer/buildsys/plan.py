@@ -134,30 +134,41 @@ def _code_fingerprint() -> str:
 _CATALOG: list[tuple[str, str | None]] = []
 
 
-def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...], str | None]:
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...], Any]:
     """A spec's summary and model (the build's SLO generators applied), where its dependency selectors
     are (for the selector warnings the parent adds: it holds the catalog files, which a worker would
-    otherwise read again), the keys of the plugins that apply to it, and its policy input document (the
-    parent evaluates the policies on every changed spec at once; the document is the spec as written, so
-    a finding's pointer is a place in the file). A plugin that fails on the spec makes it invalid, with the
-    plugin's line as its error."""
+    otherwise read again), the keys of the plugins that apply to it, and what its policy input document
+    is made of: the spec as written (so a finding's pointer is a place in the file) and its model before
+    the plugins. The parent makes the documents (:func:`_policy_document`; they name the catalog
+    categories of the technologies, and only the parent holds the catalog) and evaluates the policies
+    on every changed spec at once. A plugin that fails on the spec makes it invalid, with the plugin's
+    line as its error."""
     summary, spec = summarize(path)
     if spec is None:
         return summary, None, None, (), None
     from generators.catalog_labels import SelectorMarks
-    from nthlayer.buildsys.policies import input_document
 
-    # As JSON text: it crosses the pool's pipe and waits in the parent for the policy run (a tenth of the dict).
-    document = json.dumps(input_document(spec.located, spec.service, *_CATALOG[0])) if _CATALOG else None
+    source = (spec.located.data, spec.service)
     try:
         applied, keys = apply_plugins(spec)
     except PluginError as exc:
         # The spec itself is valid: its routing stays in alertmanager.yml while the plugin is fixed.
         failed = summary._replace(errors=(exc.as_spec_error(),))
-        return failed, spec.service, SelectorMarks.of(spec.located, spec.service), (), document
+        return failed, spec.service, SelectorMarks.of(spec.located, spec.service), (), source
     if applied is not spec:  # an SLO generator changed its SLOs: their names name its files
         summary = summary._replace(slos=tuple(slo.name for slo in applied.service.slos))
-    return summary, applied.service, SelectorMarks.of(spec.located, applied.service), keys, document
+    return summary, applied.service, SelectorMarks.of(spec.located, applied.service), keys, source
+
+
+def _policy_document(path: str, source: Any) -> str | None:
+    """The policy input document of a spec as JSON text (10,000 of them wait for the policy run: as
+    dicts, they cost the parent a hundred megabytes more)."""
+    if source is None or not _CATALOG:
+        return None
+    from nthlayer.buildsys.policies import policy_document
+
+    data, service = source
+    return json.dumps(policy_document(data, service, path, *_CATALOG[0]))
 
 
 def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
@@ -326,7 +337,8 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[Fi
         upstream: list[str] = []
         plugins: tuple[str, ...] = ()
         if path in checked:
-            summary, service, marks, plugins, document = checked[path]
+            summary, service, marks, plugins, source = checked[path]
+            document = _policy_document(path, source)
             if document is not None:
                 _DOCUMENTS[path] = document
             if service is not None:

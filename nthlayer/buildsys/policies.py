@@ -78,8 +78,14 @@ def technology_categories(catalog_dir: str, types: Iterable[str], cache_dir: str
 def input_document(located: Located, service: Service, catalog_dir: str, cache_dir: str | None = None
                    ) -> dict[str, Any]:
     """The policy input document of one valid spec (generators.policy_input)."""
+    return policy_document(located.data, service, located.path, catalog_dir, cache_dir)
+
+
+def policy_document(data: Any, service: Service, path: str, catalog_dir: str, cache_dir: str | None = None
+                    ) -> dict[str, Any]:
+    """:func:`input_document` of a spec's data as written, its model and its file."""
     types = [tech.type for tech in service.technologies]
-    return policy_input(located.data, service, located.path, technology_categories(catalog_dir, types, cache_dir))
+    return policy_input(data, service, path, technology_categories(catalog_dir, types, cache_dir))
 
 
 def verdicts(specs: list[tuple[Located, Service]], policies: PolicySet, catalog_dir: str,
@@ -239,5 +245,5 @@ def verdict_unchanged(digest: str) -> Callable[[Any, dict[str, Any]], bool]:
     return _VerdictUnchanged(digest)
 
 
-__all__ = ["project_policies", "technology_categories", "input_document", "verdicts", "verdict_digest",
+__all__ = ["project_policies", "technology_categories", "input_document", "policy_document", "verdicts", "verdict_digest",
            "VerdictCache", "apply_policies", "verdict_unchanged", "VERDICTS_FILE", "PolicyError", "ConfigError"]
