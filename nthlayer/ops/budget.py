@@ -22,16 +22,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import duckdb
-
 from generators.model import Matcher, Service
 from generators.promql import le_matcher, selector
 from generators.slo_maths import STATUS_CRITICAL_BELOW_PERCENT, STATUS_WARNING_BELOW_PERCENT
 from generators.render import json_default  # noqa: F401  (the commands import it from here)
-from nthlayer.integrations.prometheus import PrometheusClient
 from nthlayer.state.db import format_time, to_db
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: the build's report task reads budgets without either (0.1 s)
+    import duckdb
+
+    from nthlayer.integrations.prometheus import PrometheusClient
     from nthlayer.ops.composites import Bound
 
 # The status thresholds are shared with the Grafana overview (generators/grafana_overview.py).

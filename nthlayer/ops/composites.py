@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from generators.composite import Composite, Member, composite_paths, validate_composites
 from generators.composite_rules import raw_ratio_expr
 from generators.errors import SpecErrors
 from generators.model import Service
-from nthlayer.integrations.prometheus import PrometheusClient
 from nthlayer.ops.budget import BURN_RANGE, RANGE_LABEL, BudgetReport, report_of
+
+if TYPE_CHECKING:
+    from nthlayer.integrations.prometheus import PrometheusClient
 
 Bound = tuple[Composite, tuple[Member, ...]]
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from generators.errors import UserError
 from generators.model import Service
 from nthlayer.buildsys.project import load_services, with_slo_plugins
-from nthlayer.integrations import prometheus as prom
 from nthlayer.ops.budget import BudgetReport, evaluate, percent_text
 from nthlayer.ops.composites import Bound, gate_composites
 from nthlayer.state.correlation import Correlation, dependency_edges, open_incident_suspects
 from nthlayer.state.db import Opener, StateUnavailable, format_time, insert_audit
+
+if TYPE_CHECKING:  # imported where used: the build's report task decides gates without it
+    from nthlayer.integrations import prometheus as prom
 
 EXIT_APPROVE = 0
 EXIT_BLOCK = 2
@@ -189,6 +191,8 @@ def check_gate(service: Service, everyone: list[Service], at: datetime, client: 
     Prometheus configured, which is "cannot decide"), and those of ``composites`` (the composite SLOs it
     is a component of: nthlayer.ops.composites.composites_of), open incidents its recent deploys may have
     caused."""
+    from nthlayer.integrations.prometheus import PrometheusError
+
     budgets: list[BudgetReport] | None = None
     unavailable = None
     if client is None:
@@ -196,7 +200,7 @@ def check_gate(service: Service, everyone: list[Service], at: datetime, client: 
     else:
         try:
             budgets = evaluate(client, [service], at, composites)
-        except prom.PrometheusError as exc:
+        except PrometheusError as exc:
             unavailable = str(exc)
     edges = dependency_edges(everyone)
     try:
