@@ -224,11 +224,12 @@ def worker_count() -> int:
     return min(2, len(os.sched_getaffinity(0)))
 
 
-def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary, Service | None], None] | None = None
-                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...], str | None]]:
+def _summarize_all(paths: list[str], meanwhile: _Warmer | None = None
+                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...], Any]]:
     """Validate files, in two forked processes when there are many and two cores (a first build of
     1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
-    is called with each summary and model as they arrive, while the pool works on the rest."""
+    is called with each summary and model as they arrive, while the pool works on the rest, and may
+    hand the pool work of its own (:meth:`_Warmer.__call__`)."""
     workers = worker_count()
     if len(paths) >= PARALLEL_MIN_FILES:
         enable_fast_validation("service.schema.json")  # before the fork: the pool inherits it
@@ -241,8 +242,22 @@ def _summarize_all(paths: list[str], meanwhile: Callable[[FileSummary, Service |
         for result in pool.imap(_summarize_one, paths, chunksize=max(1, len(paths) // (workers * 8))):
             results.append(result)
             if meanwhile is not None:
-                meanwhile(result[0], result[1])
+                meanwhile(result[0], result[1], pool)
+        if meanwhile is not None:
+            meanwhile.collect()
     return results
+
+
+def _validate_technology(path: str, cache_dir: str) -> bool:
+    """In a pool worker: validate one catalog file into ``cache_dir`` (load_technology_cached's record, which
+    the parent then reads back); whether it is valid."""
+    from generators.catalog import load_technology_cached
+
+    try:
+        load_technology_cached(path, cache_dir)
+    except SpecErrors:
+        return False
+    return True
 
 
 # Specs in a row whose shapes all had their templates before the parent stops making them: shapes repeat,
@@ -252,31 +267,49 @@ SHAPES_SATURATED = 50
 
 class _Warmer:
     """What every build process would otherwise do alone, done once in the parent before doit forks
-    its workers: while the plan's pool validates the specs (the parent only waits for it), the
-    generator modules imported and each catalog file the specs name validated (kept in state/catalog,
-    and in memory for the forked workers); then, while the Rego engines judge the specs
-    (:meth:`prepare`), the shape templates of the valid specs made (kinds.prepare_shapes) until
+    its workers: while the plan's pool validates the specs, each catalog file the specs name validated
+    by the pool too (each once, kept in state/catalog) and read back by the parent (in memory for the
+    forked workers); then, while the Rego engines judge the specs (:meth:`prepare`), the generator
+    modules imported and the shape templates of the valid specs made (kinds.prepare_shapes) until
     :data:`SHAPES_SATURATED` specs in a row make none. A first build of 1000 services: two workers each
-    spent 0.2-0.3 s of CPU on the catalog files, and 0.3 s on templates the other had made too; made
-    while the pool ran, the templates kept the pool's results waiting."""
+    spent 0.2-0.3 s of CPU on the catalog files, and 0.3 s on templates the other had made too; made in
+    the parent while the pool ran, the catalog files and the templates kept the pool's results waiting."""
 
     def __init__(self, catalog_dir: str, cache_dir: str) -> None:
         self.catalog_dir = catalog_dir
         self.cache_dir = cache_dir
         self.seen: set[str] = set()
+        self.jobs: list[tuple[str, Any]] = []  # catalog files being validated by the pool
         self.services: list[Service] = []  # the valid specs' models, in order, for prepare()
 
-    def __call__(self, summary: FileSummary, service: Service | None) -> None:
-        try:
-            self._warm(summary)
-        except Exception:  # noqa: BLE001 - only a head start: the tasks meet (and report) any problem again
-            pass
+    def __call__(self, summary: FileSummary, service: Service | None, pool: Any = None) -> None:
+        files = technology_files(self.catalog_dir)
+        for ref in summary.technologies:
+            if ref.value not in self.seen and ref.value in files:
+                self.seen.add(ref.value)
+                path = files[ref.value]
+                self.jobs.append((path, pool.apply_async(_validate_technology, (path, self.cache_dir))
+                                  if pool is not None else None))
         if service is not None and not summary.errors:
             self.services.append(service)
+
+    def collect(self) -> None:
+        """Wait for the pool's catalog files, then read them back (a file whose record could not be kept is
+        validated here)."""
+        from generators.catalog import load_technology_cached
+
+        for path, job in self.jobs:
+            try:
+                if job is None or job.get():
+                    load_technology_cached(path, self.cache_dir)
+            except Exception:  # noqa: BLE001 - only a head start: the tasks meet (and report) any problem again
+                pass
+        self.jobs = []
 
     def prepare(self) -> None:
         """Make the shape templates of the specs validated, in their order, until SHAPES_SATURATED in a
         row make none."""
+        import_generators()
         barren = 0
         for service in self.services:
             if barren >= SHAPES_SATURATED:
@@ -287,23 +320,8 @@ class _Warmer:
                 barren += 1
         self.services = []
 
-    def _warm(self, summary: FileSummary) -> None:
-        from generators.catalog import load_technology_cached
 
-        if not self.seen:
-            import_generators()
-            enable_fast_validation("catalog.schema.json")
-        files = technology_files(self.catalog_dir)
-        for ref in summary.technologies:
-            if ref.value not in self.seen and ref.value in files:
-                self.seen.add(ref.value)
-                try:
-                    load_technology_cached(files[ref.value], self.cache_dir)
-                except SpecErrors:  # a broken catalog file: its services' tasks report it
-                    pass
-
-
-def _summaries(files: list[str], index_path: str | None, meanwhile: Callable[[FileSummary, Service | None], None] | None = None,
+def _summaries(files: list[str], index_path: str | None, meanwhile: _Warmer | None = None,
                record: bool = True
                ) -> tuple[list[tuple[FileSummary, Routing | None, tuple[str, ...], tuple[str, ...]]], set[str]]:
     """Per-file validation results, reused from state/spec-index.json for files that did not change;
