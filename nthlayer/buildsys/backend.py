@@ -83,7 +83,8 @@ class StateJsonDB(JsonDB):
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
         old = self.get(task_id, dependency)
-        if old != value and old != _as_read_back(value):  # a tuple comes back from JSON as a list
+        # A tuple comes back from JSON as a list; a new entry needs no such comparison (a first build: 14,000)
+        if old != value and (old is None or old != _as_read_back(value)):
             self._dirty = True
             super().set(task_id, dependency, value)
 
