@@ -235,6 +235,9 @@ def service_dashboard(service: Service, catalog: Mapping[str, CatalogTechnology]
 
 def plain(value: Any) -> Any:
     """An SDK object tree as JSON data (what the SDK's JSONEncoder writes, without a text round trip)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:  # most leaves: no lookup
+        return value
     to_json = getattr(value, "to_json", None)
     if to_json is not None:
         return plain(to_json())
