@@ -16,6 +16,18 @@ from typing import Any, Iterable
 from generators.render import temp_entries
 
 
+def doit_signature(cls: type) -> type:
+    """A class decorator for doit ``uptodate`` objects: their ``(task, values)`` signature, given as
+    ``__signature__``. doit asks inspect.signature for it on every check of every task (14 µs where
+    the attribute makes it 1: a first build of 10,000 services checks 20,000)."""
+    import inspect
+
+    cls.__signature__ = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                           for name in ("task", "values")])
+    return cls
+
+
+@doit_signature
 class _TargetsUnedited:
     """doit ``uptodate``: the task's targets are as its last successful run left them."""
 

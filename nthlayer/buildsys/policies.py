@@ -20,6 +20,7 @@ from generators.policy_input import policy_input
 from generators.spec import FileSummary
 from generators.yamlload import Located, load_yaml
 from nthlayer.buildsys.backend import compact_json
+from nthlayer.buildsys.outputs import doit_signature
 from nthlayer.config import ConfigError, ProjectConfig, load_config
 
 KEYS = {"paths": "policy files or folders of them (*.rego), relative to nthlayer.toml",
@@ -223,6 +224,7 @@ def _document(path: str, catalog_dir: str, catalog_cache: str | None) -> dict[st
     return input_document(located, build_service(located.data, path), catalog_dir, catalog_cache)
 
 
+@doit_signature
 class _VerdictUnchanged:
     """doit uptodate: the spec's policy verdict is the one its task last succeeded with."""
 
