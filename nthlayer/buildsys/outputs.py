@@ -28,24 +28,31 @@ def doit_signature(cls: type) -> type:
 
 
 @doit_signature
+def targets_stamp(paths: Iterable[str]) -> str | None:
+    """The sizes and mtimes of ``paths`` in one short digest; None when one is missing."""
+    parts = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.blake2b(" ".join(parts).encode(), digest_size=8).hexdigest()
+
+
 class _TargetsUnedited:
     """doit ``uptodate``: the task's targets are as its last successful run left them."""
 
-    def __init__(self, paths: Iterable[str]) -> None:
+    def __init__(self, paths: Iterable[str], saved_by_action: bool = False) -> None:
         self.paths = tuple(paths)
+        self.saved_by_action = saved_by_action
 
     def configure_task(self, task: Any) -> None:  # doit calls it when it makes the task
-        task.value_savers.append(self._save)  # run in the parent, after the worker wrote the files
+        if not self.saved_by_action:
+            task.value_savers.append(self._save)  # run in the parent, after the worker wrote the files
 
     def _stamp(self) -> str | None:
-        parts = []
-        for path in self.paths:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                return None
-            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-        return hashlib.blake2b(" ".join(parts).encode(), digest_size=8).hexdigest()
+        return targets_stamp(self.paths)
 
     def _save(self) -> dict[str, Any]:
         return {"targets": self._stamp()}
@@ -59,10 +66,12 @@ class _TargetsUnedited:
         return stamp is not None and values.get("targets") == stamp
 
 
-def targets_unedited(paths: Iterable[str]) -> _TargetsUnedited:
+def targets_unedited(paths: Iterable[str], saved_by_action: bool = False) -> _TargetsUnedited:
     """A doit ``uptodate`` entry that is false when a file of ``paths`` is missing or was changed since
-    the task last wrote it."""
-    return _TargetsUnedited(paths)
+    the task last wrote it. ``saved_by_action``: the task's action returns ``{"targets":
+    targets_stamp(paths)}`` itself (a worker, right after writing them: the service tasks), instead of
+    the parent statting every file of every task after it ran."""
+    return _TargetsUnedited(paths, saved_by_action)
 
 
 def _alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ from generators.render import make_folder, write_all, write_if_changed
 from generators.spec import extra_kinds
 from nthlayer.buildsys.kinds import (FORMER_SHARED_DIRS, KINDS, PER_SERVICE, SERVICE_FILES, SHARED, artifact_files,
                                      code_fingerprint, generate, shared_folder, shared_targets, targets)
-from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
+from nthlayer.buildsys.outputs import remove_leftovers, targets_stamp, targets_unedited
 from nthlayer.buildsys.plan import BuildPlan, SpecEntry, load_service
 from nthlayer.buildsys.plugin_kinds import (FORMAT_PREFIX, active, format_files, format_kinds,
                                             remove_stale_format_files, stale_plugin_kinds)
@@ -85,10 +85,11 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
 
     task = {
         "name": name,
-        "actions": [service_action(entry, plan, stamps)],
+        "actions": [service_action(entry, plan, stamps, outputs)],
         "file_dep": deps,
         "targets": outputs,
-        "uptodate": [targets_unedited(outputs)] if outputs else [],  # a hand-edited file is rebuilt
+        # A hand-edited file is rebuilt; the action records the files as it wrote them.
+        "uptodate": [targets_unedited(outputs, saved_by_action=True)] if outputs else [],
         "title": title,
         "clean": [(clean_targets, [outputs, plan.out_dir])],
     }
@@ -136,7 +137,10 @@ def service_files(service: Service, plan: BuildPlan, kinds: Iterable[str] = PER_
     return files
 
 
-def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) -> Callable[..., Any]:
+def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], outputs: list[str]
+                   ) -> Callable[..., Any]:
+    """The action of a spec's task: its stale kinds' files written, and the stamp of ``outputs`` (its
+    targets) returned as the task's ``targets`` value (nthlayer.buildsys.outputs.targets_unedited)."""
     def action(changed: list[str]) -> Any:  # doit passes the file_deps that changed
         if active().error is not None:  # a plugin that does not load: no service is built without it
             return SpecFailure(active().error.format())
@@ -168,7 +172,7 @@ def service_action(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str]) ->
             remove_leftovers(sorted({os.path.dirname(path) for path in files} - made))  # a killed build's temp files
             _remove_former_files(base, [kind for kind in kinds if kind in KINDS], files)
             remove_stale_format_files(base, kinds, files, BUILT_IN_FOLDERS, everything)
-        return None
+        return {"targets": targets_stamp(outputs)}
 
     action.__name__ = "build_service"
     return action
