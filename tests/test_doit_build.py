@@ -287,6 +287,11 @@ def test_a_first_build_of_many_specs_writes_every_kind_as_direct_generation_does
     result = _doit(tmp_path)
     assert result.returncode == 0, result.stderr
     monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("NTHLAYER_")]:  # as _doit's build saw it
+        monkeypatch.delenv(name)
+    from nthlayer.buildsys.plugin_kinds import activate
+
+    activate(None)  # no plugin (an earlier test's may still be active in this process)
     monkeypatch.setattr(shapes, "MAX_SHAPES", 0)  # every file made directly
     shapes._seen.clear()
     shapes._templates.clear()
