@@ -27,7 +27,7 @@ back. The result is byte-identical to generating the service directly, by constr
   extra, and at most :data:`MAX_SHAPES` templates per kind are kept per process. A kind with its own
   renderer (JSON: no style checks, so a template costs one generation) is templated when first seen.
 * Within :func:`preparing`, shapes are only counted and templated, no file is made: a first build's
-  parent does it while its pool validates the specs, so the workers doit forks inherit the templates
+  parent does it while the Rego engines judge the specs, so the workers doit forks inherit the templates
   instead of each making them all again (docs/benchmarks.md).
 """
 from __future__ import annotations

@@ -226,8 +226,8 @@ def generate(kind: str, service: Service, out_dir: str, catalog_dir: str,
 def prepare_shapes(service: Service, catalog_dir: str, catalog_cache: str | None = None) -> int:
     """Count ``service``'s shape of each shaped kind as seen and make the templates that are due, writing
     nothing (generators.shapes.preparing); how many templates that made. A first build's parent does it
-    as its pool validates the specs; the workers doit forks then inherit the templates instead of each
-    making them all."""
+    while the Rego engines judge the specs (nthlayer.buildsys.plan); the workers doit forks then inherit
+    the templates instead of each making them all."""
     from generators.shapes import preparing, templates_made
 
     context = GenerateContext("", catalog_dir, catalog_cache)
