@@ -195,9 +195,9 @@ _parts: list[_Parts] = []  # the last service's (its kinds are generated one aft
 
 
 def _standin(service: Service, reads: frozenset[str]
-             ) -> tuple[tuple[Any, ...], Service, tuple[tuple[str, str], ...]] | None:
-    """The shape key, the stand-in service and the (placeholder, real text) pairs to substitute back;
-    None when the spec cannot be templated."""
+             ) -> tuple[tuple[Any, ...], Callable[[], Service], tuple[tuple[str, str], ...]] | None:
+    """The shape key, the maker of the stand-in service (needed only to make a template) and the
+    (placeholder, real text) pairs to substitute back; None when the spec cannot be templated."""
     if _parts and _parts[0].service is service:
         parts = _parts[0]
     else:
@@ -212,7 +212,7 @@ def _standin(service: Service, reads: frozenset[str]
         return None
     key = tuple(parts.key(field) for field in _FIELDS if field in reads and field not in ("name", "team", "source"))
     values = {field: parts.values[field] if field in reads else UNUSED for field in _FIELDS}
-    return key, dataclasses.replace(service, **values), parts.every if with_technologies else parts.base
+    return key, lambda: dataclasses.replace(service, **values), parts.every if with_technologies else parts.base
 
 
 def _standin_technologies(technologies: tuple[Technology, ...], sub: Callable[[str], str],
@@ -337,9 +337,10 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
         elif template is None and _templates.get(kind, 0) < MAX_SHAPES:
             _templates[kind] = _templates.get(kind, 0) + 1
             try:
+                standin = shape[1]()
                 if check is not None:
-                    check(shape[1])
-                template = _template(documents, shape[1], tuple(placeholder for placeholder, _ in shape[2]),
+                    check(standin)
+                template = _template(documents, standin, tuple(placeholder for placeholder, _ in shape[2]),
                                      renderer)
             except _NotInShape:
                 stats["not_in_shape"] += 1

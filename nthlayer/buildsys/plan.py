@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable
 
+import orjson
+
 from generators.alertmanager import Routing
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, SpecErrors, as_errors, sort_key
@@ -171,7 +173,11 @@ def _policy_document(path: str, source: Any) -> str | None:
     from nthlayer.buildsys.policies import policy_document
 
     data, service = source
-    return json.dumps(policy_document(data, service, path, *_CATALOG[0]))
+    document = policy_document(data, service, path, *_CATALOG[0])
+    try:
+        return orjson.dumps(document).decode()  # for the engine's JSON parser alone: 5x json's speed
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits): json's text parses the same
+        return json.dumps(document)
 
 
 def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
