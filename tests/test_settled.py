@@ -130,3 +130,17 @@ def test_other_commands_and_named_tasks_see_every_service(built: Path, tmp_path:
     forced = _doit(project, "run", "-a", "service", env=ENV)  # --always-execute: doit runs each one
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert [f"service:{name}" for name in services] == [name for name in _ran(forced) if name.startswith("service:")]
+
+
+def test_the_service_tasks_uptodate_objects_give_doit_their_signature_without_inspecting() -> None:
+    """doit reads each uptodate callable's parameters (``task``, ``values``) on every check; the service
+    tasks' objects carry them as a class attribute (nthlayer.buildsys.outputs.doit_signature), which
+    inspect returns at once instead of working them out from ``__call__``."""
+    import inspect
+
+    from nthlayer.buildsys.outputs import targets_unedited
+    from nthlayer.buildsys.policies import verdict_unchanged
+
+    for check in (targets_unedited(["out/a/openslo.yaml"]), verdict_unchanged("")):
+        assert "__signature__" in vars(type(check))
+        assert list(inspect.signature(check).parameters) == ["task", "values"]

@@ -27,7 +27,6 @@ def doit_signature(cls: type) -> type:
     return cls
 
 
-@doit_signature
 def targets_stamp(paths: Iterable[str]) -> str | None:
     """The sizes and mtimes of ``paths`` in one short digest; None when one is missing."""
     parts = []
@@ -40,6 +39,7 @@ def targets_stamp(paths: Iterable[str]) -> str | None:
     return hashlib.blake2b(" ".join(parts).encode(), digest_size=8).hexdigest()
 
 
+@doit_signature
 class _TargetsUnedited:
     """doit ``uptodate``: the task's targets are as its last successful run left them."""
 
