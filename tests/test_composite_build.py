@@ -129,3 +129,22 @@ def test_strict_build_fails_a_composite_that_pages_nobody(workspace: Path) -> No
     strict = _doit(workspace, "strict=1")
     assert strict.returncode != 0
     assert warning.replace("warning: ", "") in strict.stderr.splitlines()
+
+
+def test_the_prune_leaves_the_composites_folder_while_a_composite_is_declared(tmp_path: Path) -> None:
+    """The prune task runs beside the composite tasks. A first build's composite task had just made
+    out/composites/ when the prune found it empty and removed it: the task then failed making
+    out/composites/checkout/ (FileNotFoundError, about one first build in 25 under load). The folder
+    goes only when no composite is declared; a folder of a composite that is gone still goes."""
+    from nthlayer.buildsys.composites import prune_composites
+
+    out = tmp_path / "out"
+    (out / "composites").mkdir(parents=True)
+    prune_composites(str(out), ["checkout"])
+    assert (out / "composites").is_dir()
+    (out / "composites" / "gone").mkdir()
+    (out / "composites" / "gone" / "openslo.yaml").write_text("x\n")
+    prune_composites(str(out), ["checkout"])
+    assert (out / "composites").is_dir() and not (out / "composites" / "gone").exists()
+    prune_composites(str(out), [])
+    assert not (out / "composites").exists()

@@ -203,7 +203,9 @@ def composite_tasks(plan: BuildPlan) -> Iterator[dict[str, Any]]:
 
 
 def prune_composites(out_dir: str, keep: list[str]) -> None:
-    """Remove out/composites/<name>/ of composites whose file is gone (or that declare another name now)."""
+    """Remove out/composites/<name>/ of composites whose file is gone (or that declare another name now),
+    and out/composites/ itself once no composite is declared. (The prune runs beside the composite tasks:
+    an empty folder of declared composites may be one a composite task has just made, to write in.)"""
     import shutil
 
     folder = os.path.join(out_dir, COMPOSITES_DIR)
@@ -214,7 +216,7 @@ def prune_composites(out_dir: str, keep: list[str]) -> None:
         if name not in keep and os.path.isdir(path) and not name.startswith("."):
             shutil.rmtree(path)
             print(f"removed {path} (its composite file is gone)")
-    if not os.listdir(folder):
+    if not keep and not os.listdir(folder):
         os.rmdir(folder)
     return None
 
