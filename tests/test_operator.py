@@ -329,6 +329,21 @@ def _wait(check: Any, what: str, timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _replace_spec(api: KubernetesApi, spec: dict[str, Any]) -> None:
+    """Change the resource's spec as a user's client does: on 409 Conflict (kopf wrote the object between
+    our read and our write: its status or its own annotations), read it again and retry."""
+    for _ in range(20):
+        body = current(api)
+        body["spec"] = spec
+        try:
+            api.replace(body)
+            return
+        except KubernetesError as exc:
+            if exc.status != 409:
+                raise
+    raise AssertionError("the resource kept changing under the test's writes")
+
+
 def test_kopf_runs_the_handlers_end_to_end(fake: FakeKubernetes, api: KubernetesApi) -> None:
     """`nthlayer operator`'s registry under kopf's real watch loop: create, spec change, delete."""
     import threading
@@ -352,15 +367,12 @@ def test_kopf_runs_the_handlers_end_to_end(fake: FakeKubernetes, api: Kubernetes
         assert "nthlayer.dev/owned-objects" in body["metadata"]["finalizers"]  # kopf's, for the delete handler
         assert [r["metadata"]["name"] for r in fake.all("PrometheusRule")] == ["payment-api"]
 
-        body["spec"] = {**SPEC, "tier": 3}
-        api.replace(body)
+        _replace_spec(api, {**SPEC, "tier": 3})
         _wait(lambda: fake.all("PrometheusRule")[0]["metadata"]["labels"]["nthlayer.dev/tier"] == "3",
               "the update")
         _wait(lambda: current(api)["status"]["observedGeneration"] == 2, "the status of generation 2")
 
-        body = current(api)
-        body["spec"] = {**SPEC, "tierr": 3}
-        api.replace(body)
+        _replace_spec(api, {**SPEC, "tierr": 3})
         _wait(lambda: current(api)["status"]["observedGeneration"] == 3, "the status of generation 3")
         assert conditions(current(api))["InvalidSpec"][:2] == ("True", "InvalidSpec")
         assert conditions(current(api))["InvalidSpec"][2].startswith("/tierr: unknown key 'tierr'; did you mean 'tier'?")
