@@ -144,3 +144,89 @@ def test_the_service_tasks_uptodate_objects_give_doit_their_signature_without_in
     for check in (targets_unedited(["out/a/openslo.yaml"]), verdict_unchanged("")):
         assert "__signature__" in vars(type(check))
         assert list(inspect.signature(check).parameters) == ["task", "values"]
+
+
+def test_the_database_keeps_an_entry_a_line_with_its_digest_first_and_decodes_only_what_is_asked(
+        tmp_path: Path) -> None:
+    import json
+
+    from doit.dependency import JSONCodec
+
+    from nthlayer.buildsys.backend import StateJsonDB, settled_digest
+
+    path = tmp_path / "doit.json"
+    db = StateJsonDB(str(path), JSONCodec())
+    for name in ("service:a", "service:b"):
+        db.set(name, "_values_:", {"targets": "t", "policy_verdict": ""})
+        db.set(name, "checker:", "SharedMD5Checker")
+        db.set(name, f"services/{name[8:]}.yaml", (1.5, 10, "abc"))
+        db.set(name, "deps:", (f"services/{name[8:]}.yaml",))
+    db.set("prune", "_values_:", {})  # no file dependency recorded: no digest
+    db.dump()
+    text = path.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}" and len(lines) == 5
+    assert json.loads(text)["service:a"]["checker:"] == "SharedMD5Checker"  # still one JSON object
+    digest = settled_digest("SharedMD5Checker", [("services/a.yaml", 1.5)], {"targets": "t", "policy_verdict": ""})
+    assert lines[1].startswith(f'"service:a":{{"settled:":"{digest}",')
+    assert '"prune":{"_values_:":{}}' in lines[3]
+
+    again = StateJsonDB(str(path), JSONCodec())
+    assert again._db == {}  # nothing decoded yet
+    assert again.settled_digest("service:a") == digest
+    assert again.in_("service:b") and not again.in_("service:c")
+    assert again.get("service:b", "deps:") == ["services/b.yaml"]
+    assert list(again._db) == ["service:b"]  # only what was asked
+    again.set("service:b", "services/b.yaml", (2.5, 10, "abd"))  # a changed entry: no digest until it is saved
+    assert again.settled_digest("service:b") is None
+    again.dump()
+    assert path.read_text().splitlines()[1] == lines[1]  # the others are written back as they were read
+    third = StateJsonDB(str(path), JSONCodec())
+    assert third.settled_digest("service:b") == settled_digest(
+        "SharedMD5Checker", [("services/b.yaml", 2.5)], {"targets": "t", "policy_verdict": ""})
+
+
+def test_a_database_of_the_one_line_format_is_read_and_written_again_with_digests(tmp_path: Path) -> None:
+    from doit.dependency import JSONCodec
+
+    from nthlayer.buildsys.backend import StateJsonDB
+
+    path = tmp_path / "doit.json"
+    path.write_text('{"service:a":{"_values_:":{"targets":"t"},"checker:":"SharedMD5Checker",'
+                    '"services/a.yaml":[1.5,10,"abc"],"deps:":["services/a.yaml"]}}')
+    db = StateJsonDB(str(path), JSONCodec())
+    assert db.get("service:a", "services/a.yaml") == [1.5, 10, "abc"]
+    assert db.settled_digest("service:a") is None  # none recorded: the fast path hands the task to doit
+    db.dump()
+    assert path.read_text().startswith('{\n"service:a":{"settled:":"')
+    assert StateJsonDB(str(path), JSONCodec()).settled_digest("service:a") is not None
+
+
+@pytest.mark.parametrize("text", ['{\n"service:a":{"deps:":[]}', '{\n"service:a" {}\n}\n', "[1, 2]", "{\n\"x"])
+def test_a_broken_database_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    from doit.dependency import DatabaseException, JSONCodec
+
+    from nthlayer.buildsys.backend import StateJsonDB
+
+    path = tmp_path / "doit.json"
+    path.write_text(text)
+    with pytest.raises(DatabaseException, match="is not valid JSON: remove it"):
+        StateJsonDB(str(path), JSONCodec())
+
+
+def test_stamps_worked_out_ahead_are_the_stamps_of_the_files(tmp_path: Path) -> None:
+    from nthlayer.buildsys.outputs import targets_stamp
+    from nthlayer.buildsys.settled import stamps_ahead
+
+    files = []
+    for index in range(3000):  # more than a pipe holds at once
+        path = tmp_path / f"f{index}"
+        path.write_text("x" * index)
+        files.append(str(path))
+    groups = [tuple(files[i:i + 10]) for i in range(0, len(files), 10)]
+    groups.append((files[0], str(tmp_path / "missing")))
+    collect = stamps_ahead(groups)
+    known = collect()
+    assert known == {group: targets_stamp(group) for group in groups}
+    assert known[groups[-1]] is None
+    assert stamps_ahead([])() == {}

@@ -32,10 +32,12 @@ from nthlayer.buildsys.plugin_kinds import activate as activate_plugins
 from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
-from nthlayer.buildsys.settled import settled_filter
+from nthlayer.buildsys.settled import settled_filter, stamps_ahead
+from nthlayer.buildsys.settled import wanted as settled_wanted
 from nthlayer.buildsys.shards import (Shard, assemble_task, assembled_plan, fragment_task, in_shard, parse_count,
                                       parse_shard, shard_errors_task)
-from nthlayer.buildsys.tasks import clean_targets, code_stamps, policies_task, prune_out, service_task, shared_task
+from nthlayer.buildsys.tasks import (clean_targets, code_stamps, policies_task, prune_out, service_outputs, service_task,
+                                    shared_task)
 from nthlayer.integrations.secrets import secrets_dir
 
 
@@ -91,6 +93,14 @@ def namespace() -> dict[str, Any]:
     # The plugins (nthlayer build --plugin / $NTHLAYER_PLUGINS, nthlayer.toml's [build] plugins, installed
     # entry points), loaded here, in the main process, before the plan and doit's workers fork: they inherit them.
     activate_plugins(state)
+    # A plain run leaves out the service tasks certainly up to date (settled.py). The stamps of their targets
+    # are worked out by a child process, from when the specs are read to when the tasks are made.
+    ahead: list[Any] = [dict]
+
+    def prefetch(entries: list[Any]) -> None:
+        ahead[0] = stamps_ahead([tuple(service_outputs(entry, out)) for entry in entries
+                                 if not entry.changed and entry.name is not None])
+
     if shards is not None:  # the plan of every spec, from the shards' fragments: no spec validated again
         with dodo_errors():
             plan = assembled_plan(services, out, get_var("catalog", None) or default_catalog_dir(), shards, secrets,
@@ -98,7 +108,8 @@ def namespace() -> dict[str, Any]:
     else:
         plan = make_plan(services, out, get_var("catalog", None),
                          index_path=os.path.join(state, "spec-index.json"), strict=strict,
-                         judge=None if shard is None else shard.holds)  # a shard judges its own specs
+                         judge=None if shard is None else shard.holds,  # a shard judges its own specs
+                         read=prefetch if settled_wanted() else None)
     full = plan  # every spec: the prune keeps every service's folder, the fragment reads its shard's share
     if shard is not None:
         plan = in_shard(full, shard)
@@ -157,7 +168,7 @@ def namespace() -> dict[str, Any]:
         after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
         yield {"name": None, "doc": task_service.__doc__}  # the group exists when every service is settled
         stamps = code_stamps(state)
-        settled = settled_filter()  # a plain run: the tasks certainly up to date are left out (settled.py)
+        settled = settled_filter(ahead[0])  # a plain run: the tasks certainly up to date are left out (settled.py)
         # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
         # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
         names = plan.task_names()

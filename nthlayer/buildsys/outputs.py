@@ -58,12 +58,15 @@ class _TargetsUnedited:
         return {"targets": self._stamp()}
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
-        return self.settled(values)
-
-    def settled(self, values: dict[str, Any]) -> bool:
-        """Up to date by the saved ``values`` alone (nthlayer.buildsys.settled)."""
         stamp = self._stamp()
         return stamp is not None and values.get("targets") == stamp
+
+    def settled_values(self, known: dict[tuple[str, ...], str | None]) -> dict[str, Any] | None:
+        """The saved values that make this check pass, for the settled fast path (nthlayer.buildsys.settled):
+        the targets' stamp now (from ``known``, the stamps worked out ahead, when it has these files);
+        None when one is missing."""
+        stamp = known[self.paths] if self.paths in known else self._stamp()
+        return None if stamp is None else {"targets": stamp}
 
 
 def targets_unedited(paths: Iterable[str], saved_by_action: bool = False) -> _TargetsUnedited:

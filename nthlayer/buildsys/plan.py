@@ -47,9 +47,10 @@ class SpecEntry:
     plugins: tuple[str, ...] = ()  # the keys of the plugins that apply to it (its task depends on their stamps)
     verdict: str = ""  # digest of its policy findings ('' for none): its task depends on it (docs/policies.md)
 
-    @property
+    @cached_property
     def name(self) -> str | None:
-        """The service name, when the spec is valid."""
+        """The service name, when the spec is valid. Kept once worked out (a 10,000-spec build asks it
+        240,000 times): :func:`make_plan` forgets it after the last change to ``errors``."""
         return self.summary.name.value if self.summary.name is not None and not self.errors else None
 
     @property
@@ -108,8 +109,12 @@ class BuildPlan:
         """A digest of who-calls-whom (the correlation report's input from the specs)."""
         return hashlib.sha256(json.dumps(self.edges()).encode()).hexdigest()[:16]
 
+    @cached_property
+    def _technology_files(self) -> dict[str, str]:
+        return technology_files(self.catalog_dir)  # listed once per plan (each of its specs asks)
+
     def catalog_files(self, entry: SpecEntry) -> list[str]:
-        files = technology_files(self.catalog_dir)  # listed once per process while the folder is unchanged
+        files = self._technology_files
         return [files[t] for t in entry.technology_types if t in files]
 
 
@@ -396,13 +401,16 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: _Warmer | No
 
 def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
               index_path: str | None = None, strict: bool = False, record: bool = True,
-              judge: Callable[[SpecEntry], bool] | None = None) -> BuildPlan:
+              judge: Callable[[SpecEntry], bool] | None = None,
+              read: Callable[[list[SpecEntry]], None] | None = None) -> BuildPlan:
     """The build plan of ``services_dir``: every spec validated (reusing state/spec-index.json for
     unchanged files). ``index_path``: the spec index to reuse and, with ``record``, to update along with
     state/'s validator and catalog caches; without ``record`` nothing is written (``nthlayer build --check``).
     ``strict`` (``--strict``) promotes every warning to an error: that spec's service is not built.
     ``judge``: the specs the policies are evaluated on (default all; a shard's build: its own, the others'
-    verdicts are their shards' business).
+    verdicts are their shards' business). ``read``: called with the entries once each file is read and
+    checked on its own, before the checks across files and the policies (which may still find errors):
+    the build starts work of its own on them meanwhile (nthlayer.buildsys.settled.stamps_ahead).
     """
     catalog_dir = catalog_dir or default_catalog_dir()
     state_dir = (os.path.dirname(index_path) or ".") if index_path and record else None
@@ -419,6 +427,8 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
                                  list(s.warnings), routing, upstream, s.path in changed, plugins)
                for s, routing, upstream, plugins in summaries}
+    if read is not None:
+        read(list(entries.values()))
     for error in errors:
         entries[error.path].errors.append(error)
     for warning in warnings:
@@ -444,6 +454,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
             entry.warnings = []
         entry.errors.sort(key=sort_key)
         entry.warnings.sort(key=sort_key)
+        entry.__dict__.pop("name", None)  # asked while the errors were being found: worked out again
     cache = os.path.join(state_dir, "catalog") if state_dir else None
     return BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict,
                      policy_error)

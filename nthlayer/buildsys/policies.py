@@ -234,11 +234,12 @@ class _VerdictUnchanged:
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
         digest = self.digest
         task.value_savers.append(lambda: {"policy_verdict": digest})
-        return self.settled(values)
+        return values.get("policy_verdict", "") == digest
 
-    def settled(self, values: dict[str, Any]) -> bool:
-        """Up to date by the saved ``values`` alone (nthlayer.buildsys.settled)."""
-        return values.get("policy_verdict", "") == self.digest
+    def settled_values(self, known: Any = None) -> dict[str, Any]:
+        """The saved values that make this check pass, for the settled fast path (nthlayer.buildsys.settled):
+        the verdict as the task saves it."""
+        return {"policy_verdict": self.digest}
 
 
 def verdict_unchanged(digest: str) -> Callable[[Any, dict[str, Any]], bool]:

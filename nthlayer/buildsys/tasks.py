@@ -59,6 +59,17 @@ def stale_kinds(spec_path: str, changed: Iterable[str], stamps: dict[str, str], 
     return [kind for kind in every if kind in kinds]
 
 
+def service_outputs(entry: SpecEntry, out_dir: str) -> list[str]:
+    """The files a valid spec's task writes (its targets); none for a broken spec."""
+    if entry.name is None:
+        return []
+    base = f"{out_dir}/{entry.name}/"
+    slos, extras = entry.summary.slos, entry.summary.extras
+    # Every kind's targets (a thousand tasks are made a run: the default SLOs' list is made once).
+    return [base + name for name in (SERVICE_FILES if slos is None and not extras else
+                                     [f for kind in PER_SERVICE for f in artifact_files(kind, slos, extras)])]
+
+
 def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
     """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
     # A spec that is no regular file (a named pipe, a dangling link) is reported by its action; doit
@@ -69,15 +80,9 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
     plugin_stamps = active().stamps
     deps += [plugin_stamps[key] for key in entry.plugins if key in plugin_stamps]  # the plugins that apply to it
     every = all_kinds(entry.plugins)
-    outputs: list[str] = []
-    service = entry.name
-    if service is not None:
+    outputs = service_outputs(entry, plan.out_dir)
+    if entry.name is not None:
         deps += plan.catalog_files(entry)
-        base = f"{plan.out_dir}/{service}/"
-        slos, extras = entry.summary.slos, entry.summary.extras
-        # Every kind's targets (a thousand tasks are made a run: the default SLOs' list is made once).
-        outputs = [base + name for name in (SERVICE_FILES if slos is None and not extras else
-                                            [f for kind in PER_SERVICE for f in artifact_files(kind, slos, extras)])]
 
     def title(task: Any) -> str:
         kinds = stale_kinds(entry.path, task.dep_changed or (), stamps, entry.plugins)
