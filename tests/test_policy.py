@@ -308,3 +308,23 @@ def test_the_engines_input_is_regopys_input() -> None:
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "checked\n"
+
+
+def test_engines_started_ahead_answer_the_next_check_and_unused_ones_are_stopped(project: Path) -> None:
+    from generators import policy
+    from nthlayer.buildsys.settled import stamps_ahead
+
+    spec = "service: a\ntier: 1\nteam: t\n" + RUNBOOK
+    expected = check(project, spec)
+    assert expected and not policy._STARTED
+    policy.start_engines(2)
+    first, second = policy._STARTED
+    # A child forked while they wait (the build's stamps_ahead) must not hold their input open: the check
+    # would wait for that child. Its groups are many, so it is still stat-ing when the check runs.
+    groups = [(str(project / "services" / "a.yaml"),)] * 200_000
+    collect = stamps_ahead(groups)
+    assert check(project, spec) == expected  # answered by the first engine started
+    assert policy._STARTED == [second] and first.returncode == 0
+    policy.stop_engines()
+    assert policy._STARTED == [] and second.returncode is not None
+    assert len(collect()) == 1

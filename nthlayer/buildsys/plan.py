@@ -19,6 +19,7 @@ import orjson
 from generators.alertmanager import Routing
 from generators.catalog import default_catalog_dir, technology_files
 from generators.errors import SpecError, SpecErrors, as_errors, sort_key
+from generators.policy import engine_count, start_engines, stop_engines
 from generators.model import Service, build_service
 from generators.render import write_if_changed
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
@@ -361,6 +362,8 @@ def _summaries(files: list[str], index_path: str | None, meanwhile: _Warmer | No
     stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]
              or cache[p][4] != catalog_stamps(cache[p][4])]
     checked = dict(zip(stale, _summarize_all(stale, meanwhile)))
+    if checked and record:  # the engines start while the rest is read; make_plan stops those left unused
+        start_engines(engine_count(len(checked), worker_count()))
     fresh: dict[str, Any] = {}
     summaries = []
     for path in files:
@@ -443,10 +446,13 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
                               os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
                               worker_count(), record)
 
-    if warmer is not None and warmer.services:  # the engines judge while this process makes the templates
-        policy_error = _meanwhile(judge_all, warmer.prepare)
-    else:
-        policy_error = judge_all()
+    try:
+        if warmer is not None and warmer.services:  # the engines judge while this process makes the templates
+            policy_error = _meanwhile(judge_all, warmer.prepare)
+        else:
+            policy_error = judge_all()
+    finally:
+        stop_engines()
     _DOCUMENTS.clear()
     for entry in entries.values():
         if strict and entry.warnings:

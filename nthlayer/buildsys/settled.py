@@ -81,7 +81,7 @@ def stamps_ahead(groups: list[tuple[str, ...]]) -> Callable[[], dict[tuple[str, 
     if pid == 0:  # the child: stats, one pickled list down the pipe, and out without any cleanup of the parent's
         code = 1
         try:
-            os.close(read_end)
+            _close_all_but(write_end)  # a pipe of the parent's (a policy engine's input) must not stay open here
             with os.fdopen(write_end, "wb") as pipe:
                 pipe.write(pickle.dumps([targets_stamp(group) for group in groups], protocol=pickle.HIGHEST_PROTOCOL))
             code = 0
@@ -100,6 +100,20 @@ def stamps_ahead(groups: list[tuple[str, ...]]) -> Callable[[], dict[tuple[str, 
         return dict(zip(groups, stamps)) if len(stamps) == len(groups) else {}
 
     return collect
+
+
+def _close_all_but(keep: int) -> None:
+    """Close every file descriptor above stderr but ``keep`` (in a forked child)."""
+    try:
+        found = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        found = list(range(3, 256))
+    for fd in found:
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def settled_filter(ahead: Callable[[], dict[tuple[str, ...], str | None]] = dict
