@@ -503,7 +503,14 @@ def write_if_changed(path: str, data: bytes, made: set[str] | None = None) -> bo
         make_folder(directory, made)  # a folder in one this batch made is new too: make it, nothing to read
     if (made is None or directory not in made) and file_holds(path, data):
         return False
-    fd, tmp = _create_beside(directory, base, _new_file, made)
+    replace_file(path, data, made)
+    return True
+
+
+def replace_file(path: str, data: bytes, made: set[str] | None = None) -> None:
+    """Atomically replace ``path`` with ``data`` (a temporary file beside it, then a rename)."""
+    directory, base = os.path.split(path)
+    fd, tmp = _create_beside(directory or ".", base, _new_file, made)
     try:
         _write_fd(fd, data)
         os.replace(tmp, path)
@@ -513,7 +520,6 @@ def write_if_changed(path: str, data: bytes, made: set[str] | None = None) -> bo
         except FileNotFoundError:
             pass
         raise
-    return True
 
 
 def write_all(files: Mapping[str, bytes], made: set[str] | None = None) -> list[str]:

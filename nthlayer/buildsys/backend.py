@@ -7,7 +7,7 @@ from typing import Any, Iterable, NamedTuple
 
 from doit.dependency import JsonDB, MD5Checker, get_file_md5
 
-from generators.render import write_if_changed
+from generators.render import replace_file
 
 
 def compact_json(value: Any, sort_keys: bool = False) -> bytes:
@@ -217,7 +217,7 @@ class StateJsonDB(JsonDB):
                 raw = compact_json({_DIGEST: digest, **entry} if digest else entry)
             lines.append(compact_json(task_id) + b":" + raw)
         data = b"{\n" + b",\n".join(lines) + (b"\n}\n" if lines else b"}\n")
-        if data != self._saved:
-            write_if_changed(self.name, data)
+        if data != self._saved:  # compared with the file as read: no need to read it again
+            replace_file(self.name, data)
             self._saved = data
         self._dirty = False
