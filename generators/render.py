@@ -7,7 +7,7 @@ import os
 import re
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
@@ -400,21 +400,28 @@ _pid = [os.getpid()]  # os.getpid() is a syscall; forked children (doit's worker
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
+_COMPARED = 1 << 20  # file_holds reads and compares this much at a time
+
+
 def file_holds(path: str, data: bytes) -> bool:
-    """Whether the file at ``path`` exists and holds exactly ``data`` (reads at most one byte more)."""
+    """Whether the file at ``path`` exists and holds exactly ``data``: read a megabyte at a time, each
+    compared as it comes (alertmanager.yml is 15 MB at 10,000 services: not held twice), at most one
+    byte more than ``data``."""
     try:
         fd = os.open(path, _READ_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         return False
     try:
-        chunks, size, limit = [], 0, len(data) + 1
-        while size < limit:
-            chunk = os.read(fd, limit - size)
+        view, size = memoryview(data), 0
+        while True:
+            chunk = os.read(fd, min(_COMPARED, len(data) + 1 - size))
             if not chunk:
-                break
-            chunks.append(chunk)
+                return size == len(data)
+            if view[size:size + len(chunk)] != chunk:
+                return False
             size += len(chunk)
-        return size == len(data) and b"".join(chunks) == data
+            if size > len(data):
+                return False
     finally:
         os.close(fd)
 
@@ -507,12 +514,18 @@ def write_if_changed(path: str, data: bytes, made: set[str] | None = None) -> bo
     return True
 
 
-def replace_file(path: str, data: bytes, made: set[str] | None = None) -> None:
-    """Atomically replace ``path`` with ``data`` (a temporary file beside it, then a rename)."""
+def replace_file(path: str, data: bytes | Iterable[bytes], made: set[str] | None = None) -> None:
+    """Atomically replace ``path`` with ``data``, bytes or pieces of them (a temporary file beside it,
+    then a rename)."""
     directory, base = os.path.split(path)
     fd, tmp = _create_beside(directory or ".", base, _new_file, made)
     try:
-        _write_fd(fd, data)
+        if isinstance(data, bytes):
+            _write_fd(fd, data)
+        else:
+            with open(fd, "wb") as handle:
+                for piece in data:
+                    handle.write(piece)
         os.replace(tmp, path)
     except BaseException:
         try:

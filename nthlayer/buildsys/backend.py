@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from doit.dependency import JsonDB, MD5Checker, get_file_md5
 
@@ -120,7 +120,7 @@ class StateJsonDB(JsonDB):
     desc = "JSON file, written atomically and only when changed"
 
     def __init__(self, name: str, codec: Any, *, module_name: str | None = None) -> None:
-        self._saved: bytes | None = None
+        self._on_disk = False  # the file exists as this object last read or wrote it
         self._dirty = False
         # Every task's entry, in the file's order: its line's JSON as read, or None once changed (then
         # the decoded entry in _db is the one to write).
@@ -178,9 +178,10 @@ class StateJsonDB(JsonDB):
         import json
 
         with open(self.name, "rb") as handle:
-            self._saved = handle.read()
+            data = handle.read()  # only the entries' slices are kept, not the whole file
+        self._on_disk = True
         try:
-            text = self._saved.decode("utf-8")
+            text = data.decode("utf-8")
             if not text.startswith("{\n"):  # one line: the format before entries had lines (re-written)
                 entries = json.loads(text)
                 if not isinstance(entries, dict):
@@ -188,7 +189,7 @@ class StateJsonDB(JsonDB):
                 self._raw = dict.fromkeys(entries)
                 self._dirty = True
                 return entries
-            lines = self._saved.split(b"\n")
+            lines = data.split(b"\n")
             if lines[-1] != b"" or lines[-2] != b"}":
                 raise ValueError("truncated")
             scan = json.decoder.scanstring
@@ -207,17 +208,20 @@ class StateJsonDB(JsonDB):
                                     "build rebuilds everything") from None
 
     def dump(self) -> None:
-        if not self._dirty and self._saved is not None:
+        if not self._dirty and self._on_disk:
             return
-        lines = []
+        replace_file(self.name, self._lines())  # a line at a time: 15 MB at 10,000 services, not held twice
+        self._on_disk = True
+        self._dirty = False
+
+    def _lines(self) -> Iterator[bytes]:
+        yield b"{\n"
+        separator = b""
         for task_id, raw in self._raw.items():
             if raw is None:
                 entry = {key: value for key, value in self._db[task_id].items() if key != _DIGEST}
                 digest = _entry_digest(entry)
                 raw = compact_json({_DIGEST: digest, **entry} if digest else entry)
-            lines.append(compact_json(task_id) + b":" + raw)
-        data = b"{\n" + b",\n".join(lines) + (b"\n}\n" if lines else b"}\n")
-        if data != self._saved:  # compared with the file as read: no need to read it again
-            replace_file(self.name, data)
-            self._saved = data
-        self._dirty = False
+            yield separator + compact_json(task_id) + b":" + raw
+            separator = b",\n"
+        yield b"\n}\n" if separator else b"}\n"
