@@ -172,8 +172,10 @@ def namespace() -> dict[str, Any]:
         # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
         # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
         names = plan.task_names()
-        for entry in sorted(plan.entries, key=lambda entry: not entry.changed):
-            task = service_task(entry, plan, stamps, names[entry.path])
+        # Every task is made before the first check: the first waits for the targets' stamps (settled.py).
+        tasks = [(entry, service_task(entry, plan, stamps, names[entry.path]))
+                 for entry in sorted(plan.entries, key=lambda entry: not entry.changed)]
+        for entry, task in tasks:
             if settled is None or entry.changed or not settled(task):
                 yield task
 

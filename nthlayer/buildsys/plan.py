@@ -101,6 +101,10 @@ class BuildPlan:
         """(deployed, affected) pairs as nthlayer.state.correlation.dependency_edges makes them: each valid
         spec's ``dependencies.upstream`` entry U gives (U, spec) — a deploy of U can hurt the spec's service.
         A broken spec keeps its last valid version's pairs, unless a valid spec claims its service."""
+        return self._edges
+
+    @cached_property
+    def _edges(self) -> list[tuple[str, str]]:  # asked by the correlation and report tasks, each twice
         claimed = {entry.name for entry in self.valid}
         return sorted({(upstream, entry.routing.name) for entry in self.entries
                        if entry.routing is not None and (entry.name is not None or entry.routing.name not in claimed)
@@ -109,6 +113,24 @@ class BuildPlan:
     def dependency_graph(self) -> str:
         """A digest of who-calls-whom (the correlation report's input from the specs)."""
         return hashlib.sha256(json.dumps(self.edges()).encode()).hexdigest()[:16]
+
+    @cached_property
+    def routes(self) -> list[Routing]:
+        """The routing facts of every valid service, and the last valid routing of each broken spec whose
+        service no valid spec claims: a broken edit must not take a service's alerts off their receivers
+        (the build fails, and alertmanager.yml stays as it was). From the plan; no spec is loaded again.
+        Worked out once (alertmanager.yml, the Grafana overview and the Kubernetes kustomization read it)."""
+        valid = {entry.path for entry in self.valid}
+        claimed = {entry.routing.name for entry in self.valid if entry.routing is not None}
+        routes: list[Routing] = []
+        seen: set[str] = set()
+        for entry in self.entries:
+            routing = entry.routing
+            if routing is None or routing.name in seen or (entry.path not in valid and routing.name in claimed):
+                continue
+            seen.add(routing.name)
+            routes.append(routing)
+        return routes
 
     @cached_property
     def _technology_files(self) -> dict[str, str]:
@@ -208,9 +230,14 @@ def catalog_stamps(technologies: Iterable[str]) -> dict[str, list[int] | None]:
     of technologies (a plan asks twice per spec; projects repeat a few dozen sets): do not modify it."""
     if not _CATALOG:
         return {}
-    key = tuple(sorted(set(technologies)))
+    given = tuple(technologies)
+    stamps = _STAMP_SETS.get(given)  # as given (most specs of a project name the same few sets, in order)
+    if stamps is not None:
+        return stamps
+    key = tuple(sorted(set(given)))
     stamps = _STAMP_SETS.get(key)
     if stamps is not None:
+        _STAMP_SETS[given] = stamps
         return stamps
     files = technology_files(_CATALOG[0][0])
     stamps = {}
@@ -223,7 +250,7 @@ def catalog_stamps(technologies: Iterable[str]) -> dict[str, list[int] | None]:
             except OSError:
                 _STAMPS[path] = None
         stamps[name] = _STAMPS[path] if path is not None else None
-    _STAMP_SETS[key] = stamps
+    _STAMP_SETS[key] = _STAMP_SETS[given] = stamps
     return stamps
 
 

@@ -244,20 +244,8 @@ def prune_out(out_dir: str, keep: Iterable[str]) -> None:
 
 
 def alertmanager_routes(plan: BuildPlan) -> list[Routing]:
-    """The routing facts of every valid service, and the last valid routing of each broken spec whose
-    service no valid spec claims: a broken edit must not take a service's alerts off their receivers
-    (the build fails, and alertmanager.yml stays as it was). From the plan; no spec is loaded again."""
-    valid = {entry.path for entry in plan.valid}
-    claimed = {entry.routing.name for entry in plan.valid if entry.routing is not None}
-    routes: list[Routing] = []
-    seen: set[str] = set()
-    for entry in plan.entries:
-        routing = entry.routing
-        if routing is None or routing.name in seen or (entry.path not in valid and routing.name in claimed):
-            continue
-        seen.add(routing.name)
-        routes.append(routing)
-    return routes
+    """What alertmanager.yml routes: :attr:`BuildPlan.routes` (do not modify it)."""
+    return plan.routes
 
 
 def routes_digest(routes: list[Routing]) -> str:
