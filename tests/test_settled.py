@@ -230,3 +230,27 @@ def test_stamps_worked_out_ahead_are_the_stamps_of_the_files(tmp_path: Path) -> 
     assert known == {group: targets_stamp(group) for group in groups}
     assert known[groups[-1]] is None
     assert stamps_ahead([])() == {}
+
+
+def test_a_database_laid_out_otherwise_is_read_whole_and_a_damaged_line_drops_only_its_entry(tmp_path: Path) -> None:
+    import json
+
+    from doit.dependency import JSONCodec
+
+    from nthlayer.buildsys.backend import StateJsonDB
+
+    path = tmp_path / "doit.json"
+    entries = {"service:a": {"checker:": "SharedMD5Checker"}, "service:b": {"checker:": "MD5Checker"}}
+    path.write_text(json.dumps(entries, indent=2) + "\n")  # valid JSON, not a line per task
+    db = StateJsonDB(str(path), JSONCodec())
+    assert db.get("service:b", "checker:") == "MD5Checker"
+    db.dump()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4
+    lines[1] = lines[1].replace('"SharedMD5Checker"', '"SharedMD5Checker')  # a quote lost
+    path.write_text("\n".join(lines) + "\n")
+    damaged = StateJsonDB(str(path), JSONCodec())
+    assert damaged.get("service:a", "checker:") is None and not damaged.in_("service:a")
+    assert damaged.get("service:b", "checker:") == "MD5Checker"
+    damaged.dump()
+    assert json.loads(path.read_text()) == {"service:b": {"checker:": "MD5Checker"}}

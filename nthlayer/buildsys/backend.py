@@ -104,6 +104,30 @@ def _entry_digest(entry: dict[str, Any]) -> str | None:
     return settled_digest(checker, mtimes, values)
 
 
+def _lines_of(data: bytes, text: str) -> dict[str, bytes]:
+    """Each task's entry as written by :meth:`StateJsonDB.dump`: ``{``, then one ``"task":{…}`` line per
+    task (a comma after each but the last), then ``}``; ValueError for anything else."""
+    import json
+
+    lines = data.split(b"\n")
+    if lines[-1] != b"" or lines[-2] != b"}":
+        raise ValueError("truncated")
+    scan = json.decoder.scanstring
+    raw: dict[str, bytes] = {}
+    last = len(lines) - 3
+    for number, line in enumerate(lines[1:-2], 1):
+        text = line.decode("utf-8")
+        if not text.startswith('"'):
+            raise ValueError("not a task's line")
+        task_id, end = scan(text, 1)  # the key (a JSON string), and the index after it
+        start = end if text.isascii() else len(text[:end].encode("utf-8"))
+        comma = number <= last - 1
+        if line[start:start + 2] != b":{" or not line.endswith(b"}," if comma else b"}"):
+            raise ValueError("not a task's line")
+        raw[task_id] = line[start + 1:-1] if comma else line[start + 1:]
+    return raw
+
+
 class StateJsonDB(JsonDB):
     """doit's dependency database as one JSON file (registered as doit backend ``nthlayer-json``).
 
@@ -135,7 +159,13 @@ class StateJsonDB(JsonDB):
                 return None
             import orjson  # what json.loads gives for this file (floats as written, strings, lists)
 
-            entry = self._db[task_id] = orjson.loads(raw)
+            try:
+                entry = orjson.loads(raw)
+            except ValueError:  # a line damaged by hand: as if the task had no entry (it runs, and is recorded)
+                del self._raw[task_id]
+                self._dirty = True
+                return None
+            self._db[task_id] = entry
         return entry
 
     def get(self, task_id: str, dependency: str) -> Any:
@@ -175,37 +205,34 @@ class StateJsonDB(JsonDB):
         self._db = {}
 
     def _load(self) -> Any:
-        import json
-
         with open(self.name, "rb") as handle:
             data = handle.read()  # only the entries' slices are kept, not the whole file
         self._on_disk = True
         try:
             text = data.decode("utf-8")
-            if not text.startswith("{\n"):  # one line: the format before entries had lines (re-written)
-                entries = json.loads(text)
-                if not isinstance(entries, dict):
-                    raise ValueError("not an object")
-                self._raw = dict.fromkeys(entries)
-                self._dirty = True
-                return entries
-            lines = data.split(b"\n")
-            if lines[-1] != b"" or lines[-2] != b"}":
-                raise ValueError("truncated")
-            scan = json.decoder.scanstring
-            for line in lines[1:-2]:
-                text = line.decode("utf-8")
-                task_id, end = scan(text, 1)  # the key (a JSON string), and the index after it
-                start = end if text.isascii() else len(text[:end].encode("utf-8"))
-                if line[start:start + 1] != b":":
-                    raise ValueError("no colon")
-                self._raw[task_id] = line[start + 1:-1] if line.endswith(b",") else line[start + 1:]
-            return {}
-        except (ValueError, IndexError, UnicodeDecodeError):
+            if text.startswith("{\n"):
+                try:
+                    self._raw = _lines_of(data, text)
+                    return {}
+                except (ValueError, IndexError):
+                    pass  # JSON of another layout (an older one, or edited by hand): read whole below
+            return self._whole(text)
+        except (ValueError, UnicodeDecodeError):
             from doit.dependency import DatabaseException
 
             raise DatabaseException(f"{os.path.abspath(self.name)} is not valid JSON: remove it and the next "
                                     "build rebuilds everything") from None
+
+    def _whole(self, text: str) -> dict[str, Any]:
+        """The database as one JSON object (the layout before entries had lines): rewritten at the next dump."""
+        import json
+
+        entries = json.loads(text)
+        if not isinstance(entries, dict) or not all(isinstance(entry, dict) for entry in entries.values()):
+            raise ValueError("not an object of objects")
+        self._raw = dict.fromkeys(entries)
+        self._dirty = True
+        return entries
 
     def dump(self) -> None:
         if not self._dirty and self._on_disk:

@@ -452,28 +452,28 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     _STAMPS.clear()
     _STAMP_SETS.clear()
     _VERSIONS.clear()
-    summaries, changed = _summaries(files, index_path, warmer, record)
-    errors, warnings = cross_file_problems([s for s, _, _, _ in summaries], technology_files(catalog_dir))
-    entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
-                                 list(s.warnings), routing, upstream, s.path in changed, plugins)
-               for s, routing, upstream, plugins in summaries}
-    if read is not None:
-        read(list(entries.values()))
-    for error in errors:
-        entries[error.path].errors.append(error)
-    for warning in warnings:
-        entries[warning.path].warnings.append(warning)
-    from nthlayer.buildsys.policies import VERDICTS_FILE, apply_policies
+    try:  # engines started ahead by _summaries and left unused end here, whatever happens
+        summaries, changed = _summaries(files, index_path, warmer, record)
+        errors, warnings = cross_file_problems([s for s, _, _, _ in summaries], technology_files(catalog_dir))
+        entries = {s.path: SpecEntry(s.path, os.path.splitext(os.path.basename(s.path))[0], s, list(s.errors),
+                                     list(s.warnings), routing, upstream, s.path in changed, plugins)
+                   for s, routing, upstream, plugins in summaries}
+        if read is not None:
+            read(list(entries.values()))
+        for error in errors:
+            entries[error.path].errors.append(error)
+        for warning in warnings:
+            entries[warning.path].warnings.append(warning)
+        from nthlayer.buildsys.policies import VERDICTS_FILE, apply_policies
 
-    judged = [entry for entry in entries.values() if judge is None or judge(entry)]
+        judged = [entry for entry in entries.values() if judge is None or judge(entry)]
 
-    def judge_all() -> str | None:
-        return apply_policies(judged, _DOCUMENTS, _verdict_stamp, catalog_dir,
-                              os.path.join(state_dir, "catalog") if state_dir else None,
-                              os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
-                              worker_count(), record)
+        def judge_all() -> str | None:
+            return apply_policies(judged, _DOCUMENTS, _verdict_stamp, catalog_dir,
+                                  os.path.join(state_dir, "catalog") if state_dir else None,
+                                  os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
+                                  worker_count(), record)
 
-    try:
         if warmer is not None and warmer.services:  # the engines judge while this process makes the templates
             policy_error = _meanwhile(judge_all, warmer.prepare)
         else:
