@@ -223,3 +223,22 @@ print(before - rss(), "glibc" if "libc.so.6" in str(ctypes.util.find_library("c"
     if libc != "glibc":
         pytest.skip("malloc_trim is glibc's")
     assert int(released) >= 50, result.stdout
+
+
+def test_a_build_process_leaves_its_objects_to_the_system_at_exit() -> None:
+    # The exit handler the build registers (nthlayer.buildsys.dodo._freeze_at_exit): the interpreter's
+    # last collections no longer walk the build's objects, so a cycle still alive at exit is not collected
+    # (Python never promised that __del__ runs at exit); without it, this one is.
+    script = """
+import atexit, sys
+class Node:
+    def __init__(self): self.me = self
+    def __del__(self): print("collected", flush=True)
+keep = Node()
+if sys.argv[1] == "build":
+    from nthlayer.buildsys.dodo import _freeze_at_exit
+    atexit.register(_freeze_at_exit)
+"""
+    plain = subprocess.run([sys.executable, "-c", script, "plain"], capture_output=True, text=True, cwd=ROOT, check=True)
+    build = subprocess.run([sys.executable, "-c", script, "build"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert (plain.stdout, build.stdout) == ("collected\n", "")

@@ -11,6 +11,7 @@ NTHLAYER_OUT / NTHLAYER_CATALOG / NTHLAYER_SECRETS_DIR / NTHLAYER_STRICT); for a
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 from contextlib import contextmanager
@@ -49,6 +50,19 @@ from nthlayer.integrations.secrets import secrets_dir
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+def _freeze_at_exit() -> None:
+    """At interpreter exit, before its collections: every object moved out of the cyclic collector's reach.
+
+    Finalization runs full collections over every object still alive (a no-op build of 10,000 services
+    holds 160,000 containers: the plan, the tasks, doit's database). They cost 0.1-0.2 s on the way out,
+    to free memory the process is about to give back whole. Exit handlers registered before this one run
+    after it, with everything intact; only cyclic garbage is left to the operating system."""
+    gc.freeze()
+
+
+_REGISTERED: list[Any] = []
+
+
 def namespace() -> dict[str, Any]:
     """``DOIT_CONFIG`` and the ``task_*`` creators of one build, for the variables doit was given.
 
@@ -56,6 +70,9 @@ def namespace() -> dict[str, Any]:
     from the spec files as they are then.
     """
     gc.set_threshold(*GC_THRESHOLDS)
+    if _freeze_at_exit not in _REGISTERED:  # once per process (a long-lived one loads the build again)
+        atexit.register(_freeze_at_exit)
+        _REGISTERED.append(_freeze_at_exit)
     given = {name: value for name in ("services", "out", "state", "secrets_dir", "strict", "shard", "shard_by",
                                       "assemble")
              if (value := get_var(name, None)) is not None}
