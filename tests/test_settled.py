@@ -8,7 +8,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -29,6 +29,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "rules_catalog", project / "catalog")
     first = _doit(project, env=ENV)
     assert first.returncode == 0, first.stdout + first.stderr
+    second = _doit(project, env=ENV)  # validates nothing: it keeps the plan (state/plan.pickle)
+    assert second.returncode == 0 and _ran(second) == [], second.stdout + second.stderr
+    assert (project / "state" / "plan.pickle").is_file()
     return project
 
 
@@ -78,6 +81,15 @@ def _config_edited(project: Path) -> None:
     (project / "nthlayer.toml").write_text('[kubernetes]\nnamespace = "observability"\n')
 
 
+def _policy_disabled(project: Path) -> None:
+    # the policies' digest changes: the kept plan is not used, every verdict is worked out again
+    (project / "nthlayer.toml").write_text('[policy]\ndisable = ["tier1-runbook"]\n')
+
+
+def _index_removed(project: Path) -> None:
+    os.remove(project / "state" / "spec-index.json")
+
+
 def _nothing(project: Path) -> None:
     pass
 
@@ -86,7 +98,8 @@ EDITS: dict[str, Callable[[Path], None]] = {
     "nothing": _nothing, "spec edited": _spec_edit, "target edited": _target_edit,
     "target removed": _target_removed, "catalog file touched": _catalog_touched,
     "catalog file edited": _catalog_edited, "spec touched": _spec_touched, "spec removed": _spec_removed,
-    "spec added": _spec_added, "kubernetes defaults edited": _config_edited,
+    "spec added": _spec_added, "kubernetes defaults edited": _config_edited, "policy disabled": _policy_disabled,
+    "spec index removed": _index_removed,
 }
 
 
@@ -254,3 +267,38 @@ def test_a_database_laid_out_otherwise_is_read_whole_and_a_damaged_line_drops_on
     assert damaged.get("service:b", "checker:") == "MD5Checker"
     damaged.dump()
     assert json.loads(path.read_text()) == {"service:b": {"checker:": "MD5Checker"}}
+
+
+def test_a_run_that_changes_no_input_of_the_plan_reads_it_back_whole(built: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from nthlayer.buildsys import plan as plans
+
+    project = tmp_path / "project"
+    shutil.copytree(built, project)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("NTHLAYER_CONFIG", raising=False)
+
+    def make() -> plans.BuildPlan:
+        return plans.make_plan("services", "out", "catalog", index_path="state/spec-index.json")
+
+    monkeypatch.setenv("NTHLAYER_FAST_PATH", "0")
+    fresh = make()  # made from the spec index and the verdicts, as always
+    monkeypatch.setenv("NTHLAYER_FAST_PATH", "1")
+    made = []
+    real = plans._summaries
+    monkeypatch.setattr(plans, "_summaries", lambda *args, **kwargs: made.append(1) or real(*args, **kwargs))
+    kept = make()
+    assert made == [] and kept.entries == fresh.entries and kept.policy_error == fresh.policy_error
+    assert [entry.name for entry in kept.valid] == [entry.name for entry in fresh.valid]
+    for change in (_spec_touched, _catalog_touched, _policy_disabled, _index_removed):
+        change(project)
+        again = make()
+        assert made, change.__name__  # not read back: made again
+        made.clear()
+        if change is not _policy_disabled:  # the same plan, but for which specs were validated again
+            assert [_facts(entry) for entry in again.entries] == [_facts(entry) for entry in fresh.entries]
+
+
+def _facts(entry: Any) -> tuple[Any, ...]:
+    return (entry.path, entry.summary, entry.errors, entry.warnings, entry.routing, entry.upstream, entry.plugins,
+            entry.verdict)
