@@ -558,7 +558,7 @@ class _Snapshot:
         self.path = os.path.join(state_dir, SNAPSHOT_FILE)
         self.verdicts = os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE)
         self.index = index_path
-        self.parts = [SNAPSHOT_FORMAT, _code_files(), services_dir, out_dir, catalog_dir, strict,
+        self.parts = [SNAPSHOT_FORMAT, _code_files(), state_dir, services_dir, out_dir, catalog_dir, strict,
                       sorted([name, _file_id(path)] for name, path in technology_files(catalog_dir).items()),
                       [[path, keys[path]] for path in files]]
 
