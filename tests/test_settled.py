@@ -273,10 +273,14 @@ def test_a_run_that_changes_no_input_of_the_plan_reads_it_back_whole(built: Path
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from nthlayer.buildsys import plan as plans
 
+    from nthlayer.buildsys.plugin_kinds import activate
+
     project = tmp_path / "project"
     shutil.copytree(built, project)
     monkeypatch.chdir(project)
-    monkeypatch.delenv("NTHLAYER_CONFIG", raising=False)
+    for name in [name for name in os.environ if name.startswith("NTHLAYER_")]:
+        monkeypatch.delenv(name)
+    activate(None)  # the plugins as the build loaded them (none): an earlier test may have left others active
 
     def make() -> plans.BuildPlan:
         return plans.make_plan("services", "out", "catalog", index_path="state/spec-index.json")
