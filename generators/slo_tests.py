@@ -195,7 +195,10 @@ def requests_per_minute(service: Service) -> Decimal:
 def _expected(labels: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
     # Annotations as Prometheus prints them: a quoted selector's "{{" is escaped in the rule (template_literal).
     annotations = {key: printed_text(value) for key, value in rule["annotations"].items()}
-    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": annotations}
+    # Prometheus keeps no label with an empty value (absent() of a selector matching env="" gives no env).
+    merged = {**labels, **rule["labels"]}
+    return {"exp_labels": {key: value for key, value in merged.items() if value != ""},
+            "exp_annotations": annotations}
 
 
 def _burn_expectations(service: Service, slo: SLO, window_name: str) -> dict[str, Any]:
