@@ -176,10 +176,10 @@ class _Placeholders:
         head = name + str(node.matchers)
         if not rendered.startswith(head):
             raise PromQLError(f"cannot re-render selector {rendered}")
-        return pq.parse(f"{name}{{{body}}}{rendered[len(head):]}")
+        return parse(f"{name}{{{body}}}{rendered[len(head):]}")
 
     def string(self, node: Any) -> Any:
-        return pq.parse(f'"{self._hold(str(node.val))}"')
+        return parse(f'"{self._hold(str(node.val))}"')
 
     def substitute(self, text: str) -> str:
         # Highest index first, so __nthlayer_value_1__ never eats into …_10__.

@@ -155,12 +155,7 @@ def _build_and_check(tmp_path: Path, specs: st.SearchStrategy[dict], examples: i
 def test_sli_regex_quoted_in_an_annotation_prints_literally(tmp_path: Path, regex: str) -> None:
     """The absent-metrics alert quotes the SLI selector in its description: '{{' there is escaped, and
     the generated promtool tests expect it printed as written."""
-    from generators.slo_rules import slo_rule_files
-
-    raw = f"service: s\ntier: 1\nteam: t\nobservability:\n  sli:\n    selector: {{job: '=~{regex}'}}\n"
-    files = slo_rule_files(load_spec("services/s.yaml", raw.encode()).service, str(tmp_path))
-    for path, data in files.items():
-        Path(path).write_bytes(data)
+    files = _slo_rule_files(tmp_path, f"{{job: '=~{regex}'}}")
     result = check_rules(sorted(p for p in files if p.endswith(".rules.yaml")))
     assert result.ok, result.output
     # The generated unit tests expect the description as Prometheus prints it: the selector, braces and all.
@@ -173,11 +168,28 @@ def test_a_selector_label_matched_empty_is_no_label_of_the_absent_alert(tmp_path
     """``env=""`` matches series without ``env``: absent() of such a selector gives no ``env`` label
     (Prometheus keeps no label with an empty value), so the generated tests must not expect one (found by
     the property test above)."""
+    files = _slo_rule_files(tmp_path, selector)
+    result = promtool_unit_tests(sorted(p for p in files if p.endswith(".test.yaml")))
+    assert result.ok, result.output
+
+
+def _slo_rule_files(folder: Path, selector: str) -> list[str]:
+    """The SLO rule and promtool test files of a tier-1 spec with this SLI selector, written in ``folder``."""
     from generators.slo_rules import slo_rule_files
 
     raw = f"service: s\ntier: 1\nteam: t\nobservability:\n  sli:\n    selector: {selector}\n"
-    files = slo_rule_files(load_spec("services/s.yaml", raw.encode()).service, str(tmp_path))
+    files = slo_rule_files(load_spec("services/s.yaml", raw.encode()).service, str(folder))
     for path, data in files.items():
         Path(path).write_bytes(data)
-    result = promtool_unit_tests(sorted(p for p in files if p.endswith(".test.yaml")))
-    assert result.ok, result.output
+    return sorted(files)
+
+
+@pytest.mark.parametrize("expr", ['{job!~""}', '{__name__!=""}', 'sum({job!~""}) / sum(up)'])
+def test_a_selector_the_rater_cannot_render_is_a_promql_error_not_a_crash(expr: str) -> None:
+    """Found by the property test above: the rater puts placeholders in each selector's values, and
+    ``{job!~"…"}`` no longer has a matcher that rejects the empty value, which the parser refuses. That
+    refusal is a PromQLError (validation words it as the query's problem), not a bare ValueError."""
+    from generators.promql_scope import PromQLError, rate_selectors
+
+    with pytest.raises(PromQLError, match="non-empty matcher"):
+        rate_selectors(expr, "5m")
