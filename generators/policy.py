@@ -250,8 +250,9 @@ _STARTED: list[Any] = []  # engine processes started ahead (start_engines), each
 def start_engines(count: int) -> None:
     """Start ``count`` engine processes now for the evaluation to come: an engine takes 0.1-0.15 s to start
     (Python, regopy), which the caller spends meanwhile on the rest of its specs (a one-spec edit's build).
-    The next evaluation takes them; :func:`stop_engines` ends those it did not. No process may be forked
-    while they wait: a forked copy of their input's write end keeps them from seeing its end."""
+    The next evaluation takes them; :func:`stop_engines` ends those it did not. A process forked while they
+    wait must close its copy of their input's write end (nthlayer.buildsys.settled.stamps_ahead's child
+    does), or they never see the input end."""
     while len(_STARTED) < count:
         _STARTED.append(_engine())
 

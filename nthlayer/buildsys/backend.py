@@ -104,7 +104,7 @@ def _entry_digest(entry: dict[str, Any]) -> str | None:
     return settled_digest(checker, mtimes, values)
 
 
-def _lines_of(data: bytes, text: str) -> dict[str, bytes]:
+def _lines_of(data: bytes) -> dict[str, bytes]:
     """Each task's entry as written by :meth:`StateJsonDB.dump`: ``{``, then one ``"task":{…}`` line per
     task (a comma after each but the last), then ``}``; ValueError for anything else."""
     import json
@@ -209,14 +209,13 @@ class StateJsonDB(JsonDB):
             data = handle.read()  # only the entries' slices are kept, not the whole file
         self._on_disk = True
         try:
-            text = data.decode("utf-8")
-            if text.startswith("{\n"):
+            if data.startswith(b"{\n"):
                 try:
-                    self._raw = _lines_of(data, text)
+                    self._raw = _lines_of(data)  # each line decoded as it is split
                     return {}
                 except (ValueError, IndexError):
                     pass  # JSON of another layout (an older one, or edited by hand): read whole below
-            return self._whole(text)
+            return self._whole(data.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             from doit.dependency import DatabaseException
 

@@ -60,9 +60,6 @@ def _freeze_at_exit() -> None:
     gc.freeze()
 
 
-_REGISTERED: list[Any] = []
-
-
 def namespace() -> dict[str, Any]:
     """``DOIT_CONFIG`` and the ``task_*`` creators of one build, for the variables doit was given.
 
@@ -70,9 +67,8 @@ def namespace() -> dict[str, Any]:
     from the spec files as they are then.
     """
     gc.set_threshold(*GC_THRESHOLDS)
-    if _freeze_at_exit not in _REGISTERED:  # once per process (a long-lived one loads the build again)
-        atexit.register(_freeze_at_exit)
-        _REGISTERED.append(_freeze_at_exit)
+    atexit.unregister(_freeze_at_exit)  # once per process (a long-lived one loads the build again)
+    atexit.register(_freeze_at_exit)
     given = {name: value for name in ("services", "out", "state", "secrets_dir", "strict", "shard", "shard_by",
                                       "assemble")
              if (value := get_var(name, None)) is not None}
