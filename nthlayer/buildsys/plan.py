@@ -25,7 +25,7 @@ from generators.render import write_if_changed
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import external_links_allowed, load_yaml
-from nthlayer.buildsys.backend import compact_json
+from nthlayer.buildsys.backend import compact_json, read_json
 from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators, prepare_shapes
 from nthlayer.buildsys.plugin_kinds import active as active_plugins
 from nthlayer.buildsys.plugin_kinds import apply_plugins
@@ -384,11 +384,10 @@ def _summaries(files: list[str], keys: dict[str, list[int] | None], index_path: 
     fingerprint = _code_fingerprint()
     if index_path and os.path.exists(index_path):
         try:
-            with open(index_path, encoding="utf-8") as handle:
-                loaded = json.load(handle)
+            loaded = read_json(index_path)
             if loaded.get("code") == fingerprint:
                 cache = loaded.get("files", {})
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             cache = {}
     _VERSIONS.update(keys)
     stale = [p for p in files if keys[p] is None or cache.get(p, [None])[0] != keys[p]

@@ -19,7 +19,7 @@ from generators.policy import PolicyError, PolicySet, unknown_ids
 from generators.policy_input import policy_input
 from generators.spec import FileSummary
 from generators.yamlload import Located, load_yaml
-from nthlayer.buildsys.backend import compact_json
+from nthlayer.buildsys.backend import compact_json, read_json
 from nthlayer.buildsys.outputs import doit_signature
 from nthlayer.config import ConfigError, ProjectConfig, load_config
 
@@ -120,8 +120,7 @@ class VerdictCache:
         self.dirty = False
         if path and os.path.exists(path):
             try:
-                with open(path, encoding="utf-8") as handle:
-                    data = json.load(handle)
+                data = read_json(path)
                 if data.get("policies") == digest:
                     self.entries = data.get("files", {})
             except (OSError, ValueError, AttributeError):
