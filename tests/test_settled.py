@@ -240,9 +240,57 @@ def test_stamps_worked_out_ahead_are_the_stamps_of_the_files(tmp_path: Path) -> 
     groups.append((files[0], str(tmp_path / "missing")))
     collect = stamps_ahead(groups)
     known = collect()
-    assert known == {group: targets_stamp(group) for group in groups}
-    assert known[groups[-1]] is None
+    assert known == {hash(group): targets_stamp(group) for group in groups}
+    assert known[hash(groups[-1])] is None
+    assert collect() is known  # asked again: the same answer
     assert stamps_ahead([])() == {}
+
+
+def test_stamps_ahead_from_the_groups_the_last_run_kept(tmp_path: Path) -> None:
+    from nthlayer.buildsys.outputs import targets_stamp
+    from nthlayer.buildsys.settled import keep_groups, stamps_ahead_from
+
+    kept = tmp_path / "groups.pickle"
+    assert stamps_ahead_from(str(kept)) is None  # no file: the plan's groups are used (stamps_ahead)
+    files = []
+    for index in range(20):
+        path = tmp_path / f"f{index}"
+        path.write_text("x" * index)
+        files.append(str(path))
+    groups = [tuple(files[i:i + 4]) for i in range(0, len(files), 4)]
+    keep_groups(str(kept), groups, None)  # no child read them: written
+    known = stamps_ahead_from(str(kept))()
+    assert known == {hash(group): targets_stamp(group) for group in groups}
+    before = kept.stat().st_mtime_ns
+    keep_groups(str(kept), list(reversed(groups)), known)  # the same groups: not written again
+    assert kept.stat().st_mtime_ns == before
+    # The files changed since: the stamps are of the files as they are now, not as they were kept.
+    Path(files[0]).write_text("changed")
+    assert stamps_ahead_from(str(kept))()[hash(groups[0])] == targets_stamp(groups[0]) != known[hash(groups[0])]
+    # A group the file does not hold is not answered (its check stats its files); the file is rewritten.
+    other = groups[1:] + [(files[0], files[5])]
+    known = stamps_ahead_from(str(kept))()
+    assert hash(other[-1]) not in known
+    keep_groups(str(kept), other, known)
+    assert stamps_ahead_from(str(kept))().keys() == {hash(group) for group in other}
+    kept.write_bytes(b"not a pickle")  # damaged: the child fails, nothing is answered
+    assert stamps_ahead_from(str(kept))() == {}
+
+
+def test_two_groups_of_one_hash_are_neither_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from nthlayer.buildsys import settled
+    from nthlayer.buildsys.outputs import targets_stamp
+
+    files = [str(tmp_path / name) for name in ("a", "b", "c")]
+    for path in files:
+        Path(path).write_text(path)
+    real = builtins.hash
+    # the child's hash (it is forked after the patch): every group of one file collides
+    monkeypatch.setattr(settled, "hash", lambda group: 7 if len(group) == 1 else real(group), raising=False)
+    known = settled.stamps_ahead([(files[0],), (files[1],), (files[0], files[2])])()
+    assert known == {real((files[0], files[2])): targets_stamp((files[0], files[2]))}
 
 
 def test_a_database_laid_out_otherwise_is_read_whole_and_a_damaged_line_drops_only_its_entry(tmp_path: Path) -> None:

@@ -33,12 +33,12 @@ from nthlayer.buildsys.plugin_kinds import activate as activate_plugins
 from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
 from nthlayer.buildsys.runner import install as install_prefetch_runner
-from nthlayer.buildsys.settled import settled_filter, stamps_ahead
+from nthlayer.buildsys.settled import AHEAD_FILE, keep_groups, settled_filter, stamps_ahead, stamps_ahead_from
 from nthlayer.buildsys.settled import wanted as settled_wanted
 from nthlayer.buildsys.shards import (Shard, assemble_task, assembled_plan, fragment_task, in_shard, parse_count,
                                       parse_shard, shard_errors_task)
-from nthlayer.buildsys.tasks import (clean_targets, code_stamps, policies_task, prune_out, service_outputs, service_task,
-                                    shared_task)
+from nthlayer.buildsys.tasks import (clean_targets, code_stamps, policies_task, prune_out, service_checks, service_outputs,
+                                    service_task, shared_task)
 from nthlayer.integrations.secrets import secrets_dir
 
 
@@ -108,11 +108,17 @@ def namespace() -> dict[str, Any]:
     activate_plugins(state)
     # A plain run leaves out the service tasks certainly up to date (settled.py). The stamps of their targets
     # are worked out by a child process, from when the specs are read to when the tasks are made.
-    ahead: list[Any] = [dict]
+    # They start from the groups of target files the last run kept (state/settled-targets.pickle), before the
+    # plan is read; without them, from the plan's once each spec is read.
+    fast = settled_wanted()
+    groups_file = os.path.join(state, AHEAD_FILE)
+    ahead: list[Any] = [stamps_ahead_from(groups_file) if fast else None]
+    from_file = ahead[0]
 
     def prefetch(entries: list[Any]) -> None:
-        ahead[0] = stamps_ahead([tuple(service_outputs(entry, out)) for entry in entries
-                                 if not entry.changed and entry.name is not None])
+        if ahead[0] is None:
+            ahead[0] = stamps_ahead([tuple(service_outputs(entry, out)) for entry in entries
+                                     if not entry.changed and entry.name is not None])
 
     if shards is not None:  # the plan of every spec, from the shards' fragments: no spec validated again
         with dodo_errors():
@@ -122,7 +128,7 @@ def namespace() -> dict[str, Any]:
         plan = make_plan(services, out, get_var("catalog", None),
                          index_path=os.path.join(state, "spec-index.json"), strict=strict,
                          judge=None if shard is None else shard.holds,  # a shard judges its own specs
-                         read=prefetch if settled_wanted() else None)
+                         read=prefetch if fast else None)
     full = plan  # every spec: the prune keeps every service's folder, the fragment reads its shard's share
     if shard is not None:
         plan = in_shard(full, shard)
@@ -181,16 +187,20 @@ def namespace() -> dict[str, Any]:
         after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
         yield {"name": None, "doc": task_service.__doc__}  # the group exists when every service is settled
         stamps = code_stamps(state)
-        settled = settled_filter(ahead[0])  # a plain run: the tasks certainly up to date are left out (settled.py)
+        settled = settled_filter(ahead[0] or dict)  # a plain run: the tasks certainly up to date are left out (settled.py)
         # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
         # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
         names = plan.task_names()
-        # Every task is made before the first check: the first waits for the targets' stamps (settled.py).
-        tasks = [(entry, service_task(entry, plan, stamps, names[entry.path]))
+        # What doit checks of every task is made before the first check (which waits for the targets' stamps:
+        # settled.py); the rest of a task only for the tasks doit is given.
+        tasks = [(entry, service_checks(entry, plan, stamps, names[entry.path]))
                  for entry in sorted(plan.entries, key=lambda entry: not entry.changed)]
-        for entry, task in tasks:
-            if settled is None or entry.changed or not settled(task):
-                yield task
+        for entry, checks in tasks:
+            if settled is None or entry.changed or not settled(checks):
+                yield service_task(entry, plan, stamps, checks["name"], checks)
+        if settled is not None:  # the next run's stat child reads the groups of this one
+            keep_groups(groups_file, [tuple(task["targets"]) for _, task in tasks if task["targets"]],
+                        from_file() if from_file is not None else None)
 
     settings = {"secrets_dir": secrets}  # what the shared kinds are given besides the plan
 

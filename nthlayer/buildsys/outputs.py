@@ -61,11 +61,12 @@ class _TargetsUnedited:
         stamp = self._stamp()
         return stamp is not None and values.get("targets") == stamp
 
-    def settled_values(self, known: dict[tuple[str, ...], str | None]) -> dict[str, Any] | None:
+    def settled_values(self, known: dict[int, str | None]) -> dict[str, Any] | None:
         """The saved values that make this check pass, for the settled fast path (nthlayer.buildsys.settled):
-        the targets' stamp now (from ``known``, the stamps worked out ahead, when it has these files);
-        None when one is missing."""
-        stamp = known[self.paths] if self.paths in known else self._stamp()
+        the targets' stamp now (from ``known``, the stamps worked out ahead by group hash, when it has these
+        files); None when one is missing."""
+        key = hash(self.paths)
+        stamp = known[key] if key in known else self._stamp()
         return None if stamp is None else {"targets": stamp}
 
 

@@ -70,8 +70,10 @@ def service_outputs(entry: SpecEntry, out_dir: str) -> list[str]:
                                      [f for kind in PER_SERVICE for f in artifact_files(kind, slos, extras)])]
 
 
-def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
-    """The doit task of one spec: every per-service artifact, regenerating only the stale kinds."""
+def service_checks(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str) -> dict[str, Any]:
+    """What doit checks of a spec's task: its name, file dependencies, targets and ``uptodate`` entries.
+    The settled fast path decides on these alone (nthlayer.buildsys.settled); :func:`service_task` adds
+    what runs it."""
     # A spec that is no regular file (a named pipe, a dangling link) is reported by its action; doit
     # must not hash it: opening a named pipe waits forever, a missing file_dep is a doit error. (A spec
     # without errors was read as a regular file: a no-op build of 1000 specs asks nothing more.)
@@ -79,34 +81,37 @@ def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name
     deps = [entry.path, *stamps.values()] if regular else list(stamps.values())
     plugin_stamps = active().stamps
     deps += [plugin_stamps[key] for key in entry.plugins if key in plugin_stamps]  # the plugins that apply to it
-    every = all_kinds(entry.plugins)
     outputs = service_outputs(entry, plan.out_dir)
     if entry.name is not None:
         deps += plan.catalog_files(entry)
+    # A hand-edited file is rebuilt; the action records the files as it wrote them.
+    uptodate: list[Any] = [targets_unedited(outputs, saved_by_action=True)] if outputs else []
+    if plan.policy_error is None and entry.name is not None:
+        # It depends on its policy verdict, not on the policy files: a changed verdict re-runs it. (While a
+        # policy cannot be used there are no verdicts: only stale services run, to fail; see policies_task.)
+        uptodate.append(verdict_unchanged(entry.verdict) if entry.verdict else _NO_VERDICT)
+    if entry.errors or active().error is not None:
+        # Its files may be unchanged since a successful run (a warning under --strict, a clash with
+        # another spec, a policy's deny, a plugin that does not load): the task must still run, to fail
+        # and report the errors.
+        uptodate = [False]
+    return {"name": name, "file_dep": deps, "targets": outputs, "uptodate": uptodate}
+
+
+def service_task(entry: SpecEntry, plan: BuildPlan, stamps: dict[str, str], name: str,
+                 checks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The doit task of one spec: every per-service artifact, regenerating only the stale kinds.
+    ``checks``: its :func:`service_checks`, when already made."""
+    task = service_checks(entry, plan, stamps, name) if checks is None else checks
+    every = all_kinds(entry.plugins)
 
     def title(task: Any) -> str:
         kinds = stale_kinds(entry.path, task.dep_changed or (), stamps, entry.plugins)
         return task.name if len(kinds) == len(every) else f"{task.name} ({', '.join(kinds)})"
 
-    task = {
-        "name": name,
-        "actions": [service_action(entry, plan, stamps, outputs)],
-        "file_dep": deps,
-        "targets": outputs,
-        # A hand-edited file is rebuilt; the action records the files as it wrote them.
-        "uptodate": [targets_unedited(outputs, saved_by_action=True)] if outputs else [],
-        "title": title,
-        "clean": [(clean_targets, [outputs, plan.out_dir])],
-    }
-    if plan.policy_error is None and entry.name is not None:
-        # It depends on its policy verdict, not on the policy files: a changed verdict re-runs it. (While a
-        # policy cannot be used there are no verdicts: only stale services run, to fail; see policies_task.)
-        task["uptodate"].append(verdict_unchanged(entry.verdict) if entry.verdict else _NO_VERDICT)
-    if entry.errors or active().error is not None:
-        # Its files may be unchanged since a successful run (a warning under --strict, a clash with
-        # another spec, a policy's deny, a plugin that does not load): the task must still run, to fail
-        # and report the errors.
-        task["uptodate"] = [False]
+    outputs = task["targets"]
+    task.update(actions=[service_action(entry, plan, stamps, outputs)], title=title,
+                clean=[(clean_targets, [outputs, plan.out_dir])])
     return task
 
 
