@@ -90,6 +90,27 @@ def _index_removed(project: Path) -> None:
     os.remove(project / "state" / "spec-index.json")
 
 
+def _report_page_edited(project: Path) -> None:
+    with open(project / "out" / "reports" / "services" / "payment-api.html", "a") as handle:
+        handle.write("<!-- edited -->")
+
+
+def _report_page_removed(project: Path) -> None:
+    os.remove(project / "out" / "reports" / "services" / "order-worker.html")
+
+
+def _kept_groups_removed(project: Path) -> None:
+    os.remove(project / "state" / "settled-targets.pickle")
+
+
+def _kept_groups_stale(project: Path) -> None:
+    # the groups of another project: none is answered, every check stats its own files
+    import pickle
+
+    (project / "state" / "settled-targets.pickle").write_bytes(pickle.dumps([("out/a/b.yaml", "out/a/c.yaml")]))
+    _target_edit(project)
+
+
 def _nothing(project: Path) -> None:
     pass
 
@@ -99,7 +120,9 @@ EDITS: dict[str, Callable[[Path], None]] = {
     "target removed": _target_removed, "catalog file touched": _catalog_touched,
     "catalog file edited": _catalog_edited, "spec touched": _spec_touched, "spec removed": _spec_removed,
     "spec added": _spec_added, "kubernetes defaults edited": _config_edited, "policy disabled": _policy_disabled,
-    "spec index removed": _index_removed,
+    "spec index removed": _index_removed, "report page edited": _report_page_edited,
+    "report page removed": _report_page_removed, "kept target groups removed": _kept_groups_removed,
+    "kept target groups stale": _kept_groups_stale,
 }
 
 
@@ -124,8 +147,13 @@ def test_the_fast_path_runs_and_writes_what_doit_alone_would(built: Path, tmp_pa
         assert _ran(quick) == []
         # doit's database is left as it was (no entry of a left-out task is touched)
         assert (fast / "state" / "doit.json").read_bytes() == (built / "state" / "doit.json").read_bytes()
-    if edit == "target edited":
+    if edit in ("target edited", "kept target groups stale"):
         assert "service:search-api" in _ran(quick)
+    if edit.startswith("report page"):
+        assert _ran(quick) == ["report"]
+    if edit.startswith("kept target groups"):  # kept again for the next run
+        assert (fast / "state" / "settled-targets.pickle").read_bytes() == \
+               (built / "state" / "settled-targets.pickle").read_bytes()
     if edit == "kubernetes defaults edited":
         assert len([name for name in _ran(quick) if name.startswith("service:")]) == 10
 

@@ -114,6 +114,7 @@ def namespace() -> dict[str, Any]:
     groups_file = os.path.join(state, AHEAD_FILE)
     ahead: list[Any] = [stamps_ahead_from(groups_file) if fast else None]
     from_file = ahead[0]
+    kept_groups: list[tuple[str, ...]] = []  # the groups of the shared tasks' targets it stats too
 
     def prefetch(entries: list[Any]) -> None:
         if ahead[0] is None:
@@ -155,12 +156,15 @@ def namespace() -> dict[str, Any]:
 
         state_db = os.environ.get("NTHLAYER_STATE", os.path.join(state, "nthlayer.duckdb"))
         outputs = report_targets(out, plan)
+        kept_groups.append(tuple(outputs))  # its pages are stat'ed by the settled path's child, with the services'
         cache = os.path.join(state, "report-fingerprint.json")  # spares no-op builds opening DuckDB
         return {
             "actions": [(report_action, [state_db, plan, cache])],
             "file_dep": report_code(),
-            "uptodate": [report_uptodate(state_db, plan, cache), targets_unedited(outputs)],
-            "targets": outputs,
+            "uptodate": [report_uptodate(state_db, plan, cache),
+                         targets_unedited(outputs, ahead=from_file)],
+            # doit checks that each target exists: the index alone (a missing page fails targets_unedited)
+            "targets": outputs[:1],
             "clean": [(clean_targets, [outputs, out])],
         }
 
@@ -199,7 +203,7 @@ def namespace() -> dict[str, Any]:
             if settled is None or entry.changed or not settled(checks):
                 yield service_task(entry, plan, stamps, checks["name"], checks)
         if settled is not None:  # the next run's stat child reads the groups of this one
-            keep_groups(groups_file, [tuple(task["targets"]) for _, task in tasks if task["targets"]],
+            keep_groups(groups_file, [*(tuple(task["targets"]) for _, task in tasks if task["targets"]), *kept_groups],
                         from_file() if from_file is not None else None)
 
     settings = {"secrets_dir": secrets}  # what the shared kinds are given besides the plan

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from generators.render import temp_entries
 
@@ -43,9 +43,11 @@ def targets_stamp(paths: Iterable[str]) -> str | None:
 class _TargetsUnedited:
     """doit ``uptodate``: the task's targets are as its last successful run left them."""
 
-    def __init__(self, paths: Iterable[str], saved_by_action: bool = False) -> None:
+    def __init__(self, paths: Iterable[str], saved_by_action: bool = False,
+                 ahead: Callable[[], dict[int, str | None]] | None = None) -> None:
         self.paths = tuple(paths)
         self.saved_by_action = saved_by_action
+        self.ahead = ahead
 
     def configure_task(self, task: Any) -> None:  # doit calls it when it makes the task
         if not self.saved_by_action:
@@ -58,24 +60,30 @@ class _TargetsUnedited:
         return {"targets": self._stamp()}
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
-        stamp = self._stamp()
+        stamp = self._known_stamp(self.ahead()) if self.ahead is not None else self._stamp()
         return stamp is not None and values.get("targets") == stamp
+
+    def _known_stamp(self, known: dict[int, str | None]) -> str | None:
+        """The targets' stamp from ``known`` (stamps worked out ahead, by group hash: nthlayer.buildsys.settled)
+        when it has these files, else worked out now."""
+        key = hash(self.paths)
+        return known[key] if key in known else self._stamp()
 
     def settled_values(self, known: dict[int, str | None]) -> dict[str, Any] | None:
         """The saved values that make this check pass, for the settled fast path (nthlayer.buildsys.settled):
-        the targets' stamp now (from ``known``, the stamps worked out ahead by group hash, when it has these
-        files); None when one is missing."""
-        key = hash(self.paths)
-        stamp = known[key] if key in known else self._stamp()
+        the targets' stamp now; None when one is missing."""
+        stamp = self._known_stamp(known)
         return None if stamp is None else {"targets": stamp}
 
 
-def targets_unedited(paths: Iterable[str], saved_by_action: bool = False) -> _TargetsUnedited:
+def targets_unedited(paths: Iterable[str], saved_by_action: bool = False,
+                     ahead: Callable[[], dict[int, str | None]] | None = None) -> _TargetsUnedited:
     """A doit ``uptodate`` entry that is false when a file of ``paths`` is missing or was changed since
     the task last wrote it. ``saved_by_action``: the task's action returns ``{"targets":
     targets_stamp(paths)}`` itself (a worker, right after writing them: the service tasks), instead of
-    the parent statting every file of every task after it ran."""
-    return _TargetsUnedited(paths, saved_by_action)
+    the parent statting every file of every task after it ran. ``ahead``: the stamps a child process
+    worked out meanwhile (nthlayer.buildsys.settled), asked when the check runs."""
+    return _TargetsUnedited(paths, saved_by_action, ahead)
 
 
 def _alive(pid: int) -> bool:

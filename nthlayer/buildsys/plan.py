@@ -112,7 +112,18 @@ class BuildPlan:
 
     def dependency_graph(self) -> str:
         """A digest of who-calls-whom (the correlation report's input from the specs)."""
+        return self._graph
+
+    @cached_property
+    def _graph(self) -> str:
         return hashlib.sha256(json.dumps(self.edges()).encode()).hexdigest()[:16]
+
+    def worked_out(self) -> BuildPlan:
+        """This plan with what every run asks of it worked out (its valid entries, routes, edges and their
+        digest): a plan kept whole between runs (:class:`_Snapshot`) is read back with them."""
+        for name in ("valid", "routes", "_edges", "_graph"):
+            getattr(self, name)
+        return self
 
     @cached_property
     def routes(self) -> list[Routing]:
@@ -507,12 +518,12 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     cache = os.path.join(state_dir, "catalog") if state_dir else None
     plan = BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict, policy_error)
     if kept is not None and not changed:  # kept when stable: an edit's run does not pay for it, the next does
-        kept.write(plan)
+        kept.write(plan.worked_out())
     return plan
 
 
 SNAPSHOT_FILE = "plan.pickle"
-SNAPSHOT_FORMAT = "1"
+SNAPSHOT_FORMAT = "2"
 
 
 def _file_id(path: str) -> list[int] | None:
