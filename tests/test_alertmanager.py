@@ -162,3 +162,67 @@ def test_alertmanager_yml_of_many_services_takes_the_stand_in_path() -> None:
         module.service_route = original
     assert text == to_yaml(alertmanager_config(ordered, "state/secrets"))
     assert direct == [module._NAME] * len(direct) and 1 <= len(direct) <= 6  # one stand-in per (tier, paging)
+
+
+# --- alertmanager.yml rewritten from its last version (generators/alertmanager.py Layout) ----------------
+
+from generators.alertmanager import alertmanager_text  # noqa: E402
+
+_SERVICE = st.tuples(_TEXT, _TEXT, st.integers(1, 3), st.booleans())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_SERVICE, min_size=0, max_size=8, unique_by=lambda t: t[0]),
+       st.lists(st.tuples(st.integers(0, 7), st.sampled_from(["team", "tier", "paged", "remove", "rename"]), _TEXT),
+                max_size=4),
+       st.lists(_SERVICE, max_size=2))
+def test_alertmanager_yml_from_its_last_version_is_the_whole_document(services: list, edits: list, added: list) -> None:
+    def routings(items: list) -> list[Routing]:
+        return [Routing(name, team, tier, paged, "services/x.yaml") for name, team, tier, paged in items]
+
+    before = list(services)
+    after = [list(item) for item in services]
+    for index, change, text in edits:
+        if index >= len(after) or after[index] is None:
+            continue
+        if change == "team":
+            after[index][1] = text
+        elif change == "tier":
+            after[index][2] = after[index][2] % 3 + 1
+        elif change == "paged":
+            after[index][3] = not after[index][3]
+        elif change == "remove":
+            after[index] = None
+        else:
+            after[index][0] = text
+    after = [item for item in after if item is not None] + [list(item) for item in added]
+    after = list({item[0]: tuple(item) for item in after}.values())  # names stay unique
+    if not after:
+        return
+    files, layout = alertmanager_text(routings(before), "am", "state/secrets") if before else ({}, None)
+    previous = None if layout is None else (files["am/alertmanager.yml"], layout)
+    whole, whole_layout = alertmanager_text(routings(after), "am", "state/secrets")
+    again, again_layout = alertmanager_text(routings(after), "am", "state/secrets", previous)
+    assert again == whole and again_layout == whole_layout
+
+
+def test_alertmanager_yml_copies_the_unchanged_services_and_renders_the_edited_one() -> None:
+    import generators.alertmanager as module
+
+    services = [Routing(f"svc-{index:03d}", f"team-{index % 7}", index % 3 + 1, index % 4 != 0, "s/a.yaml")
+                for index in range(50)]
+    files, layout = alertmanager_text(services, "am")
+    edited = [*services[:20], services[20]._replace(team="other"), *services[21:]]
+    rendered = []
+    original = module._service_text
+    module._service_text = lambda service, *rest: (rendered.append(service.name), original(service, *rest))[1]
+    try:
+        again, _ = alertmanager_text(edited, "am", previous=(files["am/alertmanager.yml"], layout))
+        # a layout that does not fit the bytes (another file's): every service is rendered, the same bytes
+        rendered_before = len(rendered)
+        tampered, _ = alertmanager_text(edited, "am", previous=(files["am/alertmanager.yml"] + b"#", layout))
+    finally:
+        module._service_text = original
+    assert again == tampered == alertmanager_text(edited, "am")[0]
+    assert rendered[:rendered_before] == ["svc-020"]
+    assert len(rendered) - rendered_before == 50

@@ -111,6 +111,13 @@ def _kept_groups_stale(project: Path) -> None:
     _target_edit(project)
 
 
+def _alertmanager_edited(project: Path) -> None:
+    # its layout (state/alertmanager-layout.json) no longer fits the file: rendered whole
+    with open(project / "out" / "alertmanager" / "alertmanager.yml", "a") as handle:
+        handle.write("# edited\n")
+    _spec_edit(project)
+
+
 def _nothing(project: Path) -> None:
     pass
 
@@ -122,7 +129,7 @@ EDITS: dict[str, Callable[[Path], None]] = {
     "spec added": _spec_added, "kubernetes defaults edited": _config_edited, "policy disabled": _policy_disabled,
     "spec index removed": _index_removed, "report page edited": _report_page_edited,
     "report page removed": _report_page_removed, "kept target groups removed": _kept_groups_removed,
-    "kept target groups stale": _kept_groups_stale,
+    "kept target groups stale": _kept_groups_stale, "alertmanager.yml edited with a spec": _alertmanager_edited,
 }
 
 

@@ -206,7 +206,7 @@ def namespace() -> dict[str, Any]:
             keep_groups(groups_file, [*(tuple(task["targets"]) for _, task in tasks if task["targets"]), *kept_groups],
                         from_file() if from_file is not None else None)
 
-    settings = {"secrets_dir": secrets}  # what the shared kinds are given besides the plan
+    settings = {"secrets_dir": secrets, "state_dir": state}  # what the shared kinds are given besides the plan
 
     def shared_creator(kind: str, doc: str) -> Any:
         def creator() -> dict[str, Any]:

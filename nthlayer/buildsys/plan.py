@@ -30,6 +30,7 @@ from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, impo
 from nthlayer.buildsys.plugin_kinds import active as active_plugins
 from nthlayer.buildsys.plugin_kinds import apply_plugins
 from nthlayer.buildsys.plugins import PluginError
+from nthlayer.buildsys.settled import fast_path
 
 
 @dataclass
@@ -469,7 +470,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     _VERSIONS.clear()
     keys = _spec_keys(files)
     kept = _Snapshot(state_dir, services_dir, out_dir, catalog_dir, strict, files, keys, index_path) \
-        if state_dir and index_path and judge is None and os.environ.get("NTHLAYER_FAST_PATH", "1") != "0" else None
+        if state_dir and index_path and judge is None and fast_path() else None
     if kept is not None:
         plan = kept.read()
         if plan is not None:

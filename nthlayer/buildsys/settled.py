@@ -56,12 +56,19 @@ def _loading_command() -> tuple[Any, list[str], Any] | None:
     return None
 
 
+def fast_path() -> bool:
+    """Whether the build's fast paths are on (they are unless NTHLAYER_FAST_PATH=0): this module's, the plan
+    kept whole (nthlayer.buildsys.plan._Snapshot), alertmanager.yml rewritten from its layout
+    (nthlayer.buildsys.kinds). Off, the build does everything the long way: the tests compare both."""
+    return os.environ.get("NTHLAYER_FAST_PATH", "1") != "0"
+
+
 def wanted() -> bool:
     """Whether this doit run takes the fast path: a plain ``run`` of the default tasks (no task names, no
     ``--always``), unless NTHLAYER_FAST_PATH=0."""
     from doit.cmd_run import Run
 
-    if os.environ.get("NTHLAYER_FAST_PATH", "1") == "0":
+    if not fast_path():
         return False
     loading = _loading_command()
     if loading is None:
