@@ -28,7 +28,7 @@ from nthlayer.buildsys.composites import composite_names, composite_tasks, prune
 from nthlayer.buildsys.correlation import correlation_action, correlation_code, correlation_targets
 from nthlayer.buildsys.kinds import SHARED_KINDS
 from nthlayer.buildsys.outputs import remove_leftovers, targets_unedited
-from nthlayer.buildsys.plan import make_plan, worker_count
+from nthlayer.buildsys.plan import make_plan, spec_stats, worker_count
 from nthlayer.buildsys.plugin_kinds import activate as activate_plugins
 from nthlayer.buildsys.project import build_setting, is_on
 from nthlayer.buildsys.reporter import NthlayerReporter
@@ -191,7 +191,8 @@ def namespace() -> dict[str, Any]:
         after a spec edit, the alerts after a catalog file edit, a kind whose generator code changed."""
         yield {"name": None, "doc": task_service.__doc__}  # the group exists when every service is settled
         stamps = code_stamps(state)
-        settled = settled_filter(ahead[0] or dict)  # a plain run: the tasks certainly up to date are left out (settled.py)
+        # a plain run: the tasks certainly up to date are left out (settled.py)
+        settled = settled_filter(ahead[0] or dict, spec_stats())
         # Specs edited since the last build first: doit hands out tasks in this order, checking each one up
         # to date on the way, and an edited spec's task should not wait for the checks of a thousand others.
         names = plan.task_names()

@@ -25,7 +25,7 @@ from generators.render import write_if_changed
 from generators.spec import (FileSummary, cross_file_problems, enable_fast_validation, expand_paths,
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import external_links_allowed, load_yaml
-from nthlayer.buildsys.backend import compact_json, read_json
+from nthlayer.buildsys.backend import FileStat, compact_json, read_json
 from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators, prepare_shapes
 from nthlayer.buildsys.plugin_kinds import active as active_plugins
 from nthlayer.buildsys.plugin_kinds import apply_plugins
@@ -376,15 +376,26 @@ class _Warmer:
 
 
 def _spec_keys(files: list[str]) -> dict[str, list[int] | None]:
-    """Each spec file's [size, mtime_ns] (None: it cannot be stat'ed), by which its index entry is reused."""
+    """Each spec file's [size, mtime_ns] (None: it cannot be stat'ed), by which its index entry is reused.
+    The stats as doit's checker reads them are kept too (:func:`spec_stats`)."""
     keys: dict[str, list[int] | None] = {}
+    _STATS.clear()
     for path in files:
         try:
             stat = os.stat(path)
             keys[path] = [stat.st_size, stat.st_mtime_ns]
+            _STATS[path] = FileStat(stat.st_mtime, stat.st_size)
         except OSError:
             keys[path] = None
     return keys
+
+
+_STATS: dict[str, FileStat] = {}
+
+
+def spec_stats() -> dict[str, FileStat]:
+    """The spec files' stats as the last plan took them (doit's checker takes them: nthlayer.buildsys.settled)."""
+    return _STATS
 
 
 def _summaries(files: list[str], keys: dict[str, list[int] | None], index_path: str | None,

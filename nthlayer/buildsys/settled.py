@@ -173,11 +173,12 @@ def _close_all_but(keep: int) -> None:
                 pass
 
 
-def settled_filter(ahead: Callable[[], dict[int, str | None]] = dict
+def settled_filter(ahead: Callable[[], dict[int, str | None]] = dict, stats: dict[str, Any] | None = None
                    ) -> Callable[[dict[str, Any]], bool] | None:
     """A test telling which service task dicts may be left out of this run (see the module's text), or
     None when doit must be given every task. ``ahead``: the targets' stamps worked out beforehand
-    (:func:`stamps_ahead`), asked for at the first check."""
+    (:func:`stamps_ahead`), asked for at the first check. ``stats``: files' stats already taken in this
+    run (the plan's of the specs: nthlayer.buildsys.plan.spec_stats), not taken again."""
     from doit.globals import Globals
 
     if not wanted():
@@ -190,6 +191,8 @@ def settled_filter(ahead: Callable[[], dict[int, str | None]] = dict
         return None
     checker = manager.checker
     checker_name = checker.__class__.__name__
+    # each file dependency's mtime as the checker reads it, shared by the tasks (the specs': as the plan read them)
+    mtimes_of: dict[str, float] = {path: stat.st_mtime for path, stat in (stats or {}).items()}
 
     known: list[dict[int, str | None]] = []
 
@@ -206,10 +209,15 @@ def settled_filter(ahead: Callable[[], dict[int, str | None]] = dict
             if values is None:
                 return False
             expected.update(values)
+        deps = set(task["file_dep"])
         try:
-            mtimes = [(dep, checker.info(dep).st_mtime) for dep in set(task["file_dep"])]
-        except OSError:
-            return False
+            mtimes = [(dep, mtimes_of[dep]) for dep in deps]
+        except KeyError:
+            try:
+                mtimes_of.update((dep, checker.info(dep).st_mtime) for dep in deps if dep not in mtimes_of)
+            except OSError:
+                return False
+            mtimes = [(dep, mtimes_of[dep]) for dep in deps]
         return settled_digest(checker_name, mtimes, expected) == saved
 
     return settled
