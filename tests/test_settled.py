@@ -386,7 +386,16 @@ def test_a_run_that_changes_no_input_of_the_plan_reads_it_back_whole(built: Path
     assert [_facts(entry) for entry in kept.entries] == [_facts(entry) for entry in fresh.entries]
     assert not any(entry.changed for entry in kept.entries)
     assert [entry.name for entry in kept.valid] == [entry.name for entry in fresh.valid]
-    for change in (_spec_touched, _catalog_touched, _policy_disabled, _index_removed):
+    # A spec touched: the kept plan, with that spec validated again (and the checks across files made again).
+    _spec_touched(project)
+    edited = make()
+    assert made == [] and [_facts(entry) for entry in edited.entries] == [_facts(entry) for entry in fresh.entries]
+    assert [entry.path for entry in edited.entries if entry.changed] == ["services/order-worker.yaml"]
+    assert (project / "state" / "plan-edits.pickle").exists()  # its entry kept beside the plan
+    assert not any(entry.changed for entry in make().entries) and made == []  # read from there
+    assert not (project / "state" / "plan-edits.pickle").exists()  # validated nothing: the plan kept whole again
+    assert make() is not None and made == []
+    for change in (_catalog_touched, _policy_disabled, _index_removed):
         change(project)
         again = make()
         assert made, change.__name__  # not read back: made again
@@ -398,3 +407,57 @@ def test_a_run_that_changes_no_input_of_the_plan_reads_it_back_whole(built: Path
 def _facts(entry: Any) -> tuple[Any, ...]:
     return (entry.path, entry.summary, entry.errors, entry.warnings, entry.routing, entry.upstream, entry.plugins,
             entry.verdict)
+
+
+def _replace(project: Path, spec: str, old: str, new: str) -> None:
+    path = project / "services" / spec
+    text = path.read_text()
+    assert old in text, (spec, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def _index_entries(project: Path) -> dict[str, Any]:
+    """state/spec-index.json's entries without their file versions (each copy's files have their own mtimes)."""
+    import json
+
+    files = json.loads((project / "state" / "spec-index.json").read_text())["files"]
+    return {path: entry[1:] for path, entry in files.items()}
+
+
+# One after the other, on the same two copies: the kept plan takes each edit's specs and keeps its entries
+# beside it (state/plan-edits.pickle); a run that validates nothing keeps it whole again, a catalog change
+# makes it the long way. Each step must run and write what the long way does.
+STEPS: list[tuple[str, Callable[[Path], None]]] = [
+    ("team edited", lambda p: _replace(p, "payment-api.yaml", "team: payments", "team: billing")),
+    ("another team edited", lambda p: _replace(p, "search-api.yaml", "team: discovery", "team: finding")),
+    ("name clash made", lambda p: _replace(p, "order-worker.yaml", "service: order-worker", "service: search-api")),
+    ("name clash ended", lambda p: _replace(p, "order-worker.yaml", "service: search-api", "service: order-worker")),
+    ("spec broken", lambda p: _replace(p, "payment-api.yaml", "tier: ", "tier: [")),
+    ("spec removed", _spec_removed),
+    ("nothing, kept whole again", _nothing),
+    ("upstream's spec broken", lambda p: _replace(p, "search-api.yaml", "service: search-api", "service: [")),
+    ("catalog file touched, made the long way", _catalog_touched),
+    ("nothing, after the long way", _nothing),
+    ("spec fixed", lambda p: _replace(p, "payment-api.yaml", "tier: [", "tier: ")),
+    ("spec added", _spec_added),
+    ("nothing", _nothing),
+]
+
+
+def test_edits_one_after_another_run_and_write_what_doit_alone_would(built: Path, tmp_path: Path) -> None:
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    for copy in (fast, slow):
+        shutil.copytree(built, copy)
+    for step, edit in STEPS:
+        for copy in (fast, slow):
+            edit(copy)
+        quick = _doit(fast, env=ENV)
+        full = _doit(slow, env={**ENV, "NTHLAYER_FAST_PATH": "0"})
+        assert (quick.returncode, quick.stderr, _ran(quick)) == (full.returncode, full.stderr, _ran(full)), step
+        assert {path: digest for path, (digest, _) in _tree(fast / "out").items()} == \
+               {path: digest for path, (digest, _) in _tree(slow / "out").items()}, step
+        edits = (fast / "state" / "plan-edits.pickle").exists()
+        if step.startswith("nothing"):  # the plan kept whole, its edits written into the index
+            assert not edits and _index_entries(fast) == _index_entries(slow), step
+        elif "long way" not in step:
+            assert edits, step
