@@ -461,3 +461,29 @@ def test_edits_one_after_another_run_and_write_what_doit_alone_would(built: Path
             assert not edits and _index_entries(fast) == _index_entries(slow), step
         elif "long way" not in step:
             assert edits, step
+
+
+def test_a_plan_keeps_no_policy_documents_once_made(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy input documents of the specs a plan validated wait for its policy run, and no longer (a
+    long-lived process, the API's, makes plan after plan): the long way and the kept plan's edits."""
+    from nthlayer.buildsys import plan as plans
+    from nthlayer.buildsys.plugin_kinds import activate
+
+    project = tmp_path / "project"
+    shutil.copytree(built, project)
+    monkeypatch.chdir(project)
+    for name in [name for name in os.environ if name.startswith("NTHLAYER_")]:
+        monkeypatch.delenv(name)
+    activate(None)
+
+    def make() -> plans.BuildPlan:
+        return plans.make_plan("services", "out", "catalog", index_path="state/spec-index.json")
+
+    for fast, team in (("0", "billing"), ("1", "payments")):
+        monkeypatch.setenv("NTHLAYER_FAST_PATH", fast)
+        make()
+        make()  # as settled as the build left it (should this process's settings differ)
+        _replace(project, "payment-api.yaml", "team: " + ("payments" if team == "billing" else "billing"), "team: " + team)
+        made = make()
+        assert [entry.path for entry in made.entries if entry.changed] == ["services/payment-api.yaml"]
+        assert plans._DOCUMENTS == {}, fast

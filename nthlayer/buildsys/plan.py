@@ -535,6 +535,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
             policy_error = judge_all()
     finally:
         stop_engines()
+    _DOCUMENTS.clear()
     _finish(entries.values(), strict)
     cache = os.path.join(state_dir, "catalog") if state_dir else None
     plan = BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict, policy_error)
