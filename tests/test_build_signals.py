@@ -121,7 +121,10 @@ def test_killed_parent_takes_its_workers_and_the_next_run_cleans_up(tmp_path: Pa
     dead.wait()
     out = tmp_path / "out"
     (out / f".svc-00001.{dead.pid}-0.tmp" / "openslo").mkdir(parents=True)
-    service = next(p for p in out.iterdir() if p.is_dir() and p.name.startswith("svc-"))  # not out/k8s, out/alertmanager
+    # a service the build finished (not out/alertmanager; the killed one may be half-written: its remaining
+    # files are written by the next run anyway)
+    service = next(p for p in sorted(out.iterdir()) if p.name.startswith("svc-")
+                   and (p / "prometheus" / "alerts.rules.yaml").is_file())
     (service / "prometheus" / f".alerts.rules.yaml.{dead.pid}-3.tmp").write_text("half")
     (service / "prometheus" / "alerts.rules.yaml").unlink()  # so that its task runs again
     (tmp_path / "state" / f".doit.json.{dead.pid}-1.tmp").write_text("{")
