@@ -416,6 +416,7 @@ def cross_file_problems(summaries: list[FileSummary], known_technologies: Iterab
                                         f"duplicate service name '{name}' (also in {others})"))
     names = set(by_name) | set(extra_service_names)
     known = sorted(set(known_technologies)) if known_technologies is not None else None
+    known_set = set(known or ())  # asked for every technology of every spec
     for summary in summaries:
         for ref in summary.upstream:
             if ref.value not in names:
@@ -424,7 +425,7 @@ def cross_file_problems(summaries: list[FileSummary], known_technologies: Iterab
         if known is None:
             continue
         for ref in summary.technologies:
-            if ref.value not in known:
+            if ref.value not in known_set:
                 close = difflib.get_close_matches(ref.value, known, n=1, cutoff=0.6)
                 hint = f"; did you mean '{close[0]}'?" if close else "; run 'nthlayer catalog list' for the known ones"
                 errors.append(SpecError(summary.path, ref.line, ref.col, ref.pointer,

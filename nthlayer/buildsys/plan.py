@@ -591,19 +591,19 @@ def _edited(kept: _Snapshot, files: list[str], keys: dict[str, list[int] | None]
     (a name clash an edit makes or ends is its partner's error too). The entries made since the plan was
     kept are kept beside it until the plan is kept whole again. None: the plan must be made the long way
     (no such plan, other inputs, too many edits, a policy that cannot judge)."""
-    held = kept.read_with_edits()
-    if held is None:
+    if not kept.base_matches():
         return None
-    made, entries = held  # the spec keys the kept plan and its edits are of, and their entries
+    start_engines(1)  # the edited specs' judge, started while the kept plan is read (0.1 s to start)
+    held = kept.read_with_edits()
+    made, entries = held if held is not None else ({}, {})  # the spec keys the kept plan and its edits are of
     listed = set(files)
     dirty = [path for path in files if keys[path] is None or made.get(path) != keys[path]]
-    if len(dirty) > EDITED_MAX:
+    if held is None or len(dirty) > EDITED_MAX:
+        stop_engines()  # before the long way's pool forks: its processes would hold the engine's input open
         return None
     cache = os.path.join(state_dir, "catalog")
     plan = None
     try:
-        if dirty:
-            start_engines(1)  # while the specs are read (0.1-0.15 s to start)
         summaries: list[Summary] = []
         fresh = {path: _checked(path, _summarize_one(path), keys[path],
                                 (entries[path].routing, entries[path].upstream)
@@ -743,6 +743,15 @@ class _Snapshot:
         for entry in plan.entries:
             entry.changed = False
         return kept_key, keys, plan
+
+    def base_matches(self) -> bool:
+        """Whether the kept plan's base key is this run's (its second line)."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.readline()
+                return handle.readline().rstrip(b"\n").decode() == self._heads()[1]
+        except (OSError, UnicodeDecodeError):
+            return False
 
     def read(self) -> BuildPlan | None:
         """The kept plan, if its key is this run's."""
