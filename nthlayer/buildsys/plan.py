@@ -423,9 +423,11 @@ def _checked(path: str, result: tuple[FileSummary, Service | None, Any, tuple[st
 
 
 def _index_entry(key: list[int], summary: FileSummary, routing: Routing | None, upstream: Iterable[str],
-                 plugins: Iterable[str]) -> list[Any]:
-    """A file's entry in state/spec-index.json."""
-    return [key, summary.to_json(), routing, list(upstream), _entry_stamps(summary), list(plugins)]
+                 plugins: Iterable[str], stamps: dict[str, list[int] | None] | None = None) -> list[Any]:
+    """A file's entry in state/spec-index.json; ``stamps``: its catalog files' as they were when it was made
+    (default: as they are now)."""
+    return [key, summary.to_json(), routing, list(upstream), _entry_stamps(summary) if stamps is None else stamps,
+            list(plugins)]
 
 
 def _summaries(files: list[str], keys: dict[str, list[int] | None], index_path: str | None,
@@ -805,12 +807,8 @@ class _Snapshot:
         edits = self._edits()
         if edits is None or edits["index"] != _file_id(self.index) or edits["code"] != _code_fingerprint():
             return None
-        newer = {}
-        for path, (key, entry, stamps) in edits["entries"].items():
-            if key is not None:
-                newer[path] = [key, entry.summary.to_json(), entry.routing, list(entry.upstream), stamps,
-                               list(entry.plugins)]
-        return newer
+        return {path: _index_entry(key, entry.summary, entry.routing, entry.upstream, entry.plugins, stamps)
+                for path, (key, entry, stamps) in edits["entries"].items() if key is not None}
 
     def forget_edits(self) -> None:
         try:
