@@ -24,6 +24,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
@@ -37,7 +38,7 @@ _PACKAGE = re.compile(r"^[ \t]*package[ \t]+([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)[ \
 _ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 # What a verdict depends on besides the policy files and the input document's data: this evaluator, the
 # code that builds the input document, and the Rego engine.
-_CODE = ("policy.py", "policy_engine.py", "policy_input.py", "model.py", "tiers.py", "paging.py")
+_CODE = ("policy.py", "policy_engine.py", "policy_native.py", "policy_input.py", "model.py", "tiers.py", "paging.py")
 
 
 class PolicyError(UserError):
@@ -194,23 +195,60 @@ class PolicySet:
         return self.evaluate_all([document])[0]
 
     def evaluate_all(self, documents: list[dict[str, Any] | str], jobs: int = 1) -> list[list[Finding]]:
-        """The findings about each document (a dict, or its JSON text), in order: one engine process, or
-        ``jobs`` of them side by side when there are many documents (a policy edit re-checks every spec of
-        a large project). A build's validation hands over JSON text: 10,000 documents held as dicts until
-        the engine runs cost the build's parent a hundred megabytes more than their text."""
+        """The findings about each document (a dict, or its JSON text), in order.
+
+        When every policy is of the common shape, :mod:`generators.policy_native` answers for each
+        document it can (0.05 ms instead of the engine's 0.6 ms), and one engine process compiles the
+        set meanwhile: its errors stay the ones users see. The documents it declines, or all of them,
+        go to the engine: one process, or ``jobs`` of them side by side when there are many (a policy
+        edit re-checks every spec of a large project). A build's validation hands over JSON text: 10,000
+        documents held as dicts until the engine runs cost the build's parent a hundred megabytes more
+        than their text."""
         if not self.files or not documents:
             return [[] for _ in documents]
-        chunks = engine_count(len(documents), jobs)
-        size = -(-len(documents) // chunks)
-        parts = [documents[i:i + size] for i in range(0, len(documents), size)]
+        results: list[list[Finding] | None] = [None] * len(documents)
+        rest = list(range(len(documents)))
+        if self._native() is not None:
+            start_engines(1)  # compiling the set, beside the native evaluation
+            for index, document in enumerate(documents):
+                try:
+                    results[index] = self.native_findings(_loads(document) if isinstance(document, str) else document)
+                except ValueError:  # orjson refuses NaN and integers beyond 64 bits: the engine decides
+                    pass
+            rest = [index for index, found in enumerate(results) if found is None]
+        chunks = engine_count(len(rest), jobs)
+        size = max(1, -(-len(rest) // chunks))
+        parts = [rest[i:i + size] for i in range(0, len(rest), size)] or [[]]
         head = '{"modules": %s, "entrypoint": %s, "inputs": [' % (json.dumps(self._modules()), json.dumps(_ENTRYPOINT))
         requests = [head + ", ".join(document if isinstance(document, str) else json.dumps(document)
-                                     for document in part) + "]}"
+                                     for document in (documents[index] for index in part)) + "]}"
                     for part in parts]
-        trees: list[Any] = []
-        for raw in _ask_all(requests):
-            trees += self._answer(raw)
-        return [self._findings(tree) for tree in trees]
+        for part, raw in zip(parts, _ask_all(requests)):
+            for index, tree in zip(part, self._answer(raw)):
+                results[index] = self._findings(tree)
+        return results  # type: ignore[return-value]
+
+    def native_findings(self, document: dict[str, Any]) -> list[Finding] | None:
+        """The findings about one document when :mod:`generators.policy_native` answers for it; None when
+        the engine must (a policy outside its subset, a value it declines, a finding that breaks the
+        contract: the engine's run reports that). Valid only once the engine compiled the set."""
+        native = self._native()
+        if native is None:
+            return None
+        from generators.policy_native import Declined
+
+        try:
+            return self._findings(native.tree(document))
+        except (Declined, PolicyError):
+            return None
+
+    def native(self) -> bool:
+        """Whether :meth:`native_findings` can answer (every policy of the set in the native subset)."""
+        return self._native() is not None
+
+    def _native(self) -> Any:
+        """The set compiled by :mod:`generators.policy_native`, or None (a policy outside its subset)."""
+        return _native_policies(tuple((policy.path, policy.text) for policy in self.files), _native_enabled())
 
     def _findings(self, tree: Any) -> list[Finding]:
         findings: set[Finding] = set()
@@ -227,6 +265,25 @@ class PolicySet:
 
 
 _ENTRYPOINT = PACKAGE_PREFIX.replace(".", "/")
+
+
+@lru_cache(maxsize=4)
+def _native_policies(modules: tuple[tuple[str, str], ...], enabled: bool) -> Any:
+    from generators.policy_native import compile_policies
+
+    return compile_policies(modules) if enabled else None
+
+
+def _native_enabled() -> bool:
+    from generators.policy_native import enabled
+
+    return enabled()
+
+
+def _loads(text: str) -> Any:
+    import orjson
+
+    return orjson.loads(text)
 
 
 def engine_count(documents: int, jobs: int) -> int:

@@ -1,5 +1,6 @@
-"""``nthlayer validate`` of many specs: split over two forked processes (and two Rego engines), with every
-line the same as one process checking the files in turn (nthlayer/ops/validation.py)."""
+"""``nthlayer validate`` of many specs: split over two forked processes (and two Rego engines, or the
+policies evaluated in Python, generators/policy_native.py), with every line the same as one process
+checking the files in turn with the Rego engine (nthlayer/ops/validation.py)."""
 from __future__ import annotations
 
 import shutil
@@ -48,10 +49,14 @@ def test_many_specs_give_the_same_lines_in_two_processes_as_in_one(many: Path, r
     calls = _checked_counting(monkeypatch)
     monkeypatch.setattr(validation, "worker_count", lambda: 2)
     parallel = run_cli("validate", "--catalog", CATALOG)
+    monkeypatch.setenv("NTHLAYER_POLICY_ENGINE", "rego")  # every verdict from the Rego engine
+    engine = run_cli("validate", "--catalog", CATALOG)
     monkeypatch.setattr(validation, "PARALLEL_MIN_FILES", 10**9)
     serial = run_cli("validate", "--catalog", CATALOG)
-    assert calls == [len(list((many / "services").iterdir()))] * 2
-    assert parallel == serial
+    monkeypatch.delenv("NTHLAYER_POLICY_ENGINE")
+    serial_native = run_cli("validate", "--catalog", CATALOG)
+    assert calls == [len(list((many / "services").iterdir()))] * 4
+    assert parallel == serial == engine == serial_native
     code, out, err = parallel
     lines = err.splitlines()
     assert (code, out) == (1, "")
@@ -68,9 +73,9 @@ def _checked_counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     forked = validation._check_all
 
-    def counting(files: list[str], documents: dict) -> list:
+    def counting(files: list[str], documents: dict, verdicts: dict) -> list:
         calls.append(len(files))
-        return forked(files, documents)
+        return forked(files, documents, verdicts)
 
     monkeypatch.setattr(validation, "_check_all", counting)
     return calls

@@ -45,7 +45,7 @@ def validate_paths(paths: list[str], *, services_dir: str | None = None, catalog
     policies = project_policies()  # they judge every valid spec (docs/policies.md); their digest keys the cache
     cache = _cache(catalog_dir, policies)
     validated = validate_files(files, technology_files(catalog_dir), _known_services(services_dir, files),
-                               catalog_dir, cache)
+                               catalog_dir, cache, policies)
     result = validated.result
     errors: list[SpecError] = list(result.errors)
     warnings: list[SpecError] = list(result.warnings)

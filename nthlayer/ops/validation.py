@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from generators.errors import SpecError, sort_key
 from generators.model import Service, build_service
-from generators.policy import PolicySet
+from generators.policy import PolicySet, start_engines, stop_engines
 from generators.spec import (Checked, FileSummary, LoadedSpec, ValidationResult, check_file, enable_fast_validation,
                              validate_specs)
 from generators.yamlload import load_yaml
@@ -37,24 +37,42 @@ class Validated(NamedTuple):
     documents: dict[str, str]  # JSON text (generators.policy.PolicySet.evaluate_all)
     verdicts: dict[str, tuple[SpecError, ...]]
     summaries: dict[str, FileSummary]
+    native: bool = False  # verdicts found in Python: the engine has yet to compile the set
 
 
-# The catalog folder the forked workers check against: set in the parent before the fork.
+# What the forked workers check against: the catalog folder, and the policies when they are evaluated
+# in Python (generators.policy_native); set in the parent before the fork.
 _CATALOG: list[str | None] = [None]
+_POLICIES: list[PolicySet | None] = [None]
 
 
-def _check_one(path: str) -> tuple[Checked, str | None]:
-    """One file's checks and, when valid, its policy input document (made here, beside the model it reads)."""
+def _check_one(path: str) -> tuple[Checked, str | tuple[SpecError, ...] | None]:
+    """One file's checks and, when valid, its policy verdict (the policies evaluated in Python) or else its
+    policy input document for the engine (made here, beside the model it reads)."""
     from nthlayer.buildsys.policies import input_document
 
     checked = check_file(path, _CATALOG[0])
     spec = checked.spec
     if spec is None or not _CATALOG[0]:
         return checked, None
-    return checked, json.dumps(input_document(spec.located, spec.service, _CATALOG[0]))  # a tenth of the dict
+    document = input_document(spec.located, spec.service, _CATALOG[0])
+    policies = _POLICIES[0]
+    findings = policies.native_findings(document) if policies is not None else None
+    if findings is not None:
+        return checked, tuple(sorted((finding.error(spec.located, path) for finding in findings), key=sort_key))
+    return checked, json.dumps(document)  # a tenth of the dict
 
 
-def _check_all(files: list[str], documents: dict[str, str]) -> list[Checked]:
+def _check_in_worker(path: str) -> tuple[Checked, str | tuple[SpecError, ...] | None]:
+    """:func:`_check_one` without the spec's model and marks, which the parent does not read when the
+    verdict came with it (a composite's services are loaded again, SpecServices): a third of what the
+    parent unpickles per spec."""
+    checked, answer = _check_one(path)
+    return (checked._replace(spec=None) if isinstance(answer, tuple) else checked), answer
+
+
+def _check_all(files: list[str], documents: dict[str, str],
+               verdicts: dict[str, tuple[SpecError, ...]]) -> list[Checked]:
     """Every file's own checks, in order; in forked processes when there are many files and cores."""
     workers = worker_count()
     if len(files) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
@@ -65,18 +83,21 @@ def _check_all(files: list[str], documents: dict[str, str]) -> list[Checked]:
         enable_fast_validation("service.schema.json")  # before the fork: the pool inherits it
         context = multiprocessing.get_context("fork")
         with context.Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-            results = list(pool.imap(_check_one, files, chunksize=max(1, len(files) // (workers * 8))))
-    for checked, document in results:
-        if document is not None:
-            documents[checked.summary.path] = document
+            results = list(pool.imap(_check_in_worker, files, chunksize=max(1, len(files) // (workers * 8))))
+    for checked, answer in results:
+        if isinstance(answer, str):
+            documents[checked.summary.path] = answer
+        elif answer is not None:
+            verdicts[checked.summary.path] = answer
     return [checked for checked, _ in results]
 
 
 def validate_files(files: Iterable[str], known_technologies: Iterable[str] | None,
                    all_service_names: Iterable[str] | Mapping[str, str] | None, catalog_dir: str,
-                   cache: ValidateCache | None = None) -> Validated:
+                   cache: ValidateCache | None = None, policies: PolicySet | None = None) -> Validated:
     """:func:`generators.spec.validate_specs` of ``files`` against ``catalog_dir``; files whose bytes
-    ``cache`` knows are not checked again."""
+    ``cache`` knows are not checked again. With ``policies`` of the native subset, each spec's verdict is
+    found beside its checks (:func:`judge` then evaluates only the documents the Python evaluator declined)."""
     documents: dict[str, str] = {}
     verdicts: dict[str, tuple[SpecError, ...]] = {}
     known: dict[str, Checked] = {}
@@ -90,20 +111,29 @@ def validate_files(files: Iterable[str], known_technologies: Iterable[str] | Non
                 known[path] = Checked(FileSummary.from_json(entry[0]), None, lines_of(entry[1]))
                 if entry[2] is not None:
                     verdicts[path] = lines_of(entry[2])
-        fresh = dict(zip((missing := [p for p in paths if p not in known]), _check_all(missing, documents)))
+        found: dict[str, tuple[SpecError, ...]] = {}
+        missing = [p for p in paths if p not in known]
+        if missing and _POLICIES[0] is not None:
+            start_engines(1)  # compiling the set meanwhile (judge): its errors are the ones users see
+        fresh = dict(zip(missing, _check_all(missing, documents, found)))
+        verdicts.update(found)
+        native[0] = native[0] or bool(found)
         if cache is not None:
             for path, checked in fresh.items():
-                cache.put(digests[path], [checked.summary.to_json(), lines_json(checked.selector_warnings), None])
+                verdict = lines_json(found[path]) if path in found else None
+                cache.put(digests[path], [checked.summary.to_json(), lines_json(checked.selector_warnings), verdict])
         every = [known.get(path) or fresh[path] for path in paths]
         summaries.update((item.summary.path, item.summary) for item in every)
         return every
 
     _CATALOG[0] = catalog_dir
+    _POLICIES[0] = policies if policies is not None and policies.files and policies.native() else None
+    native = [False]
     try:
         result = validate_specs(files, known_technologies, all_service_names, catalog_dir, check_all=check_all)
     finally:
-        _CATALOG[0] = None
-    return Validated(result, documents, verdicts, summaries)
+        _CATALOG[0] = _POLICIES[0] = None
+    return Validated(result, documents, verdicts, summaries, native=native[0])
 
 
 def judge(validated: Validated, policies: PolicySet, catalog_dir: str, cache: ValidateCache | None,
@@ -127,15 +157,18 @@ def judge(validated: Validated, policies: PolicySet, catalog_dir: str, cache: Va
         if path not in documents:
             documents[path] = input_document(spec.located, spec.service, catalog_dir)
         stale.append((spec.located, spec.service))
-    if not stale and not lines:
-        policies.compile()  # a broken policy is an error even with nothing to check
-    elif stale:
-        found = verdicts(stale, policies, catalog_dir, jobs=jobs if len(stale) >= PARALLEL_MIN_FILES else 1,
-                         documents=documents)
-        for path, spec_lines in found.items():
-            lines[path] = tuple(spec_lines)
-            if cache is not None:
-                _remember_verdict(cache, path, spec_lines)
+    try:
+        if not stale and (not lines or validated.native):
+            policies.compile()  # a broken policy is an error even with nothing to check, or checked in Python
+        elif stale:
+            found = verdicts(stale, policies, catalog_dir, jobs=jobs if len(stale) >= PARALLEL_MIN_FILES else 1,
+                             documents=documents)
+            for path, spec_lines in found.items():
+                lines[path] = tuple(spec_lines)
+                if cache is not None:
+                    _remember_verdict(cache, path, spec_lines)
+    finally:
+        stop_engines()  # one validate_files started for a compile no spec needed
     everything = sorted((line for spec_lines in lines.values() for line in spec_lines), key=sort_key)
     return [line for line in everything if not line.warning], [line for line in everything if line.warning]
 
