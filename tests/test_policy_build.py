@@ -163,3 +163,43 @@ def test_the_pre_commit_hook_command_enforces_policies(tmp_path: Path) -> None:
 
 def _without_report(snapshot: dict) -> dict:
     return {path: value for path, value in snapshot.items() if not path.startswith("reports/")}
+
+
+def test_a_build_judged_in_python_is_the_engines_build(tmp_path: Path) -> None:
+    """The default policies are evaluated in Python (generators/policy_native.py): a build gives the same
+    lines, tasks and files as with the Rego engine alone, and an edit is judged without starting it."""
+    runs = {}
+    for mode in ("native", "rego"):
+        workspace = tmp_path / mode
+        shutil.copytree(ROOT / "services", workspace / "services")
+        spec = workspace / "services" / "user-service.yaml"
+        text = spec.read_text().replace("runbook_url: https://runbooks.example.com/identity/user-service\n", "")
+        spec.write_text(text.replace("      selector: {cluster: users-db}\n", ""))  # a deny and a warning
+        env = {"NTHLAYER_POLICY_ENGINE": "rego"} if mode == "rego" else {}
+        first = _doit(workspace, env=env)
+        runs[mode] = (first.returncode, _ran(first), first.stderr, _snapshot(workspace / "out"))
+    assert runs["native"][:3] == runs["rego"][:3]
+    assert {path: digest for path, (digest, _) in runs["native"][3].items()} == \
+           {path: digest for path, (digest, _) in runs["rego"][3].items()}
+    assert "services/user-service.yaml:19:7: policy database-selector: database dependency postgres 'users-db' " \
+           "has no selector" in runs["native"][2]
+
+    # Edits: their verdicts are found in Python, and the engine compiled the set in an earlier run (the
+    # verdicts file of these policies says so; or the kept plan, which a no-op keeps, was made with it).
+    workspace = tmp_path / "native"
+    no_engine = _no_engine(tmp_path)
+    for name, before, after, line in [
+            ("search-api", "tier: standard", "tier: critical", "services/search-api.yaml:8:5: policy tier1-objective: "
+             "SLO availability of tier-1 service 'search-api' has objective 0.998, below tier 1's 0.999: a critical "
+             "service's objectives are at least 0.999"),
+            ("payment-api", "runbook_url: https://runbooks.example.com/payments/payment-api\n", "",
+             "services/payment-api.yaml:2:1: policy tier1-runbook: warning: tier-1 service 'payment-api' has no "
+             "runbook_url: its pages would link no runbook")]:
+        spec = workspace / "services" / f"{name}.yaml"
+        spec.write_text(spec.read_text().replace(before, after))
+        edited = _doit(workspace, env=no_engine)
+        assert "Rego engine" not in edited.stdout + edited.stderr and "Traceback" not in edited.stderr
+        assert line in edited.stderr.splitlines(), edited.stderr
+        assert f"service:{name}" in _ran(edited)
+        again = _doit(workspace, env=no_engine)  # no spec validated: the plan is kept whole (the denied run again)
+        assert "Rego engine" not in again.stdout + again.stderr and "Traceback" not in again.stderr

@@ -206,19 +206,39 @@ def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[s
     return summary, applied.service, SelectorMarks.of(spec.located, applied.service), keys, source
 
 
-def _policy_document(path: str, source: Any) -> str | None:
-    """The policy input document of a spec as JSON text (10,000 of them wait for the policy run: as
-    dicts, they cost the parent a hundred megabytes more)."""
+def _judge_early(path: str, source: Any) -> None:
+    """A spec's policy verdict found now, in Python, when the policies allow (generators/policy_native.py:
+    ``_FOUND``); else its policy input document kept as JSON text for the engine's run (``_DOCUMENTS``:
+    10,000 of them wait for that run; as dicts, they cost the parent a hundred megabytes more)."""
     if source is None or not _CATALOG:
-        return None
+        return
     from nthlayer.buildsys.policies import policy_document
 
     data, service = source
     document = policy_document(data, service, path, *_CATALOG[0])
+    native = _native_policies()
+    findings = native.native_findings(document) if native is not None else None
+    if findings is not None:
+        _FOUND[path] = findings
+        return
     try:
-        return orjson.dumps(document).decode()  # for the engine's JSON parser alone: 5x json's speed
+        _DOCUMENTS[path] = orjson.dumps(document).decode()  # for the engine's JSON parser alone: 5x json's speed
     except TypeError:  # what orjson refuses (an integer beyond 64 bits): json's text parses the same
-        return json.dumps(document)
+        _DOCUMENTS[path] = json.dumps(document)
+
+
+def _native_policies() -> Any:
+    """The project's policies when every one is of the shape generators/policy_native.py evaluates (a
+    broken set: None, and the policy run reports it); read once per plan, when first asked."""
+    if not _NATIVE:
+        from nthlayer.buildsys.policies import ConfigError, PolicyError, project_policies
+
+        try:
+            policies = project_policies()
+        except (ConfigError, PolicyError):
+            policies = None
+        _NATIVE.append(policies if policies is not None and policies.files and policies.native() else None)
+    return _NATIVE[0]
 
 
 def _with_selector_warnings(summary: FileSummary, service: Service, marks: Any) -> FileSummary:
@@ -406,12 +426,10 @@ def _checked(path: str, result: tuple[FileSummary, Service | None, Any, tuple[st
              key: list[int] | None, last: tuple[Routing, Iterable[str]] | None) -> Summary:
     """A file validated in this run (:func:`_summarize_one`) as the plan holds it: its summary with the
     selector warnings, its routing and upstream (a broken spec keeps ``last``, its last valid version's),
-    the plugins that apply. Its policy input document waits for the policy run, its model for the build's
-    load_service."""
+    the plugins that apply. Its policy verdict (or input document) waits for the policy run, its model for
+    the build's load_service."""
     summary, service, marks, plugins, source = result
-    document = _policy_document(path, source)
-    if document is not None:
-        _DOCUMENTS[path] = document
+    _judge_early(path, source)
     if service is not None:
         summary = _with_selector_warnings(summary, service, marks)
         if key is not None and not summary.errors:  # (a plugin's failure: its task reports it)
@@ -452,7 +470,8 @@ def _summaries(files: list[str], keys: dict[str, list[int] | None], index_path: 
              or cache[p][4] != catalog_stamps(cache[p][4])]
     checked = dict(zip(stale, _summarize_all(stale, meanwhile)))
     if checked and record:  # the engines start while the rest is read; make_plan stops those left unused
-        start_engines(engine_count(len(checked), worker_count()))
+        # (one, to compile the set and judge what the Python evaluator declines, when it judges the rest)
+        start_engines(1 if _native_policies() is not None else engine_count(len(checked), worker_count()))
     fresh: dict[str, Any] = {}
     summaries = []
     for path in files:
@@ -496,6 +515,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     files = expand_paths([services_dir]) if os.path.isdir(services_dir) else []
     warmer = _Warmer(catalog_dir, os.path.join(state_dir, "catalog")) if state_dir else None
     _CATALOG[:] = [(catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None)]
+    _NATIVE.clear()
     # a new plan: catalog and spec files may have changed since the last (a long-lived process)
     _STAMPS.clear()
     _STAMP_SETS.clear()
@@ -529,7 +549,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
             return apply_policies(judged, _DOCUMENTS, _verdict_stamp, catalog_dir,
                                   os.path.join(state_dir, "catalog") if state_dir else None,
                                   os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
-                                  worker_count(), record)
+                                  worker_count(), record, found=_FOUND)
 
         if warmer is not None and warmer.services:  # the engines judge while this process makes the templates
             policy_error = _meanwhile(judge_all, warmer.prepare)
@@ -538,6 +558,7 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
     finally:
         stop_engines()
     _DOCUMENTS.clear()
+    _FOUND.clear()
     _finish(entries.values(), strict)
     cache = os.path.join(state_dir, "catalog") if state_dir else None
     plan = BuildPlan(services_dir, out_dir, catalog_dir, [entries[p] for p in files], cache, strict, policy_error)
@@ -595,7 +616,8 @@ def _edited(kept: _Snapshot, files: list[str], keys: dict[str, list[int] | None]
     (no such plan, other inputs, too many edits, a policy that cannot judge)."""
     if not kept.base_matches():
         return None
-    start_engines(1)  # the edited specs' judge, started while the kept plan is read (0.1 s to start)
+    if _native_policies() is None:  # (the Python evaluator needs none: the kept plan's set compiled)
+        start_engines(1)  # the edited specs' judge, started while the kept plan is read (0.1 s to start)
     held = kept.read_with_edits()
     made, entries = held if held is not None else ({}, {})  # the spec keys the kept plan and its edits are of
     listed = set(files)
@@ -622,7 +644,7 @@ def _edited(kept: _Snapshot, files: list[str], keys: dict[str, list[int] | None]
             from nthlayer.buildsys.policies import apply_policies
 
             if apply_policies(again.values(), _DOCUMENTS, _verdict_stamp, catalog_dir, cache, None, worker_count(),
-                              False) is not None:
+                              False, found=_FOUND, compiled=True) is not None:
                 return None
             _finish(again.values(), strict)
         for entry in entries.values():
@@ -632,6 +654,7 @@ def _edited(kept: _Snapshot, files: list[str], keys: dict[str, list[int] | None]
     finally:
         stop_engines()
         _DOCUMENTS.clear()
+        _FOUND.clear()
     removed = [path for path in made if path not in listed]  # since the last run
     if dirty or again or removed:
         kept.keep_edits({path: (keys[path], entries[path]) for path in files
@@ -862,6 +885,8 @@ def _meanwhile(call: Callable[[], Any], work: Callable[[], None]) -> Any:
 
 
 _DOCUMENTS: dict[str, str] = {}  # policy input documents (JSON text) of the specs validated by this plan
+_FOUND: dict[str, Any] = {}  # or their findings, when the Python evaluator answered (_judge_early)
+_NATIVE: list[Any] = []  # the project's policies when that evaluator judges them (make_plan)
 
 
 _VERSIONS: dict[str, list[int] | None] = {}  # spec file → [size, mtime_ns] as this plan's validation saw it

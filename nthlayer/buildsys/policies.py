@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from generators.errors import SpecError, sort_key
 from generators.model import Service, build_service
-from generators.policy import PolicyError, PolicySet, unknown_ids
+from generators.policy import Finding, PolicyError, PolicySet, unknown_ids
 from generators.policy_input import policy_input
 from generators.spec import FileSummary
 from generators.yamlload import Located, load_yaml
@@ -125,6 +125,8 @@ class VerdictCache:
                     self.entries = data.get("files", {})
             except (OSError, ValueError, AttributeError):
                 self.entries = {}
+        # Verdicts of these policies were kept: the engine compiled them (a set it refuses keeps none).
+        self.proven = bool(self.entries)
 
     def get(self, path: str, stamp: Any) -> list[SpecError] | None:
         entry = self.entries.get(path)
@@ -169,7 +171,8 @@ class Judged(Protocol):
 
 def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, Any] | str],
                    stamp_of: Callable[[Judged], Any], catalog_dir: str, catalog_cache: str | None,
-                   verdicts_path: str | None, jobs: int = 1, record: bool = True) -> str | None:
+                   verdicts_path: str | None, jobs: int = 1, record: bool = True,
+                   found: Mapping[str, list[Finding]] | None = None, compiled: bool = False) -> str | None:
     """Add each spec's policy findings to its entry (denies to ``errors``, ``warn`` to ``warnings``) and set
     its ``verdict`` digest; return the lines of a configuration or policy error instead (every service
     then fails with them).
@@ -177,8 +180,11 @@ def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, 
     Only valid specs are judged. A verdict is reused from ``verdicts_path`` while the
     policies' digest and the spec's ``stamp_of`` are what they were; the others are evaluated in one
     engine run, from ``documents`` (the input documents the plan's validation made of the specs it
-    re-read) or, for an unchanged spec judged again (the policies changed), from its file. Without
-    ``record`` the verdicts file is read but not written (``nthlayer build --check``).
+    re-read) or, for an unchanged spec judged again (the policies changed), from its file; ``found``: the
+    findings about specs the plan's validation judged already (in Python, generators/policy_native.py),
+    valid once the engine has compiled the set: in this run, or (``compiled``, or a verdicts file of the
+    same policies) in one before. Without ``record`` the verdicts file is read but not written
+    (``nthlayer build --check``).
     """
     try:
         policies = project_policies()
@@ -198,12 +204,17 @@ def apply_policies(entries: Iterable[Judged], documents: Mapping[str, dict[str, 
         else:
             lines[entry.path] = hit
     if stale:
+        found = found or {}
+        asked = [path for path in stale if path not in found]
         try:
-            results = policies.evaluate_all([documents.get(path) or _document(path, catalog_dir, catalog_cache)
-                                             for path in stale], jobs)
+            results = dict(zip(asked, policies.evaluate_all(
+                [documents.get(path) or _document(path, catalog_dir, catalog_cache) for path in asked], jobs)))
+            if not asked and not compiled and not cache.proven:
+                policies.compile()  # the set's errors are the engine's, whoever judged
         except PolicyError as exc:
             return str(exc)
-        for path, findings in zip(stale, results):
+        for path in stale:
+            findings = found[path] if path in found else results[path]
             located = load_yaml(path) if findings else None  # marks only where a finding needs a line
             lines[path] = sorted((finding.error(located, path) for finding in findings), key=sort_key)
             cache.put(path, stamps[path], lines[path])
