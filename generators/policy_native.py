@@ -37,6 +37,8 @@ import os
 import re
 from typing import Any, Callable, Iterable
 
+import orjson
+
 UNDEF = object()  # a Rego expression with no value
 
 
@@ -111,6 +113,7 @@ class _Parser:
         self.tokens = _tokens(text)
         self.at = 0
         self.depth = 0  # inside ( [ { of a term: line ends are not statement ends
+        self.reads: set[tuple[str, ...]] = set()  # the input's parts read: key paths from its root
 
     def peek(self) -> tuple[str, Any]:
         if self.depth:
@@ -285,15 +288,15 @@ class _Parser:
             if self.tokens[self.at] == ("op", "("):
                 return self.call(value, scope)
             if value == "input":
-                base: Expr = _input
-            elif value in scope:
-                base = _variable(value)
-            else:
+                return self.refs(_input, scope, [])
+            if value not in scope:
                 raise _NotInSubset(f"name {value}")
-            return self.refs(base, scope)
+            return self.refs(_variable(value), scope)
         raise _NotInSubset(f"term {value!r}")
 
-    def refs(self, base: Expr, scope: set[str]) -> Expr:
+    def refs(self, base: Expr, scope: set[str], path: list[str] | None = None) -> Expr:
+        """``base`` followed by its ``.name`` and ``[E]`` refs; ``path``: the names read so far when
+        ``base`` is ``input`` (:attr:`reads` records where each such ref leaves the input's static keys)."""
         while True:
             token = self.tokens[self.at]  # no line end between a term and its ref
             if token == ("op", "."):
@@ -303,14 +306,24 @@ class _Parser:
                     raise _NotInSubset("ref")
                 self.at += 1
                 base = _dot(base, name)
+                if path is not None:
+                    path.append(name)
             elif token == ("op", "["):
                 self.at += 1
                 self.depth += 1
+                if path is not None:
+                    if self.tokens[self.at][0] == "string" and self.tokens[self.at + 1] == ("op", "]"):
+                        path.append(self.tokens[self.at][1])
+                    else:
+                        self.reads.add(tuple(path))
+                        path = None
                 key = self.expr(scope)
                 self.take("op", "]")
                 self.depth -= 1
                 base = _index(base, key)
             else:
+                if path is not None:
+                    self.reads.add(tuple(path))
                 return base
 
     def call(self, name: str, scope: set[str]) -> Expr:
@@ -700,6 +713,16 @@ def engine_value(value: Any) -> Any:
     raise Declined(f"a {kind.__name__} in the input")
 
 
+_WHOLE = None  # not a key of any document: "the whole value from here"
+
+
+def _read_parts(value: Any, reads: dict[str | None, Any]) -> Any:
+    """:func:`engine_value` of the parts of ``value`` the policies read (``reads``: NativePolicies.reads)."""
+    if reads.get(_WHOLE) or type(value) is not dict:
+        return engine_value(value)
+    return {key: _read_parts(value[key], inner) for key, inner in reads.items() if key in value}
+
+
 _PLAIN = re.compile(r'[\x00-\x1f"\\]')  # what the engine prints unescaped, breaking its JSON answer
 
 
@@ -725,13 +748,32 @@ def _answer_value(value: Any) -> None:
 class NativePolicies:
     """A compiled policy set: :meth:`tree` is the engine's answer for one input document."""
 
-    def __init__(self, packages: list[tuple[list[str], list[tuple[str, Expr, Stmt]]]]) -> None:
+    def __init__(self, packages: list[tuple[list[str], list[tuple[str, Expr, Stmt]]]],
+                 reads: Iterable[tuple[str, ...]]) -> None:
         self.packages = packages
+        self.reads: dict[str | None, Any] = {}  # the parts of the input the policies read, as a tree of keys
+        for path in sorted(reads, key=len):
+            node = self.reads
+            for key in path:
+                if node.get(_WHOLE):
+                    break
+                node = node.setdefault(key, {})
+            else:
+                node.clear()
+                node[_WHOLE] = True
 
     def tree(self, document: dict[str, Any]) -> dict[str, Any]:
         """The deny and warn sets of every package under ``nthlayer.policies``, as the engine answers
-        them (the entrypoint's tree, each set a list). Raises :class:`Declined`."""
-        env = {"input": engine_value(document)}
+        them (the entrypoint's tree, each set a list). Raises :class:`Declined`.
+
+        Only the parts of the document the policies name are made into the engine's values (the others
+        cannot change the answer); the engine refuses a document with a string that is not UTF-8
+        anywhere in it, which orjson (refusing it too) finds at C speed."""
+        try:
+            orjson.dumps(document)
+        except TypeError:  # (or an integer beyond 64 bits, which the engine might take: it decides)
+            raise Declined("a string that is not UTF-8") from None
+        env = {"input": _read_parts(document, self.reads)}
         tree: dict[str, Any] = {}
         for package, rules in self.packages:
             node = tree
@@ -760,15 +802,18 @@ def compile_policies(modules: Iterable[tuple[str, str]]) -> NativePolicies | Non
     if not enabled():
         return None
     packages = []
+    reads: set[tuple[str, ...]] = set()
     for _, text in modules:
+        parser = _Parser(text)
         try:
-            package, rules = _Parser(text).module()
+            package, rules = parser.module()
         except (_NotInSubset, IndexError, RecursionError):
             return None
         if package[:2] != ["nthlayer", "policies"] or len(package) < 3:
             return None
         packages.append((package, rules))
-    return NativePolicies(packages)
+        reads |= parser.reads
+    return NativePolicies(packages, reads)
 
 
 __all__ = ["Declined", "NativePolicies", "compile_policies", "enabled", "engine_value"]

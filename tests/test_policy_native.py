@@ -230,3 +230,16 @@ def test_the_shipped_policies_are_in_the_subset():
 def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("NTHLAYER_POLICY_ENGINE", "rego")
     assert policy_native.compile_policies(default_modules()) is None
+
+
+def test_only_the_parts_of_the_input_a_policy_names_are_read():
+    module = ('package nthlayer.policies.r\n\nimport rego.v1\n\n'
+              'deny contains sprintf("%v %v", [input.a.b, input["c d"][0]]) if {\n\tsome x in input.e\n\tx.f\n}\n')
+    native = policy_native.compile_policies([("r.rego", module)])
+    assert native.reads == {"a": {"b": {None: True}}, "c d": {None: True}, "e": {None: True}}
+    document = {"a": {"b": 0.5, "z": [1]}, "c d": [2], "e": [{"f": True}], "unread": 0.1234567}
+    assert native.tree(document) == engine_trees([("r.rego", module)], [document])[0] == {"r": {"deny": ["0.5 2"]}}
+    whole = module.replace("some x in input.e", "count(input) > 0\n\tsome x in input.e")
+    assert policy_native.compile_policies([("w.rego", whole)]).reads == {None: True}
+    with pytest.raises(policy_native.Declined):  # the engine refuses the whole document: it decides
+        native.tree({**document, "unread": "\ud800"})
