@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import marshal
 import math
 import os
+import re
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
@@ -66,40 +68,54 @@ def keep_validators_in(folder: str | None) -> None:
 def _compile_fast(name: str) -> Any:
     """fastjsonschema's validator for schema ``name``, from the folder of :func:`keep_validators_in` when
     it holds one made from the same schema text by the same fastjsonschema and Python, else compiled
-    (and kept there): the validator's generated code, marshalled, keyed by all three."""
+    (and kept there): the validator's generated code, marshalled, keyed by all three.
+
+    The generated code names each array item it descends into by ``"…[{i}]".format(**locals())``, a
+    dictionary of the validator's hundreds of locals made for every item of every list (8 µs each, a
+    tenth of a spec's validation). Only the verdict is read here (:func:`_fast_valid`), never a message:
+    the names are left unformatted."""
     import fastjsonschema
 
     schema = load_schema(name)
-    if not _KEPT_IN:
-        return fastjsonschema.compile(schema, use_default=False)
-    import hashlib
-    import marshal
-    import sys
-
     raw = resources.files("generators").joinpath("schemas", name).read_bytes()
-    key = hashlib.sha256(b"\0".join([raw, fastjsonschema.VERSION.encode(), sys.version.encode()])).hexdigest()[:16]
-    path = os.path.join(_KEPT_IN[0], f"{name}.{key}.marshal")
-    try:
-        with open(path, "rb") as handle:
-            func_name, code = marshal.load(handle)
-        namespace: dict[str, Any] = {}
-        exec(code, namespace)  # noqa: S102 - our own generated code, as Python's __pycache__ holds it
-        return namespace[func_name]
-    except (OSError, EOFError, ValueError, TypeError, KeyError):
-        pass
-    # use_default=False: it would otherwise write the schema's defaults into the document.
-    func = fastjsonschema.compile(schema, use_default=False)
-    code = compile(fastjsonschema.compile_to_code(schema, use_default=False), f"<{name} validator>", "exec")
-    from generators.render import write_if_changed
+    path = None
+    if _KEPT_IN:
+        import hashlib
+        import sys
 
-    write_if_changed(path, marshal.dumps((func.__name__, code)))
-    for other in os.listdir(_KEPT_IN[0]):  # the same schema's validators of other versions
-        if other.startswith(name + ".") and other != os.path.basename(path):
-            try:
-                os.remove(os.path.join(_KEPT_IN[0], other))
-            except OSError:
-                pass
-    return func
+        key = hashlib.sha256(b"\0".join([raw, fastjsonschema.VERSION.encode(), sys.version.encode(),
+                                         _UNFORMATTED.encode()])).hexdigest()[:16]
+        path = os.path.join(_KEPT_IN[0], f"{name}.{key}.marshal")
+        try:
+            with open(path, "rb") as handle:
+                func_name, code = marshal.load(handle)
+            return _defined(func_name, code)
+        except (OSError, EOFError, ValueError, TypeError, KeyError):
+            pass
+    # use_default=False: it would otherwise write the schema's defaults into the document.
+    text = fastjsonschema.compile_to_code(schema, use_default=False).replace(_UNFORMATTED, "")
+    func_name = re.search(r"^def (\w+)", text, re.MULTILINE)[1]  # the schema's own comes first
+    code = compile(text, f"<{name} validator>", "exec")
+    if path is not None:
+        from generators.render import write_if_changed
+
+        write_if_changed(path, marshal.dumps((func_name, code)))
+        for other in os.listdir(_KEPT_IN[0]):  # the same schema's validators of other versions
+            if other.startswith(name + ".") and other != os.path.basename(path):
+                try:
+                    os.remove(os.path.join(_KEPT_IN[0], other))
+                except OSError:
+                    pass
+    return _defined(func_name, code)
+
+
+_UNFORMATTED = ".format(**locals())"
+
+
+def _defined(func_name: str, code: Any) -> Any:
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - our own generated code, as Python's __pycache__ holds it
+    return namespace[func_name]
 
 
 def enable_fast_validation(name: str) -> None:
