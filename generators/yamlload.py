@@ -29,7 +29,29 @@ def _pyyaml() -> tuple[Any, type, Any]:
     importing it costs a process 23 ms, which a build whose specs are all unchanged never needs."""
     import yaml
 
-    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader), yaml.constructor.SafeConstructor()
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    resolved: dict[tuple[str, Any], str] = {}
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        """The safe loader, remembering each plain scalar's tag: the resolver's regular expressions ran
+        for every scalar of every file (a tenth of a spec's validation), and specs repeat their keys and
+        values. The tag depends on the text and its style alone (the safe loader has no path resolvers)."""
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            if kind is not yaml.ScalarNode:
+                return super().resolve(kind, value, implicit)
+            key = (value, implicit)
+            tag = resolved.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(resolved) < _RESOLVED_MAX:
+                    resolved[key] = tag
+            return tag
+
+    return yaml, Loader, yaml.constructor.SafeConstructor()
+
+
+_RESOLVED_MAX = 200_000  # scalars whose tags are remembered (a few megabytes at most)
 
 
 @dataclass
