@@ -253,7 +253,10 @@ def composite_paths(services_dir: str) -> list[str]:
 
 def is_composite_file(path: str) -> bool:
     """Whether a file given to ``nthlayer validate`` is a composite (it sits in a ``composites`` folder)."""
-    return os.path.basename(os.path.dirname(os.path.abspath(path))) == COMPOSITES_DIR
+    parent = os.path.basename(os.path.dirname(path))
+    if parent in ("", ".", ".."):  # (the folder is named by where the path leads: made absolute)
+        parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return parent == COMPOSITES_DIR
 
 
 def services_dir_of(path: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from generators.catalog import default_catalog_dir, technology_files
 from generators.composite import (CompositeResult, composite_paths, is_composite_file, services_dir_of,
@@ -80,9 +80,9 @@ def _known_services(services_dir: str | None, files: list[str]) -> dict[str, str
     'upstream' may refer to, and names a given file must not define again (a build would refuse both)."""
     folders = {services_dir} if services_dir else {os.path.dirname(f) or "." for f in files}
     names: dict[str, str] = {}
-    given = {os.path.abspath(f) for f in files}
+    given = _Paths(files)
     for path in expand_paths(sorted(folders)):
-        if os.path.abspath(path) in given:
+        if given.find(path) is not None:
             continue
         try:
             names.setdefault(load_spec(path).service.name, path)
@@ -91,13 +91,33 @@ def _known_services(services_dir: str | None, files: list[str]) -> dict[str, str
     return names
 
 
+class _Paths:
+    """Files as given, found again by another name of the same file: as given first (a folder's listing
+    names its files as the listing that gave them did: no 20,000 absolute paths made), else absolute."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = set(paths)
+        self.absolute: dict[str, str] | None = None
+
+    def find(self, path: str) -> str | None:
+        """The given path that names ``path``'s file, or None."""
+        if path in self.paths:
+            return path
+        if self.absolute is None:
+            self.absolute = {os.path.abspath(given): given for given in self.paths}
+        return self.absolute.get(os.path.abspath(path))
+
+
 def _composite_problems(services_dir: str | None, composites: list[str], validated: Validated) -> CompositeResult:
     """The composites checked against the specs of their services folder (``--services-dir``, else the
     folder above each one's ``composites`` folder): those just validated (loaded only where a composite
     names them), the others checked now."""
     result = CompositeResult([], [], [])
-    summaries = {os.path.abspath(path): summary for path, summary in validated.summaries.items()}
-    models = {os.path.abspath(spec.located.path): spec.service for spec in validated.result.specs}
+    if not composites:
+        return result
+    summaries = validated.summaries
+    validated_paths = _Paths(summaries)
+    models = {spec.located.path: spec.service for spec in validated.result.specs}
     by_folder: dict[str, list[str]] = {}
     for path in composites:
         by_folder.setdefault(services_dir or services_dir_of(path), []).append(path)
@@ -106,7 +126,7 @@ def _composite_problems(services_dir: str | None, composites: list[str], validat
         loaded: dict[str, Any] = {}
         invalid: dict[str, str] = {}
         for spec_path in expand_paths([folder]) if os.path.isdir(folder) else []:
-            key = os.path.abspath(spec_path)
+            key = validated_paths.find(spec_path) or spec_path
             summary = summaries.get(key)
             if summary is None:
                 summary, spec = summarize(spec_path)
