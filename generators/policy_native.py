@@ -25,14 +25,19 @@ comprehensions ``[E | BODY]``, and the calls ``count``, ``concat`` and ``sprintf
 
 What the engine does that is reproduced here, measured on regopy 1.5.2 (the tests pin each):
 
-- an input float reaches the engine as C's ``%f`` text of it (six decimals): 0.1234567 is 0.123457;
+- an input float reaches the engine as C's ``%f`` text of it (six decimals): 0.1234567 is 0.123457,
+  where a float written in the policy keeps its digits (applied where numbers are compared or formatted);
 - ``%v`` formats a float as ``%.16g`` (99.99 → ``99.98999999999999``, 100.0 → ``100``);
 - ``count`` of a number, ``concat`` of a list holding a non-string, iterating a scalar: undefined;
-- ``1 == 1.0`` holds, ``true == 1`` does not.
+- ``1 == 1.0`` holds, ``true == 1`` does not;
+- a string that is not UTF-8 anywhere in the document fails the whole evaluation (declined here).
+
+Measured: 0.03-0.05 ms a document for the seven shipped policies, where the engine takes 0.6 ms.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from typing import Any, Callable, Iterable
@@ -91,7 +96,7 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
         elif kind == "raw":
             tokens.append(("string", value[1:-1]))
         elif kind == "number":
-            tokens.append(("number", float(value) if any(c in value for c in ".eE") else int(value)))
+            tokens.append(("number", _Literal(value) if any(c in value for c in ".eE") else int(value)))
         elif kind == "name":
             tokens.append(("kw" if value in _KEYWORDS else "name", value))
         else:
@@ -113,7 +118,6 @@ class _Parser:
         self.tokens = _tokens(text)
         self.at = 0
         self.depth = 0  # inside ( [ { of a term: line ends are not statement ends
-        self.reads: set[tuple[str, ...]] = set()  # the input's parts read: key paths from its root
 
     def peek(self) -> tuple[str, Any]:
         if self.depth:
@@ -268,7 +272,8 @@ class _Parser:
             return _constant(value)
         if kind == "op" and value == "-" and self.tokens[self.at + 1][0] == "number":
             self.at += 2
-            return _constant(-self.tokens[self.at - 1][1])
+            number = self.tokens[self.at - 1][1]
+            return _constant(_Literal(-number) if isinstance(number, float) else -number)
         if kind == "kw" and value in ("true", "false", "null"):
             self.at += 1
             return _constant({"true": True, "false": False, "null": None}[value])
@@ -288,15 +293,14 @@ class _Parser:
             if self.tokens[self.at] == ("op", "("):
                 return self.call(value, scope)
             if value == "input":
-                return self.refs(_input, scope, [])
+                return self.refs(_input, scope)
             if value not in scope:
                 raise _NotInSubset(f"name {value}")
             return self.refs(_variable(value), scope)
         raise _NotInSubset(f"term {value!r}")
 
-    def refs(self, base: Expr, scope: set[str], path: list[str] | None = None) -> Expr:
-        """``base`` followed by its ``.name`` and ``[E]`` refs; ``path``: the names read so far when
-        ``base`` is ``input`` (:attr:`reads` records where each such ref leaves the input's static keys)."""
+    def refs(self, base: Expr, scope: set[str]) -> Expr:
+        """``base`` followed by its ``.name`` and ``[E]`` refs."""
         while True:
             token = self.tokens[self.at]  # no line end between a term and its ref
             if token == ("op", "."):
@@ -306,24 +310,14 @@ class _Parser:
                     raise _NotInSubset("ref")
                 self.at += 1
                 base = _dot(base, name)
-                if path is not None:
-                    path.append(name)
             elif token == ("op", "["):
                 self.at += 1
                 self.depth += 1
-                if path is not None:
-                    if self.tokens[self.at][0] == "string" and self.tokens[self.at + 1] == ("op", "]"):
-                        path.append(self.tokens[self.at][1])
-                    else:
-                        self.reads.add(tuple(path))
-                        path = None
                 key = self.expr(scope)
                 self.take("op", "]")
                 self.depth -= 1
                 base = _index(base, key)
             else:
-                if path is not None:
-                    self.reads.add(tuple(path))
                 return base
 
     def call(self, name: str, scope: set[str]) -> Expr:
@@ -549,7 +543,7 @@ def _kind(value: Any) -> str:
     kind = type(value)
     if kind is bool:
         return "boolean"
-    if kind is int or kind is float:
+    if kind is int or kind is float or kind is _Literal:
         return "number"
     if isinstance(value, str):
         return "string"
@@ -570,13 +564,35 @@ def _equal(left: Any, right: Any) -> bool:
     kind = _kind(left)
     if kind != _kind(right):
         return False
-    if kind == "number" and type(left) is not type(right) and max(abs(left), abs(right)) >= _EXACT:
-        raise Declined("a large integer compared with a float")
-    if kind == "array":
+    if kind == "number":
+        left, right = _numbers(left, right)
+    elif kind == "array":
         return len(left) == len(right) and all(_equal(a, b) for a, b in zip(left, right))
     if kind == "object":
         return left.keys() == right.keys() and all(_equal(value, right[key]) for key, value in left.items())
     return left == right
+
+
+class _Literal(float):
+    """A number written in a policy: the engine keeps it as written (an input's float it rounds)."""
+
+
+def _number(value: int | float) -> int | float:
+    """A number as the engine holds it: a float of the input through C's ``%f`` (six decimals)."""
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise Declined("a float that is not finite")
+        return float("%f" % value)
+    if type(value) is int and not -_INT64 <= value < _INT64:
+        raise Declined("an integer beyond 64 bits")
+    return float(value) if type(value) is _Literal else value
+
+
+def _numbers(left: int | float, right: int | float) -> tuple[int | float, int | float]:
+    a, b = _number(left), _number(right)
+    if type(a) is not type(b) and max(abs(a), abs(b)) >= _EXACT:
+        raise Declined("a large integer compared with a float")
+    return a, b
 
 
 def _compare(op: str, left: Expr, right: Expr) -> Expr:
@@ -590,9 +606,7 @@ def _compare(op: str, left: Expr, right: Expr) -> Expr:
             return not _equal(a, b)
         if _kind(a) != "number" or _kind(b) != "number":
             raise Declined("an ordering of non-numbers")
-        if type(a) is not type(b) and max(abs(a), abs(b)) >= _EXACT:
-            raise Declined("a large integer compared with a float")
-        return _ORDER[op](a, b)
+        return _ORDER[op](*_numbers(a, b))
     return test
 
 
@@ -665,9 +679,9 @@ def _format(verb: str, value: Any) -> str:
             raise Declined("%d of a string")
         return value
     if kind is int:
-        return str(value)
-    if kind is float and verb == "v":
-        return "%.16g" % value
+        return str(_number(value))
+    if (kind is float or kind is _Literal) and verb == "v":
+        return "%.16g" % _number(value)
     if kind is bool and verb == "v":
         return "true" if value else "false"
     if value is None and verb == "v":
@@ -680,47 +694,9 @@ _BUILTINS: dict[str, tuple[Callable[..., Any], int]] = {
 _RESERVED = {"input", "data", "_", *_BUILTINS}
 
 
-# ------------------------------------------------------------------------------------------ the input
+# ------------------------------------------------------------------------------------------ the answer
 
 _INT64 = 2 ** 63
-
-
-def engine_value(value: Any) -> Any:
-    """The input document as the engine holds it: floats through C's ``%f`` (six decimals); anything the
-    engine refuses or represents otherwise declined."""
-    kind = type(value)
-    if kind is str:
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise Declined("a string that is not UTF-8") from None
-        return value
-    if kind is dict:
-        return {key: engine_value(inner) for key, inner in value.items()}
-    if kind is list:
-        return [engine_value(inner) for inner in value]
-    if kind is float:
-        if value != value or value in (float("inf"), float("-inf")):
-            raise Declined("a float that is not finite")
-        return float("%f" % value)
-    if kind is int:
-        if not -_INT64 <= value < _INT64:
-            raise Declined("an integer beyond 64 bits")
-        return value
-    if kind is bool or value is None:
-        return value
-    raise Declined(f"a {kind.__name__} in the input")
-
-
-_WHOLE = None  # not a key of any document: "the whole value from here"
-
-
-def _read_parts(value: Any, reads: dict[str | None, Any]) -> Any:
-    """:func:`engine_value` of the parts of ``value`` the policies read (``reads``: NativePolicies.reads)."""
-    if reads.get(_WHOLE) or type(value) is not dict:
-        return engine_value(value)
-    return {key: _read_parts(value[key], inner) for key, inner in reads.items() if key in value}
 
 
 _PLAIN = re.compile(r'[\x00-\x1f"\\]')  # what the engine prints unescaped, breaking its JSON answer
@@ -739,7 +715,7 @@ def _answer_value(value: Any) -> None:
     elif isinstance(value, str):
         if _PLAIN.search(value):
             raise Declined("a string the engine's answer does not escape")
-    elif kind is float:
+    elif isinstance(value, float):
         raise Declined("a float in a finding")
 
 
@@ -748,32 +724,21 @@ def _answer_value(value: Any) -> None:
 class NativePolicies:
     """A compiled policy set: :meth:`tree` is the engine's answer for one input document."""
 
-    def __init__(self, packages: list[tuple[list[str], list[tuple[str, Expr, Stmt]]]],
-                 reads: Iterable[tuple[str, ...]]) -> None:
+    def __init__(self, packages: list[tuple[list[str], list[tuple[str, Expr, Stmt]]]]) -> None:
         self.packages = packages
-        self.reads: dict[str | None, Any] = {}  # the parts of the input the policies read, as a tree of keys
-        for path in sorted(reads, key=len):
-            node = self.reads
-            for key in path:
-                if node.get(_WHOLE):
-                    break
-                node = node.setdefault(key, {})
-            else:
-                node.clear()
-                node[_WHOLE] = True
 
     def tree(self, document: dict[str, Any]) -> dict[str, Any]:
         """The deny and warn sets of every package under ``nthlayer.policies``, as the engine answers
         them (the entrypoint's tree, each set a list). Raises :class:`Declined`.
 
-        Only the parts of the document the policies name are made into the engine's values (the others
-        cannot change the answer); the engine refuses a document with a string that is not UTF-8
+        The document is read as it is: a number is made the engine's where it is compared or
+        formatted (:func:`_number`). The engine refuses a document with a string that is not UTF-8
         anywhere in it, which orjson (refusing it too) finds at C speed."""
         try:
             orjson.dumps(document)
         except TypeError:  # (or an integer beyond 64 bits, which the engine might take: it decides)
             raise Declined("a string that is not UTF-8") from None
-        env = {"input": _read_parts(document, self.reads)}
+        env = {"input": document}
         tree: dict[str, Any] = {}
         for package, rules in self.packages:
             node = tree
@@ -802,18 +767,15 @@ def compile_policies(modules: Iterable[tuple[str, str]]) -> NativePolicies | Non
     if not enabled():
         return None
     packages = []
-    reads: set[tuple[str, ...]] = set()
     for _, text in modules:
-        parser = _Parser(text)
         try:
-            package, rules = parser.module()
+            package, rules = _Parser(text).module()
         except (_NotInSubset, IndexError, RecursionError):
             return None
         if package[:2] != ["nthlayer", "policies"] or len(package) < 3:
             return None
         packages.append((package, rules))
-        reads |= parser.reads
-    return NativePolicies(packages, reads)
+    return NativePolicies(packages)
 
 
-__all__ = ["Declined", "NativePolicies", "compile_policies", "enabled", "engine_value"]
+__all__ = ["Declined", "NativePolicies", "compile_policies", "enabled"]
