@@ -465,14 +465,15 @@ class Checked(NamedTuple):
     selector_warnings: tuple[SpecError, ...] = ()
 
 
-def check_file(path: str, catalog_dir: str | None = None) -> Checked:
-    """:func:`summarize` plus, with ``catalog_dir``, the selector warnings of a valid spec."""
+def check_file(path: str, catalog_dir: str | None = None, catalog_cache: str | None = None) -> Checked:
+    """:func:`summarize` plus, with ``catalog_dir``, the selector warnings of a valid spec (its catalog
+    files kept validated in ``catalog_cache``: generators.catalog.load_technology_cached)."""
     summary, spec = summarize(path)
     if spec is None or catalog_dir is None or not spec.service.technologies:
         return Checked(summary, spec)
     from generators.catalog_labels import spec_selector_warnings  # it reads the catalog, which imports us
 
-    return Checked(summary, spec, tuple(spec_selector_warnings(spec.located, spec.service, catalog_dir)))
+    return Checked(summary, spec, tuple(spec_selector_warnings(spec.located, spec.service, catalog_dir, catalog_cache)))
 
 
 def validate_specs(paths: Iterable[str], known_technologies: Iterable[str] | None,
