@@ -18,7 +18,7 @@ import orjson
 
 from generators.alertmanager import Routing
 from generators.catalog import default_catalog_dir, technology_files
-from generators.errors import SpecError, SpecErrors, as_errors, sort_key
+from generators.errors import SpecError, as_errors, sort_key
 from generators.policy import engine_count, start_engines, stop_engines
 from generators.model import Service, build_service
 from generators.render import write_if_changed
@@ -180,38 +180,37 @@ def _code_fingerprint() -> str:
 _CATALOG: list[tuple[str, str | None]] = []
 
 
-def _summarize_one(path: str) -> tuple[FileSummary, Service | None, Any, tuple[str, ...], Any]:
-    """A spec's summary and model (the build's SLO generators applied), where its dependency selectors
-    are (for the selector warnings the parent adds: it holds the catalog files, which a worker would
-    otherwise read again), the keys of the plugins that apply to it, and what its policy input document
-    is made of: the spec as written (so a finding's pointer is a place in the file) and its model before
-    the plugins. The parent makes the documents (:func:`_policy_document`; they name the catalog
-    categories of the technologies, and only the parent holds the catalog) and evaluates the policies
-    on every changed spec at once. A plugin that fails on the spec makes it invalid, with the plugin's
-    line as its error."""
+def _summarize_one(path: str) -> tuple[FileSummary, Service | None, tuple[str, ...], Any]:
+    """A spec's summary with its selector warnings, its model (the build's SLO generators applied), the
+    keys of the plugins that apply to it, and its policy verdict (:func:`_judged`). In a pool worker:
+    the catalog files it reads are kept validated in state/catalog, where the other worker and the
+    parent read them back. A plugin that fails on the spec makes it invalid, with the plugin's line as
+    its error."""
     summary, spec = summarize(path)
     if spec is None:
-        return summary, None, None, (), None
+        return summary, None, (), None
     from generators.catalog_labels import SelectorMarks
 
-    source = (spec.located.data, spec.service)
+    source = (spec.located.data, spec.service)  # a policy reads the spec as written, its model before the plugins
     try:
         applied, keys = apply_plugins(spec)
     except PluginError as exc:
         # The spec itself is valid: its routing stays in alertmanager.yml while the plugin is fixed.
         failed = summary._replace(errors=(exc.as_spec_error(),))
-        return failed, spec.service, SelectorMarks.of(spec.located, spec.service), (), source
+        return (_with_selector_warnings(failed, spec.service, SelectorMarks.of(spec.located, spec.service)),
+                spec.service, (), _judged(path, source))
     if applied is not spec:  # an SLO generator changed its SLOs: their names name its files
         summary = summary._replace(slos=tuple(slo.name for slo in applied.service.slos))
-    return summary, applied.service, SelectorMarks.of(spec.located, applied.service), keys, source
+    return (_with_selector_warnings(summary, applied.service, SelectorMarks.of(spec.located, applied.service)),
+            applied.service, keys, _judged(path, source))
 
 
-def _judge_early(path: str, source: Any) -> None:
-    """A spec's policy verdict found now, in Python, when the policies allow (generators/policy_native.py:
-    ``_FOUND``); else its policy input document kept as JSON text for the engine's run (``_DOCUMENTS``:
-    10,000 of them wait for that run; as dicts, they cost the parent a hundred megabytes more)."""
-    if source is None or not _CATALOG:
-        return
+def _judged(path: str, source: tuple[Any, Service]) -> list[Any] | str | None:
+    """A spec's policy findings, found in Python when the policies allow (generators/policy_native.py);
+    else its policy input document as JSON text, for the engine's run (10,000 of them wait for it: as
+    dicts, they cost the parent a hundred megabytes more)."""
+    if not _CATALOG:
+        return None
     from nthlayer.buildsys.policies import policy_document
 
     data, service = source
@@ -219,12 +218,11 @@ def _judge_early(path: str, source: Any) -> None:
     native = _native_policies()
     findings = native.native_findings(document) if native is not None else None
     if findings is not None:
-        _FOUND[path] = findings
-        return
+        return findings
     try:
-        _DOCUMENTS[path] = orjson.dumps(document).decode()  # for the engine's JSON parser alone: 5x json's speed
+        return orjson.dumps(document).decode()  # for the engine's JSON parser alone: 5x json's speed
     except TypeError:  # what orjson refuses (an integer beyond 64 bits): json's text parses the same
-        _DOCUMENTS[path] = json.dumps(document)
+        return json.dumps(document)
 
 
 def _native_policies() -> Any:
@@ -300,14 +298,15 @@ def worker_count() -> int:
 
 
 def _summarize_all(paths: list[str], meanwhile: _Warmer | None = None
-                   ) -> list[tuple[FileSummary, Service | None, Any, tuple[str, ...], Any]]:
-    """Validate files, in two forked processes when there are many and two cores (a first build of
-    1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order; ``meanwhile``
-    is called with each summary and model as they arrive, while the pool works on the rest, and may
-    hand the pool work of its own (:meth:`_Warmer.__call__`)."""
+                   ) -> list[tuple[FileSummary, Service | None, tuple[str, ...], Any]]:
+    """Validate (and judge) files, in two forked processes when there are many and two cores (a first
+    build of 1000 specs: 1 s of YAML parsing and JSON Schema checks). Results come back in order;
+    ``meanwhile`` is called with each summary and model as they arrive, while the pool works on the
+    rest (:meth:`_Warmer.__call__`)."""
     workers = worker_count()
     if len(paths) >= PARALLEL_MIN_FILES:
         enable_fast_validation("service.schema.json")  # before the fork: the pool inherits it
+        _native_policies()  # and the policies, compiled
     if len(paths) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [_summarize_one(path) for path in paths]
     results = []
@@ -317,22 +316,10 @@ def _summarize_all(paths: list[str], meanwhile: _Warmer | None = None
         for result in pool.imap(_summarize_one, paths, chunksize=max(1, len(paths) // (workers * 8))):
             results.append(result)
             if meanwhile is not None:
-                meanwhile(result[0], result[1], pool)
+                meanwhile(result[0], result[1])
         if meanwhile is not None:
             meanwhile.collect()
     return results
-
-
-def _validate_technology(path: str, cache_dir: str) -> bool:
-    """In a pool worker: validate one catalog file into ``cache_dir`` (load_technology_cached's record, which
-    the parent then reads back); whether it is valid."""
-    from generators.catalog import load_technology_cached
-
-    try:
-        load_technology_cached(path, cache_dir)
-    except SpecErrors:
-        return False
-    return True
 
 
 # Specs in a row whose shapes all had their templates before the parent stops making them: shapes repeat,
@@ -342,44 +329,38 @@ SHAPES_SATURATED = 50
 
 class _Warmer:
     """What every build process would otherwise do alone, done once in the parent before doit forks
-    its workers: while the plan's pool validates the specs, each catalog file the specs name validated
-    by the pool too (each once, kept in state/catalog) and read back by the parent (in memory for the
-    forked workers); then, while the Rego engines judge the specs (:meth:`prepare`), the generator
-    modules imported and the shape templates of the valid specs made (kinds.prepare_shapes) until
-    :data:`SHAPES_SATURATED` specs in a row make none. A first build of 1000 services: two workers each
-    spent 0.2-0.3 s of CPU on the catalog files, and 0.3 s on templates the other had made too; made in
-    the parent while the pool ran, the catalog files and the templates kept the pool's results waiting."""
+    its workers: each catalog file the specs name, which the plan's pool validated (each once, kept in
+    state/catalog), read back by the parent (in memory for the forked workers); then, while the policy
+    run judges the specs (:meth:`prepare`), the generator modules imported and the shape templates of
+    the valid specs made (kinds.prepare_shapes) until :data:`SHAPES_SATURATED` specs in a row make none.
+    A first build of 1000 services: two workers each spent 0.2-0.3 s of CPU on the catalog files, and
+    0.3 s on templates the other had made too; made in the parent while the pool ran, the catalog files
+    and the templates kept the pool's results waiting."""
 
     def __init__(self, catalog_dir: str, cache_dir: str) -> None:
         self.catalog_dir = catalog_dir
         self.cache_dir = cache_dir
-        self.seen: set[str] = set()
-        self.jobs: list[tuple[str, Any]] = []  # catalog files being validated by the pool
+        self.seen: set[str] = set()  # the technologies the specs name
         self.services: list[Service] = []  # the valid specs' models, in order, for prepare()
 
-    def __call__(self, summary: FileSummary, service: Service | None, pool: Any = None) -> None:
-        files = technology_files(self.catalog_dir)
-        for ref in summary.technologies:
-            if ref.value not in self.seen and ref.value in files:
-                self.seen.add(ref.value)
-                path = files[ref.value]
-                self.jobs.append((path, pool.apply_async(_validate_technology, (path, self.cache_dir))
-                                  if pool is not None else None))
+    def __call__(self, summary: FileSummary, service: Service | None) -> None:
+        self.seen.update(ref.value for ref in summary.technologies)
         if service is not None and not summary.errors:
             self.services.append(service)
 
     def collect(self) -> None:
-        """Wait for the pool's catalog files, then read them back (a file whose record could not be kept is
-        validated here)."""
+        """Read back the catalog files the specs name, which the pool's workers kept validated (a file whose
+        record could not be kept is validated here)."""
         from generators.catalog import load_technology_cached
 
-        for path, job in self.jobs:
+        files = technology_files(self.catalog_dir)
+        for name in sorted(self.seen):
             try:
-                if job is None or job.get():
-                    load_technology_cached(path, self.cache_dir)
+                if name in files:
+                    load_technology_cached(files[name], self.cache_dir)
             except Exception:  # noqa: BLE001 - only a head start: the tasks meet (and report) any problem again
                 pass
-        self.jobs = []
+        self.seen = set()
 
     def prepare(self) -> None:
         """Make the shape templates of the specs validated, in their order, until SHAPES_SATURATED in a
@@ -422,16 +403,18 @@ def spec_stats() -> dict[str, FileStat]:
 Summary = tuple[FileSummary, Routing | None, tuple[str, ...], tuple[str, ...]]  # and routing, upstream, plugins
 
 
-def _checked(path: str, result: tuple[FileSummary, Service | None, Any, tuple[str, ...], Any],
+def _checked(path: str, result: tuple[FileSummary, Service | None, tuple[str, ...], Any],
              key: list[int] | None, last: tuple[Routing, Iterable[str]] | None) -> Summary:
     """A file validated in this run (:func:`_summarize_one`) as the plan holds it: its summary with the
     selector warnings, its routing and upstream (a broken spec keeps ``last``, its last valid version's),
-    the plugins that apply. Its policy verdict (or input document) waits for the policy run, its model for
-    the build's load_service."""
-    summary, service, marks, plugins, source = result
-    _judge_early(path, source)
+    the plugins that apply. Its policy verdict (``_FOUND``, or its input document: ``_DOCUMENTS``) waits
+    for the policy run, its model for the build's load_service."""
+    summary, service, plugins, judged = result
+    if isinstance(judged, str):
+        _DOCUMENTS[path] = judged
+    elif judged is not None:
+        _FOUND[path] = judged
     if service is not None:
-        summary = _with_selector_warnings(summary, service, marks)
         if key is not None and not summary.errors:  # (a plugin's failure: its task reports it)
             _LOADED[_loaded_key(path, key[0], key[1])] = service  # the build's load_service reuses it
         return summary, Routing.of(service), tuple(service.upstream), tuple(plugins)
@@ -885,7 +868,7 @@ def _meanwhile(call: Callable[[], Any], work: Callable[[], None]) -> Any:
 
 
 _DOCUMENTS: dict[str, str] = {}  # policy input documents (JSON text) of the specs validated by this plan
-_FOUND: dict[str, Any] = {}  # or their findings, when the Python evaluator answered (_judge_early)
+_FOUND: dict[str, Any] = {}  # or their findings, when the Python evaluator answered (_judged)
 _NATIVE: list[Any] = []  # the project's policies when that evaluator judges them (make_plan)
 
 
