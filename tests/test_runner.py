@@ -98,3 +98,28 @@ def test_install_is_idempotent_and_targets_doits_run_command() -> None:
         assert not install()
     finally:
         cmd_run.MRunner = saved
+
+
+BIG_JOBS = textwrap.dedent('''
+    from nthlayer.buildsys.runner import install
+    assert install()
+    DOIT_CONFIG = {"num_process": 2, "par_type": "process", "verbosity": 0, "dep_file": "deps.json",
+                   "backend": "json"}
+
+    def log(name):
+        with open("log.txt", "a") as handle:
+            handle.write(name + "\\n")
+
+    def task_big():
+        # 300 KB a job, four queued at once: more than a pipe holds, and the prefetching runner writes
+        # its jobs into a pipe itself (runner.JobPipe): its writes wait for the workers to read.
+        for i in range(8):
+            yield {"name": str(i), "actions": [(log, [f"big{i}"])], "doc": str(i) * 300_000}
+''')
+
+
+def test_jobs_larger_than_a_pipe_holds(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text(BIG_JOBS)
+    result = subprocess.run([sys.executable, "-m", "doit"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted((tmp_path / "log.txt").read_text().split()) == [f"big{i}" for i in range(8)]
