@@ -329,24 +329,32 @@ SHAPES_SATURATED = 50
 
 class _Warmer:
     """What every build process would otherwise do alone, done once in the parent before doit forks
-    its workers: each catalog file the specs name, which the plan's pool validated (each once, kept in
-    state/catalog), read back by the parent (in memory for the forked workers); then, while the policy
-    run judges the specs (:meth:`prepare`), the generator modules imported and the shape templates of
-    the valid specs made (kinds.prepare_shapes) until :data:`SHAPES_SATURATED` specs in a row make none.
-    A first build of 1000 services: two workers each spent 0.2-0.3 s of CPU on the catalog files, and
-    0.3 s on templates the other had made too; made in the parent while the pool ran, the catalog files
-    and the templates kept the pool's results waiting."""
+    its workers, while the plan's pool validates the specs (:meth:`__call__` sees each as it arrives):
+    the generator modules imported and the shape templates of the valid specs made (kinds.prepare_shapes)
+    until :data:`SHAPES_SATURATED` specs in a row make none; then each catalog file the specs name,
+    which the pool's workers validated (each once, kept in state/catalog), read back (:meth:`collect`),
+    in memory for the forked workers. A first build of 1000 services: two workers each spent 0.2-0.3 s
+    of CPU on the catalog files, and 0.3 s on templates the other had made too. The templates were made
+    after the pool until the policies came to be judged in Python (0.6 s at 10,000 specs with a core
+    idle); the parent has had little else to do with the pool's results since."""
 
     def __init__(self, catalog_dir: str, cache_dir: str) -> None:
         self.catalog_dir = catalog_dir
         self.cache_dir = cache_dir
         self.seen: set[str] = set()  # the technologies the specs name
-        self.services: list[Service] = []  # the valid specs' models, in order, for prepare()
+        self.barren = -1  # valid specs in a row that made no template (-1: the modules are yet to import)
 
     def __call__(self, summary: FileSummary, service: Service | None) -> None:
         self.seen.update(ref.value for ref in summary.technologies)
-        if service is not None and not summary.errors:
-            self.services.append(service)
+        if service is None or summary.errors or self.barren >= SHAPES_SATURATED:
+            return
+        if self.barren < 0:
+            import_generators()
+            self.barren = 0
+        try:
+            self.barren = 0 if prepare_shapes(service, self.catalog_dir, self.cache_dir) else self.barren + 1
+        except Exception:  # noqa: BLE001 - only a head start: the service's own task reports any problem
+            self.barren += 1
 
     def collect(self) -> None:
         """Read back the catalog files the specs name, which the pool's workers kept validated (a file whose
@@ -361,20 +369,6 @@ class _Warmer:
             except Exception:  # noqa: BLE001 - only a head start: the tasks meet (and report) any problem again
                 pass
         self.seen = set()
-
-    def prepare(self) -> None:
-        """Make the shape templates of the specs validated, in their order, until SHAPES_SATURATED in a
-        row make none."""
-        import_generators()
-        barren = 0
-        for service in self.services:
-            if barren >= SHAPES_SATURATED:
-                break
-            try:
-                barren = 0 if prepare_shapes(service, self.catalog_dir, self.cache_dir) else barren + 1
-            except Exception:  # noqa: BLE001 - as above: the service's own task reports it
-                barren += 1
-        self.services = []
 
 
 def _spec_keys(files: list[str]) -> dict[str, list[int] | None]:
@@ -527,17 +521,10 @@ def make_plan(services_dir: str, out_dir: str, catalog_dir: str | None = None,
         from nthlayer.buildsys.policies import VERDICTS_FILE, apply_policies
 
         judged = [entry for entry in entries.values() if judge is None or judge(entry)]
-
-        def judge_all() -> str | None:
-            return apply_policies(judged, _DOCUMENTS, _verdict_stamp, catalog_dir,
-                                  os.path.join(state_dir, "catalog") if state_dir else None,
-                                  os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
-                                  worker_count(), record, found=_FOUND)
-
-        if warmer is not None and warmer.services:  # the engines judge while this process makes the templates
-            policy_error = _meanwhile(judge_all, warmer.prepare)
-        else:
-            policy_error = judge_all()
+        policy_error = apply_policies(
+            judged, _DOCUMENTS, _verdict_stamp, catalog_dir, os.path.join(state_dir, "catalog") if state_dir else None,
+            os.path.join(os.path.dirname(index_path) or ".", VERDICTS_FILE) if index_path else None,
+            worker_count(), record, found=_FOUND)
     finally:
         stop_engines()
     _DOCUMENTS.clear()
@@ -842,29 +829,6 @@ class _Snapshot:
         key, base = self._heads()
         write_if_changed(self.path, f"{key}\n{base}\n".encode() + pickle.dumps(
             (self.keys, plan), protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _meanwhile(call: Callable[[], Any], work: Callable[[], None]) -> Any:
-    """``call()``'s result (or exception), run in a thread while this one does ``work()``: ``call`` mostly
-    waits for processes of its own (the Rego engines)."""
-    import threading
-
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="judge", daemon=True)
-    thread.start()
-    work()
-    thread.join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
 
 
 _DOCUMENTS: dict[str, str] = {}  # policy input documents (JSON text) of the specs validated by this plan
