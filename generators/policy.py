@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
@@ -413,6 +412,8 @@ def _line_col(source: str, offset: int) -> tuple[int, int]:
 
 
 def _regopy_version() -> str:
+    import importlib.metadata  # (20 ms to import: only a digest needs it)
+
     try:
         return importlib.metadata.version("regopy")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency

@@ -26,6 +26,7 @@ from generators.spec import (FileSummary, cross_file_problems, enable_fast_valid
                              keep_validators_in, load_spec, summarize)
 from generators.yamlload import external_links_allowed, load_yaml
 from nthlayer.buildsys.backend import FileStat, compact_json, read_json
+from nthlayer.buildsys.parallel import PARALLEL_MIN_FILES, worker_count
 from nthlayer.buildsys.kinds import CORE_CODE, GENERATORS_DIR, SHARED_DIRS, import_generators, prepare_shapes
 from nthlayer.buildsys.plugin_kinds import active as active_plugins
 from nthlayer.buildsys.plugin_kinds import apply_plugins
@@ -289,14 +290,6 @@ def _entry_stamps(summary: FileSummary) -> dict[str, list[int] | None]:
     return catalog_stamps(ref.value for ref in summary.technologies)
 
 
-PARALLEL_MIN_FILES = 200  # below this, forking costs more than it saves
-
-
-def worker_count() -> int:
-    """Processes a build splits its work over: two where there are two cores (docs/benchmarks.md)."""
-    return min(2, len(os.sched_getaffinity(0)))
-
-
 def _summarize_all(paths: list[str], meanwhile: _Warmer | None = None
                    ) -> list[tuple[FileSummary, Service | None, tuple[str, ...], Any]]:
     """Validate (and judge) files, in two forked processes when there are many and two cores (a first
@@ -310,7 +303,7 @@ def _summarize_all(paths: list[str], meanwhile: _Warmer | None = None
     if len(paths) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [_summarize_one(path) for path in paths]
     results = []
-    from nthlayer.buildsys.runner import die_with_parent
+    from nthlayer.buildsys.parallel import die_with_parent
 
     with multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         for result in pool.imap(_summarize_one, paths, chunksize=max(1, len(paths) // (workers * 8))):

@@ -19,7 +19,6 @@ from generators.policy import Finding, PolicyError, PolicySet, unknown_ids
 from generators.policy_input import policy_input
 from generators.spec import FileSummary
 from generators.yamlload import Located, load_yaml
-from nthlayer.buildsys.backend import compact_json, read_json
 from nthlayer.buildsys.outputs import doit_signature
 from nthlayer.config import ConfigError, ProjectConfig, load_config
 
@@ -119,6 +118,8 @@ class VerdictCache:
         self.entries: dict[str, list[Any]] = {}
         self.dirty = False
         if path and os.path.exists(path):
+            from nthlayer.buildsys.backend import read_json  # (it imports doit, which validate does not need)
+
             try:
                 data = read_json(path)
                 if data.get("policies") == digest:
@@ -150,6 +151,7 @@ class VerdictCache:
         if not self.path or not self.dirty:
             return
         from generators.render import write_if_changed
+        from nthlayer.buildsys.backend import compact_json
 
         data = {"policies": self.digest, "files": self.entries}
         write_if_changed(self.path, compact_json(data, sort_keys=True))

@@ -25,7 +25,6 @@ otherwise leaves doit's runner alone: the build stays correct, only slower.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import signal
@@ -38,6 +37,8 @@ from typing import Any
 from doit.runner import ERROR, JobTask, JobTaskPickle, MRunner
 from doit.task import DelayedLoaded
 
+from nthlayer.buildsys.parallel import die_with_parent
+
 AHEAD = 2  # tasks queued per worker: the one it runs and the next
 
 # What a worker's run of a task changes on it (doit's Task.execute: the flag, the options it works out, the
@@ -48,7 +49,6 @@ _RETURNED = frozenset({"executed", "options", "result", "values"})
 STOP_GRACE = 10.0  # seconds the running tasks get to finish after a stop signal
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOPPED: list[int] = []  # the stop signal that ended this process's build, if any (nthlayer build's exit code)
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def release_free_memory() -> None:
@@ -68,33 +68,6 @@ def release_free_memory() -> None:
         return
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
-
-
-def die_with_parent(parent: int | None = None) -> None:
-    """End this (forked) process when its parent dies, whatever kills the parent. ``parent``: the pid it
-    had before the fork (default: the current parent), so that one already dead is noticed.
-
-    Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG). Elsewhere, or if prctl fails: a daemon
-    thread checks twice a second that the parent is still the same process. Also a Pool initializer.
-    """
-    if parent is None:
-        parent = os.getppid()
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-    if not armed:
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 STOP_POLL = 0.2  # seconds between the parent's looks at the stop flag while it waits for a result

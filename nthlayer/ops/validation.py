@@ -25,7 +25,7 @@ from generators.policy import PolicySet, start_engines, stop_engines
 from generators.spec import (Checked, FileSummary, LoadedSpec, ValidationResult, check_file, enable_fast_validation,
                              validate_specs)
 from generators.yamlload import load_yaml
-from nthlayer.buildsys.plan import PARALLEL_MIN_FILES, worker_count
+from nthlayer.buildsys.parallel import PARALLEL_MIN_FILES, worker_count
 from nthlayer.ops.validate_cache import ValidateCache, content_digest, lines_json, lines_of
 
 
@@ -79,7 +79,7 @@ def _check_all(files: list[str], documents: dict[str, str],
     if len(files) < PARALLEL_MIN_FILES or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         results = [_check_one(path) for path in files]
     else:
-        from nthlayer.buildsys.runner import die_with_parent
+        from nthlayer.buildsys.parallel import die_with_parent
 
         enable_fast_validation("service.schema.json")  # before the fork: the pool inherits it
         context = multiprocessing.get_context("fork")
