@@ -249,12 +249,17 @@ def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
     except OSError as exc:
         raise _error(path, f"cannot read file: {exc.strerror}") from None
     with handle:
-        mode = os.fstat(handle.fileno()).st_mode
+        status = os.fstat(handle.fileno())
+        mode = status.st_mode
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "not a file")
             raise _error(path, f"not a regular file ({kind}); only regular files are read")
         try:
-            raw = handle.read(limit + 1)
+            # Its size and one byte more (a file that grew since shows it), not limit + 1 bytes: a buffer
+            # that large made and shrunk for every small spec cost more than the read.
+            raw = handle.read(min(status.st_size, limit) + 1)
+            if status.st_size < len(raw) <= limit:
+                raw += handle.read(limit + 1 - len(raw))
         except OSError as exc:
             raise _error(path, f"cannot read file: {exc.strerror}") from None
     if len(raw) > limit:
