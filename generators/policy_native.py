@@ -107,7 +107,10 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
 
 # ---------------------------------------------------------------------------------------------- parser
 # Expressions compile to functions env -> value (or UNDEF); statements to functions (env, then) -> None
-# that call ``then(env)`` once per way the statement holds. ``env`` is a dict of bound variables.
+# that call ``then(env)`` once per way the statement holds. ``env`` is the dict of bound variables of one
+# rule's evaluation: a statement binds its variables in it before calling ``then`` and removes them
+# after (``then`` uses the bindings at once: a finding's head, a comprehension's item); the parser
+# refuses a variable bound twice, so a binding never hides another.
 
 Expr = Callable[[dict], Any]
 Stmt = Callable[[dict, Callable[[dict], None]], None]
@@ -483,7 +486,7 @@ def _comprehension(head: Expr, body: Stmt) -> Expr:
             value = head(inner)
             if value is not UNDEF:
                 values.append(value)
-        body(dict(env), collect)
+        body(env, collect)
         return values
     return make
 
@@ -504,12 +507,16 @@ def _some(names: list[str], collection: Expr) -> Stmt:
             raise Declined("an object iterated")  # the engine's order of keys is not reproduced
         if type(values) is not list:
             return  # a scalar or undefined: nothing to iterate (the engine's answer too)
+        name = names[-1]
+        key = names[0] if len(names) == 2 else None
         for index, value in enumerate(values):
-            inner = dict(env)
-            if len(names) == 2:
-                inner[names[0]] = index
-            inner[names[-1]] = value
-            then(inner)
+            if key is not None:
+                env[key] = index
+            env[name] = value
+            then(env)
+        env.pop(name, None)
+        if key is not None:
+            env.pop(key, None)
     return run
 
 
@@ -517,9 +524,9 @@ def _assign(name: str, expression: Expr) -> Stmt:
     def run(env: dict, then: Callable[[dict], None]) -> None:
         value = expression(env)
         if value is not UNDEF:
-            inner = dict(env)
-            inner[name] = value
-            then(inner)
+            env[name] = value
+            then(env)
+            del env[name]
     return run
 
 
@@ -595,15 +602,18 @@ def _numbers(left: int | float, right: int | float) -> tuple[int | float, int | 
     return a, b
 
 
+_PLAIN_TYPES = (str, bool, type(None))  # compared by Python as by Rego when both sides have one of them
+
+
 def _compare(op: str, left: Expr, right: Expr) -> Expr:
     def test(env: dict) -> Any:
         a, b = left(env), right(env)
         if a is UNDEF or b is UNDEF:
             return UNDEF
         if op == "==":
-            return _equal(a, b)
+            return a == b if type(a) is type(b) and type(a) in _PLAIN_TYPES else _equal(a, b)
         if op == "!=":
-            return not _equal(a, b)
+            return a != b if type(a) is type(b) and type(a) in _PLAIN_TYPES else not _equal(a, b)
         if _kind(a) != "number" or _kind(b) != "number":
             raise Declined("an ordering of non-numbers")
         return _ORDER[op](*_numbers(a, b))
