@@ -316,6 +316,10 @@ def substitution_keeps_style(text: str, key: bool, words: tuple[str, ...], lead_
     letter or digit where a letter was; printable ASCII stays printable ASCII; a literal block's first
     and last characters stay alphanumeric or unchanged and no " \n" appears. Those are every input of
     :func:`_plain_ok` and :func:`_literal_ok` but the resolver, which no longer looks at the text.
+    The resolver does look at a string starting with one of the letters of bools and nulls ("No
+    http_requests_total series", "Ticket team-a when ..."), but what it looks for there is one word
+    (``yes``, ``Off``, ``null``, ...): a space in the text, which replacing words neither adds nor removes,
+    rules it out.
     """
     if key or not text or not all(word.isascii() and word[:1].isalpha() and word[-1:].isalpha() for word in words):
         return False
@@ -323,7 +327,7 @@ def substitution_keeps_style(text: str, key: bool, words: tuple[str, ...], lead_
         return True
     if text.startswith(words):
         return lead_unresolved
-    return unresolved_start(text[0])
+    return unresolved_start(text[0]) or (text[0].isalpha() and " " in text)
 
 
 def yaml_bytes(documents: list[Any] | Any, source: str, multi: bool = False) -> bytes:

@@ -33,7 +33,6 @@ back. The result is byte-identical to generating the service directly, by constr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -45,7 +44,7 @@ NAME = PREFIX + "SERVICE"
 TEAM = PREFIX + "TEAM"
 SOURCE = PREFIX + "SOURCE"
 MAX_SHAPES = 256  # templates kept per kind (a few tens of kB each)
-MAX_SEEN = 100_000  # shapes remembered as seen once (16-byte digests)
+MAX_SEEN = 100_000  # shapes remembered as seen once (by hash)
 
 Documents = Callable[[Service], "dict[str, tuple[Any, bool]]"]
 # Renders documents as files (``render.render_files``' signature): a kind that writes JSON passes its own.
@@ -78,10 +77,10 @@ _FREE_TEXT = frozenset({"runbook_url", "description"})  # may mention the servic
 
 
 class _Template:
-    __slots__ = ("key", "files", "checks", "settled_length", "settled_count", "_settled")
+    __slots__ = ("key", "files", "_all", "_settled", "_led", "_unled", "_settled_bound")
 
     def __init__(self, files: dict[str, bytes], checks: list[_Check], placeholders: tuple[str, ...]) -> None:
-        self.key: tuple[Any, ...] = ()  # the full shape key (shapes are remembered by digest)
+        self.key: tuple[Any, ...] = ()  # the full shape key (shapes are remembered by a hash of it)
         # Each file as a %-format of its placeholders (by index) when it holds any, so that substituting
         # is one pass in C (``data % values``) instead of one bytes.replace per placeholder: a tenth of a
         # build's CPU went to those passes over the largest files. Placeholders never overlap (all begin
@@ -95,22 +94,45 @@ class _Template:
                 for index in held:
                     data = data.replace(placeholders[index].encode(), b"%%(%d)s" % index)
             self.files.append((path, data, held))
-        self.checks = [check for check in checks if not check.settled]
-        # The settled checks pass at once while each stays within render.MAX_SCALAR characters: true of all
-        # when the longest of them, its placeholders all replaced by the longest real text, would.
-        settled = [check for check in checks if check.settled]
-        self.settled_length = max((len(check.text) for check in settled), default=0)
-        self.settled_count = max((sum(count for _, count, _ in check.needs) for check in settled), default=0)
-        self._settled = settled
+        # With inert real text, most checks pass on their new length alone (see _same_style), and whole
+        # groups of them pass at once when their longest text, each placeholder replaced by the longest
+        # real text, stays within render.MAX_SCALAR: the settled checks, and the checks led by each
+        # placeholder once its real text's first character passes render.unresolved_start. A kind's
+        # template holds tens of such strings: checked one by one, they were a sixth of its time.
+        self._all = checks
+        self._settled = [check for check in checks if check.settled]
+        self._settled_bound = _bound(self._settled)
+        self._unled = [check for check in checks if not check.settled and check.lead < 0]
+        led: dict[int, list[_Check]] = {}
+        for check in checks:
+            if not check.settled and check.lead >= 0:
+                led.setdefault(check.lead, []).append(check)
+        self._led = [(lead, _bound(group), group) for lead, group in sorted(led.items())]
 
-    def checks_for(self, subs: tuple[tuple[str, str], ...], inert: bool) -> list[_Check]:
-        """The checks one service's real text must pass."""
+    def keeps_style(self, subs: tuple[tuple[str, str], ...], inert: bool, longest: int) -> bool:
+        """Whether every placeholder-bearing string is written in the stand-in's style with one service's
+        real text (``subs``: placeholder, real text; ``inert`` and ``longest``: see _Shape) in it."""
         if not inert:
-            return self._settled + self.checks
-        longest = max(len(real) for _, real in subs)
-        if self.settled_length + self.settled_count * longest > render.MAX_SCALAR:
-            return self._settled + self.checks
-        return self.checks
+            return _same_style(self._all, subs, False)
+        pending = list(self._unled)
+        if not _within(self._settled_bound, longest):
+            pending += self._settled
+        for lead, bound, group in self._led:
+            if not (render.unresolved_start(subs[lead][1][0]) and _within(bound, longest)):
+                pending += group
+        return _same_style(pending, subs, True)
+
+
+def _bound(checks: list[_Check]) -> tuple[int, int]:
+    """The longest text of ``checks`` and the most placeholders one of them holds."""
+    return (max((len(check.text) for check in checks), default=0),
+            max((sum(count for _, count, _ in check.needs) for check in checks), default=0))
+
+
+def _within(bound: tuple[int, int], longest: int) -> bool:
+    """Whether every string of a group stays within render.MAX_SCALAR once each placeholder is replaced by
+    text of at most ``longest`` characters."""
+    return bound[0] + bound[1] * longest <= render.MAX_SCALAR
 
 
 class _Check(NamedTuple):
@@ -126,7 +148,7 @@ class _Check(NamedTuple):
 
 _NEW, _UNUSABLE = object(), object()
 _PREPARING: list[bool] = []  # non-empty inside preparing()
-_seen: dict[bytes, Any] = {}  # shape key digest → its _Template, None (seen once) or _UNUSABLE
+_seen: dict[Any, Any] = {}  # shape key hash → its _Template, None (seen once) or _UNUSABLE
 _templates: dict[str, int] = {}
 stats = {"direct": 0, "templated": 0, "not_in_shape": 0}
 
@@ -136,7 +158,8 @@ class _Parts:
     field's stand-in value and the repr that keys the shape, which fields' real text holds the prefix,
     and the (placeholder, real text) pairs."""
 
-    __slots__ = ("service", "values", "reprs", "prefixed", "base", "every", "neutral_base", "neutral_every")
+    __slots__ = ("service", "values", "reprs", "prefixed", "base", "every", "neutral_base", "neutral_every",
+                 "facts_base", "facts_every")
     reprs: dict[str, str]
     prefixed: dict[str, bool]
 
@@ -174,6 +197,9 @@ class _Parts:
         self.prefixed = {} if PREFIX in repr(service) else dict.fromkeys(_FIELDS, False)
         self.neutral_base = all(_neutral(real) for _, real in self.base)
         self.neutral_every = self.neutral_base and all(_neutral(real) for _, real in self.every[3:])
+        # Whether all real text of ``base`` (``every``) is inert, and its longest length (see _Shape).
+        self.facts_base = _facts(self.base)
+        self.facts_every = _facts(self.every)
 
     def key(self, field: str) -> str:
         """The field's part of the shape key: repr, not the value: Decimal("500") == Decimal("500.0") and
@@ -191,28 +217,55 @@ class _Parts:
         return found
 
 
+def _facts(subs: tuple[tuple[str, str], ...]) -> tuple[bool, int]:
+    return all(render.INERT.match(real) for _, real in subs), max(len(real) for _, real in subs)
+
+
 _parts: list[_Parts] = []  # the last service's (its kinds are generated one after another)
+_READS: dict[frozenset[str], tuple[tuple[str, ...], tuple[str, ...], bool]] = {}  # per kind: see _fields
 
 
-def _standin(service: Service, reads: frozenset[str]
-             ) -> tuple[tuple[Any, ...], Callable[[], Service], tuple[tuple[str, str], ...]] | None:
-    """The shape key, the maker of the stand-in service (needed only to make a template) and the
-    (placeholder, real text) pairs to substitute back; None when the spec cannot be templated."""
+def _fields(reads: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    """For a kind's ``reads``: the fields of its shape key in order, those whose real text must not hold the
+    prefix, and whether it reads the technologies. Worked out once per kind."""
+    found = _READS.get(reads)
+    if found is None:
+        found = _READS[reads] = (
+            tuple(field for field in _FIELDS if field in reads and field not in ("name", "team", "source")),
+            tuple(field for field in _FIELDS if field in reads and field != "tier"),
+            "technologies" in reads)
+    return found
+
+
+class _Shape(NamedTuple):
+    key: tuple[Any, ...]
+    standin: Callable[[], Service]  # the stand-in service (needed only to make a template)
+    subs: tuple[tuple[str, str], ...]  # (placeholder, real text) pairs to substitute back
+    inert: bool  # all real text matches render.INERT
+    longest: int  # the longest real text
+
+
+def _standin(service: Service, reads: frozenset[str]) -> _Shape | None:
+    """The shape of ``service`` for a kind reading ``reads``; None when the spec cannot be templated."""
     if _parts and _parts[0].service is service:
         parts = _parts[0]
     else:
         parts = _Parts(service)
         _parts[:] = [parts]
-    with_technologies = "technologies" in reads
+    key_fields, checked, with_technologies = _fields(reads)
     if with_technologies and parts.values["technologies"] is None:
         return None
     if not (parts.neutral_every if with_technologies else parts.neutral_base):
         return None
-    if any(parts.holds_prefix(field) for field in reads if field != "tier"):
+    if any(parts.holds_prefix(field) for field in checked):
         return None
-    key = tuple(parts.key(field) for field in _FIELDS if field in reads and field not in ("name", "team", "source"))
-    values = {field: parts.values[field] if field in reads else UNUSED for field in _FIELDS}
-    return key, lambda: dataclasses.replace(service, **values), parts.every if with_technologies else parts.base
+
+    def standin() -> Service:
+        return dataclasses.replace(service, **{field: parts.values[field] if field in reads else UNUSED
+                                               for field in _FIELDS})
+
+    subs, (inert, longest) = (parts.every, parts.facts_every) if with_technologies else (parts.base, parts.facts_base)
+    return _Shape(tuple(parts.key(field) for field in key_fields), standin, subs, inert, longest)
 
 
 def _standin_technologies(technologies: tuple[Technology, ...], sub: Callable[[str], str],
@@ -324,10 +377,13 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
     ``renderer`` replaces render_files for a kind that writes JSON (the Grafana dashboards)."""
     shape = _standin(service, reads)
     if shape is not None:
-        key = (kind, context, *shape[0])
-        # A digest keeps a repository of one-off shapes cheap to remember; a template also holds its full
-        # key, compared before use, so two shapes sharing a digest would only cost a direct generation.
-        digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
+        key = (kind, context, *shape.key)
+        # A hash keeps a repository of one-off shapes cheap to remember; a template also holds its full
+        # key, compared before use, so two shapes sharing a hash would only cost a direct generation.
+        try:
+            digest: Any = hash(key)
+        except TypeError:  # a context that cannot be hashed: its text
+            digest = repr(key)
         template = _seen.get(digest, _NEW)
         if template is _NEW and renderer is not None:
             template = None  # a JSON kind's template costs what one direct generation costs: make it at once
@@ -337,10 +393,10 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
         elif template is None and _templates.get(kind, 0) < MAX_SHAPES:
             _templates[kind] = _templates.get(kind, 0) + 1
             try:
-                standin = shape[1]()
+                standin = shape.standin()
                 if check is not None:
                     check(standin)
-                template = _template(documents, standin, tuple(placeholder for placeholder, _ in shape[2]),
+                template = _template(documents, standin, tuple(placeholder for placeholder, _ in shape.subs),
                                      renderer)
             except _NotInShape:
                 stats["not_in_shape"] += 1
@@ -352,10 +408,9 @@ def shaped_files(kind: str, documents: Documents, reads: frozenset[str], service
             _seen[digest] = template or _UNUSABLE
         if _PREPARING:
             return {}
-        subs = shape[2]
+        subs = shape.subs
         if isinstance(template, _Template) and template.key == key:
-            inert = all(render.INERT.match(real) for _, real in subs)
-            if _same_style(template.checks_for(subs, inert), subs, inert):
+            if template.keeps_style(subs, shape.inert, shape.longest):
                 stats["templated"] += 1
                 values = {b"%d" % index: real.encode("utf-8") for index, (_, real) in enumerate(subs)}
                 return {out_dir + path[1:]: data % values if held else data for path, data, held in template.files}

@@ -139,6 +139,11 @@ def test_substitution_keeps_style_examples() -> None:
     assert not substitution_keeps_style(name, False, (name,))  # the service may be called "true"
     assert substitution_keeps_style(name, False, (name,), lead_unresolved=True)  # ... but starts with, say, "c"
     assert not substitution_keeps_style(f"a {name}", True, (name,))  # keys are always checked
+    # Bools and nulls are single words: a string starting with one of their letters and holding a space is text.
+    assert substitution_keeps_style(f"No x{{job=\"{name}\"}} series", False, (name,))
+    assert substitution_keeps_style(f"n {name}", False, (name,))
+    assert not substitution_keeps_style(f"n{name}", False, (name,))  # "n" + "ull"
+    assert not substitution_keeps_style(f"2026-11-{name} 10:00:00", False, (name,))  # a date holds a space
 
 
 JSON_LEAVES = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
