@@ -74,6 +74,7 @@ class _Unused:
 UNUSED: Any = _Unused()
 _FIELDS = tuple(field.name for field in dataclasses.fields(Service))
 _FREE_TEXT = frozenset({"runbook_url", "description"})  # may mention the service or team by name
+_SUBSTITUTED = _FREE_TEXT | {"name", "team", "source", "labels", "sli", "technologies"}  # stand-in values differ
 
 
 class _Template:
@@ -193,8 +194,7 @@ class _Parts:
         self.values = values
         self.every = tuple(every)
         self.reprs = {}  # filled as kinds ask (each reads a few fields)
-        # Whether a field's real value holds placeholder text; usually known for all fields at once.
-        self.prefixed = {} if PREFIX in repr(service) else dict.fromkeys(_FIELDS, False)
+        self.prefixed = {}  # likewise
         self.neutral_base = all(_neutral(real) for _, real in self.base)
         self.neutral_every = self.neutral_base and all(_neutral(real) for _, real in self.every[3:])
         # Whether all real text of ``base`` (``every``) is inert, and its longest length (see _Shape).
@@ -210,10 +210,12 @@ class _Parts:
         return text
 
     def holds_prefix(self, field: str) -> bool:
-        """Whether the service's own value of the field holds placeholder text."""
+        """Whether the service's own value of the field holds placeholder text. A field the stand-in keeps
+        as it is has the repr its key part has."""
         found = self.prefixed.get(field)
         if found is None:
-            found = self.prefixed[field] = PREFIX in repr(getattr(self.service, field))
+            own = self.key(field) if field not in _SUBSTITUTED else repr(getattr(self.service, field))
+            found = self.prefixed[field] = PREFIX in own
         return found
 
 

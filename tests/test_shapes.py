@@ -122,6 +122,19 @@ def test_free_text_naming_the_service_still_shares_a_shape() -> None:
     assert shapes.stats["templated"] == 1
 
 
+@pytest.mark.parametrize("documents, reads", KINDS, ids=["openslo", "slo_rules"])
+def test_placeholder_text_in_a_field_kept_as_it_is_means_direct_generation(documents: Any, reads: frozenset[str]
+                                                                          ) -> None:
+    """A spec whose own text holds a placeholder, in a field the stand-in does not change (an SLO's
+    description): substituting back would meet it, so the service is generated directly."""
+    base = next(s for s in EXAMPLES if s.slos)
+    odd = dataclasses.replace(base.slos[0], description=f"{shapes.NAME} and {shapes.TEAM} own this")
+    service = dataclasses.replace(base, slos=(odd, *base.slos[1:]))
+    for twin in (service, renamed(service, "twin-one"), renamed(service, "twin-two")):
+        assert shaped(documents, reads, twin) == direct(documents, twin)
+    assert shapes.stats["templated"] == 0
+
+
 def test_a_field_read_but_not_declared_falls_back_to_direct_generation() -> None:
     def documents(service: Service) -> dict[str, tuple[Any, bool]]:
         docs = slo_rules.slo_rule_documents(service)
