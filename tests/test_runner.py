@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import json
 import subprocess
 import sys
 import textwrap
@@ -123,3 +124,21 @@ def test_jobs_larger_than_a_pipe_holds(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "doit"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted((tmp_path / "log.txt").read_text().split()) == [f"big{i}" for i in range(8)]
+
+
+BIG_RESULTS = BIG_JOBS.replace('yield {"name"', 'yield {"name"').replace(
+    '"actions": [(log, [f"big{i}"])]', '"actions": [(log, [f"big{i}"]), (lambda i=i: {"v": str(i) * 300_000},)]')
+
+
+def test_jobs_and_results_larger_than_a_pipe_holds(tmp_path: Path) -> None:
+    """300 KB jobs, four queued, and 300 KB results (the task's values), both ways through pipes whose
+    writers wait while they are full: the parent writes a job only when it cannot wait on a worker that
+    waits on the parent (runner.JobPipe.fits)."""
+    (tmp_path / "dodo.py").write_text(BIG_RESULTS)
+    result = subprocess.run([sys.executable, "-m", "doit"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted((tmp_path / "log.txt").read_text().split()) == [f"big{i}" for i in range(8)]
+    saved = json.loads((tmp_path / "deps.json").read_text())
+    assert sorted(saved) == ["big"] + [f"big:{i}" for i in range(8)]  # the group task, and each one
+    assert all(saved[f"big:{i}"]["_values_:"]["v"] == str(i) * 300_000 for i in range(8))
+
