@@ -67,6 +67,7 @@ def namespace() -> dict[str, Any]:
     from the spec files as they are then.
     """
     gc.set_threshold(*GC_THRESHOLDS)
+    gc.unfreeze()  # a long-lived process: the last load's objects (frozen below) within reach again
     atexit.unregister(_freeze_at_exit)  # once per process (a long-lived one loads the build again)
     atexit.register(_freeze_at_exit)
     given = {name: value for name in ("services", "out", "state", "secrets_dir", "strict", "shard", "shard_by",
@@ -131,6 +132,10 @@ def namespace() -> dict[str, Any]:
                          judge=None if shard is None else shard.holds,  # a shard judges its own specs
                          read=prefetch if fast else None)
     full = plan  # every spec: the prune keeps every service's folder, the fragment reads its shard's share
+    # The plan lives as long as the build: out of the cyclic collector's reach from here on, in this process
+    # and the workers it forks. Its objects were otherwise walked again by the next collection of the older
+    # generation: 0.25 s at 10,000 services, in the parent, while it alone works (making the tasks).
+    gc.freeze()
     if shard is not None:
         plan = in_shard(full, shard)
     def task_correlate() -> dict[str, Any]:
